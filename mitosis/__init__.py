@@ -1,0 +1,50 @@
+"""mitosis: reproducible, describable, reusable and composable experiments, shared through git.
+
+>>> import mitosis
+>>> trial = mitosis.run(my_experiment, {"noise": "low"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._model import CodeState, Param, Trial
+from ._params import experiment
+from ._recorder import load, trials
+from ._runner import run
+from .exceptions import (
+    AmbiguousTrialId,
+    BadParameter,
+    MitosisError,
+    StoreError,
+    TrialFailed,
+    UnknownExperiment,
+    UnknownTrial,
+    UnknownVariant,
+    VariantConflict,
+)
+
+try:
+    __version__ = version("mitosis")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AmbiguousTrialId",
+    "BadParameter",
+    "CodeState",
+    "MitosisError",
+    "Param",
+    "StoreError",
+    "Trial",
+    "TrialFailed",
+    "UnknownExperiment",
+    "UnknownTrial",
+    "UnknownVariant",
+    "VariantConflict",
+    "__version__",
+    "experiment",
+    "load",
+    "run",
+    "trials",
+]

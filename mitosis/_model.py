@@ -1,0 +1,209 @@
+"""The records mitosis keeps, as frozen attrs classes, and the one cattrs converter for them."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+__all__ = ["FORMAT", "CodeState", "Environment", "Param", "Trial", "converter"]
+
+#: Version of the store format written by this mitosis (see docs/architecture.md).
+FORMAT = 1
+
+STATUSES = ("ok", "failed", "killed", "interrupted")
+
+
+@attrs.frozen
+class Param:
+    """One resolved parameter of a trial.
+
+    Attributes:
+        variant: the variant name from the lookup dictionary, or the repr of a literal value.
+        value: the value as canonical JSON (see the equality rule), or None when only dill holds it.
+        source: ``"variant"`` (named in a lookup dictionary), ``"literal"`` or ``"default"`` (the
+            function's default, not given by the caller).
+        type: the qualified name of the value's type.
+        fingerprint: what equality of values is decided by.
+        dill: path, inside the trial's folder, of the value pickled with dill, when JSON cannot
+            hold it exactly.
+    """
+
+    variant: str
+    value: Any
+    source: str
+    type: str
+    fingerprint: str
+    dill: str | None = None
+
+
+@attrs.frozen
+class CodeState:
+    """The git state of the code the experiment came from.
+
+    Attributes:
+        repository: the work tree's path on the machine that ran the trial.
+        commit: HEAD's commit id, or None in a repository without commits.
+        branch: the checked-out branch, or None for a detached HEAD.
+        remotes: remote name to URL, with any user name or password removed.
+        dirty: whether tracked files differed from HEAD, or untracked files existed
+            (the trial's ``code.diff`` holds the difference).
+    """
+
+    repository: str
+    commit: str | None
+    branch: str | None
+    remotes: dict[str, str]
+    dirty: bool
+
+
+@attrs.frozen
+class Environment:
+    """Where a trial ran: interpreter, platform and environment variables (secrets redacted)."""
+
+    python: str
+    implementation: str
+    executable: str
+    platform: str
+    machine: str
+    host: str
+    user: str
+    cwd: str
+    variables: dict[str, str]
+
+
+@attrs.frozen
+class Trial:
+    """One recorded run of an experiment, read from the store's JSON (nothing is unpickled).
+
+    Attributes:
+        id: hex id; any unique prefix of 4 or more characters finds the trial.
+        experiment: the experiment's name (its branch is ``mitosis/<experiment>``).
+        status: ``ok``, ``failed``, ``killed`` or ``interrupted``.
+        main: the headline result; None unless the trial succeeded.
+        metrics: named results (JSON values; others as their repr).
+        params: tracked parameters by name.
+        untracked: parameters marked untracked (recorded, never locked).
+        started: start time, ISO 8601 in UTC.
+        duration: seconds from starting the trial process to its end.
+        host: the machine's name.
+        user: the user that ran the trial.
+        function: ``module:qualname`` of the experiment function.
+        code: the code's git state, or None when it is not in a git repository.
+        error: the traceback or reason when the trial did not succeed.
+        files: paths inside the trial's folder of what was recorded besides JSON.
+        location: the store's path (not recorded; None for a debug trial).
+    """
+
+    id: str
+    experiment: str
+    status: str
+    main: Any
+    metrics: dict[str, Any]
+    params: dict[str, Param]
+    untracked: dict[str, Param]
+    started: str
+    duration: float
+    host: str
+    user: str
+    function: str
+    code: CodeState | None
+    error: str | None = None
+    files: list[str] = attrs.field(factory=list)
+    mitosis: str = ""
+    format: int = FORMAT
+    location: str | None = attrs.field(default=None, eq=False, repr=False)
+    debug_results: bytes | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def variants(self) -> dict[str, str]:
+        """Parameter name to variant name, for the tracked parameters."""
+        return {name: p.variant for name, p in self.params.items()}
+
+    @property
+    def figures(self) -> list[str]:
+        """Paths of the trial's PNG figures inside its folder, in the order they were saved."""
+        return [f for f in self.files if f.startswith("figures/")]
+
+    @property
+    def path(self) -> str:
+        """The trial's folder inside the experiment branch's tree."""
+        return trial_dir(self.id)
+
+    def results(self) -> Any:
+        """What the experiment returned, unpickled with dill.
+
+        This is the only method that unpickles: call it on trials from stores you trust.
+
+        Raises:
+            StoreError: the trial recorded no results (it failed) or the store is gone.
+        """
+        from ._serialize import loads_dill
+
+        if self.debug_results is not None:
+            return loads_dill(self.debug_results)
+        return loads_dill(self._read(f"results/{self.experiment}.dill"))
+
+    def value(self, name: str) -> Any:
+        """The value a parameter (tracked or untracked) had, loaded exactly.
+
+        Values that JSON holds exactly are decoded from JSON; others are unpickled from the
+        trial's dill file (so call this on trials from stores you trust).
+
+        Raises:
+            KeyError: the trial has no parameter ``name``.
+        """
+        from ._serialize import decode, loads_dill
+
+        param = self.params.get(name) or self.untracked.get(name)
+        if param is None:
+            known = ", ".join(sorted([*self.params, *self.untracked])) or "(none)"
+            raise KeyError(f"trial {self.id} has no parameter {name!r}; it has: {known}")
+        if param.dill is None:
+            return decode(param.value)
+        return loads_dill(self._read(param.dill))
+
+    def read(self, name: str) -> bytes:
+        """The bytes of a file in the trial's folder, e.g. ``output.log`` or a figure."""
+        return self._read(name)
+
+    def _read(self, name: str) -> bytes:
+        from ._store import Store
+        from .exceptions import StoreError
+
+        if self.location is None:
+            raise StoreError(f"trial {self.id} was a debug trial: nothing of it was stored")
+        with Store.open(self.location) as store:
+            data = store.read_file(self.experiment, str(PurePosixPath(self.path, name)))
+        if data is None:
+            raise StoreError(
+                f"trial {self.id} has no {name!r} (status {self.status}); "
+                f"it recorded: {', '.join(self.files) or 'no files'}"
+            )
+        return data
+
+
+def trial_dir(trial_id: str) -> str:
+    """``trials/<id[:2]>/<id>``: sharded so that a commit rewrites a few small trees."""
+    return f"trials/{trial_id[:2]}/{trial_id}"
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    omit = override(omit=True)
+    conv.register_unstructure_hook(
+        Trial,
+        make_dict_unstructure_fn(Trial, conv, location=omit, debug_results=omit),
+    )
+    conv.register_structure_hook(
+        Trial,
+        make_dict_structure_fn(Trial, conv, location=omit, debug_results=omit),
+    )
+    return conv
+
+
+#: The one converter between records and JSON-ready dicts.
+converter = _make_converter()

@@ -1,0 +1,188 @@
+"""Turning a finished trial into files on its experiment's branch, and reading trials back.
+
+Reading touches JSON only: listing and loading trials never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+import attrs
+
+from ._model import FORMAT, Trial, converter, trial_dir
+from ._params import Resolved
+from ._serialize import dumps_json
+from ._store import Store
+from .exceptions import StoreError, UnknownExperiment, VariantConflict
+
+__all__ = ["commit_message", "load", "lock_check", "read_trials", "trials", "variant_files"]
+
+_SUMMARY_VALUE = 40
+# Trials parsed from JSON, by the id of their folder's tree: content-addressed, so never stale.
+_CACHE: dict[bytes, Trial] = {}
+_CACHE_LIMIT = 200_000
+
+
+def variant_path(param: str, variant: str) -> str:
+    """``variants/<param>/<variant>`` without extension; the name is %-escaped to be a path."""
+    return f"variants/{param}/{quote(variant, safe=' -_.,=+@()')}"
+
+
+def variant_files(resolved: Iterable[Resolved]) -> dict[str, bytes]:
+    """The lock files of the named variants among ``resolved`` (the same bytes on every server
+    for the same value, so that histories merge)."""
+    files: dict[str, bytes] = {}
+    for r in resolved:
+        if not (r.tracked and r.source == "variant"):
+            continue
+        base = variant_path(r.name, r.variant)
+        dill_name = None
+        if r.encoded.pickled is not None:
+            dill_name = base.rsplit("/", 1)[1] + ".dill"
+            files[base + ".dill"] = r.encoded.pickled
+        record = {
+            "param": r.name,
+            "variant": r.variant,
+            "value": r.encoded.json,
+            "type": r.encoded.type,
+            "fingerprint": r.encoded.fingerprint,
+            "dill": dill_name,
+        }
+        files[base + ".json"] = dumps_json(record, indent=2).encode()
+    return files
+
+
+def _describe(record: dict[str, Any]) -> str:
+    if record.get("value") is not None or record.get("dill") is None:
+        return f"{dumps_json(record.get('value'))} ({record.get('type')})"
+    return f"a pickled {record.get('type')} ({record.get('fingerprint')})"
+
+
+def lock_check(experiment: str, resolved: list[Resolved]) -> Any:
+    """A store check refusing a named variant already locked to a different value."""
+
+    def check(store: Store, tree_id: bytes | None) -> None:
+        for r in resolved:
+            if not (r.tracked and r.source == "variant") or tree_id is None:
+                continue
+            raw = store.read_file(experiment, variant_path(r.name, r.variant) + ".json", tree_id)
+            if raw is None:
+                continue
+            locked = json.loads(raw)
+            if locked.get("fingerprint") == r.encoded.fingerprint:
+                continue
+            mine = {"value": r.encoded.json, "type": r.encoded.type, "dill": "",
+                    "fingerprint": r.encoded.fingerprint}
+            raise VariantConflict(
+                experiment,
+                r.name,
+                r.variant,
+                _describe(locked),
+                _describe(mine),
+                _locked_by(store, experiment, r.name, r.variant),
+            )
+
+    return check
+
+
+def _locked_by(store: Store, experiment: str, param: str, variant: str) -> str:
+    users = [
+        t
+        for t in read_trials(store, experiment)
+        if param in t.params and t.params[param].source == "variant"
+        and t.params[param].variant == variant
+    ]
+    return min(users, key=lambda t: (t.started, t.id)).id if users else "(unknown: merged in)"
+
+
+def commit_message(trial: Trial) -> str:
+    """A one-line summary, then git trailers, so ``git log`` reads like a lab notebook."""
+
+    def short(text: str) -> str:
+        text = " ".join(text.split())
+        return text if len(text) <= _SUMMARY_VALUE else text[: _SUMMARY_VALUE - 1] + "…"
+
+    params = " ".join(f"{n}={short(p.variant)}" for n, p in trial.params.items())
+    result = f"main={short(json.dumps(trial.main))}" if trial.status == "ok" else trial.status
+    summary = f"{trial.experiment}: {params or '(no parameters)'} -> {result} ({trial.status})"
+    code = "none"
+    if trial.code is not None:
+        code = (trial.code.commit or "no-commit") + (" dirty" if trial.code.dirty else "")
+    return (
+        f"{summary}\n\n"
+        f"Mitosis-Trial: {trial.id}\n"
+        f"Mitosis-Experiment: {trial.experiment}\n"
+        f"Mitosis-Code-Commit: {code}\n"
+        f"Mitosis-Status: {trial.status}\n"
+    )
+
+
+def _parse(data: bytes, where: str) -> Trial:
+    try:
+        raw = json.loads(data)
+        if raw.get("format", 1) > FORMAT:
+            raise StoreError(
+                f"{where} was written by a newer mitosis (store format {raw['format']}); "
+                "upgrade mitosis to read it"
+            )
+        return converter.structure(raw, Trial)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{where} is not a readable trial record: {exc}") from None
+
+
+def read_trials(store: Store, experiment: str) -> list[Trial]:
+    """The trials on an experiment's branch, read from their ``trial.json`` blobs alone."""
+    found = []
+    for trial_id, tree_id in store.trial_dirs(experiment):
+        trial = _CACHE.get(tree_id)
+        if trial is None:
+            data = store.read_file(experiment, "trial.json", tree_id)
+            if data is None:
+                continue
+            trial = _parse(data, f"trial {trial_id} of {experiment}")
+            if len(_CACHE) >= _CACHE_LIMIT:
+                _CACHE.clear()
+            _CACHE[tree_id] = trial
+        found.append(attrs.evolve(trial, location=store.path))
+    return found
+
+
+def trials(
+    experiment: str | None = None, *, store: str | os.PathLike[str] | None = None
+) -> list[Trial]:
+    """Every recorded trial of an experiment (or of all experiments), oldest first.
+
+    Reads JSON only: nothing is unpickled.
+
+    Raises:
+        UnknownExperiment: the store has no branch for ``experiment``.
+    """
+    with Store.open(store) as st:
+        names = st.experiments()
+        if experiment is not None:
+            if experiment not in names:
+                raise UnknownExperiment(experiment, names, st.path)
+            names = [experiment]
+        found = [t for name in names for t in read_trials(st, name)]
+    return sorted(found, key=lambda t: (t.started, t.id))
+
+
+def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Trial:
+    """The trial whose id starts with ``id_prefix`` (4 or more hex digits).
+
+    Raises:
+        UnknownTrial: no trial matches.
+        AmbiguousTrialId: several trials match; give more characters.
+    """
+    with Store.open(store) as st:
+        experiment, trial_id = st.find(id_prefix)
+        data = st.read_file(experiment, f"{trial_dir(trial_id)}/trial.json")
+        if data is None:
+            raise StoreError(f"trial {trial_id} of {experiment} has no trial.json")
+        return attrs.evolve(_parse(data, f"trial {trial_id}"), location=st.path)

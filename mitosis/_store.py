@@ -1,0 +1,306 @@
+"""The store: a git repository written with dulwich alone.
+
+It knows experiments as branches (``refs/heads/mitosis/<experiment>``) and trials and variants as
+files on them; it knows nothing about running code. Every write builds blobs, trees and a commit
+straight into the object store (no index, no work tree) and moves the branch by compare-and-swap,
+retrying against the new tip when another writer got there first.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.refs import check_ref_format
+from dulwich.repo import Repo, get_user_identity
+
+from .exceptions import AmbiguousTrialId, StoreError, UnknownTrial
+
+__all__ = ["BRANCH_PREFIX", "Store"]
+
+BRANCH_PREFIX = b"refs/heads/mitosis/"
+_RETRIES = 400
+_MIN_PREFIX = 4
+
+#: Called with the tip's tree id (None for a new branch) before each attempt to commit.
+Check = Callable[["Store", bytes | None], None]
+
+
+def default_store_path() -> Path:
+    """Where trials go when no store is named: ``$MITOSIS_STORE``, else the git repository
+    containing the current directory, else ``./trials`` (created on first use)."""
+    env = os.environ.get("MITOSIS_STORE")
+    if env:
+        return Path(env)
+    try:
+        with Repo.discover(os.getcwd()) as repo:
+            return Path(repo.path)
+    except NotGitRepository:
+        return Path("trials")
+
+
+class Store:
+    """An open store; use as a context manager so the repository is closed."""
+
+    def __init__(self, repo: Repo) -> None:
+        self.repo = repo
+        self.path = str(Path(repo.path).resolve())
+        self._empty_tree: bytes | None = None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Store:
+        """Open the store at ``path`` (see :func:`default_store_path` for None).
+
+        A path that does not exist becomes a new bare repository, and mitosis says so on stderr.
+
+        Raises:
+            StoreError: the path exists but is not a git repository.
+        """
+        target = Path(path) if path is not None else default_store_path()
+        if not target.exists():
+            try:
+                repo = Repo.init_bare(str(target), mkdir=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create a store at {target}: {exc}") from exc
+            print(f"mitosis: created a new store (bare git repository) at {target}", file=sys.stderr)
+            return cls(repo)
+        try:
+            return cls(Repo(str(target)))
+        except NotGitRepository:
+            raise StoreError(
+                f"the store {str(target)!r} is not a git repository; make it one with "
+                f"`git init {target}`, or name another store (store=..., --store, MITOSIS_STORE)"
+            ) from None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.repo.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    @staticmethod
+    def ref(experiment: str) -> bytes:
+        """The branch of an experiment.
+
+        Raises:
+            StoreError: the name cannot be part of a git branch name.
+        """
+        ref = BRANCH_PREFIX + experiment.encode()
+        if not experiment or not check_ref_format(ref) or experiment.endswith("/"):
+            raise StoreError(
+                f"experiment name {experiment!r} cannot name a git branch; use letters, digits, "
+                f"'-', '_' and '.' (no spaces, '..', '~', '^', ':' or trailing '.lock')"
+            )
+        return ref
+
+    def experiments(self) -> list[str]:
+        """Names of the experiments that have a branch in the store, sorted."""
+        keys = self.repo.refs.keys(base=BRANCH_PREFIX.rstrip(b"/"))
+        return sorted(k.decode() for k in keys)
+
+    def tip(self, experiment: str) -> bytes | None:
+        """The commit id at the tip of the experiment's branch, or None."""
+        try:
+            return self.repo.refs[self.ref(experiment)]
+        except KeyError:
+            return None
+
+    def tree_of(self, commit_id: bytes | None) -> bytes | None:
+        if commit_id is None:
+            return None
+        commit = self.repo.object_store[commit_id]
+        assert isinstance(commit, Commit)
+        return commit.tree
+
+    def lookup(self, tree_id: bytes | None, path: str) -> ShaFile | None:
+        """The object at ``path`` (``a/b/c``) under a tree, or None."""
+        obj: ShaFile | None = self.repo.object_store[tree_id] if tree_id else None
+        for part in path.split("/") if path else []:
+            if not isinstance(obj, Tree):
+                return None
+            try:
+                _, sha = obj[part.encode()]
+            except KeyError:
+                return None
+            obj = self.repo.object_store[sha]
+        return obj
+
+    def read_file(self, experiment: str, path: str, tree_id: bytes | None = None) -> bytes | None:
+        """A file's bytes on the experiment's branch (or under ``tree_id``), or None."""
+        if tree_id is None:
+            tree_id = self.tree_of(self.tip(experiment))
+        obj = self.lookup(tree_id, path)
+        return obj.as_raw_string() if isinstance(obj, Blob) else None
+
+    def children(self, tree_id: bytes | None, path: str) -> list[tuple[str, bytes]]:
+        """Names and object ids of the entries of the tree at ``path``."""
+        obj = self.lookup(tree_id, path)
+        if not isinstance(obj, Tree):
+            return []
+        return [(e.path.decode(), e.sha) for e in obj.iteritems()]
+
+    def trial_dirs(self, experiment: str, shard: str | None = None) -> Iterator[tuple[str, bytes]]:
+        """``(trial id, tree id)`` of each trial folder on the branch (or in one shard)."""
+        root = self.tree_of(self.tip(experiment))
+        shards = [shard] if shard else [name for name, _ in self.children(root, "trials")]
+        for name in shards:
+            yield from self.children(root, f"trials/{name}")
+
+    def find(self, prefix: str) -> tuple[str, str]:
+        """``(experiment, trial id)`` of the one trial whose id starts with ``prefix``.
+
+        Raises:
+            UnknownTrial: no trial matches (or the prefix is not 4+ hex digits).
+            AmbiguousTrialId: several trials match.
+        """
+        prefix = prefix.strip().lower()
+        if len(prefix) < _MIN_PREFIX or any(c not in "0123456789abcdef" for c in prefix):
+            raise UnknownTrial(
+                f"{prefix!r} is not a trial id: give 4 or more hex digits of one "
+                "(see the ids with mitosis.trials())"
+            )
+        matches = [
+            (experiment, trial_id)
+            for experiment in self.experiments()
+            for trial_id, _ in self.trial_dirs(experiment, shard=prefix[:2])
+            if trial_id.startswith(prefix)
+        ]
+        if not matches:
+            raise UnknownTrial(
+                f"no trial in the store {self.path} has an id starting with {prefix!r}; "
+                "check the id, or pull the trials it belongs to"
+            )
+        if len(matches) > 1:
+            listed = ", ".join(f"{tid} ({exp})" for exp, tid in matches)
+            raise AmbiguousTrialId(
+                f"{prefix!r} matches {len(matches)} trials: {listed}; give more characters"
+            )
+        return matches[0]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(self, obj: ShaFile) -> bytes:
+        """Store an object; two writers storing the same object at once both succeed."""
+        for attempt in range(_RETRIES):
+            try:
+                self.repo.object_store.add_object(obj)
+                return obj.id
+            except FileLocked:
+                if obj.id in self.repo.object_store:
+                    return obj.id
+                _backoff(attempt)
+        raise StoreError(f"could not write object {obj.id.decode()} to {self.path}: always locked")
+
+    def add_blob(self, data: bytes) -> bytes:
+        return self.add(Blob.from_string(data))
+
+    def build_tree(self, tree_id: bytes | None, files: Mapping[str, bytes]) -> bytes:
+        """A new tree: ``tree_id`` with ``files`` (path to blob id) added or replaced.
+
+        Only the trees on the paths of the changed files are rewritten; the rest is shared.
+        """
+        tree = Tree()
+        if tree_id is not None:
+            old = self.repo.object_store[tree_id]
+            assert isinstance(old, Tree)
+            for entry in old.iteritems():
+                tree.add(entry.path, entry.mode, entry.sha)
+        nested: dict[str, dict[str, bytes]] = {}
+        for path, blob_id in files.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = blob_id
+            else:
+                tree.add(head.encode(), stat.S_IFREG | 0o644, blob_id)
+        for name, subfiles in nested.items():
+            key = name.encode()
+            existing = tree[key][1] if key in tree else None
+            tree.add(key, stat.S_IFDIR, self.build_tree(existing, subfiles))
+        return self.add(tree)
+
+    def commit(
+        self,
+        experiment: str,
+        files: Mapping[str, bytes],
+        message: str,
+        check: Check | None = None,
+    ) -> bytes:
+        """Add ``files`` (path to content) to the experiment's branch in one new commit.
+
+        ``check`` runs against the tip's tree before every attempt (and may raise to abandon the
+        commit). The branch moves by compare-and-swap: a writer that loses re-reads the tip and
+        tries again, so concurrent writers never lose a commit.
+
+        Returns:
+            The new commit's id.
+        """
+        ref = self.ref(experiment)
+        blobs = {path: self.add_blob(data) for path, data in files.items()}
+        config = self.repo.get_config_stack()
+        author = get_user_identity(config, "AUTHOR")
+        committer = get_user_identity(config, "COMMITTER")
+        for attempt in range(_RETRIES):
+            tip = self.tip(experiment)
+            base = self.tree_of(tip)
+            if check is not None:
+                check(self, base)
+            commit = Commit()
+            commit.tree = self.build_tree(base, blobs)
+            commit.parents = [tip] if tip else []
+            commit.author, commit.committer = author, committer
+            commit.author_time = commit.commit_time = int(time.time())
+            commit.author_timezone = commit.commit_timezone = _local_offset()
+            commit.encoding = b"UTF-8"
+            commit.message = message.encode()
+            self.add(commit)
+            reflog = b"mitosis: " + message.splitlines()[0].encode()
+            try:
+                if tip is None:
+                    moved = self.repo.refs.add_if_new(ref, commit.id, message=reflog)
+                else:
+                    moved = self.repo.refs.set_if_equals(ref, tip, commit.id, message=reflog)
+            except FileLocked:
+                moved = False
+            if moved:
+                return commit.id
+            _backoff(attempt)
+        raise StoreError(
+            f"could not move {ref.decode()} in {self.path} after {_RETRIES} attempts: "
+            "too many writers at once; the trial was not recorded"
+        )
+
+
+def _backoff(attempt: int) -> None:
+    """Randomized exponential backoff: 2 ms doubling to about 32 ms."""
+    time.sleep(random.uniform(0.5, 1.0) * 0.002 * 2 ** min(attempt, 4))
+
+
+def _local_offset() -> int:
+    return -(time.altzone if time.daylight and time.localtime().tm_isdst else time.timezone)
+
+
+def read_json_blob(store: Store, blob_id: bytes) -> Any:
+    import json
+
+    obj = store.repo.object_store[blob_id]
+    return json.loads(obj.as_raw_string())

@@ -1,0 +1,163 @@
+"""What runs inside a trial's own process.
+
+Started as ``python .../mitosis/_worker.py SPEC OUT``, so the mitosis package is never imported
+here: the trial process starts with the standard library alone, and imports dill only if the
+spec needs it, matplotlib only if the experiment did.
+
+SPEC holds one JSON line (the parent's import path) and then a pickle of
+``{"function": ..., "kwargs": ..., "name": ...}``. OUT is a folder that receives
+``outcome.json``, ``results.pkl`` and ``figures/<n>.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RETURN_KEYS = ("main", "metrics", "data")
+
+
+class _NeedsDill(Exception):
+    pass
+
+
+class _Pickler(pickle.Pickler):
+    """A plain pickler that refuses what only exists in ``__main__`` (the other process has
+    another ``__main__``), so that such objects travel by value with dill instead."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if getattr(obj, "__module__", None) == "__main__" and (
+            isinstance(obj, type) or callable(obj)
+        ):
+            raise _NeedsDill
+        return NotImplemented
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle ``obj``: plain pickle where it is enough (loads without dill), else dill."""
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        return buffer.getvalue()
+    except (_NeedsDill, pickle.PicklingError, AttributeError, TypeError):
+        import dill
+
+        return bytes(dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, recurse=True))
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy of a metric: numpy scalars become numbers, anything else its repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        try:
+            return plain(item())
+        except (TypeError, ValueError):
+            pass
+    return repr(value)
+
+
+def normalize(returned: Any) -> dict[str, Any]:
+    """Check a step's return value against the contract; a bare number means ``{"main": n}``."""
+    import numbers
+
+    if isinstance(returned, numbers.Number) and not isinstance(returned, bool):
+        return {"main": returned}
+    if not isinstance(returned, Mapping):
+        raise TypeError(
+            f"the experiment returned {type(returned).__name__} {returned!r:.80}; return a number "
+            'or a dict with "main" (and optionally "metrics" and "data")'
+        )
+    extra = sorted(str(k) for k in returned if k not in RETURN_KEYS)
+    if "main" not in returned or extra:
+        problem = f"unexpected keys {extra}" if extra else 'no "main" key'
+        raise TypeError(
+            f"the experiment returned a dict with {problem}; the keys it may have are "
+            '"main" (required), "metrics" and "data"'
+        )
+    metrics = returned.get("metrics", {})
+    if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
+        raise TypeError('"metrics" must be a dict from metric names (str) to values')
+    return dict(returned)
+
+
+def _load_function(spec: dict[str, Any]) -> Any:
+    function = spec["function"]
+    if callable(function):
+        return function
+    import importlib
+
+    module_name, qualname = function
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _save_figures(out: Path) -> int:
+    if "matplotlib.pyplot" not in sys.modules:
+        return 0
+    import matplotlib.pyplot as plt
+
+    numbers = plt.get_fignums()
+    if numbers:
+        (out / "figures").mkdir()
+    dpi = float(os.environ.get("MITOSIS_FIGURE_DPI", "100"))
+    for n, num in enumerate(numbers):
+        plt.figure(num).savefig(out / "figures" / f"{n}.png", dpi=dpi, format="png")
+    plt.close("all")
+    return len(numbers)
+
+
+def main(spec_path: str, out_dir: str) -> int:
+    out = Path(out_dir)
+    outcome: dict[str, Any] = {"status": "failed", "error": None}
+    try:
+        with open(spec_path, "rb") as f:
+            header = json.loads(f.readline())
+            sys.path[:] = header["path"]
+            spec = pickle.loads(f.read())
+        fn = _load_function(spec)
+        started = time.perf_counter()
+        returned = fn(**spec["kwargs"])
+        outcome["seconds"] = time.perf_counter() - started
+        shaped = normalize(returned)
+        outcome["main"] = plain(shaped["main"])
+        outcome["metrics"] = plain(shaped.get("metrics", {}))
+        (out / "results.pkl").write_bytes(dumps(returned))
+        outcome["status"] = "ok"
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the report
+        outcome.update(status="interrupted", error=traceback.format_exc())
+    except BaseException:  # the experiment's failure is the trial's record, whatever it was
+        outcome["error"] = traceback.format_exc()
+        sys.stderr.write(outcome["error"])
+    try:
+        outcome["figures"] = _save_figures(out)
+    except Exception:
+        sys.stderr.write("mitosis: could not save figures:\n" + traceback.format_exc())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    tmp = out / "outcome.json.tmp"
+    tmp.write_text(json.dumps(outcome))
+    tmp.replace(out / "outcome.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

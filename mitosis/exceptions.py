@@ -1,0 +1,110 @@
+"""The errors mitosis raises.
+
+Every error derives from :class:`MitosisError`; where a builtin exception fits, the error also
+derives from it, so ``except KeyError`` still catches an :class:`UnknownVariant`. Each message
+names the thing that is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousTrialId",
+    "BadParameter",
+    "MitosisError",
+    "StoreError",
+    "TrialFailed",
+    "UnknownExperiment",
+    "UnknownTrial",
+    "UnknownVariant",
+    "VariantConflict",
+]
+
+
+class MitosisError(Exception):
+    """The root of every error mitosis raises on purpose."""
+
+    def __str__(self) -> str:
+        # KeyError quotes its message; a mitosis error is read by people, not by repr().
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class BadParameter(MitosisError, TypeError):
+    """A parameter the experiment does not accept, or a required one that is missing."""
+
+
+class UnknownVariant(MitosisError, KeyError):
+    """A string names no variant of a parameter that has a lookup table."""
+
+    def __init__(self, param: str, variant: str, known: list[str]) -> None:
+        self.param = param
+        self.variant = variant
+        self.known = known
+        names = ", ".join(known) if known else "(none)"
+        super().__init__(
+            f"unknown variant {variant!r} for parameter {param!r}; known variants: {names}. "
+            f"Add {variant!r} to the lookup dictionary of {param!r}, or pick a known name."
+        )
+
+
+class VariantConflict(MitosisError, ValueError):
+    """A variant name is already locked in the store to a different value."""
+
+    def __init__(
+        self,
+        experiment: str,
+        param: str,
+        variant: str,
+        locked: str,
+        new: str,
+        locked_by: str,
+    ) -> None:
+        self.experiment = experiment
+        self.param = param
+        self.variant = variant
+        self.locked = locked
+        self.new = new
+        self.locked_by = locked_by
+        super().__init__(
+            f"variant {param}={variant} of experiment {experiment!r} was locked to {locked} "
+            f"by trial {locked_by}, but now means {new}. A name keeps the value it was first "
+            f"used with: give the new value another name (e.g. {variant!r} -> "
+            f"'{variant}_v2') in the lookup dictionary."
+        )
+
+
+class TrialFailed(MitosisError, RuntimeError):
+    """The experiment raised, was killed or was interrupted; the trial is recorded all the same."""
+
+    def __init__(self, trial_id: str | None, status: str, error: str) -> None:
+        self.trial_id = trial_id
+        self.status = status
+        self.error = error
+        where = f"trial {trial_id}" if trial_id else "the trial (debug, not recorded)"
+        hint = f" See it with mitosis.load({trial_id!r})." if trial_id else ""
+        last = error.strip().splitlines()[-1] if error.strip() else status
+        super().__init__(f"{where} {status}: {last}.{hint}")
+
+
+class StoreError(MitosisError, OSError):
+    """The store cannot be opened, read or written."""
+
+
+class UnknownExperiment(MitosisError, LookupError):
+    """The store has no branch for the named experiment."""
+
+    def __init__(self, experiment: str, known: list[str], store: str) -> None:
+        self.experiment = experiment
+        self.known = known
+        names = ", ".join(known) if known else "none yet"
+        super().__init__(
+            f"no experiment {experiment!r} in the store {store} (experiments there: {names}); "
+            "check the name, or the store"
+        )
+
+
+class UnknownTrial(MitosisError, LookupError):
+    """No trial in the store has an id starting with the given prefix."""
+
+
+class AmbiguousTrialId(MitosisError, LookupError):
+    """Several trials have ids starting with the given prefix."""

@@ -1,0 +1,76 @@
+"""Experiments used by the test suite (copied into each test's own investigation repository)."""
+
+import os
+import signal
+import time
+
+lookup = {
+    "noise": {"low": 0.01, "high": 0.5},
+    "shape": {"pair": (1, 2), "set": {3, 1, 2}},
+}
+
+
+def sine(amplitude: float, noise: float, gpu: int = 0) -> dict:
+    print(f"sine running amplitude={amplitude} noise={noise}", flush=True)
+    return {"main": amplitude * noise, "metrics": {"err": noise / 2, "n": 3}, "data": [amplitude]}
+
+
+def echo(value=None, other=None):
+    """Returns its parameters, to check what reached the trial process."""
+    return {"main": 1.0, "data": {"value": value, "other": other}}
+
+
+def bare_number(x: float = 2.0):
+    return x * 3
+
+
+def wrong_shape():
+    return "not a result"
+
+
+def no_main():
+    return {"metrics": {"a": 1}}
+
+
+def fails(x: int = 1):
+    print("about to fail", flush=True)
+    raise ValueError(f"bad x {x}")
+
+
+def kills_itself():
+    print("going down", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def interrupts_itself():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+
+
+def sleeps(seconds: float = 30.0):
+    print("sleeping", flush=True)
+    time.sleep(seconds)
+    return 0.0
+
+
+def draws(n: int = 2):
+    import matplotlib.pyplot as plt
+
+    for i in range(n):
+        plt.figure()
+        plt.plot([0, 1], [i, i + 1])
+        plt.title(f"figure {i}")
+    return {"main": float(n)}
+
+
+def noisy(lines: int = 3):
+    import sys
+
+    for i in range(lines):
+        print(f"out {i}", flush=True)
+        print(f"err {i}", file=sys.stderr, flush=True)
+    return 0.0
+
+
+def shows_env():
+    return {"main": 0.0, "data": dict(os.environ)}

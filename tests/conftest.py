@@ -1,0 +1,78 @@
+"""Fixtures: real temporary git repositories, with no personal git configuration leaking in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def git(
+    *args: str,
+    cwd: Path | str | None = None,
+    check: bool = True,
+    input: str | None = None,
+    text: bool = True,
+) -> Any:
+    """Run the git CLI, the independent peer that reads what mitosis wrote; its stdout."""
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        input=input if text else None,
+        text=text,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+@pytest.fixture(autouse=True)
+def clean_git_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith("GIT_") or name.startswith("MITOSIS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Author")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "author@example.org")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Author")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "author@example.org")
+
+
+@pytest.fixture
+def investigation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """A git repository with one committed experiments module; the current directory is it.
+
+    Yields the imported module (a unique name per test, so each trial imports this copy).
+    """
+    root = tmp_path / "investigation"
+    root.mkdir()
+    name = f"experiments_{uuid.uuid4().hex[:8]}"
+    shutil.copy(ASSETS / "experiments.py", root / f"{name}.py")
+    git("init", "-q", "-b", "main", cwd=root)
+    git("add", ".", cwd=root)
+    git("commit", "-q", "-m", "experiments", cwd=root)
+    monkeypatch.chdir(root)
+    monkeypatch.syspath_prepend(str(root))
+    module = __import__(name)
+    yield module
+    sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
