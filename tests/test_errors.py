@@ -1,0 +1,202 @@
+"""Every error mitosis raises on purpose: the message names the thing and the fix, and nothing
+already recorded is harmed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+import mitosis
+from mitosis._store import Store
+
+
+def branch_length(experiment: str) -> int:
+    out = git("rev-list", f"mitosis/{experiment}", check=False)
+    return len(out.split())
+
+
+def test_unknown_parameter_names_it_and_the_signature(investigation):
+    with pytest.raises(mitosis.BadParameter) as err:
+        mitosis.run(investigation.sine, {"amplitude": 1, "noise": 0.1, "nosie": 2})
+    message = str(err.value)
+    assert "'nosie'" in message and "sine(amplitude: float, noise: float, gpu: int = 0)" in message
+    assert isinstance(err.value, TypeError)
+    assert branch_length("sine") == 0
+
+
+def test_missing_required_parameter(investigation):
+    with pytest.raises(mitosis.BadParameter, match=r"needs a value for 'noise'.*signature is sine"):
+        mitosis.run(investigation.sine, {"amplitude": 1})
+
+
+def test_untracked_name_that_is_no_parameter(investigation):
+    with pytest.raises(mitosis.BadParameter, match=r"untracked parameter 'gpus' is not a parameter"):
+        mitosis.run(investigation.sine, {"amplitude": 1, "noise": 0.1}, untracked=["gpus"])
+
+
+def test_unknown_variant_lists_known_names(investigation):
+    with pytest.raises(mitosis.UnknownVariant) as err:
+        mitosis.run(investigation.sine, {"amplitude": 1, "noise": "medium"}, lookup=investigation.lookup)
+    assert err.value.known == ["high", "low"]
+    assert "'medium'" in str(err.value) and "known variants: high, low" in str(err.value)
+    assert isinstance(err.value, KeyError)
+    assert branch_length("sine") == 0
+
+
+def test_malformed_lookup_dictionary(investigation):
+    with pytest.raises(mitosis.BadParameter, match=r"lookup\['noise'\] must map variant names"):
+        mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup={"noise": [0.1]})
+
+
+def test_not_a_callable():
+    with pytest.raises(mitosis.BadParameter, match="an experiment is a callable"):
+        mitosis.run("sine")  # type: ignore[arg-type]
+
+
+def test_variant_conflict_is_refused_before_running(investigation, capfd):
+    first = mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup)
+    capfd.readouterr()
+    changed = {"noise": {"low": 0.02, "high": 0.5}}
+    with pytest.raises(mitosis.VariantConflict) as err:
+        mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=changed)
+    message = str(err.value)
+    assert "noise=low" in message and "0.01" in message and "0.02" in message
+    assert first.id in message and err.value.locked_by == first.id
+    assert "sine running" not in capfd.readouterr().out  # nothing ran
+    assert branch_length("sine") == 1
+    # an equal value (a new but equal object) is fine, and so are other names
+    mitosis.run(investigation.sine, {"amplitude": 2, "noise": "low"}, lookup={"noise": {"low": 0.01}})
+    mitosis.run(investigation.sine, {"amplitude": 2, "noise": "low2"}, lookup={"noise": {"low2": 0.02}})
+    assert branch_length("sine") == 3
+
+
+def test_experiment_exception_is_recorded_then_raised(investigation):
+    with pytest.raises(mitosis.TrialFailed) as err:
+        mitosis.run(investigation.fails, {"x": 7})
+    failed = err.value
+    assert failed.status == "failed" and failed.trial_id
+    assert "ValueError: bad x 7" in str(failed)
+    trial = mitosis.load(failed.trial_id)
+    assert trial.status == "failed" and trial.main is None
+    assert "Traceback" in trial.error and "ValueError: bad x 7" in trial.error
+    assert "about to fail" in trial.read("output.log").decode()
+    assert "(failed)" in git("log", "-1", "--format=%s", "mitosis/fails")
+    assert "Mitosis-Status: failed" in git("log", "-1", "--format=%B", "mitosis/fails")
+    with pytest.raises(mitosis.StoreError, match="has no 'results/fails.dill'"):
+        trial.results()
+
+
+@pytest.mark.parametrize(
+    ("experiment", "expected"),
+    [("wrong_shape", "returned str 'not a result'"), ("no_main", 'no "main" key')],
+)
+def test_wrong_return_shape_is_a_failed_trial(investigation, experiment, expected):
+    with pytest.raises(mitosis.TrialFailed, match=expected) as err:
+        mitosis.run(getattr(investigation, experiment))
+    assert mitosis.load(err.value.trial_id).status == "failed"
+
+
+def test_killed_worker_is_recorded_as_killed(investigation):
+    before = mitosis.run(investigation.bare_number)
+    with pytest.raises(mitosis.TrialFailed) as err:
+        mitosis.run(investigation.kills_itself)
+    trial = mitosis.load(err.value.trial_id)
+    assert trial.status == "killed" and "SIGKILL" in trial.error
+    assert "going down" in trial.read("output.log").decode()
+    assert mitosis.load(before.id).results() == 6.0  # nothing recorded earlier is harmed
+    git("fsck", "--strict")
+
+
+def test_worker_interrupted_is_recorded_as_interrupted(investigation):
+    with pytest.raises(mitosis.TrialFailed) as err:
+        mitosis.run(investigation.interrupts_itself)
+    trial = mitosis.load(err.value.trial_id)
+    assert trial.status == "interrupted" and "KeyboardInterrupt" in trial.error
+
+
+def test_ctrl_c_in_the_caller_records_the_trial_as_interrupted(investigation):
+    script = Path("ctrl_c.py")
+    script.write_text(textwrap.dedent(f"""
+        import mitosis
+        from {investigation.__name__} import sleeps
+        mitosis.run(sleeps, {{"seconds": 30}})
+    """))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"sleeping\n"
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole group
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and b"KeyboardInterrupt" in err
+    (trial,) = mitosis.trials("sleeps")
+    assert trial.status == "interrupted"
+    assert trial.duration < 20
+    assert "(interrupted)" in git("log", "-1", "--format=%s", "mitosis/sleeps")
+
+
+def test_unknown_and_ambiguous_trial_ids(tmp_path):
+    store_path = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(store_path))
+    with Store.open(store_path) as store:
+        for trial_id in ("abcd1111aaaa", "abcd2222bbbb"):
+            store.commit("made", {f"trials/ab/{trial_id}/trial.json": b"{}"}, "made by hand")
+    with pytest.raises(mitosis.AmbiguousTrialId, match=r"'abcd' matches 2 trials.*more characters"):
+        mitosis.load("abcd", store=store_path)
+    with pytest.raises(mitosis.UnknownTrial, match="no trial in the store .* starting with 'abce'"):
+        mitosis.load("abce", store=store_path)
+    with pytest.raises(mitosis.UnknownTrial, match="4 or more hex digits"):
+        mitosis.load("abc", store=store_path)
+    with pytest.raises(mitosis.StoreError, match="not a readable trial record"):
+        mitosis.load("abcd1", store=store_path)
+
+
+def test_unknown_experiment(investigation):
+    mitosis.run(investigation.bare_number)
+    with pytest.raises(mitosis.UnknownExperiment, match="no experiment 'sien'.*bare_number"):
+        mitosis.trials("sien")
+
+
+def test_store_that_is_not_a_repository(investigation, tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(mitosis.StoreError, match=r"is not a git repository.*git init"):
+        mitosis.run(investigation.bare_number, store=plain)
+
+
+def test_experiment_name_that_cannot_be_a_branch(investigation):
+    named = mitosis.experiment(name="my experiment")(investigation.bare_number)
+    with pytest.raises(mitosis.StoreError, match="'my experiment' cannot name a git branch"):
+        mitosis.run(named)
+
+
+def test_debug_trial_failure_has_no_id(investigation):
+    with pytest.raises(mitosis.TrialFailed, match=r"debug, not recorded.*bad x 1") as err:
+        mitosis.run(investigation.fails, debug=True)
+    assert err.value.trial_id is None
+    assert git("for-each-ref", "refs/heads/mitosis") == ""
+
+
+def test_worker_that_cannot_import_the_function(investigation, tmp_path):
+    module = tmp_path / "vanishing.py"
+    module.write_text("def f():\n    return 1.0\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import vanishing
+
+        module.unlink()
+        time.sleep(0.01)
+        with pytest.raises(mitosis.TrialFailed, match="ModuleNotFoundError"):
+            mitosis.run(vanishing.f)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("vanishing", None)

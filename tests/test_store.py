@@ -1,0 +1,108 @@
+"""The store under pressure: secrets never stored, concurrent writers never lose a trial."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import git
+
+import mitosis
+from mitosis._environment import redact_env, strip_credentials
+from mitosis._store import Store
+
+
+def all_objects(cwd: Path | str | None = None) -> bytes:
+    """Every object of the repository, as the git CLI prints them."""
+    return git("cat-file", "--batch-all-objects", "--batch", cwd=cwd, text=False)
+
+
+def test_secrets_never_reach_the_store(investigation, monkeypatch):
+    secret = "s3cr3t-value-4f9a1c"
+    monkeypatch.setenv("API_TOKEN", secret)
+    monkeypatch.setenv("MY_PASSWORD", secret + "-pw")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret + "-aws")
+    monkeypatch.setenv("DATABASE_URL", f"postgres://bob:{secret}-db@db.example.org/lab")
+    monkeypatch.setenv("LAB_SAUCE", secret + "-custom")
+    monkeypatch.setenv("MITOSIS_REDACT", "*SAUCE*")
+    git("remote", "add", "origin", f"https://alice:{secret}-remote@example.org/lab.git")
+    trial = mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup)
+    assert secret.encode() not in all_objects()
+    env = trial.read("environment.json").decode()
+    assert '"API_TOKEN": "<redacted>"' in env and '"LAB_SAUCE": "<redacted>"' in env
+    assert '"DATABASE_URL": "postgres://db.example.org/lab"' in env
+
+
+def test_redaction_rules():
+    env = {"GITHUB_TOKEN": "x", "SSH_AUTH_SOCK": "y", "PATH": "/bin", "pwd": "/home"}
+    assert redact_env(env) == {
+        "GITHUB_TOKEN": "<redacted>",
+        "PATH": "/bin",
+        "SSH_AUTH_SOCK": "<redacted>",
+        "pwd": "/home",
+    }
+    assert strip_credentials("see https://u:p@h.org/x and ssh://git@h.org/y") == (
+        "see https://h.org/x and ssh://h.org/y"
+    )
+
+
+def test_branches_are_real_git(investigation, tmp_path):
+    for amplitude in (1, 2, 3):
+        mitosis.run(investigation.sine, {"amplitude": amplitude, "noise": "high"},
+                    lookup=investigation.lookup)
+    clone = tmp_path / "clone"
+    git("clone", "-q", "--mirror", str(Path.cwd()), str(clone))
+    assert len(git("rev-list", "mitosis/sine", cwd=clone).split()) == 3
+    subjects = git("log", "--format=%s", "mitosis/sine", cwd=clone).splitlines()
+    assert subjects == [f"sine: amplitude={a} gpu=0 noise=high -> main={a * 0.5} (ok)" for a in (3, 2, 1)]
+    assert git("reflog", "show", "mitosis/sine").count("mitosis: sine:") == 3
+    git("fsck", "--strict", cwd=clone)
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import mitosis
+    sys.path.insert(0, sys.argv[1])
+    experiments = __import__(sys.argv[2])
+    for i in range(int(sys.argv[3])):
+        mitosis.run(experiments.sine, {"amplitude": i, "noise": "low"}, lookup=experiments.lookup)
+""")
+
+
+def test_concurrent_writers_lose_no_trial(investigation):
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(Path.cwd()), investigation.__name__, "25"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=600)
+        assert writer.returncode == 0, err.decode()
+    assert len(git("rev-list", "mitosis/sine").split()) == 100
+    trials = mitosis.trials("sine")
+    assert len(trials) == 100 and len({t.id for t in trials}) == 100
+    files = git("ls-tree", "-r", "--name-only", "mitosis/sine").split()
+    assert sum(f.endswith("/trial.json") for f in files) == 100
+    git("fsck", "--strict")
+
+
+def test_store_writes_objects_and_trees_without_an_index(tmp_path):
+    path = tmp_path / "store"
+    with Store.open(path) as store:  # created, bare
+        first = store.commit("exp", {"a/b/c.txt": b"one", "a/d.txt": b"two"}, "first\n")
+        store.commit("exp", {"a/b/e.txt": b"three"}, "second\n")
+        assert store.read_file("exp", "a/b/c.txt") == b"one"
+        assert store.read_file("exp", "a/b/e.txt") == b"three"
+        assert store.read_file("exp", "a/nope") is None
+        assert store.experiments() == ["exp"]
+    assert git("rev-parse", "--is-bare-repository", cwd=path).strip() == "true"
+    assert git("ls-tree", "-r", "--name-only", "mitosis/exp", cwd=path).split() == [
+        "a/b/c.txt", "a/b/e.txt", "a/d.txt"
+    ]
+    assert git("rev-parse", "mitosis/exp~1", cwd=path).strip() == first.decode()
+    git("fsck", "--strict", cwd=path)
