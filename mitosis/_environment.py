@@ -52,7 +52,10 @@ def strip_credentials(text: str) -> str:
 
 def redact_env(env: dict[str, str], extra: str | None = None) -> dict[str, str]:
     """Environment variables with secret-looking names redacted and URL credentials removed."""
-    patterns = [*SECRET_PATTERNS, *(p.strip().upper() for p in (extra or "").split(",") if p.strip())]
+    patterns = [
+        *SECRET_PATTERNS,
+        *(p.strip().upper() for p in (extra or "").split(",") if p.strip()),
+    ]
     return {
         name: REDACTED
         if any(fnmatch.fnmatchcase(name.upper(), p) for p in patterns)
@@ -129,6 +132,7 @@ def code_state(start: str | os.PathLike[str]) -> tuple[CodeState | None, bytes]:
     """
     from dulwich import porcelain
     from dulwich.errors import NotGitRepository
+    from dulwich.refs import HEADREF
     from dulwich.repo import Repo
 
     try:
@@ -142,7 +146,7 @@ def code_state(start: str | os.PathLike[str]) -> tuple[CodeState | None, bytes]:
             head: bytes | None = repo.head()
         except KeyError:
             head = None
-        chain, _ = repo.refs.follow(b"HEAD")
+        chain, _ = repo.refs.follow(HEADREF)
         branch = chain[-1].decode() if len(chain) > 1 else None
         if branch and branch.startswith("refs/heads/"):
             branch = branch[len("refs/heads/") :]

@@ -69,7 +69,9 @@ def experiment(
 
     def attach(f: F) -> F:
         spec = ExperimentSpec(
-            name=name or f.__name__, lookup=_check_lookup(lookup or {}), untracked=frozenset(untracked)
+            name=name or f.__name__,
+            lookup=_check_lookup(lookup or {}),
+            untracked=frozenset(untracked),
         )
         setattr(f, _ATTRIBUTE, spec)
         return f

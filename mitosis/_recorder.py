@@ -12,11 +12,12 @@ from typing import Any
 from urllib.parse import quote
 
 import attrs
+from dulwich.objects import ObjectID
 
 from ._model import FORMAT, Trial, converter, trial_dir
 from ._params import Resolved
 from ._serialize import dumps_json
-from ._store import Store
+from ._store import Check, Store
 from .exceptions import StoreError, UnknownExperiment, VariantConflict
 
 __all__ = ["commit_message", "load", "lock_check", "read_trials", "trials", "variant_files"]
@@ -62,10 +63,10 @@ def _describe(record: dict[str, Any]) -> str:
     return f"a pickled {record.get('type')} ({record.get('fingerprint')})"
 
 
-def lock_check(experiment: str, resolved: list[Resolved]) -> Any:
+def lock_check(experiment: str, resolved: list[Resolved]) -> Check:
     """A store check refusing a named variant already locked to a different value."""
 
-    def check(store: Store, tree_id: bytes | None) -> None:
+    def check(store: Store, tree_id: ObjectID | None) -> None:
         for r in resolved:
             if not (r.tracked and r.source == "variant") or tree_id is None:
                 continue
@@ -75,8 +76,12 @@ def lock_check(experiment: str, resolved: list[Resolved]) -> Any:
             locked = json.loads(raw)
             if locked.get("fingerprint") == r.encoded.fingerprint:
                 continue
-            mine = {"value": r.encoded.json, "type": r.encoded.type, "dill": "",
-                    "fingerprint": r.encoded.fingerprint}
+            mine = {
+                "value": r.encoded.json,
+                "type": r.encoded.type,
+                "dill": "",
+                "fingerprint": r.encoded.fingerprint,
+            }
             raise VariantConflict(
                 experiment,
                 r.name,
@@ -93,7 +98,8 @@ def _locked_by(store: Store, experiment: str, param: str, variant: str) -> str:
     users = [
         t
         for t in read_trials(store, experiment)
-        if param in t.params and t.params[param].source == "variant"
+        if param in t.params
+        and t.params[param].source == "variant"
         and t.params[param].variant == variant
     ]
     return min(users, key=lambda t: (t.started, t.id)).id if users else "(unknown: merged in)"

@@ -138,7 +138,9 @@ class _Collector(threading.Thread):
     def run(self) -> None:
         try:
             env = _environment.environment()
-            self.files["environment.json"] = dumps_json(converter.unstructure(env), indent=2).encode()
+            self.files["environment.json"] = dumps_json(
+                converter.unstructure(env), indent=2
+            ).encode()
             self.files["requirements.txt"] = _environment.requirements().encode()
             self.code, diff = _environment.code_state(self.start_dir)
             if diff:
@@ -257,7 +259,9 @@ def _execute(
     )
     folder = trial_dir(trial.id)
     branch_files = {f"{folder}/{name}": data for name, data in files.items()}
-    branch_files[f"{folder}/trial.json"] = dumps_json(converter.unstructure(trial), indent=2).encode()
+    branch_files[f"{folder}/trial.json"] = dumps_json(
+        converter.unstructure(trial), indent=2
+    ).encode()
     branch_files.update(variant_files(resolved))
     return trial, branch_files, finished.interrupted
 

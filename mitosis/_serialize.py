@@ -1,13 +1,14 @@
-"""Canonical JSON, dill payloads, and the equality rule for parameter values.
+"""Canonical JSON, pickled payloads, and the equality rule for parameter values.
 
 The equality rule (also in docs/architecture.md): two values are *the same value* when their
 fingerprints are equal. A value's fingerprint is the SHA-256 of its canonical JSON text when JSON
-can hold it, else of its pickle
-(plain pickle where that can hold it, dill's otherwise). Canonical JSON is built from plain JSON types, with tagged
-objects for what JSON lacks: ``{"py/tuple": [...]}``, ``{"py/set": [...]}`` (elements sorted),
-``{"py/frozenset": [...]}``, ``{"py/dict": [[key, value], ...]}`` (non-string keys, sorted),
-``{"py/float": "nan"}`` and ``{"py/type": "module.Class", field: value, ...}`` for attrs classes and
-dataclasses. Dictionaries are compared regardless of insertion order, sets regardless of hash order.
+can hold it, else of its pickle (plain pickle where that can hold it, dill's otherwise).
+
+Canonical JSON is built from plain JSON types, with tagged objects for what JSON lacks:
+``{"py/tuple": [...]}``, ``{"py/set": [...]}`` and ``{"py/frozenset": [...]}`` (elements
+sorted), ``{"py/dict": [[key, value], ...]}`` (non-string keys, sorted), ``{"py/float": "nan"}``,
+and ``{"py/type": "module.Class", field: value, ...}`` for attrs classes and dataclasses.
+Dictionaries compare regardless of insertion order, sets regardless of hash order.
 
 So values without a meaningful ``==`` (a scikit-learn estimator, a lambda) compare by content,
 and comparing never unpickles anything read from a store.
@@ -56,7 +57,9 @@ class Encoded:
 
 def type_name(value: Any) -> str:
     cls = type(value)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def dumps_json(value: Any, *, indent: int | None = None) -> str:
@@ -109,9 +112,9 @@ def encode(value: Any) -> Encoded:
     try:
         canonical = _canonical(value, state)
     except (_NotJSON, RecursionError):
-        pickled = dumps(value)
-        digest = hashlib.sha256(pickled).hexdigest()
-        return Encoded(None, False, f"sha256:{digest}", type_name(value), pickled)
+        data = dumps(value)
+        digest = hashlib.sha256(data).hexdigest()
+        return Encoded(None, False, f"sha256:{digest}", type_name(value), data)
     digest = hashlib.sha256(dumps_json(canonical).encode()).hexdigest()
     exact = state["exact"]
     pickled = None if exact else dumps(value)

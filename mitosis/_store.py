@@ -16,24 +16,23 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
-from dulwich.objects import Blob, Commit, ShaFile, Tree
-from dulwich.refs import check_ref_format
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
+from dulwich.refs import Ref, check_ref_format
 from dulwich.repo import Repo, get_user_identity
 
 from .exceptions import AmbiguousTrialId, StoreError, UnknownTrial
 
 __all__ = ["BRANCH_PREFIX", "Store"]
 
-BRANCH_PREFIX = b"refs/heads/mitosis/"
+BRANCH_PREFIX = Ref(b"refs/heads/mitosis/")
 _RETRIES = 400
 _MIN_PREFIX = 4
 
 #: Called with the tip's tree id (None for a new branch) before each attempt to commit.
-Check = Callable[["Store", bytes | None], None]
+Check = Callable[["Store", ObjectID | None], None]
 
 
 def default_store_path() -> Path:
@@ -72,7 +71,9 @@ class Store:
                 repo = Repo.init_bare(str(target), mkdir=True)
             except OSError as exc:
                 raise StoreError(f"cannot create a store at {target}: {exc}") from exc
-            print(f"mitosis: created a new store (bare git repository) at {target}", file=sys.stderr)
+            print(
+                f"mitosis: created a new store (bare git repository) at {target}", file=sys.stderr
+            )
             return cls(repo)
         try:
             return cls(Repo(str(target)))
@@ -99,13 +100,13 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
 
     @staticmethod
-    def ref(experiment: str) -> bytes:
+    def ref(experiment: str) -> Ref:
         """The branch of an experiment.
 
         Raises:
             StoreError: the name cannot be part of a git branch name.
         """
-        ref = BRANCH_PREFIX + experiment.encode()
+        ref = Ref(BRANCH_PREFIX + experiment.encode())
         if not experiment or not check_ref_format(ref) or experiment.endswith("/"):
             raise StoreError(
                 f"experiment name {experiment!r} cannot name a git branch; use letters, digits, "
@@ -115,24 +116,25 @@ class Store:
 
     def experiments(self) -> list[str]:
         """Names of the experiments that have a branch in the store, sorted."""
-        keys = self.repo.refs.keys(base=BRANCH_PREFIX.rstrip(b"/"))
+        keys = self.repo.refs.keys(base=Ref(BRANCH_PREFIX.rstrip(b"/")))
         return sorted(k.decode() for k in keys)
 
-    def tip(self, experiment: str) -> bytes | None:
+    def tip(self, experiment: str) -> ObjectID | None:
         """The commit id at the tip of the experiment's branch, or None."""
         try:
             return self.repo.refs[self.ref(experiment)]
         except KeyError:
             return None
 
-    def tree_of(self, commit_id: bytes | None) -> bytes | None:
+    def tree_of(self, commit_id: ObjectID | None) -> ObjectID | None:
         if commit_id is None:
             return None
         commit = self.repo.object_store[commit_id]
         assert isinstance(commit, Commit)
-        return commit.tree
+        tree: ObjectID = commit.tree
+        return tree
 
-    def lookup(self, tree_id: bytes | None, path: str) -> ShaFile | None:
+    def lookup(self, tree_id: ObjectID | None, path: str) -> ShaFile | None:
         """The object at ``path`` (``a/b/c``) under a tree, or None."""
         obj: ShaFile | None = self.repo.object_store[tree_id] if tree_id else None
         for part in path.split("/") if path else []:
@@ -145,21 +147,25 @@ class Store:
             obj = self.repo.object_store[sha]
         return obj
 
-    def read_file(self, experiment: str, path: str, tree_id: bytes | None = None) -> bytes | None:
+    def read_file(
+        self, experiment: str, path: str, tree_id: ObjectID | None = None
+    ) -> bytes | None:
         """A file's bytes on the experiment's branch (or under ``tree_id``), or None."""
         if tree_id is None:
             tree_id = self.tree_of(self.tip(experiment))
         obj = self.lookup(tree_id, path)
         return obj.as_raw_string() if isinstance(obj, Blob) else None
 
-    def children(self, tree_id: bytes | None, path: str) -> list[tuple[str, bytes]]:
+    def children(self, tree_id: ObjectID | None, path: str) -> list[tuple[str, ObjectID]]:
         """Names and object ids of the entries of the tree at ``path``."""
         obj = self.lookup(tree_id, path)
         if not isinstance(obj, Tree):
             return []
         return [(e.path.decode(), e.sha) for e in obj.iteritems()]
 
-    def trial_dirs(self, experiment: str, shard: str | None = None) -> Iterator[tuple[str, bytes]]:
+    def trial_dirs(
+        self, experiment: str, shard: str | None = None
+    ) -> Iterator[tuple[str, ObjectID]]:
         """``(trial id, tree id)`` of each trial folder on the branch (or in one shard)."""
         root = self.tree_of(self.tip(experiment))
         shards = [shard] if shard else [name for name, _ in self.children(root, "trials")]
@@ -199,7 +205,7 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add(self, obj: ShaFile) -> bytes:
+    def add(self, obj: ShaFile) -> ObjectID:
         """Store an object; two writers storing the same object at once both succeed."""
         for attempt in range(_RETRIES):
             try:
@@ -211,10 +217,10 @@ class Store:
                 _backoff(attempt)
         raise StoreError(f"could not write object {obj.id.decode()} to {self.path}: always locked")
 
-    def add_blob(self, data: bytes) -> bytes:
+    def add_blob(self, data: bytes) -> ObjectID:
         return self.add(Blob.from_string(data))
 
-    def build_tree(self, tree_id: bytes | None, files: Mapping[str, bytes]) -> bytes:
+    def build_tree(self, tree_id: ObjectID | None, files: Mapping[str, ObjectID]) -> ObjectID:
         """A new tree: ``tree_id`` with ``files`` (path to blob id) added or replaced.
 
         Only the trees on the paths of the changed files are rewritten; the rest is shared.
@@ -225,7 +231,7 @@ class Store:
             assert isinstance(old, Tree)
             for entry in old.iteritems():
                 tree.add(entry.path, entry.mode, entry.sha)
-        nested: dict[str, dict[str, bytes]] = {}
+        nested: dict[str, dict[str, ObjectID]] = {}
         for path, blob_id in files.items():
             head, _, rest = path.partition("/")
             if rest:
@@ -244,7 +250,7 @@ class Store:
         files: Mapping[str, bytes],
         message: str,
         check: Check | None = None,
-    ) -> bytes:
+    ) -> ObjectID:
         """Add ``files`` (path to content) to the experiment's branch in one new commit.
 
         ``check`` runs against the tip's tree before every attempt (and may raise to abandon the
@@ -297,10 +303,3 @@ def _backoff(attempt: int) -> None:
 
 def _local_offset() -> int:
     return -(time.altzone if time.daylight and time.localtime().tm_isdst else time.timezone)
-
-
-def read_json_blob(store: Store, blob_id: bytes) -> Any:
-    import json
-
-    obj = store.repo.object_store[blob_id]
-    return json.loads(obj.as_raw_string())

@@ -38,13 +38,17 @@ def test_missing_required_parameter(investigation):
 
 
 def test_untracked_name_that_is_no_parameter(investigation):
-    with pytest.raises(mitosis.BadParameter, match=r"untracked parameter 'gpus' is not a parameter"):
+    with pytest.raises(
+        mitosis.BadParameter, match=r"untracked parameter 'gpus' is not a parameter"
+    ):
         mitosis.run(investigation.sine, {"amplitude": 1, "noise": 0.1}, untracked=["gpus"])
 
 
 def test_unknown_variant_lists_known_names(investigation):
     with pytest.raises(mitosis.UnknownVariant) as err:
-        mitosis.run(investigation.sine, {"amplitude": 1, "noise": "medium"}, lookup=investigation.lookup)
+        mitosis.run(
+            investigation.sine, {"amplitude": 1, "noise": "medium"}, lookup=investigation.lookup
+        )
     assert err.value.known == ["high", "low"]
     assert "'medium'" in str(err.value) and "known variants: high, low" in str(err.value)
     assert isinstance(err.value, KeyError)
@@ -62,7 +66,9 @@ def test_not_a_callable():
 
 
 def test_variant_conflict_is_refused_before_running(investigation, capfd):
-    first = mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup)
+    first = mitosis.run(
+        investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup
+    )
     capfd.readouterr()
     changed = {"noise": {"low": 0.02, "high": 0.5}}
     with pytest.raises(mitosis.VariantConflict) as err:
@@ -73,8 +79,12 @@ def test_variant_conflict_is_refused_before_running(investigation, capfd):
     assert "sine running" not in capfd.readouterr().out  # nothing ran
     assert branch_length("sine") == 1
     # an equal value (a new but equal object) is fine, and so are other names
-    mitosis.run(investigation.sine, {"amplitude": 2, "noise": "low"}, lookup={"noise": {"low": 0.01}})
-    mitosis.run(investigation.sine, {"amplitude": 2, "noise": "low2"}, lookup={"noise": {"low2": 0.02}})
+    mitosis.run(
+        investigation.sine, {"amplitude": 2, "noise": "low"}, lookup={"noise": {"low": 0.01}}
+    )
+    mitosis.run(
+        investigation.sine, {"amplitude": 2, "noise": "low2"}, lookup={"noise": {"low2": 0.02}}
+    )
     assert branch_length("sine") == 3
 
 
@@ -90,7 +100,7 @@ def test_experiment_exception_is_recorded_then_raised(investigation):
     assert "about to fail" in trial.read("output.log").decode()
     assert "(failed)" in git("log", "-1", "--format=%s", "mitosis/fails")
     assert "Mitosis-Status: failed" in git("log", "-1", "--format=%B", "mitosis/fails")
-    with pytest.raises(mitosis.StoreError, match="has no 'results/fails.dill'"):
+    with pytest.raises(mitosis.StoreError, match=r"has no 'results/fails\.dill'"):
         trial.results()
 
 
@@ -124,19 +134,23 @@ def test_worker_interrupted_is_recorded_as_interrupted(investigation):
 
 def test_ctrl_c_in_the_caller_records_the_trial_as_interrupted(investigation):
     script = Path("ctrl_c.py")
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import mitosis
         from {investigation.__name__} import sleeps
         mitosis.run(sleeps, {{"seconds": 30}})
-    """))
+    """)
+    )
     proc = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         start_new_session=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"sleeping\n"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole group
-    out, err = proc.communicate(timeout=30)
+    _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and b"KeyboardInterrupt" in err
     (trial,) = mitosis.trials("sleeps")
     assert trial.status == "interrupted"
@@ -152,7 +166,9 @@ def test_unknown_and_ambiguous_trial_ids(tmp_path):
             store.commit("made", {f"trials/ab/{trial_id}/trial.json": b"{}"}, "made by hand")
     with pytest.raises(mitosis.AmbiguousTrialId, match=r"'abcd' matches 2 trials.*more characters"):
         mitosis.load("abcd", store=store_path)
-    with pytest.raises(mitosis.UnknownTrial, match="no trial in the store .* starting with 'abce'"):
+    with pytest.raises(
+        mitosis.UnknownTrial, match=r"no trial in the store .* starting with 'abce'"
+    ):
         mitosis.load("abce", store=store_path)
     with pytest.raises(mitosis.UnknownTrial, match="4 or more hex digits"):
         mitosis.load("abc", store=store_path)
@@ -162,7 +178,7 @@ def test_unknown_and_ambiguous_trial_ids(tmp_path):
 
 def test_unknown_experiment(investigation):
     mitosis.run(investigation.bare_number)
-    with pytest.raises(mitosis.UnknownExperiment, match="no experiment 'sien'.*bare_number"):
+    with pytest.raises(mitosis.UnknownExperiment, match=r"no experiment 'sien'.*bare_number"):
         mitosis.trials("sien")
 
 

@@ -83,7 +83,9 @@ def test_users_checkout_is_untouched(investigation):
 
 
 def test_results_params_and_load_by_prefix(investigation):
-    trial = mitosis.run(investigation.sine, {"amplitude": 2, "noise": "high"}, lookup=investigation.lookup)
+    trial = mitosis.run(
+        investigation.sine, {"amplitude": 2, "noise": "high"}, lookup=investigation.lookup
+    )
     assert trial.results() == {"main": 1.0, "metrics": {"err": 0.25, "n": 3}, "data": [2]}
     loaded = mitosis.load(trial.id[:6])
     assert loaded == trial
@@ -136,8 +138,12 @@ def test_figures_left_open_are_saved_as_png(investigation):
 
 
 def test_debug_records_nothing(investigation):
-    trial = mitosis.run(investigation.sine, {"amplitude": 3, "noise": "low"},
-                        lookup=investigation.lookup, debug=True)
+    trial = mitosis.run(
+        investigation.sine,
+        {"amplitude": 3, "noise": "low"},
+        lookup=investigation.lookup,
+        debug=True,
+    )
     assert trial.status == "ok" and trial.main == pytest.approx(0.03)
     assert trial.results()["data"] == [3]
     assert git("branch", "--list", "mitosis/*") == ""
@@ -146,7 +152,9 @@ def test_debug_records_nothing(investigation):
 
 def test_environment_and_code_state_are_recorded(investigation):
     git("remote", "add", "origin", "https://alice:hunter2@example.org/lab/investigation.git")
-    trial = mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup)
+    trial = mitosis.run(
+        investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup
+    )
     assert trial.code is not None
     assert trial.code.branch == "main"
     assert trial.code.remotes == {"origin": "https://example.org/lab/investigation.git"}
@@ -165,7 +173,8 @@ def test_environment_and_code_state_are_recorded(investigation):
 def test_default_store_outside_any_repository(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "standalone.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import mitosis
 
         def double(x=2):
@@ -173,15 +182,20 @@ def test_default_store_outside_any_repository(tmp_path, monkeypatch):
 
         trial = mitosis.run(double, {"x": 21})
         print("RESULT", trial.id, trial.main)
-    """))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    """)
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert "created a new store" in proc.stderr and "trials" in proc.stderr
     trial_id, main = proc.stdout.split("RESULT")[1].split()
     assert main == "42"
     assert trial_id in git("log", "mitosis/double", cwd=tmp_path / "trials")
     # a second run reuses ./trials without announcing it again
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 0 and "created" not in proc.stderr
     assert len(git("rev-list", "mitosis/double", cwd=tmp_path / "trials").split()) == 2
 

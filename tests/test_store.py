@@ -28,7 +28,9 @@ def test_secrets_never_reach_the_store(investigation, monkeypatch):
     monkeypatch.setenv("LAB_SAUCE", secret + "-custom")
     monkeypatch.setenv("MITOSIS_REDACT", "*SAUCE*")
     git("remote", "add", "origin", f"https://alice:{secret}-remote@example.org/lab.git")
-    trial = mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup)
+    trial = mitosis.run(
+        investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup
+    )
     assert secret.encode() not in all_objects()
     env = trial.read("environment.json").decode()
     assert '"API_TOKEN": "<redacted>"' in env and '"LAB_SAUCE": "<redacted>"' in env
@@ -50,13 +52,18 @@ def test_redaction_rules():
 
 def test_branches_are_real_git(investigation, tmp_path):
     for amplitude in (1, 2, 3):
-        mitosis.run(investigation.sine, {"amplitude": amplitude, "noise": "high"},
-                    lookup=investigation.lookup)
+        mitosis.run(
+            investigation.sine,
+            {"amplitude": amplitude, "noise": "high"},
+            lookup=investigation.lookup,
+        )
     clone = tmp_path / "clone"
     git("clone", "-q", "--mirror", str(Path.cwd()), str(clone))
     assert len(git("rev-list", "mitosis/sine", cwd=clone).split()) == 3
     subjects = git("log", "--format=%s", "mitosis/sine", cwd=clone).splitlines()
-    assert subjects == [f"sine: amplitude={a} gpu=0 noise=high -> main={a * 0.5} (ok)" for a in (3, 2, 1)]
+    assert subjects == [
+        f"sine: amplitude={a} gpu=0 noise=high -> main={a * 0.5} (ok)" for a in (3, 2, 1)
+    ]
     assert git("reflog", "show", "mitosis/sine").count("mitosis: sine:") == 3
     git("fsck", "--strict", cwd=clone)
 
@@ -102,7 +109,9 @@ def test_store_writes_objects_and_trees_without_an_index(tmp_path):
         assert store.experiments() == ["exp"]
     assert git("rev-parse", "--is-bare-repository", cwd=path).strip() == "true"
     assert git("ls-tree", "-r", "--name-only", "mitosis/exp", cwd=path).split() == [
-        "a/b/c.txt", "a/b/e.txt", "a/d.txt"
+        "a/b/c.txt",
+        "a/b/e.txt",
+        "a/d.txt",
     ]
     assert git("rev-parse", "mitosis/exp~1", cwd=path).strip() == first.decode()
     git("fsck", "--strict", cwd=path)

@@ -39,14 +39,18 @@ class Estimator:
 
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
-hashables = st.recursive(scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=6)
+hashables = st.recursive(
+    scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=6
+)
 values = st.recursive(
     scalars,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text(max_size=5), inner, max_size=4)
-    | st.dictionaries(st.integers(), inner, max_size=3)
-    | st.sets(hashables, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+        | st.dictionaries(st.integers(), inner, max_size=3)
+        | st.sets(hashables, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -56,7 +60,7 @@ def same(a, b) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     if isinstance(a, float) and math.isnan(a):
@@ -103,7 +107,9 @@ def test_attrs_and_dataclass_values_are_readable_json_with_a_pickle_beside():
     assert encode(Point(1, 2.5)).fingerprint == encoded.fingerprint
     assert encode(Point(1, 2.0)).fingerprint != encoded.fingerprint
     assert encode(Box("a", (1, 2))).json == {
-        "py/type": f"{__name__}.Box", "label": "a", "corners": {"py/tuple": [1, 2]}
+        "py/type": f"{__name__}.Box",
+        "label": "a",
+        "corners": {"py/tuple": [1, 2]},
     }
 
 
@@ -155,14 +161,19 @@ def test_estimator_variant_locks_by_content(investigation):
     assert git("cat-file", "-t", "mitosis/echo:variants/value/lasso.dill").strip() == "blob"
     mitosis.run(investigation.echo, {"value": "lasso"}, lookup={"value": {"lasso": Estimator(0.1)}})
     with pytest.raises(mitosis.VariantConflict) as err:
-        mitosis.run(investigation.echo, {"value": "lasso"}, lookup={"value": {"lasso": Estimator(0.2)}})
+        mitosis.run(
+            investigation.echo, {"value": "lasso"}, lookup={"value": {"lasso": Estimator(0.2)}}
+        )
     assert "a pickled" in str(err.value) and first.id in str(err.value)
 
 
 def test_tuples_and_sets_lock_by_value(investigation):
     lookup = investigation.lookup
-    mitosis.run(investigation.echo, {"value": "pair", "other": "set"},
-                lookup={"value": lookup["shape"], "other": lookup["shape"]})
+    mitosis.run(
+        investigation.echo,
+        {"value": "pair", "other": "set"},
+        lookup={"value": lookup["shape"], "other": lookup["shape"]},
+    )
     assert mitosis.trials("echo")[0].value("other") == {1, 2, 3}
     with pytest.raises(mitosis.VariantConflict, match=r"\[1,2\]"):
         mitosis.run(investigation.echo, {"value": "pair"}, lookup={"value": {"pair": [1, 2]}})
