@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from ._model import CodeState, Param, Trial
 from ._params import experiment
 from ._recorder import load, trials
@@ -24,10 +22,7 @@ from .exceptions import (
     VariantConflict,
 )
 
-try:
-    __version__ = version("mitosis")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+__version__ = "0.1.0"
 
 __all__ = [
     "AmbiguousTrialId",

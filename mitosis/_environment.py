@@ -11,7 +11,6 @@ import platform
 import re
 import socket
 import sys
-from importlib import metadata
 from pathlib import Path
 
 from ._model import CodeState, Environment
@@ -90,17 +89,18 @@ def environment() -> Environment:
     )
 
 
-def _requirement(dist: metadata.Distribution) -> str:
-    name = dist.metadata["Name"]
-    version = dist.version
-    text = dist.read_text("direct_url.json")
-    if not text:
-        return f"{name}=={version}"
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _direct_url(folder: str, name: str, version: str) -> str | None:
+    """The requirement of an editable or VCS install, from its PEP 610 ``direct_url.json``."""
     try:
-        direct = json.loads(text)
+        with open(os.path.join(folder, "direct_url.json"), encoding="utf-8") as f:
+            direct = json.load(f)
         url = strip_credentials(direct["url"])
-    except (ValueError, KeyError, TypeError):
-        return f"{name}=={version}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
     if direct.get("dir_info", {}).get("editable"):
         return f"-e {url}  # {name}=={version} (editable)"
     vcs = direct.get("vcs_info")
@@ -109,18 +109,53 @@ def _requirement(dist: metadata.Distribution) -> str:
     return f"{name} @ {url}"
 
 
-def requirements() -> str:
-    """The installed distributions as a pip-style pinned list, one per line, sorted by name.
+def _metadata_version(folder: str) -> str | None:
+    for file in ("PKG-INFO", "METADATA"):
+        try:
+            with open(os.path.join(folder, file), encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip()
+                    if not line.strip():
+                        break
+        except OSError:
+            continue
+    return None
 
-    Editable installs appear as ``-e URL``, VCS installs as ``name @ git+URL@commit``.
+
+def _distributions(entry: str) -> list[tuple[str, str, str]]:
+    """``(name, version, folder)`` of the distributions installed in one import path entry,
+    read from the names of their ``.dist-info`` / ``.egg-info`` folders."""
+    folder = entry or os.getcwd()
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    found = []
+    for item in names:
+        stem, dot, kind = item.rpartition(".")
+        if not dot or kind not in ("dist-info", "egg-info"):
+            continue
+        name, _, rest = stem.partition("-")
+        path = os.path.join(folder, item)
+        version = rest.split("-py", 1)[0] if rest else _metadata_version(path)
+        if name and version:
+            found.append((_normalize(name), version, path))
+    return found
+
+
+def requirements(path: list[str] | None = None) -> str:
+    """The distributions installed on the import path as a pip-style pinned list, sorted.
+
+    Names are normalized (PEP 503). Editable installs appear as ``-e URL``, VCS installs as
+    ``name @ git+URL@commit``; where a distribution is installed twice, the one found first on
+    the path (the one Python imports) is listed.
     """
     seen: dict[str, str] = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if not name:
-            continue
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        seen.setdefault(key, _requirement(dist))  # the first on sys.path is the one imported
+    for entry in sys.path if path is None else path:
+        for name, version, folder in _distributions(entry):
+            if name not in seen:
+                seen[name] = _direct_url(folder, name, version) or f"{name}=={version}"
     return "".join(f"{seen[k]}\n" for k in sorted(seen))
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = ["FORMAT", "CodeState", "Environment", "Param", "Trial", "converter"]
 
@@ -191,7 +193,13 @@ def trial_dir(trial_id: str) -> str:
     return f"trials/{trial_id[:2]}/{trial_id}"
 
 
-def _make_converter() -> cattrs.Converter:
+@cache
+def converter() -> cattrs.Converter:
+    """The one converter between records and JSON-ready dicts (made on first use: cattrs is
+    imported only when records are read or written)."""
+    import cattrs
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
     conv = cattrs.Converter(forbid_extra_keys=False)
     omit = override(omit=True)
     conv.register_unstructure_hook(
@@ -203,7 +211,3 @@ def _make_converter() -> cattrs.Converter:
         make_dict_structure_fn(Trial, conv, location=omit, debug_results=omit),
     )
     return conv
-
-
-#: The one converter between records and JSON-ready dicts.
-converter = _make_converter()

@@ -8,17 +8,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import attrs
-from dulwich.objects import ObjectID
 
 from ._model import FORMAT, Trial, converter, trial_dir
 from ._params import Resolved
 from ._serialize import dumps_json
 from ._store import Check, Store
 from .exceptions import StoreError, UnknownExperiment, VariantConflict
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
 
 __all__ = ["commit_message", "load", "lock_check", "read_trials", "trials", "variant_files"]
 
@@ -113,7 +115,9 @@ def commit_message(trial: Trial) -> str:
         return text if len(text) <= _SUMMARY_VALUE else text[: _SUMMARY_VALUE - 1] + "…"
 
     params = " ".join(f"{n}={short(p.variant)}" for n, p in trial.params.items())
-    result = f"main={short(json.dumps(trial.main))}" if trial.status == "ok" else trial.status
+    main = trial.main
+    shown = format(main, ".4g") if isinstance(main, float) else json.dumps(main)
+    result = f"main={short(shown)}" if trial.status == "ok" else trial.status
     summary = f"{trial.experiment}: {params or '(no parameters)'} -> {result} ({trial.status})"
     code = "none"
     if trial.code is not None:
@@ -135,7 +139,7 @@ def _parse(data: bytes, where: str) -> Trial:
                 f"{where} was written by a newer mitosis (store format {raw['format']}); "
                 "upgrade mitosis to read it"
             )
-        return converter.structure(raw, Trial)
+        return converter().structure(raw, Trial)
     except StoreError:
         raise
     except Exception as exc:

@@ -139,7 +139,7 @@ class _Collector(threading.Thread):
         try:
             env = _environment.environment()
             self.files["environment.json"] = dumps_json(
-                converter.unstructure(env), indent=2
+                converter().unstructure(env), indent=2
             ).encode()
             self.files["requirements.txt"] = _environment.requirements().encode()
             self.code, diff = _environment.code_state(self.start_dir)
@@ -260,7 +260,7 @@ def _execute(
     folder = trial_dir(trial.id)
     branch_files = {f"{folder}/{name}": data for name, data in files.items()}
     branch_files[f"{folder}/trial.json"] = dumps_json(
-        converter.unstructure(trial), indent=2
+        converter().unstructure(trial), indent=2
     ).encode()
     branch_files.update(variant_files(resolved))
     return trial, branch_files, finished.interrupted

@@ -16,28 +16,31 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-
-from dulwich.errors import NotGitRepository
-from dulwich.file import FileLocked
-from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
-from dulwich.refs import Ref, check_ref_format
-from dulwich.repo import Repo, get_user_identity
+from typing import TYPE_CHECKING, cast
 
 from .exceptions import AmbiguousTrialId, StoreError, UnknownTrial
 
+if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `import mitosis` light
+    from dulwich.objects import ObjectID, ShaFile
+    from dulwich.refs import Ref
+    from dulwich.repo import Repo
+
 __all__ = ["BRANCH_PREFIX", "Store"]
 
-BRANCH_PREFIX = Ref(b"refs/heads/mitosis/")
+BRANCH_PREFIX = b"refs/heads/mitosis/"
 _RETRIES = 400
 _MIN_PREFIX = 4
 
 #: Called with the tip's tree id (None for a new branch) before each attempt to commit.
-Check = Callable[["Store", ObjectID | None], None]
+Check = Callable[["Store", "ObjectID | None"], None]
 
 
 def default_store_path() -> Path:
     """Where trials go when no store is named: ``$MITOSIS_STORE``, else the git repository
     containing the current directory, else ``./trials`` (created on first use)."""
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
     env = os.environ.get("MITOSIS_STORE")
     if env:
         return Path(env)
@@ -65,6 +68,9 @@ class Store:
         Raises:
             StoreError: the path exists but is not a git repository.
         """
+        from dulwich.errors import NotGitRepository
+        from dulwich.repo import Repo
+
         target = Path(path) if path is not None else default_store_path()
         if not target.exists():
             try:
@@ -106,7 +112,9 @@ class Store:
         Raises:
             StoreError: the name cannot be part of a git branch name.
         """
-        ref = Ref(BRANCH_PREFIX + experiment.encode())
+        from dulwich.refs import check_ref_format
+
+        ref = cast("Ref", BRANCH_PREFIX + experiment.encode())
         if not experiment or not check_ref_format(ref) or experiment.endswith("/"):
             raise StoreError(
                 f"experiment name {experiment!r} cannot name a git branch; use letters, digits, "
@@ -116,7 +124,7 @@ class Store:
 
     def experiments(self) -> list[str]:
         """Names of the experiments that have a branch in the store, sorted."""
-        keys = self.repo.refs.keys(base=Ref(BRANCH_PREFIX.rstrip(b"/")))
+        keys = self.repo.refs.keys(base=cast("Ref", BRANCH_PREFIX.rstrip(b"/")))
         return sorted(k.decode() for k in keys)
 
     def tip(self, experiment: str) -> ObjectID | None:
@@ -127,6 +135,8 @@ class Store:
             return None
 
     def tree_of(self, commit_id: ObjectID | None) -> ObjectID | None:
+        from dulwich.objects import Commit
+
         if commit_id is None:
             return None
         commit = self.repo.object_store[commit_id]
@@ -136,6 +146,8 @@ class Store:
 
     def lookup(self, tree_id: ObjectID | None, path: str) -> ShaFile | None:
         """The object at ``path`` (``a/b/c``) under a tree, or None."""
+        from dulwich.objects import Tree
+
         obj: ShaFile | None = self.repo.object_store[tree_id] if tree_id else None
         for part in path.split("/") if path else []:
             if not isinstance(obj, Tree):
@@ -151,6 +163,8 @@ class Store:
         self, experiment: str, path: str, tree_id: ObjectID | None = None
     ) -> bytes | None:
         """A file's bytes on the experiment's branch (or under ``tree_id``), or None."""
+        from dulwich.objects import Blob
+
         if tree_id is None:
             tree_id = self.tree_of(self.tip(experiment))
         obj = self.lookup(tree_id, path)
@@ -158,6 +172,8 @@ class Store:
 
     def children(self, tree_id: ObjectID | None, path: str) -> list[tuple[str, ObjectID]]:
         """Names and object ids of the entries of the tree at ``path``."""
+        from dulwich.objects import Tree
+
         obj = self.lookup(tree_id, path)
         if not isinstance(obj, Tree):
             return []
@@ -207,6 +223,8 @@ class Store:
 
     def add(self, obj: ShaFile) -> ObjectID:
         """Store an object; two writers storing the same object at once both succeed."""
+        from dulwich.file import FileLocked
+
         for attempt in range(_RETRIES):
             try:
                 self.repo.object_store.add_object(obj)
@@ -218,6 +236,8 @@ class Store:
         raise StoreError(f"could not write object {obj.id.decode()} to {self.path}: always locked")
 
     def add_blob(self, data: bytes) -> ObjectID:
+        from dulwich.objects import Blob
+
         return self.add(Blob.from_string(data))
 
     def build_tree(self, tree_id: ObjectID | None, files: Mapping[str, ObjectID]) -> ObjectID:
@@ -225,6 +245,8 @@ class Store:
 
         Only the trees on the paths of the changed files are rewritten; the rest is shared.
         """
+        from dulwich.objects import Tree
+
         tree = Tree()
         if tree_id is not None:
             old = self.repo.object_store[tree_id]
@@ -260,6 +282,10 @@ class Store:
         Returns:
             The new commit's id.
         """
+        from dulwich.file import FileLocked
+        from dulwich.objects import Commit
+        from dulwich.repo import get_user_identity
+
         ref = self.ref(experiment)
         blobs = {path: self.add_blob(data) for path, data in files.items()}
         config = self.repo.get_config_stack()

@@ -14,12 +14,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import signal
 import sys
 import time
-import traceback
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 RETURN_KEYS = ("main", "metrics", "data")
@@ -109,23 +106,28 @@ def _load_function(spec: dict[str, Any]) -> Any:
     return obj
 
 
-def _save_figures(out: Path) -> int:
+def _save_figures(out: str) -> int:
     if "matplotlib.pyplot" not in sys.modules:
         return 0
     import matplotlib.pyplot as plt
 
     numbers = plt.get_fignums()
     if numbers:
-        (out / "figures").mkdir()
+        os.mkdir(os.path.join(out, "figures"))
     dpi = float(os.environ.get("MITOSIS_FIGURE_DPI", "100"))
     for n, num in enumerate(numbers):
-        plt.figure(num).savefig(out / "figures" / f"{n}.png", dpi=dpi, format="png")
+        path = os.path.join(out, "figures", f"{n}.png")
+        plt.figure(num).savefig(path, dpi=dpi, format="png")
     plt.close("all")
     return len(numbers)
 
 
-def main(spec_path: str, out_dir: str) -> int:
-    out = Path(out_dir)
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def main(spec_path: str, out: str) -> int:
     outcome: dict[str, Any] = {"status": "failed", "error": None}
     try:
         with open(spec_path, "rb") as f:
@@ -139,23 +141,30 @@ def main(spec_path: str, out_dir: str) -> int:
         shaped = normalize(returned)
         outcome["main"] = plain(shaped["main"])
         outcome["metrics"] = plain(shaped.get("metrics", {}))
-        (out / "results.pkl").write_bytes(dumps(returned))
+        _write(os.path.join(out, "results.pkl"), dumps(returned))
         outcome["status"] = "ok"
     except KeyboardInterrupt:
+        import signal
+        import traceback
+
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the report
         outcome.update(status="interrupted", error=traceback.format_exc())
     except BaseException:  # the experiment's failure is the trial's record, whatever it was
+        import traceback
+
         outcome["error"] = traceback.format_exc()
         sys.stderr.write(outcome["error"])
     try:
         outcome["figures"] = _save_figures(out)
     except Exception:
+        import traceback
+
         sys.stderr.write("mitosis: could not save figures:\n" + traceback.format_exc())
     sys.stdout.flush()
     sys.stderr.flush()
-    tmp = out / "outcome.json.tmp"
-    tmp.write_text(json.dumps(outcome))
-    tmp.replace(out / "outcome.json")
+    tmp = os.path.join(out, "outcome.json.tmp")
+    _write(tmp, json.dumps(outcome).encode())
+    os.replace(tmp, os.path.join(out, "outcome.json"))
     return 0
 
 

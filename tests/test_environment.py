@@ -1,0 +1,96 @@
+"""What a trial records of its environment: requirements, code state."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import git
+
+from mitosis._environment import code_state, requirements
+
+
+def make_dist(site: Path, folder: str, direct_url: dict | None = None, version: str = "") -> None:
+    info = site / folder
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: x\nVersion: {version}\n\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps(direct_url))
+
+
+def test_requirements_record_pinned_editable_and_vcs_installs(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    make_dist(first, "Plain_Pkg-1.2.3.dist-info")
+    make_dist(
+        first,
+        "editable_pkg-0.1.dist-info",
+        {"url": "file:///home/me/pkg", "dir_info": {"editable": True}},
+    )
+    make_dist(
+        first,
+        "vcs_pkg-2.0.dist-info",
+        {
+            "url": "https://bob:pw@example.org/vcs.git",
+            "vcs_info": {"vcs": "git", "commit_id": "abc123"},
+        },
+    )
+    make_dist(first, "source_tree.egg-info", version="0.9")  # no version in the folder name
+    make_dist(second, "plain_pkg-9.9.dist-info")  # shadowed: the first on the path wins
+    listed = requirements([str(first), str(second), str(tmp_path / "missing")]).splitlines()
+    assert listed == [
+        "-e file:///home/me/pkg  # editable-pkg==0.1 (editable)",
+        "plain-pkg==1.2.3",
+        "source-tree==0.9",
+        "vcs-pkg @ git+https://example.org/vcs.git@abc123",
+    ]
+
+
+def test_requirements_agree_with_pip_freeze():
+    freeze = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    ours = {line.split("==")[0] for line in requirements().splitlines() if "==" in line}
+    theirs = {
+        line.split("==")[0].lower().replace("_", "-").replace(".", "-")
+        for line in freeze.splitlines()
+        if "==" in line
+    }
+    assert theirs <= ours
+
+
+def test_code_state_of_a_clean_dirty_and_missing_repository(tmp_path):
+    assert code_state(tmp_path) == (None, b"")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", "-b", "work", cwd=repo)
+    state, diff = code_state(repo)
+    assert state is not None and state.commit is None and state.branch == "work"
+    (repo / "a.py").write_text("x = 1\n")
+    git("add", "a.py", cwd=repo)
+    git("commit", "-qm", "a", cwd=repo)
+    state, diff = code_state(repo)
+    assert state is not None and not state.dirty and diff == b""
+    assert state.commit == git("rev-parse", "HEAD", cwd=repo).strip()
+    (repo / "a.py").write_text("x = 2\n")
+    (repo / "b.py").write_text("y = 1\n")
+    (repo / "big.bin").write_bytes(b"0" * (2 << 20))
+    state, diff = code_state(repo / "a.py")
+    assert state is not None and state.dirty
+    text = diff.decode()
+    assert "-x = 1\n+x = 2" in text and "+y = 1" in text
+    assert "untracked file not copied (over 1 MiB): big.bin" in text
+    # the recorded diff applies with git itself to the commit
+    (repo / "a.py").write_text("x = 1\n")
+    (repo / "b.py").unlink()
+    patch = tmp_path / "code.diff"
+    patch.write_bytes(diff.replace(b"# untracked file not copied (over 1 MiB): big.bin\n", b""))
+    git("apply", str(patch), cwd=repo)
+    assert (repo / "a.py").read_text() == "x = 2\n" and (repo / "b.py").read_text() == "y = 1\n"
+    git("checkout", "-q", "--detach", cwd=repo)
+    state, _ = code_state(repo)
+    assert state is not None and state.branch is None
