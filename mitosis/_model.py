@@ -89,8 +89,9 @@ class Trial:
         metrics: named results (JSON values; others as their repr).
         params: tracked parameters by name.
         untracked: parameters marked untracked (recorded, never locked).
-        started: start time, ISO 8601 in UTC.
-        duration: seconds from starting the trial process to its end.
+        started: when the trial process started, ISO 8601 in UTC.
+        ended: when it ended.
+        duration: seconds from start to end.
         host: the machine's name.
         user: the user that ran the trial.
         function: ``module:qualname`` of the experiment function.
@@ -108,6 +109,7 @@ class Trial:
     params: dict[str, Param]
     untracked: dict[str, Param]
     started: str
+    ended: str
     duration: float
     host: str
     user: str
@@ -118,7 +120,9 @@ class Trial:
     mitosis: str = ""
     format: int = FORMAT
     location: str | None = attrs.field(default=None, eq=False, repr=False)
-    debug_results: bytes | None = attrs.field(default=None, eq=False, repr=False)
+    _debug_results: bytes | None = attrs.field(
+        default=None, eq=False, repr=False, alias="debug_results"
+    )
 
     @property
     def variants(self) -> dict[str, str]:
@@ -145,8 +149,8 @@ class Trial:
         """
         from ._serialize import loads_dill
 
-        if self.debug_results is not None:
-            return loads_dill(self.debug_results)
+        if self._debug_results is not None:
+            return loads_dill(self._debug_results)
         return loads_dill(self._read(f"results/{self.experiment}.dill"))
 
     def value(self, name: str) -> Any:
@@ -204,10 +208,10 @@ def converter() -> cattrs.Converter:
     omit = override(omit=True)
     conv.register_unstructure_hook(
         Trial,
-        make_dict_unstructure_fn(Trial, conv, location=omit, debug_results=omit),
+        make_dict_unstructure_fn(Trial, conv, location=omit, _debug_results=omit),
     )
     conv.register_structure_hook(
         Trial,
-        make_dict_structure_fn(Trial, conv, location=omit, debug_results=omit),
+        make_dict_structure_fn(Trial, conv, location=omit, _debug_results=omit),
     )
     return conv

@@ -246,6 +246,9 @@ def _execute(
         params=params[True],
         untracked=params[False],
         started=finished.started.isoformat(timespec="microseconds"),
+        ended=(finished.started + dt.timedelta(seconds=finished.duration)).isoformat(
+            timespec="microseconds"
+        ),
         duration=round(finished.duration, 6),
         host=_environment.hostname(),
         user=_environment.username(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -208,3 +209,16 @@ def test_store_argument_names_another_repository(investigation, tmp_path):
     assert mitosis.load(trial.id, store=store).main == 6.0
     assert git("for-each-ref", "refs/heads/mitosis") == ""  # nothing in the investigation
     assert trial.id in git("log", "mitosis/bare_number", cwd=store)
+
+
+def test_bare_decorator_and_end_time(investigation):
+    @mitosis.experiment
+    def triple(x: int = 2):
+        return x * 3
+
+    assert triple(1) == 3
+    trial = mitosis.run(triple)
+    assert trial.experiment == "triple" and trial.main == 6
+    started, ended = (dt.datetime.fromisoformat(t) for t in (trial.started, trial.ended))
+    assert started.tzinfo is not None and started <= ended
+    assert (ended - started).total_seconds() == pytest.approx(trial.duration, abs=1e-3)
