@@ -102,7 +102,7 @@ def _direct_url(folder: str, name: str, version: str) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if direct.get("dir_info", {}).get("editable"):
-        return f"-e {url}  # {name}=={version} (editable)"
+        return f"-e {url}#egg={name}  # {name}=={version} (editable)"
     vcs = direct.get("vcs_info")
     if vcs:
         return f"{name} @ {vcs.get('vcs', 'git')}+{url}@{vcs.get('commit_id', '')}"
@@ -147,7 +147,7 @@ def _distributions(entry: str) -> list[tuple[str, str, str]]:
 def requirements(path: list[str] | None = None) -> str:
     """The distributions installed on the import path as a pip-style pinned list, sorted.
 
-    Names are normalized (PEP 503). Editable installs appear as ``-e URL``, VCS installs as
+    Names are normalized (PEP 503). Editable installs appear as ``-e URL#egg=name``, VCS installs as
     ``name @ git+URL@commit``; where a distribution is installed twice, the one found first on
     the path (the one Python imports) is listed.
     """

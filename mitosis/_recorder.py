@@ -22,7 +22,16 @@ from .exceptions import StoreError, UnknownExperiment, VariantConflict
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
 
-__all__ = ["commit_message", "load", "lock_check", "read_trials", "trials", "variant_files"]
+__all__ = [
+    "Variant",
+    "commit_message",
+    "load",
+    "lock_check",
+    "read_trials",
+    "trials",
+    "variant_files",
+    "variants",
+]
 
 _SUMMARY_VALUE = 40
 # Trials parsed from JSON, by the id of their folder's tree: content-addressed, so never stale.
@@ -196,3 +205,64 @@ def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Tria
         if data is None:
             raise StoreError(f"trial {trial_id} of {experiment} has no trial.json")
         return attrs.evolve(_parse(data, f"trial {trial_id}"), location=st.path)
+
+
+@attrs.frozen
+class Variant:
+    """A variant name locked to its value on an experiment's branch.
+
+    Attributes:
+        param: the parameter.
+        name: the variant's name.
+        value: the value as canonical JSON, or None when only its pickle holds it.
+        type: the qualified name of the value's type.
+        fingerprint: what equality of values is decided by.
+        pickled: whether a pickle of the value is stored beside the JSON.
+        trials: how many trials on the branch used this variant.
+    """
+
+    param: str
+    name: str
+    value: Any
+    type: str
+    fingerprint: str
+    pickled: bool
+    trials: int
+
+
+def variants(
+    experiment: str, param: str | None = None, *, store: str | os.PathLike[str] | None = None
+) -> list[Variant]:
+    """The locked variants of an experiment (or of one of its parameters), sorted by name.
+
+    Raises:
+        UnknownExperiment: the store has no branch for ``experiment``.
+    """
+    with Store.open(store) as st:
+        if st.tip(experiment) is None:
+            raise UnknownExperiment(experiment, st.experiments(), st.path)
+        root = st.tree_of(st.tip(experiment))
+        used: dict[tuple[str, str], int] = {}
+        for trial in read_trials(st, experiment):
+            for name, p in trial.params.items():
+                if p.source == "variant":
+                    used[name, p.variant] = used.get((name, p.variant), 0) + 1
+        params = [param] if param else [name for name, _ in st.children(root, "variants")]
+        found = []
+        for name in params:
+            for file, blob_id in st.children(root, f"variants/{name}"):
+                if not file.endswith(".json"):
+                    continue
+                record = json.loads(st.read_file(experiment, "", blob_id) or b"{}")
+                found.append(
+                    Variant(
+                        param=name,
+                        name=record["variant"],
+                        value=record.get("value"),
+                        type=record.get("type", ""),
+                        fingerprint=record.get("fingerprint", ""),
+                        pickled=record.get("dill") is not None,
+                        trials=used.get((name, record["variant"]), 0),
+                    )
+                )
+    return sorted(found, key=lambda v: (v.param, v.name))

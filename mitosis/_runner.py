@@ -31,7 +31,7 @@ from ._store import Store
 from ._worker import dumps
 from .exceptions import TrialFailed
 
-__all__ = ["run"]
+__all__ = ["run", "run_experiment"]
 
 _WORKER = str(Path(__file__).with_name("_worker.py"))
 _INTERRUPT_GRACE = 10.0
@@ -70,7 +70,18 @@ def run(
         TrialFailed: the experiment raised, returned a wrong shape, was killed or interrupted;
             the trial is recorded all the same, and the error carries its id.
     """
-    spec = spec_of(fn, lookup, untracked)
+    return run_experiment(fn, spec_of(fn, lookup, untracked), params, store=store, debug=debug)
+
+
+def run_experiment(
+    fn: Callable[..., Any],
+    spec: ExperimentSpec,
+    params: Mapping[str, Any] | None,
+    *,
+    store: str | os.PathLike[str] | None,
+    debug: bool,
+) -> Trial:
+    """:func:`run` with the experiment's name, lookup and untracked names already decided."""
     resolved = resolve(fn, spec, params)
     if debug:
         trial, _, interrupted = _execute(fn, spec, resolved, store_path=None)

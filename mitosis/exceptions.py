@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
+    "ConfigError",
     "MitosisError",
     "StoreError",
     "TrialFailed",
@@ -83,6 +84,10 @@ class TrialFailed(MitosisError, RuntimeError):
         hint = f" See it with mitosis.load({trial_id!r})." if trial_id else ""
         last = error.strip().splitlines()[-1] if error.strip() else status
         super().__init__(f"{where} {status}: {last}.{hint}")
+
+
+class ConfigError(MitosisError, ValueError):
+    """``[tool.mitosis]`` in pyproject.toml is malformed, or names what cannot be imported."""
 
 
 class StoreError(MitosisError, OSError):

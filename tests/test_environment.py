@@ -40,7 +40,7 @@ def test_requirements_record_pinned_editable_and_vcs_installs(tmp_path):
     make_dist(second, "plain_pkg-9.9.dist-info")  # shadowed: the first on the path wins
     listed = requirements([str(first), str(second), str(tmp_path / "missing")]).splitlines()
     assert listed == [
-        "-e file:///home/me/pkg  # editable-pkg==0.1 (editable)",
+        "-e file:///home/me/pkg#egg=editable-pkg  # editable-pkg==0.1 (editable)",
         "plain-pkg==1.2.3",
         "source-tree==0.9",
         "vcs-pkg @ git+https://example.org/vcs.git@abc123",

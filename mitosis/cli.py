@@ -1,0 +1,661 @@
+"""The ``mitosis`` command line: the only place that prints tables or sets exit codes.
+
+Experiments come from the investigation's ``pyproject.toml`` (``[tool.mitosis]``); everything
+else goes through the Python API.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import csv
+import io
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NoReturn
+
+import attrs
+import click
+from click.shell_completion import CompletionItem
+
+from . import __version__
+from ._config import Config, load_config
+from ._model import Trial, converter
+from ._params import spec_of
+from ._recorder import load, trials, variants
+from ._runner import run_experiment
+from ._serialize import dumps_json
+from ._store import Store
+from .exceptions import MitosisError, TrialFailed
+
+__all__ = ["main"]
+
+_CELL = 28
+
+
+# -- configuration and errors ------------------------------------------------------------------
+
+
+def _config(ctx: click.Context) -> Config:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Config):
+        root.obj = load_config(root.params.get("config"))
+    return root.obj
+
+
+def _store(ctx: click.Context, option: Path | None) -> Path | None:
+    """``--store``, else ``$MITOSIS_STORE``, else ``[tool.mitosis] store``, else the default."""
+    if option is not None:
+        return option
+    if os.environ.get("MITOSIS_STORE"):
+        return None
+    return _config(ctx).store
+
+
+def _fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+class _Main(click.Group):
+    """A group where a registered experiment's name, given instead of a command, runs it."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            config = _config(ctx)
+            if name in config.experiments:
+                return "run", self.commands["run"], args
+            known = ", ".join(sorted(config.experiments)) or "none registered"
+            _fail(
+                f"{name!r} is neither a command nor a registered experiment (experiments: "
+                f"{known}). See `mitosis --help` for the commands."
+            )
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MitosisError as exc:
+            _fail(str(exc))
+
+
+# -- completion ----------------------------------------------------------------------------
+
+
+def _complete_experiment(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[str]:
+    try:
+        names = set(_config(ctx).experiments)
+    except MitosisError:
+        names = set()
+    try:
+        with Store.open(_store(ctx, ctx.params.get("store"))) as st:
+            names.update(st.experiments())
+    except (MitosisError, OSError):
+        pass
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+def _complete_param(
+    ctx: click.Context, _: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    # While an option still lacks its value, click leaves the positional arguments in ctx.args.
+    experiment = ctx.params.get("experiment") or (ctx.args[0] if ctx.args else None)
+    try:
+        fn, lookup, _untracked = _config(ctx).load(experiment or "")
+    except MitosisError:
+        return []
+    mark = "+" if incomplete.startswith("+") else ""
+    name, eq, partial = incomplete.lstrip("+").partition("=")
+    if not eq:
+        import inspect
+
+        names = [*lookup, *inspect.signature(fn).parameters]
+        return [CompletionItem(f"{mark}{n}=") for n in dict.fromkeys(names) if n.startswith(name)]
+    return [
+        CompletionItem(f"{mark}{name}={variant}")
+        for variant in lookup.get(name, {})
+        if variant.startswith(partial.split(",")[-1])
+    ]
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas outside brackets and quotes: ``1,(2,3),'a,b'`` -> 3 pieces."""
+    pieces, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quote:
+            if char == quote and text[i - 1] != "\\":
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            pieces.append(text[start:i])
+            start = i + 1
+    pieces.append(text[start:])
+    return [p.strip() for p in pieces]
+
+
+def _parse_assignments(
+    options: Sequence[str], flag: str, experiment: str
+) -> list[tuple[str, str, bool]]:
+    """``[+][step.]name=value`` options as ``(name, value text, untracked)``."""
+    parsed = []
+    for option in options:
+        name, eq, value = option.partition("=")
+        untracked = name.startswith("+")
+        name = name.lstrip("+").strip()
+        if not eq or not name:
+            _fail(f"{flag} {option!r}: write it as {flag} [+]name=value")
+        step, dot, rest = name.rpartition(".")
+        if dot:
+            if step != experiment:
+                _fail(
+                    f"{flag} {option!r} addresses step {step!r}, but the experiment is "
+                    f"{experiment!r}; write {flag} {experiment}.{rest}=... or {flag} {rest}=..."
+                )
+            name = rest
+        parsed.append((name, value, untracked))
+    return parsed
+
+
+def _evaluate(name: str, text: str, allow_code: bool) -> Any:
+    try:
+        if allow_code:
+            return eval(text, {"__builtins__": builtins})  # the user opted in to code
+        return ast.literal_eval(text)
+    except Exception as exc:
+        hint = "" if allow_code else " (a number, a 'quoted string', a list, a dict...)"
+        opt_in = "" if allow_code else ", or pass --allow-code to evaluate Python code"
+        _fail(f"-e {name}={text}: {type(exc).__name__}: {exc}. Give a Python literal{hint}{opt_in}")
+
+
+def _grid(
+    experiment: str,
+    lookup: dict[str, Any],
+    params: Sequence[str],
+    evals: Sequence[str],
+    allow_code: bool,
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Every combination of the given values, and the names marked untracked."""
+    choices: dict[str, list[Any]] = {}
+    untracked: set[str] = set()
+    for name, text, plus in _parse_assignments(params, "-p", experiment):
+        if name not in lookup:
+            tables = ", ".join(sorted(lookup)) or "none"
+            _fail(
+                f"-p {name}={text}: {name!r} has no lookup table in experiment {experiment!r} "
+                f"(tables: {tables}); give its value with -e {name}={text}"
+            )
+        choices[name] = _split_top_level(text)
+        if plus:
+            untracked.add(name)
+    for name, text, plus in _parse_assignments(evals, "-e", experiment):
+        choices[name] = [_evaluate(name, piece, allow_code) for piece in _split_top_level(text)]
+        if plus:
+            untracked.add(name)
+    names = list(choices)
+    combos = [
+        dict(zip(names, values, strict=True)) for values in itertools.product(*choices.values())
+    ]
+    return combos, untracked
+
+
+def _summary(trial: Trial) -> str:
+    metrics = " ".join(f"{k}={_cell(v)}" for k, v in trial.metrics.items())
+    main = f"main={_cell(trial.main)}" if trial.status == "ok" else ""
+    return " ".join(part for part in (f"trial {trial.id}", trial.status, main, metrics) if part)
+
+
+@click.command()
+@click.argument("experiment", shell_complete=_complete_experiment)
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="[+]NAME=VARIANT[,...]",
+    shell_complete=_complete_param,
+    help="A named variant from the lookup dictionary; + marks the parameter untracked.",
+)
+@click.option(
+    "-e",
+    "--eval",
+    "evals",
+    multiple=True,
+    metavar="[+]NAME=LITERAL[,...]",
+    shell_complete=_complete_param,
+    help="A value written as a Python literal; + marks the parameter untracked.",
+)
+@click.option("--allow-code", is_flag=True, help="Evaluate -e values as Python code.")
+@click.option("--debug", is_flag=True, help="Run, but record nothing and lock nothing.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Trials to run at once.")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to record in.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    experiment: str,
+    params: tuple[str, ...],
+    evals: tuple[str, ...],
+    allow_code: bool,
+    debug: bool,
+    jobs: int,
+    store: Path | None,
+) -> None:
+    """Run EXPERIMENT (registered in pyproject.toml) once, or once per combination.
+
+    \b
+      mitosis run sine -p noise=low -e amplitude=4
+      mitosis run sine -p noise=low,high -e amplitude=1,4 --jobs 2   # 4 trials
+      mitosis sine -p sine.noise=low -e sine.amplitude=4              # the earlier syntax
+    """
+    config = _config(ctx)
+    fn, lookup, registered_untracked = config.load(experiment)
+    combos, untracked = _grid(experiment, lookup, params, evals, allow_code)
+    store_path = _store(ctx, store)
+    spec = attrs.evolve(spec_of(fn, lookup, [*registered_untracked, *untracked]), name=experiment)
+
+    def one(values: dict[str, Any]) -> Trial | TrialFailed:
+        try:
+            return run_experiment(fn, spec, values, store=store_path, debug=debug)
+        except TrialFailed as failed:
+            return failed
+
+    if len(combos) == 1:
+        outcome = one(combos[0])
+        if isinstance(outcome, TrialFailed):
+            _fail(_failure(outcome))
+        click.echo(_summary(outcome))
+        return
+    _sweep(one, combos, jobs)
+
+
+def _failure(failed: TrialFailed) -> str:
+    where = f"trial {failed.trial_id}" if failed.trial_id else "the debug trial"
+    last = failed.error.strip().splitlines()[-1] if failed.error.strip() else failed.status
+    hint = f"; see it with `mitosis show {failed.trial_id}`" if failed.trial_id else ""
+    return f"{where} {failed.status}: {last}{hint}"
+
+
+def _sweep(
+    one: Callable[[dict[str, Any]], Trial | TrialFailed], combos: list[dict[str, Any]], jobs: int
+) -> None:
+    outcomes: list[Trial | TrialFailed] = []
+    with (
+        click.progressbar(length=len(combos), label="trials", file=sys.stderr) as bar,
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
+        for outcome in pool.map(one, combos):
+            outcomes.append(outcome)
+            bar.update(1)
+    rows = []
+    for values, outcome in zip(combos, outcomes, strict=True):
+        shown = " ".join(f"{k}={_cell(v)}" for k, v in values.items())
+        if isinstance(outcome, TrialFailed):
+            rows.append([outcome.trial_id or "-", outcome.status, "", shown])
+        else:
+            rows.append([outcome.id, outcome.status, _cell(outcome.main), shown])
+    click.echo(_table(["id", "status", "main", "parameters"], rows))
+    failed = sum(isinstance(o, TrialFailed) for o in outcomes)
+    if failed:
+        _fail(f"{failed} of {len(combos)} trials did not succeed (see `mitosis log`)")
+
+
+# -- tables --------------------------------------------------------------------------------
+
+
+def _cell(value: Any, width: int = _CELL) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = format(value, ".4g")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = dumps_json(value)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _exact(value: Any) -> str:
+    """A value in full, for machine-readable output."""
+    return "" if value is None else value if isinstance(value, str) else dumps_json(value)
+
+
+def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
+    rows = list(rows)
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def _commit(trial: Trial) -> str:
+    if trial.code is None or trial.code.commit is None:
+        return "-"
+    return trial.code.commit[:10] + ("*" if trial.code.dirty else "")
+
+
+def _record(trial: Trial) -> dict[str, Any]:
+    """The documented JSON object of a trial in ``log --json``."""
+    return {
+        "id": trial.id,
+        "experiment": trial.experiment,
+        "status": trial.status,
+        "started": trial.started,
+        "duration": trial.duration,
+        "params": trial.variants,
+        "untracked": {k: p.variant for k, p in trial.untracked.items()},
+        "main": trial.main,
+        "metrics": trial.metrics,
+        "commit": trial.code.commit if trial.code else None,
+        "dirty": trial.code.dirty if trial.code else None,
+    }
+
+
+# -- log -----------------------------------------------------------------------------------
+
+_OPERATORS = ("!=", "<=", ">=", "=", "<", ">")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _field(trial: Trial, name: str) -> tuple[str, float | None] | None:
+    """A field's text and number for ``--where``/``--sort``; None when the trial lacks it."""
+    if name in ("main", "status", "id", "experiment", "started", "duration", "host"):
+        value = getattr(trial, name)
+        return _cell(value, 10**6), _number(value)
+    if name in trial.params or name in trial.untracked:
+        param = trial.params.get(name) or trial.untracked[name]
+        return param.variant, _number(param.value)
+    if name in trial.metrics:
+        value = trial.metrics[name]
+        return _cell(value, 10**6), _number(value)
+    return None
+
+
+def _conditions(where: Sequence[str]) -> list[tuple[str, str, str]]:
+    found = []
+    for clause in where:
+        for part in clause.replace(" AND ", " and ").split(" and "):
+            part = part.strip()
+            if not part:
+                continue
+            for op in _OPERATORS:
+                field, hit, value = part.partition(op)
+                if hit and field.strip():
+                    found.append((field.strip(), op, value.strip()))
+                    break
+            else:
+                _fail(
+                    f"--where {part!r}: write NAME OP VALUE with OP one of "
+                    "=, !=, <, >, <=, >=, joined with 'and' (e.g. 'noise=low and main<0.1')"
+                )
+    return found
+
+
+def _unknown_field(flag: str, name: str, known: set[str]) -> NoReturn:
+    _fail(f"{flag}: no parameter or metric {name!r}; the trials have: {', '.join(sorted(known))}")
+
+
+def _matches(trial: Trial, condition: tuple[str, str, str], known: set[str]) -> bool:
+    name, op, wanted = condition
+    if name not in known:
+        _fail(
+            f"--where: no parameter or metric {name!r}; the trials have: {', '.join(sorted(known))}"
+        )
+    field = _field(trial, name)
+    if field is None:
+        return False
+    text, number = field
+    target = _number(wanted)
+    if op in ("=", "!="):
+        same = text == wanted or (number is not None and target is not None and number == target)
+        return same if op == "=" else not same
+    if number is None or target is None:
+        _fail(f"--where {name}{op}{wanted}: {op} compares numbers, and {text!r} is not one")
+    return {
+        "<": number < target,
+        ">": number > target,
+        "<=": number <= target,
+        ">=": number >= target,
+    }[op]
+
+
+def _fields(found: Sequence[Trial]) -> set[str]:
+    names = {"main", "status", "id", "experiment", "started", "duration", "host"}
+    for t in found:
+        names.update(t.params, t.untracked, t.metrics)
+    return names
+
+
+@click.command()
+@click.argument("experiment", required=False, shell_complete=_complete_experiment)
+@click.option("--where", "where", multiple=True, help="Filter, e.g. 'noise=low and main<0.1'.")
+@click.option("--sort", "sort", help="Sort by a parameter or metric (default: newest first).")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many trials.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, newest first.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def log(
+    ctx: click.Context,
+    experiment: str | None,
+    where: tuple[str, ...],
+    sort: str | None,
+    limit: int | None,
+    as_json: bool,
+    as_csv: bool,
+    store: Path | None,
+) -> None:
+    """List the trials of EXPERIMENT (or of every experiment), newest first."""
+    if as_json and as_csv:
+        _fail("give --json or --csv, not both")
+    found = list(reversed(trials(experiment, store=_store(ctx, store))))
+    known = _fields(found)
+    for condition in _conditions(where):
+        found = [t for t in found if _matches(t, condition, known)]
+    if sort:
+        if sort not in known:
+            _unknown_field("--sort", sort, known)
+
+        def key(t: Trial) -> tuple[int, float, str]:
+            field = _field(t, sort)
+            if field is None:
+                return (2, 0.0, "")
+            text, number = field
+            return (0, number, "") if number is not None else (1, 0.0, text)
+
+        found.sort(key=key)
+    found = found[:limit] if limit else found
+    params = list(dict.fromkeys(n for t in found for n in t.params))
+    metrics = list(dict.fromkeys(n for t in found for n in t.metrics))
+    if as_json:
+        click.echo(json.dumps([_record(t) for t in found], indent=2))
+        return
+    headers = ["id", "experiment", "started", "status", *params, "main", *metrics, "commit"]
+    fmt = _exact if as_csv else _cell  # CSV holds values in full; a table cuts them to fit
+
+    def row(t: Trial) -> list[str]:
+        return [
+            t.id,
+            t.experiment,
+            t.started if as_csv else t.started[:19].replace("T", " "),
+            t.status,
+            *(fmt(t.params[p].variant) if p in t.params else "" for p in params),
+            fmt(t.main),
+            *(fmt(t.metrics.get(m)) for m in metrics),
+            (t.code.commit or "") if as_csv and t.code else _commit(t),
+        ]
+
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(row(t) for t in found)
+        click.echo(out.getvalue(), nl=False)
+    elif found:
+        click.echo(_table(headers, [row(t) for t in found]))
+    else:
+        click.echo("no trials" + (" match" if where else ""), err=True)
+
+
+# -- show, diff, variants, experiments -------------------------------------------------------
+
+
+@click.command()
+@click.argument("trial_id", metavar="TRIAL")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with everything recorded.")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -> None:
+    """Everything recorded for one TRIAL (any unique id prefix of 4+ characters)."""
+    trial = load(trial_id, store=_store(ctx, store))
+    branch = f"mitosis/{trial.experiment}"
+    paths = {name: f"{branch}:{trial.path}/{name}" for name in trial.files}
+    environment = (
+        json.loads(trial.read("environment.json")) if "environment.json" in trial.files else {}
+    )
+    if as_json:
+        record = converter().unstructure(trial)
+        record.update(store=trial.location, branch=branch, paths=paths, environment=environment)
+        click.echo(json.dumps(record, indent=2))
+        return
+    lines = [
+        f"trial      {trial.id}  {trial.experiment}  {trial.status}",
+        f"started    {trial.started}  ({trial.duration:.3g} s)  on {trial.host} by {trial.user}",
+        f"function   {trial.function}",
+    ]
+    if trial.code is not None:
+        code = trial.code
+        dirty = " + uncommitted changes (code.diff)" if code.dirty else ""
+        lines.append(
+            f"code       {code.commit or '(no commit)'} on {code.branch or '(detached)'} "
+            f"in {code.repository}{dirty}"
+        )
+    if environment:
+        lines.append(f"python     {environment.get('python')} on {environment.get('platform')}")
+    for title, params in (("params", trial.params), ("untracked", trial.untracked)):
+        for n, (name, p) in enumerate(params.items()):
+            value = f" = {_cell(p.value, 60)}" if p.source == "variant" else ""
+            label = title if n == 0 else ""
+            lines.append(f"{label:<10} {name} = {p.variant}{value}  ({p.source})")
+    if trial.status == "ok":
+        lines.append(f"main       {_cell(trial.main, 60)}")
+    for n, (name, value) in enumerate(trial.metrics.items()):
+        lines.append(f"{'metrics' if n == 0 else '':<10} {name} = {_cell(value, 60)}")
+    if trial.error:
+        lines.append("error")
+        lines += [f"  {line}" for line in trial.error.rstrip().splitlines()]
+    lines.append(f"store      {trial.location}")
+    for n, path in enumerate(paths.values()):
+        lines.append(f"{'files' if n == 0 else '':<10} {path}")
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.argument("first", metavar="TRIAL")
+@click.argument("second", metavar="TRIAL")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def diff(ctx: click.Context, first: str, second: str, store: Path | None) -> None:
+    """What differs between two trials: parameters, results, code, environment, packages."""
+    from ._compare import diff_trials
+
+    path = _store(ctx, store)
+    a, b = load(first, store=path), load(second, store=path)
+    differences = diff_trials(a, b)
+    if not differences:
+        click.echo(f"trials {a.id} and {b.id} do not differ")
+        return
+    rows = [[d.section, d.key, d.a or "(none)", d.b or "(none)"] for d in differences]
+    click.echo(_table(["", "", a.id, b.id], rows))
+
+
+@click.command(name="variants")
+@click.argument("experiment", shell_complete=_complete_experiment)
+@click.argument("param", required=False)
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def variants_command(
+    ctx: click.Context, experiment: str, param: str | None, store: Path | None
+) -> None:
+    """The locked variants of EXPERIMENT (or of its PARAM), with how many trials used each."""
+    found = variants(experiment, param, store=_store(ctx, store))
+    if not found:
+        click.echo(f"no locked variants in {experiment}" + (f" for {param}" if param else ""))
+        return
+    rows = [
+        [
+            v.param,
+            v.name,
+            _cell(v.value, 48) if v.value is not None else f"(pickled {v.type})",
+            str(v.trials),
+        ]
+        for v in found
+    ]
+    click.echo(_table(["param", "variant", "value", "trials"], rows))
+
+
+@click.command()
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def experiments(ctx: click.Context, store: Path | None) -> None:
+    """The registered experiments and the experiments in the store, with trial counts."""
+    config = _config(ctx)
+    with Store.open(_store(ctx, store)) as st:
+        branches = {name: sum(1 for _ in st.trial_dirs(name)) for name in st.experiments()}
+    rows = [
+        [
+            name,
+            config.experiments[name].run if name in config.experiments else "(not registered)",
+            str(branches.get(name, 0)),
+        ]
+        for name in sorted(set(config.experiments) | set(branches))
+    ]
+    if not rows:
+        where = config.path or "no pyproject.toml with [tool.mitosis] found"
+        click.echo(f"no experiments registered ({where}) or recorded")
+        return
+    click.echo(_table(["experiment", "run", "trials"], rows))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mitosis")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The pyproject.toml to read (default: the nearest one with [tool.mitosis]).",
+)
+def main(config: Path | None) -> None:
+    """Run experiments as recorded, reproducible trials, kept in git.
+
+    An experiment's name where a command is expected runs it: `mitosis sine -p noise=low`.
+    """
+
+
+for _command in (run, log, show, diff, variants_command, experiments):
+    main.add_command(_command)
