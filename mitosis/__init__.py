@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from ._model import CodeState, Param, Trial
 from ._params import experiment
-from ._recorder import load, trials
+from ._recorder import Variant, load, trials, variants
 from ._runner import run
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
+    ConfigError,
     MitosisError,
     StoreError,
     TrialFailed,
@@ -28,6 +29,7 @@ __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
     "CodeState",
+    "ConfigError",
     "MitosisError",
     "Param",
     "StoreError",
@@ -36,10 +38,12 @@ __all__ = [
     "UnknownExperiment",
     "UnknownTrial",
     "UnknownVariant",
+    "Variant",
     "VariantConflict",
     "__version__",
     "experiment",
     "load",
     "run",
     "trials",
+    "variants",
 ]

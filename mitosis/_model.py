@@ -204,7 +204,7 @@ def converter() -> cattrs.Converter:
     import cattrs
     from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
     omit = override(omit=True)
     conv.register_unstructure_hook(
         Trial,
@@ -212,6 +212,6 @@ def converter() -> cattrs.Converter:
     )
     conv.register_structure_hook(
         Trial,
-        make_dict_structure_fn(Trial, conv, location=omit, _debug_results=omit),
+        make_dict_structure_fn(Trial, conv, _debug_results=omit),
     )
     return conv

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import attrs
 
+from ._cache import ListingCache
 from ._model import FORMAT, Trial, converter, trial_dir
 from ._params import Resolved
 from ._serialize import dumps_json
@@ -35,7 +36,8 @@ __all__ = [
 
 _SUMMARY_VALUE = 40
 # Trials parsed from JSON, by the id of their folder's tree: content-addressed, so never stale.
-_CACHE: dict[bytes, Trial] = {}
+_CACHE: dict[tuple[str, bytes], tuple[Trial, Any]] = {}
+_SHARDS: dict[tuple[str, bytes], list[tuple[str, ObjectID]]] = {}
 _CACHE_LIMIT = 200_000
 
 
@@ -140,35 +142,63 @@ def commit_message(trial: Trial) -> str:
     )
 
 
-def _parse(data: bytes, where: str) -> Trial:
+def _parse(raw: Any, where: str, location: str) -> Trial:
     try:
-        raw = json.loads(data)
         if raw.get("format", 1) > FORMAT:
             raise StoreError(
                 f"{where} was written by a newer mitosis (store format {raw['format']}); "
                 "upgrade mitosis to read it"
             )
-        return converter().structure(raw, Trial)
+        return converter().structure({**raw, "location": location}, Trial)
     except StoreError:
         raise
     except Exception as exc:
+        raise StoreError(f"{where} is not a readable trial record: {exc!r}") from None
+
+
+def _load_json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError as exc:
         raise StoreError(f"{where} is not a readable trial record: {exc}") from None
 
 
 def read_trials(store: Store, experiment: str) -> list[Trial]:
-    """The trials on an experiment's branch, read from their ``trial.json`` blobs alone."""
+    """The trials on an experiment's branch, read from their ``trial.json`` blobs alone.
+
+    Parsed records are kept by the id of their folder's tree, in memory and in the store's
+    listing cache (see :mod:`mitosis._cache`): content-addressed, so never stale.
+    """
+    root = store.tree_of(store.tip(experiment))
     found = []
-    for trial_id, tree_id in store.trial_dirs(experiment):
-        trial = _CACHE.get(tree_id)
-        if trial is None:
-            data = store.read_file(experiment, "trial.json", tree_id)
-            if data is None:
-                continue
-            trial = _parse(data, f"trial {trial_id} of {experiment}")
-            if len(_CACHE) >= _CACHE_LIMIT:
-                _CACHE.clear()
-            _CACHE[tree_id] = trial
-        found.append(attrs.evolve(trial, location=store.path))
+    with ListingCache(store, experiment) as cache:
+        for _shard, shard_id in store.children(root, "trials"):
+            entries = _SHARDS.get((store.path, shard_id)) or cache.shard(shard_id)
+            if entries is None:
+                entries = store.children(shard_id, "")
+            cache.keep_shard(shard_id, entries)
+            _SHARDS[store.path, shard_id] = entries
+            for trial_id, tree_id in entries:
+                key = (store.path, tree_id)
+                hit = _CACHE.get(key)
+                if hit is not None:
+                    cache.keep(tree_id, hit[1])
+                    found.append(hit[0])
+                    continue
+                where = f"trial {trial_id} of {experiment}"
+                record = cache.record(tree_id)
+                if record is None:
+                    data = store.read_file(experiment, "trial.json", tree_id)
+                    if data is None:
+                        continue
+                    record = _load_json(data, where)
+                    cache.keep(tree_id, record)
+                trial = _parse(record, where, store.path)
+                if len(_CACHE) >= _CACHE_LIMIT:
+                    _CACHE.clear()
+                    _SHARDS.clear()
+                _CACHE[key] = (trial, record)
+                found.append(trial)
     return found
 
 
@@ -204,7 +234,8 @@ def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Tria
         data = st.read_file(experiment, f"{trial_dir(trial_id)}/trial.json")
         if data is None:
             raise StoreError(f"trial {trial_id} of {experiment} has no trial.json")
-        return attrs.evolve(_parse(data, f"trial {trial_id}"), location=st.path)
+        where = f"trial {trial_id}"
+        return _parse(_load_json(data, where), where, st.path)
 
 
 @attrs.frozen

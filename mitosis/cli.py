@@ -320,12 +320,10 @@ def _cell(value: Any, width: int = _CELL) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        text = format(value, ".4g")
-    elif isinstance(value, str):
-        text = value
-    else:
-        text = dumps_json(value)
-    text = " ".join(text.split())
+        return format(value, ".4g")
+    if isinstance(value, int):
+        return str(value)
+    text = " ".join((value if isinstance(value, str) else dumps_json(value)).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -335,13 +333,11 @@ def _exact(value: Any) -> str:
 
 
 def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
-    rows = list(rows)
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    ]
-    return "\n".join(lines)
+    """Left-aligned columns two spaces apart."""
+    table = [headers, *rows]
+    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
+    pattern = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(pattern.format(*row).rstrip() for row in table)
 
 
 def _commit(trial: Trial) -> str:

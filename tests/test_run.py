@@ -222,3 +222,17 @@ def test_bare_decorator_and_end_time(investigation):
     started, ended = (dt.datetime.fromisoformat(t) for t in (trial.started, trial.ended))
     assert started.tzinfo is not None and started <= ended
     assert (ended - started).total_seconds() == pytest.approx(trial.duration, abs=1e-3)
+
+
+def test_variants_lists_locks_with_their_use(investigation):
+    lookup = {"noise": {"low": 0.01, "high": 0.5}}
+    for amplitude, noise in ((1, "low"), (2, "low"), (3, "high")):
+        mitosis.run(investigation.sine, {"amplitude": amplitude, "noise": noise}, lookup=lookup)
+    found = mitosis.variants("sine")
+    assert [(v.param, v.name, v.value, v.trials, v.pickled) for v in found] == [
+        ("noise", "high", 0.5, 1, False),
+        ("noise", "low", 0.01, 2, False),
+    ]
+    assert mitosis.variants("sine", "amplitude") == []
+    with pytest.raises(mitosis.UnknownExperiment):
+        mitosis.variants("nope")
