@@ -17,17 +17,19 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from ._params import Chain, Step, spec_of
 from .exceptions import ConfigError
 
 __all__ = ["Config", "Entry", "find_pyproject", "load_config"]
 
 _ENTRY_FORM = '{ run = "module:function", lookup = "module:dictionary", untracked = ["param"] }'
+_STEPS_ENTRY_FORM = '{ steps = ["first_experiment", "second_experiment"] }'
 _STEPS_FORM = '["module:function", "module:dictionary"]'
 
 
@@ -36,9 +38,10 @@ class Entry:
     """One registered experiment: where its function and lookup dictionary are."""
 
     name: str
-    run: str
+    run: str | None = None
     lookup: str | None = None
     untracked: tuple[str, ...] = ()
+    steps: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -64,13 +67,18 @@ class Config:
                 f"[tool.mitosis.experiments] as {name} = {_ENTRY_FORM}"
             ) from None
 
-    def load(self, name: str) -> tuple[Callable[..., Any], dict[str, Any], tuple[str, ...]]:
-        """Import a registered experiment: its function, lookup dictionary and untracked names.
+    def step(self, name: str) -> Step:
+        """Import a registered one-function experiment as a step, under its registered name.
 
         The folder of ``pyproject.toml`` goes first on ``sys.path`` (and so on the trial
         process's), so the investigation's modules import without being installed.
         """
         entry = self.entry(name)
+        if entry.run is None:
+            raise ConfigError(
+                f"experiment {name!r} is itself a chain of steps ({', '.join(entry.steps)}); "
+                'a step must be a registered function (run = "module:function")'
+            )
         root = str(self.root)
         if root not in sys.path:
             sys.path.insert(0, root)
@@ -83,7 +91,17 @@ class Config:
                 f"lookup = {entry.lookup!r} of experiment {name!r} is a "
                 f"{type(lookup).__name__}, not a dict of {{param: {{variant: value}}}}"
             )
-        return fn, dict(lookup), entry.untracked
+        spec = spec_of(fn, lookup, entry.untracked)
+        return Step(attrs.evolve(spec, name=name), fn)
+
+    def chain(self, names: Sequence[str]) -> Chain:
+        """The registered experiment ``names[0]`` (a function or a list of steps), or the chain
+        of the registered functions ``names``."""
+        if len(names) == 1 and self.entry(names[0]).steps:
+            entry = self.entry(names[0])
+            return Chain(entry.name, tuple(self.step(n) for n in entry.steps))
+        steps = tuple(self.step(n) for n in names)
+        return Chain("+".join(names), steps)
 
 
 def _import(target: str, what: str) -> Any:
@@ -131,8 +149,24 @@ def _target(value: Any, key: str) -> str:
 
 def _entry(name: str, table: Any) -> Entry:
     key = f"[tool.mitosis.experiments] {name}"
+    if isinstance(table, Mapping) and "steps" in table and "run" not in table:
+        steps = table["steps"]
+        if (
+            set(table) != {"steps"}
+            or not isinstance(steps, list)
+            or len(steps) < 2
+            or not all(isinstance(s, str) for s in steps)
+        ):
+            raise ConfigError(
+                f"{key} must be {name} = {_STEPS_ENTRY_FORM}, naming two or more registered "
+                f"experiments; got {table!r}"
+            )
+        return Entry(name=name, steps=tuple(steps))
     if not isinstance(table, Mapping) or "run" not in table:
-        raise ConfigError(f"{key} must be a table like {name} = {_ENTRY_FORM}; got {table!r}")
+        raise ConfigError(
+            f"{key} must be a table like {name} = {_ENTRY_FORM} (or {_STEPS_ENTRY_FORM}); "
+            f"got {table!r}"
+        )
     unknown = sorted(set(table) - {"run", "lookup", "untracked"})
     if unknown:
         raise ConfigError(f"{key} has unknown keys {unknown}; the form is {name} = {_ENTRY_FORM}")
@@ -190,6 +224,13 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
             raise ConfigError(f"[tool.mitosis.{section}] in {path} must be a table")
         for name, value in table.items():
             experiments[name] = make(name, value)
+    for entry in experiments.values():
+        for step in entry.steps:
+            if step not in experiments or experiments[step].run is None:
+                raise ConfigError(
+                    f"[tool.mitosis.experiments] {entry.name}: step {step!r} is not a registered "
+                    f'function; register it as {step} = {{ run = "module:function" }}'
+                )
     store = tool.get("store")
     if store is not None and not isinstance(store, str):
         raise ConfigError(f'[tool.mitosis] store in {path} must be a path string, e.g. "."')

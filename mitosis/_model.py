@@ -11,7 +11,7 @@ import attrs
 if TYPE_CHECKING:
     import cattrs
 
-__all__ = ["FORMAT", "CodeState", "Environment", "Param", "Trial", "converter"]
+__all__ = ["FORMAT", "CodeState", "Environment", "Param", "StepRecord", "Trial", "converter"]
 
 #: Version of the store format written by this mitosis (see docs/architecture.md).
 FORMAT = 1
@@ -78,6 +78,31 @@ class Environment:
 
 
 @attrs.frozen
+class StepRecord:
+    """One step of a trial.
+
+    Attributes:
+        name: the step's name (its results are ``results/<name>.dill``).
+        function: ``module:qualname`` of the step's function.
+        status: ``ok``, ``failed``, ``killed``, ``interrupted``, or ``not run`` (after a failure).
+        main: the step's headline result.
+        metrics: the step's named results.
+        duration: seconds the step's function ran.
+        reused_from: the trial whose stored result stood in for running this step, if any.
+        code: a hash of the function's compiled code (see reuse), or None.
+    """
+
+    name: str
+    function: str
+    status: str
+    main: Any = None
+    metrics: dict[str, Any] = attrs.field(factory=dict)
+    duration: float = 0.0
+    reused_from: str | None = None
+    code: str | None = None
+
+
+@attrs.frozen
 class Trial:
     """One recorded run of an experiment, read from the store's JSON (nothing is unpickled).
 
@@ -98,6 +123,7 @@ class Trial:
         code: the code's git state, or None when it is not in a git repository.
         error: the traceback or reason when the trial did not succeed.
         files: paths inside the trial's folder of what was recorded besides JSON.
+        steps: each step's record, in order (one step for a plain function).
         location: the store's path (not recorded; None for a debug trial).
     """
 
@@ -117,10 +143,11 @@ class Trial:
     code: CodeState | None
     error: str | None = None
     files: list[str] = attrs.field(factory=list)
+    steps: list[StepRecord] = attrs.field(factory=list)
     mitosis: str = ""
     format: int = FORMAT
     location: str | None = attrs.field(default=None, eq=False, repr=False)
-    _debug_results: bytes | None = attrs.field(
+    _debug_results: dict[str, bytes] | None = attrs.field(
         default=None, eq=False, repr=False, alias="debug_results"
     )
 
@@ -139,19 +166,29 @@ class Trial:
         """The trial's folder inside the experiment branch's tree."""
         return trial_dir(self.id)
 
-    def results(self) -> Any:
-        """What the experiment returned, unpickled with dill.
+    def results(self, step: str | None = None) -> Any:
+        """What the experiment (or one of its steps; default the last) returned, unpickled.
 
-        This is the only method that unpickles: call it on trials from stores you trust.
+        This and :meth:`value` are the only methods that unpickle: call them on trials from
+        stores you trust.
 
         Raises:
-            StoreError: the trial recorded no results (it failed) or the store is gone.
+            StoreError: the step recorded no results (it failed) or the store is gone.
+            KeyError: the trial has no step ``step``.
         """
         from ._serialize import loads_dill
+        from .exceptions import StoreError
 
+        names = [s.name for s in self.steps] or [self.experiment]
+        if step is None:
+            step = names[-1]
+        elif step not in names:
+            raise KeyError(f"trial {self.id} has no step {step!r}; its steps: {', '.join(names)}")
         if self._debug_results is not None:
-            return loads_dill(self._debug_results)
-        return loads_dill(self._read(f"results/{self.experiment}.dill"))
+            if step not in self._debug_results:
+                raise StoreError(f"step {step} of the debug trial returned nothing ({self.status})")
+            return loads_dill(self._debug_results[step])
+        return loads_dill(self._read(f"results/{step}.dill"))
 
     def value(self, name: str) -> Any:
         """The value a parameter (tracked or untracked) had, loaded exactly.

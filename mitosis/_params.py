@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
 import attrs
@@ -11,7 +11,19 @@ import attrs
 from ._serialize import Encoded, encode
 from .exceptions import BadParameter, UnknownVariant
 
-__all__ = ["ExperimentSpec", "Resolved", "experiment", "resolve", "spec_of"]
+__all__ = [
+    "Chain",
+    "ExperimentSpec",
+    "Resolved",
+    "Step",
+    "chain_of",
+    "code_fingerprint",
+    "experiment",
+    "function_name",
+    "resolve",
+    "spec_of",
+    "with_untracked",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 Lookup = Mapping[str, Mapping[str, Any]]
@@ -113,9 +125,133 @@ def spec_of(
     )
 
 
+def function_name(fn: Callable[..., Any]) -> str:
+    """``module:qualname`` of a function, as trials record it."""
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def code_fingerprint(fn: Callable[..., Any]) -> str | None:
+    """A hash of a function's compiled code (bytecode, constants, names, lines), so that two
+    functions of one name but other code are told apart; None for callables without code."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None:
+        return None
+    import hashlib
+    import marshal
+
+    return "sha256:" + hashlib.sha256(marshal.dumps(code)).hexdigest()
+
+
+@attrs.frozen
+class Step:
+    """One step of an experiment: its function and what is attached to it."""
+
+    spec: ExperimentSpec
+    fn: Callable[..., Any]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@attrs.frozen
+class Chain:
+    """An experiment as mitosis runs it: one step, or several whose ``"data"`` flows on."""
+
+    name: str
+    steps: tuple[Step, ...]
+
+    @property
+    def single(self) -> bool:
+        return len(self.steps) == 1
+
+
+def _step(item: Any) -> Step:
+    if callable(item):
+        return Step(spec_of(item, None, None), item)
+    if isinstance(item, tuple) and 2 <= len(item) <= 4 and isinstance(item[0], str):
+        name, fn, *rest = item
+        lookup = rest[0] if rest else None
+        untracked = rest[1] if len(rest) > 1 else None
+        spec = spec_of(fn, lookup, untracked)
+        return Step(attrs.evolve(spec, name=name), fn)
+    raise BadParameter(
+        "a step is a function, or a tuple (name, function[, lookup[, untracked]]); "
+        f"got {item!r:.80}"
+    )
+
+
+def chain_of(
+    experiment: Callable[..., Any] | Sequence[Any],
+    lookup: Lookup | None = None,
+    untracked: Iterable[str] | None = None,
+) -> Chain:
+    """The chain of steps of ``experiment``: a callable, or a list of steps.
+
+    Raises:
+        BadParameter: not a callable or a list of steps, duplicate step names, ``lookup`` given
+            for a chain (give each step its own), or an untracked name that is not
+            ``step.param``.
+    """
+    if callable(experiment):
+        spec = spec_of(experiment, lookup, untracked)
+        return Chain(spec.name, (Step(spec, experiment),))
+    if not isinstance(experiment, (list, tuple)) or not experiment:
+        raise BadParameter(
+            "an experiment is a callable or a non-empty list of steps; got "
+            f"{type(experiment).__name__} {experiment!r:.60}"
+        )
+    if lookup is not None:
+        raise BadParameter(
+            "lookup= is for one function; in a chain give each step its own lookup dictionary, "
+            "as (name, fn, lookup) or with @mitosis.experiment(lookup=...)"
+        )
+    steps = [_step(item) for item in experiment]
+    names = [s.name for s in steps]
+    dotted = [n for n in names if "." in n or "+" in n]
+    if dotted:
+        raise BadParameter(
+            f"step names cannot hold '.' or '+' (parameters are step.param): {dotted}"
+        )
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise BadParameter(
+            f"steps {duplicates} appear twice in the chain; name them apart with "
+            "(name, fn, lookup) tuples"
+        )
+    return with_untracked(Chain("+".join(names), tuple(steps)), untracked or ())
+
+
+def with_untracked(chain: Chain, names: Iterable[str]) -> Chain:
+    """``chain`` with more untracked parameters (``step.param`` in a chain).
+
+    Raises:
+        BadParameter: in a chain, a name that is not ``step.param`` of one of its steps.
+    """
+    steps = list(chain.steps)
+    step_names = [s.name for s in steps]
+    for full in names:
+        index, param = 0, full
+        if not chain.single:
+            step, dot, param = full.partition(".")
+            if not dot or step not in step_names:
+                raise BadParameter(
+                    f"untracked parameter {full!r}: in a chain, name it step.param with a "
+                    f"step of {', '.join(step_names)}"
+                )
+            index = step_names.index(step)
+        spec = steps[index].spec
+        steps[index] = Step(attrs.evolve(spec, untracked=spec.untracked | {param}), steps[index].fn)
+    return attrs.evolve(chain, steps=tuple(steps))
+
+
 @attrs.frozen
 class Resolved:
-    """A parameter resolved to its value, with how it is recorded."""
+    """A parameter resolved to its value, with how it is recorded.
+
+    ``name`` is how it is addressed and recorded (``param``, or ``step.param`` in a chain);
+    ``arg`` is the function's own parameter name, in step number ``step``.
+    """
 
     name: str
     value: Any
@@ -123,6 +259,8 @@ class Resolved:
     source: str  # "variant", "literal" or "default"
     tracked: bool
     encoded: Encoded
+    step: int = 0
+    arg: str = ""
 
 
 def _display(value: Any) -> str:
@@ -130,27 +268,22 @@ def _display(value: Any) -> str:
     return text if len(text) <= _MAX_NAME else text[: _MAX_NAME - 1] + "…"
 
 
-def _resolve_one(name: str, value: Any, source: str, spec: ExperimentSpec) -> Resolved:
-    table = spec.lookup.get(name)
+def _resolve_one(
+    arg: str, value: Any, source: str, spec: ExperimentSpec, step: int, prefix: str
+) -> Resolved:
+    table = spec.lookup.get(arg)
     variant = _display(value)
+    name = prefix + arg
     if source == "literal" and table is not None and isinstance(value, str):
         if value not in table:
             raise UnknownVariant(name, value, sorted(table))
         variant, value, source = value, table[value], "variant"
-    return Resolved(name, value, variant, source, name not in spec.untracked, encode(value))
+    tracked = arg not in spec.untracked
+    return Resolved(name, value, variant, source, tracked, encode(value), step, arg)
 
 
-def resolve(
-    fn: Callable[..., Any], spec: ExperimentSpec, params: Mapping[str, Any] | None
-) -> list[Resolved]:
-    """Resolve ``params`` for ``fn``: variant names through the lookup dictionary, literals as
-    they are, and defaults for what is not given.
-
-    Raises:
-        BadParameter: a parameter ``fn`` does not accept, or a required one missing.
-        UnknownVariant: a string that names no variant of a parameter with a lookup table.
-    """
-    params = dict(params or {})
+def _resolve_step(step: Step, index: int, params: dict[str, Any], prefix: str) -> list[Resolved]:
+    spec, fn = step.spec, step.fn
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -160,27 +293,71 @@ def resolve(
         for n, p in signature.parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
-    open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     where = f"{spec.name}{signature}"
+    if index > 0:  # the first positional parameter receives the previous step's "data"
+        positional = [
+            n
+            for n, p in signature.parameters.items()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if not positional:
+            raise BadParameter(
+                f"step {spec.name} takes no positional parameter for the data of the step "
+                f"before it; its signature is {where}"
+            )
+        accepted.pop(positional[0], None)
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     for name in params:
         if not isinstance(name, str) or (name not in accepted and not open_ended):
             raise BadParameter(
-                f"{spec.name} has no parameter {name!r}; its signature is {where}. "
+                f"{spec.name} has no parameter {prefix + str(name)!r}; its signature is {where}. "
                 "Fix the name, or add the parameter to the function."
             )
     for name in sorted(spec.untracked):
         if name not in accepted and name not in params:
             raise BadParameter(
-                f"untracked parameter {name!r} is not a parameter of {where}; fix the name"
+                f"untracked parameter {prefix + name!r} is not a parameter of {where}; fix the name"
             )
     missing = [n for n, p in accepted.items() if p.default is p.empty and n not in params]
     if missing:
         raise BadParameter(
-            f"{spec.name} needs a value for {', '.join(map(repr, missing))}; its signature is "
-            f"{where}. Pass it in params (e.g. {{{missing[0]!r}: ...}})."
+            f"{spec.name} needs a value for {', '.join(repr(prefix + m) for m in missing)}; its "
+            f"signature is {where}. Pass it in params (e.g. {{{prefix + missing[0]!r}: ...}})."
         )
-    resolved = [_resolve_one(n, v, "literal", spec) for n, v in params.items()]
+    resolved = [_resolve_one(n, v, "literal", spec, index, prefix) for n, v in params.items()]
     resolved += [
-        _resolve_one(n, p.default, "default", spec) for n, p in accepted.items() if n not in params
+        _resolve_one(n, p.default, "default", spec, index, prefix)
+        for n, p in accepted.items()
+        if n not in params
     ]
-    return sorted(resolved, key=lambda r: r.name)
+    return resolved
+
+
+def resolve(chain: Chain, params: Mapping[str, Any] | None) -> list[Resolved]:
+    """Resolve ``params`` for every step: variant names through the lookup dictionary, literals
+    as they are, and defaults for what is not given. In a chain, parameters are addressed
+    ``step.param``.
+
+    Raises:
+        BadParameter: a parameter no step accepts, or a required one missing.
+        UnknownVariant: a string that names no variant of a parameter with a lookup table.
+    """
+    given = dict(params or {})
+    if chain.single:
+        return sorted(_resolve_step(chain.steps[0], 0, given, ""), key=lambda r: r.name)
+    names = [s.name for s in chain.steps]
+    per_step: list[dict[str, Any]] = [{} for _ in names]
+    for full, value in given.items():
+        step, dot, arg = str(full).partition(".")
+        if not dot or step not in names:
+            raise BadParameter(
+                f"parameter {full!r} addresses no step of the chain {' -> '.join(names)}; "
+                "write it as step.param"
+            )
+        per_step[names.index(step)][arg] = value
+    resolved = [
+        r
+        for i, step in enumerate(chain.steps)
+        for r in _resolve_step(step, i, per_step[i], f"{step.name}.")
+    ]
+    return sorted(resolved, key=lambda r: (r.step, r.name))

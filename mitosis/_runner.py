@@ -16,16 +16,25 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 
 from . import _environment
-from ._model import CodeState, Param, Trial, converter, trial_dir
-from ._params import ExperimentSpec, Lookup, Resolved, resolve, spec_of
+from ._model import CodeState, Param, StepRecord, Trial, converter, trial_dir
+from ._params import (
+    Chain,
+    Lookup,
+    Resolved,
+    chain_of,
+    code_fingerprint,
+    function_name,
+    resolve,
+)
 from ._recorder import commit_message, lock_check, variant_files
+from ._reuse import Reuse, find_reusable
 from ._serialize import dumps_json
 from ._store import Store
 from ._worker import dumps
@@ -38,60 +47,69 @@ _INTERRUPT_GRACE = 10.0
 
 
 def run(
-    fn: Callable[..., Any],
+    experiment: Callable[..., Any] | Sequence[Any],
     params: Mapping[str, Any] | None = None,
     *,
     lookup: Lookup | None = None,
     untracked: Iterable[str] | None = None,
     store: str | os.PathLike[str] | None = None,
     debug: bool = False,
+    reuse: bool = False,
 ) -> Trial:
-    """Run one trial of ``fn`` in a fresh Python process and record it in the store.
+    """Run one trial of an experiment in a fresh Python process and record it in the store.
 
     Args:
-        fn: the experiment: an importable function, or one defined in ``__main__``, a notebook
-            or a closure (sent to the trial process by value with dill).
-        params: parameter name to value. For a parameter with a lookup table, a string names a
-            variant; any other value is used as given, named by its repr.
+        experiment: a function (importable, or defined in ``__main__``, a notebook or a
+            closure: then sent to the trial process by value with dill), or a list of steps
+            (functions, or ``(name, fn[, lookup[, untracked]])`` tuples) whose ``"data"`` is
+            handed to the next step's first parameter.
+        params: parameter name to value (``step.param`` in a chain). For a parameter with a
+            lookup table, a string names a variant; any other value is used as given, named by
+            its repr.
         lookup: parameter name to ``{variant name: value}`` (default: from
-            :func:`mitosis.experiment`).
+            :func:`mitosis.experiment`); for a single function only.
         untracked: parameters recorded but never locked (default: from the decorator).
         store: path of the git repository to record in (default: ``$MITOSIS_STORE``, else the
             repository containing the current directory, else ``./trials``).
         debug: run, but record nothing and lock nothing.
+        reuse: where an earlier successful trial in the store ran the same first steps (same
+            functions and parameter values, at the same clean code commit), load the stored
+            result of those steps instead of running them again. This unpickles that result:
+            reuse trials from stores you trust.
 
     Returns:
         The recorded trial (status ``ok``).
 
     Raises:
-        BadParameter: ``params`` does not fit ``fn``'s signature (nothing ran).
+        BadParameter: ``params`` does not fit the signatures (nothing ran).
         UnknownVariant: a string names no variant of its parameter (nothing ran).
         VariantConflict: a variant name is locked to another value (nothing ran).
-        TrialFailed: the experiment raised, returned a wrong shape, was killed or interrupted;
-            the trial is recorded all the same, and the error carries its id.
+        TrialFailed: a step raised, returned a wrong shape, was killed or interrupted; the
+            trial is recorded all the same, and the error carries its id.
     """
-    return run_experiment(fn, spec_of(fn, lookup, untracked), params, store=store, debug=debug)
+    chain = chain_of(experiment, lookup, untracked)
+    return run_experiment(chain, params, store=store, debug=debug, reuse=reuse)
 
 
 def run_experiment(
-    fn: Callable[..., Any],
-    spec: ExperimentSpec,
+    chain: Chain,
     params: Mapping[str, Any] | None,
     *,
     store: str | os.PathLike[str] | None,
     debug: bool,
+    reuse: bool = False,
 ) -> Trial:
-    """:func:`run` with the experiment's name, lookup and untracked names already decided."""
-    resolved = resolve(fn, spec, params)
+    """:func:`run` with the experiment's steps already decided."""
+    resolved = resolve(chain, params)
     if debug:
-        trial, _, interrupted = _execute(fn, spec, resolved, store_path=None)
+        trial, _, interrupted = _execute(chain, resolved, None, False)
     else:
         with Store.open(store) as st:
-            Store.ref(spec.name)  # a bad experiment name fails before anything runs
-            check = lock_check(spec.name, resolved)
-            check(st, st.tree_of(st.tip(spec.name)))
-            trial, files, interrupted = _execute(fn, spec, resolved, store_path=st.path)
-            st.commit(spec.name, files, commit_message(trial), check)
+            Store.ref(chain.name)  # a bad experiment name fails before anything runs
+            check = lock_check(chain.name, resolved)
+            check(st, st.tree_of(st.tip(chain.name)))
+            trial, files, interrupted = _execute(chain, resolved, st, reuse)
+            st.commit(chain.name, files, commit_message(trial), check)
     if interrupted:  # recorded; now let Ctrl-C stop the caller as it would have
         raise KeyboardInterrupt
     if trial.status != "ok":
@@ -109,10 +127,6 @@ def _function_ref(fn: Callable[..., Any]) -> tuple[str, str] | Callable[..., Any
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
     return (module, qualname) if obj is fn else fn
-
-
-def _function_name(fn: Callable[..., Any]) -> str:
-    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def _code_start(fn: Callable[..., Any]) -> str:
@@ -140,9 +154,10 @@ def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: thre
 class _Collector(threading.Thread):
     """Gathers the environment and code state while the trial process runs."""
 
-    def __init__(self, start: str) -> None:
+    def __init__(self, start: str, code: tuple[CodeState | None, bytes] | None) -> None:
         super().__init__(daemon=True)
         self.start_dir = start
+        self.known_code = code
         self.files: dict[str, bytes] = {}
         self.code: CodeState | None = None
 
@@ -153,7 +168,7 @@ class _Collector(threading.Thread):
                 converter().unstructure(env), indent=2
             ).encode()
             self.files["requirements.txt"] = _environment.requirements().encode()
-            self.code, diff = _environment.code_state(self.start_dir)
+            self.code, diff = self.known_code or _environment.code_state(self.start_dir)
             if diff:
                 self.files["code.diff"] = diff
         except Exception:  # a trial is never lost for want of a detail of its environment
@@ -204,34 +219,57 @@ def _spawn(spec_file: Path, out: Path) -> _Finished:
 
 
 def _execute(
-    fn: Callable[..., Any], spec: ExperimentSpec, resolved: list[Resolved], store_path: str | None
+    chain: Chain, resolved: list[Resolved], store: Store | None, reuse: bool
 ) -> tuple[Trial, dict[str, bytes], bool]:
     """Run the trial process; return the trial, its files (paths inside the branch), and
-    whether Ctrl-C stopped it."""
-    collector = _Collector(_code_start(fn))
+    whether Ctrl-C stopped it. ``store`` is None for a debug trial."""
+    start = _code_start(chain.steps[0].fn)
+    code = _environment.code_state(start) if reuse and store is not None else None
+    reused = find_reusable(store, chain, resolved, code[0]) if code and store else None
+    collector = _Collector(start, code)
     collector.start()
+    first = reused.count if reused else 0
+    files: dict[str, bytes] = {}
     work = Path(tempfile.mkdtemp(prefix="mitosis-"))
     try:
-        spec_file, out = work / "spec", work / "out"
+        spec_file, out, reused_file = work / "spec", work / "out", work / "reused.pkl"
         out.mkdir()
+        if reused:
+            reused_file.write_bytes(reused.results[chain.steps[first - 1].name])
         payload = {
-            "function": _function_ref(fn),
-            "kwargs": {r.name: r.value for r in resolved},
-            "name": spec.name,
+            "steps": [
+                {
+                    "name": step.name,
+                    "function": _function_ref(step.fn),
+                    "kwargs": {r.arg: r.value for r in resolved if r.step == i},
+                }
+                for i, step in enumerate(chain.steps)
+            ],
+            "start": first,
+            "reused": str(reused_file),
         }
         spec_file.write_bytes(json.dumps({"path": sys.path}).encode() + b"\n" + dumps(payload))
         finished = _spawn(spec_file, out)
         collector.join()
         outcome = _outcome(out, finished.returncode)
-        files = dict(collector.files)
+        running = max((int(p.name[5:]) for p in out.glob("step-*[0-9]")), default=first)
+        if "steps" not in outcome:  # the process died: the steps it finished left a report
+            outcome["steps"] = [json.loads(p.read_text()) for p in out.glob("step-*.json")]
+        files.update(collector.files)
         files["output.log"] = finished.log
-        if (out / "results.pkl").exists():
-            files[f"results/{spec.name}.dill"] = (out / "results.pkl").read_bytes()
-        figures = sorted((out / "figures").glob("*.png"), key=lambda p: int(p.stem))
-        for n, png in enumerate(figures):
-            files[f"figures/{spec.name}-{n}.png"] = png.read_bytes()
+        for i, step in enumerate(chain.steps):
+            result = out / "results" / f"{i}.pkl"
+            if result.exists():
+                files[f"results/{step.name}.dill"] = result.read_bytes()
+            figures = sorted((out / "figures" / str(i)).glob("*.png"), key=lambda p: int(p.stem))
+            for n, png in enumerate(figures):
+                files[f"figures/{step.name}-{n}.png"] = png.read_bytes()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    steps = _step_records(chain, outcome, reused, running)
+    if reused:
+        for name, data in reused.results.items():
+            files[f"results/{name}.dill"] = data
     params: dict[bool, dict[str, Param]] = {True: {}, False: {}}
     for r in resolved:
         dill_path = None
@@ -248,12 +286,18 @@ def _execute(
         )
     from . import __version__
 
+    last = steps[-1]
+    if chain.single:
+        metrics = last.metrics
+    else:
+        metrics = {f"{s.name}.{k}": v for s in steps for k, v in s.metrics.items()}
+    ok = outcome["status"] == "ok"
     trial = Trial(
         id=secrets.token_hex(6),
-        experiment=spec.name,
+        experiment=chain.name,
         status=outcome["status"],
-        main=outcome.get("main"),
-        metrics=outcome.get("metrics") or {},
+        main=last.main if ok else None,
+        metrics=metrics,
         params=params[True],
         untracked=params[False],
         started=finished.started.isoformat(timespec="microseconds"),
@@ -263,13 +307,16 @@ def _execute(
         duration=round(finished.duration, 6),
         host=_environment.hostname(),
         user=_environment.username(),
-        function=_function_name(fn),
+        function=", ".join(function_name(s.fn) for s in chain.steps),
         code=collector.code,
         error=outcome.get("error"),
         files=sorted(files),
+        steps=steps,
         mitosis=__version__,
-        location=store_path,
-        debug_results=files.get(f"results/{spec.name}.dill") if store_path is None else None,
+        location=store.path if store else None,
+        debug_results=None
+        if store
+        else {n[8:-5]: d for n, d in files.items() if n.startswith("results/")},
     )
     folder = trial_dir(trial.id)
     branch_files = {f"{folder}/{name}": data for name, data in files.items()}
@@ -278,6 +325,38 @@ def _execute(
     ).encode()
     branch_files.update(variant_files(resolved))
     return trial, branch_files, finished.interrupted
+
+
+def _step_records(
+    chain: Chain, outcome: dict[str, Any], reused: Reuse | None, running: int
+) -> list[StepRecord]:
+    """Each step's record: reused, run (from the worker's report), or not run. ``running`` is
+    the last step the trial process started."""
+    ran = {r["name"]: r for r in outcome.get("steps", [])}
+    records = []
+    for i, step in enumerate(chain.steps):
+        function = function_name(step.fn)
+        if reused and i < reused.count:
+            records.append(attrs.evolve(reused.steps[i], name=step.name, function=function))
+            continue
+        report = ran.get(step.name)
+        code = code_fingerprint(step.fn)
+        if report is None:  # the process died in this step, or a step before it failed
+            status = outcome["status"] if i == running else "not run"
+            records.append(StepRecord(step.name, function, status, code=code))
+            continue
+        records.append(
+            StepRecord(
+                name=step.name,
+                function=function,
+                status=report["status"],
+                main=report.get("main"),
+                metrics=report.get("metrics") or {},
+                duration=round(report.get("seconds", 0.0), 6),
+                code=code,
+            )
+        )
+    return records
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:

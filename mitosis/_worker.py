@@ -5,8 +5,10 @@ here: the trial process starts with the standard library alone, and imports dill
 spec needs it, matplotlib only if the experiment did.
 
 SPEC holds one JSON line (the parent's import path) and then a pickle of
-``{"function": ..., "kwargs": ..., "name": ...}``. OUT is a folder that receives
-``outcome.json``, ``results.pkl`` and ``figures/<n>.png``.
+``{"steps": [{"name", "function", "kwargs"}, ...], "start": k, "reused": path}``: the steps run
+in order from ``start`` (the result of step ``start - 1``, pickled at ``reused``, stands in for
+the steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>.pkl`` and
+``figures/<i>/<n>.png`` for step ``i``.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def plain(value: Any) -> Any:
     return repr(value)
 
 
-def normalize(returned: Any) -> dict[str, Any]:
+def normalize(returned: Any, who: str = "the experiment") -> dict[str, Any]:
     """Check a step's return value against the contract; a bare number means ``{"main": n}``."""
     import numbers
 
@@ -77,14 +79,14 @@ def normalize(returned: Any) -> dict[str, Any]:
         return {"main": returned}
     if not isinstance(returned, Mapping):
         raise TypeError(
-            f"the experiment returned {type(returned).__name__} {returned!r:.80}; return a number "
+            f"{who} returned {type(returned).__name__} {returned!r:.80}; return a number "
             'or a dict with "main" (and optionally "metrics" and "data")'
         )
     extra = sorted(str(k) for k in returned if k not in RETURN_KEYS)
     if "main" not in returned or extra:
         problem = f"unexpected keys {extra}" if extra else 'no "main" key'
         raise TypeError(
-            f"the experiment returned a dict with {problem}; the keys it may have are "
+            f"{who} returned a dict with {problem}; the keys it may have are "
             '"main" (required), "metrics" and "data"'
         )
     metrics = returned.get("metrics", {})
@@ -93,8 +95,7 @@ def normalize(returned: Any) -> dict[str, Any]:
     return dict(returned)
 
 
-def _load_function(spec: dict[str, Any]) -> Any:
-    function = spec["function"]
+def _load_function(function: Any) -> Any:
     if callable(function):
         return function
     import importlib
@@ -106,18 +107,18 @@ def _load_function(spec: dict[str, Any]) -> Any:
     return obj
 
 
-def _save_figures(out: str) -> int:
+def _save_figures(folder: str) -> int:
+    """Save every figure left open as ``<folder>/<n>.png``, then close them."""
     if "matplotlib.pyplot" not in sys.modules:
         return 0
     import matplotlib.pyplot as plt
 
     numbers = plt.get_fignums()
     if numbers:
-        os.mkdir(os.path.join(out, "figures"))
+        os.makedirs(folder)
     dpi = float(os.environ.get("MITOSIS_FIGURE_DPI", "100"))
     for n, num in enumerate(numbers):
-        path = os.path.join(out, "figures", f"{n}.png")
-        plt.figure(num).savefig(path, dpi=dpi, format="png")
+        plt.figure(num).savefig(os.path.join(folder, f"{n}.png"), dpi=dpi, format="png")
     plt.close("all")
     return len(numbers)
 
@@ -127,21 +128,52 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
+def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) -> None:
+    """Run the steps from ``spec["start"]`` on, each fed the previous step's ``"data"``."""
+    steps = spec["steps"]
+    start = spec["start"]
+    data: Any = None
+    if start > 0:  # the steps before were reused: their last result stands in
+        with open(spec["reused"], "rb") as f:
+            data = normalize(pickle.load(f))["data"]
+    os.mkdir(os.path.join(out, "results"))
+    for i in range(start, len(steps)):
+        step = steps[i]
+        record: dict[str, Any] = {"name": step["name"], "status": "failed"}
+        records.append(record)
+        _write(os.path.join(out, f"step-{i}"), b"")  # tells the caller which step a kill hit
+        fn = _load_function(step["function"])
+        clock = time.perf_counter()
+        try:
+            returned = fn(data, **step["kwargs"]) if i > 0 else fn(**step["kwargs"])
+        finally:
+            record["seconds"] = time.perf_counter() - clock
+            record["figures"] = _save_figures(os.path.join(out, "figures", str(i)))
+        shaped = normalize(
+            returned, "the experiment" if len(steps) == 1 else f"step {step['name']}"
+        )
+        if i + 1 < len(steps) and "data" not in shaped:
+            raise TypeError(
+                f'step {step["name"]} returned no "data" for the next step, '
+                f'{steps[i + 1]["name"]}; return {{"main": ..., "data": ...}}'
+            )
+        record["main"] = plain(shaped["main"])
+        record["metrics"] = plain(shaped.get("metrics", {}))
+        _write(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
+        record["status"] = "ok"
+        _write(os.path.join(out, f"step-{i}.json"), json.dumps(record).encode())  # if killed later
+        data = shaped.get("data")
+
+
 def main(spec_path: str, out: str) -> int:
-    outcome: dict[str, Any] = {"status": "failed", "error": None}
+    records: list[dict[str, Any]] = []
+    outcome: dict[str, Any] = {"status": "failed", "error": None, "steps": records}
     try:
         with open(spec_path, "rb") as f:
             header = json.loads(f.readline())
             sys.path[:] = header["path"]
             spec = pickle.loads(f.read())
-        fn = _load_function(spec)
-        started = time.perf_counter()
-        returned = fn(**spec["kwargs"])
-        outcome["seconds"] = time.perf_counter() - started
-        shaped = normalize(returned)
-        outcome["main"] = plain(shaped["main"])
-        outcome["metrics"] = plain(shaped.get("metrics", {}))
-        _write(os.path.join(out, "results.pkl"), dumps(returned))
+        _run_steps(spec, out, records)
         outcome["status"] = "ok"
     except KeyboardInterrupt:
         import signal
@@ -154,12 +186,8 @@ def main(spec_path: str, out: str) -> int:
 
         outcome["error"] = traceback.format_exc()
         sys.stderr.write(outcome["error"])
-    try:
-        outcome["figures"] = _save_figures(out)
-    except Exception:
-        import traceback
-
-        sys.stderr.write("mitosis: could not save figures:\n" + traceback.format_exc())
+    if records and records[-1]["status"] != "ok":
+        records[-1]["status"] = outcome["status"]
     sys.stdout.flush()
     sys.stderr.flush()
     tmp = os.path.join(out, "outcome.json.tmp")

@@ -19,14 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
-import attrs
 import click
 from click.shell_completion import CompletionItem
 
 from . import __version__
 from ._config import Config, load_config
-from ._model import Trial, converter
-from ._params import spec_of
+from ._model import StepRecord, Trial, converter
+from ._params import Chain, with_untracked
 from ._recorder import load, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
@@ -106,23 +105,26 @@ def _complete_param(
     ctx: click.Context, _: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
     # While an option still lacks its value, click leaves the positional arguments in ctx.args.
-    experiment = ctx.params.get("experiment") or (ctx.args[0] if ctx.args else None)
+    names = ctx.params.get("experiment") or tuple(ctx.args)
     try:
-        fn, lookup, _untracked = _config(ctx).load(experiment or "")
+        chain = _config(ctx).chain(list(names))
     except MitosisError:
         return []
-    mark = "+" if incomplete.startswith("+") else ""
-    name, eq, partial = incomplete.lstrip("+").partition("=")
-    if not eq:
-        import inspect
+    import inspect
 
-        names = [*lookup, *inspect.signature(fn).parameters]
-        return [CompletionItem(f"{mark}{n}=") for n in dict.fromkeys(names) if n.startswith(name)]
-    return [
-        CompletionItem(f"{mark}{name}={variant}")
-        for variant in lookup.get(name, {})
-        if variant.startswith(partial.split(",")[-1])
-    ]
+    mark = "+" if incomplete.startswith("+") else ""
+    typed, eq, partial = incomplete.lstrip("+").partition("=")
+    found = []
+    for step in chain.steps:
+        prefix = "" if chain.single else f"{step.name}."
+        lookup = step.spec.lookup
+        if eq and typed.startswith(prefix) and typed[len(prefix) :] in lookup:
+            last = partial.split(",")[-1]
+            found += [f"{typed}={v}" for v in lookup[typed[len(prefix) :]] if v.startswith(last)]
+        elif not eq:
+            params = dict.fromkeys([*lookup, *inspect.signature(step.fn).parameters])
+            found += [f"{prefix}{p}=" for p in params if f"{prefix}{p}".startswith(typed)]
+    return [CompletionItem(mark + item) for item in found]
 
 
 # -- run -----------------------------------------------------------------------------------
@@ -149,9 +151,11 @@ def _split_top_level(text: str) -> list[str]:
 
 
 def _parse_assignments(
-    options: Sequence[str], flag: str, experiment: str
-) -> list[tuple[str, str, bool]]:
-    """``[+][step.]name=value`` options as ``(name, value text, untracked)``."""
+    options: Sequence[str], flag: str, chain: Chain
+) -> list[tuple[str, int, str, str, bool]]:
+    """``[+][step.]name=value`` options as ``(full name, step index, name, value text,
+    untracked)``; the full name is ``name``, or ``step.name`` in a chain."""
+    steps = [s.name for s in chain.steps]
     parsed = []
     for option in options:
         name, eq, value = option.partition("=")
@@ -159,15 +163,20 @@ def _parse_assignments(
         name = name.lstrip("+").strip()
         if not eq or not name:
             _fail(f"{flag} {option!r}: write it as {flag} [+]name=value")
-        step, dot, rest = name.rpartition(".")
-        if dot:
-            if step != experiment:
-                _fail(
-                    f"{flag} {option!r} addresses step {step!r}, but the experiment is "
-                    f"{experiment!r}; write {flag} {experiment}.{rest}=... or {flag} {rest}=..."
-                )
-            name = rest
-        parsed.append((name, value, untracked))
+        step, dot, arg = name.rpartition(".")
+        if not dot and not chain.single:
+            _fail(
+                f"{flag} {option!r}: in the chain {' -> '.join(steps)}, address the parameter "
+                f"as step.name (e.g. {flag} {steps[-1]}.{name}={value})"
+            )
+        if dot and step not in (steps if not chain.single else [steps[0], chain.name]):
+            _fail(
+                f"{flag} {option!r} addresses step {step!r}, which is not in the experiment "
+                f"{chain.name!r} (steps: {', '.join(steps)}); write {flag} {steps[-1]}.{arg}=..."
+            )
+        index = steps.index(step) if dot and not chain.single else 0
+        full = arg if chain.single or not dot else f"{step}.{arg}"
+        parsed.append((full, index, arg if dot else name, value, untracked))
     return parsed
 
 
@@ -183,29 +192,27 @@ def _evaluate(name: str, text: str, allow_code: bool) -> Any:
 
 
 def _grid(
-    experiment: str,
-    lookup: dict[str, Any],
-    params: Sequence[str],
-    evals: Sequence[str],
-    allow_code: bool,
+    chain: Chain, params: Sequence[str], evals: Sequence[str], allow_code: bool
 ) -> tuple[list[dict[str, Any]], set[str]]:
     """Every combination of the given values, and the names marked untracked."""
     choices: dict[str, list[Any]] = {}
     untracked: set[str] = set()
-    for name, text, plus in _parse_assignments(params, "-p", experiment):
+    for full, index, name, text, plus in _parse_assignments(params, "-p", chain):
+        lookup = chain.steps[index].spec.lookup
         if name not in lookup:
             tables = ", ".join(sorted(lookup)) or "none"
             _fail(
-                f"-p {name}={text}: {name!r} has no lookup table in experiment {experiment!r} "
-                f"(tables: {tables}); give its value with -e {name}={text}"
+                f"-p {full}={text}: {name!r} has no lookup table in "
+                f"{chain.steps[index].name!r} (tables: {tables}); give its value with "
+                f"-e {full}={text}"
             )
-        choices[name] = _split_top_level(text)
+        choices[full] = _split_top_level(text)
         if plus:
-            untracked.add(name)
-    for name, text, plus in _parse_assignments(evals, "-e", experiment):
-        choices[name] = [_evaluate(name, piece, allow_code) for piece in _split_top_level(text)]
+            untracked.add(full)
+    for full, _, _, text, plus in _parse_assignments(evals, "-e", chain):
+        choices[full] = [_evaluate(full, piece, allow_code) for piece in _split_top_level(text)]
         if plus:
-            untracked.add(name)
+            untracked.add(full)
     names = list(choices)
     combos = [
         dict(zip(names, values, strict=True)) for values in itertools.product(*choices.values())
@@ -216,11 +223,21 @@ def _grid(
 def _summary(trial: Trial) -> str:
     metrics = " ".join(f"{k}={_cell(v)}" for k, v in trial.metrics.items())
     main = f"main={_cell(trial.main)}" if trial.status == "ok" else ""
-    return " ".join(part for part in (f"trial {trial.id}", trial.status, main, metrics) if part)
+    line = " ".join(part for part in (f"trial {trial.id}", trial.status, main, metrics) if part)
+    if len(trial.steps) < 2:
+        return line
+    return "\n".join([line, *(f"  {_step_line(step)}" for step in trial.steps)])
+
+
+def _step_line(step: StepRecord) -> str:
+    """One step of a trial: name, status, main, duration, and where a reused result came from."""
+    main = f" main={_cell(step.main)}" if step.status == "ok" else ""
+    how = f"reused from {step.reused_from}" if step.reused_from else f"{step.duration:.3g} s"
+    return f"step {step.name} {step.status}{main} ({how})"
 
 
 @click.command()
-@click.argument("experiment", shell_complete=_complete_experiment)
+@click.argument("experiment", nargs=-1, required=True, shell_complete=_complete_experiment)
 @click.option(
     "-p",
     "--param",
@@ -242,34 +259,41 @@ def _summary(trial: Trial) -> str:
 @click.option("--allow-code", is_flag=True, help="Evaluate -e values as Python code.")
 @click.option("--debug", is_flag=True, help="Run, but record nothing and lock nothing.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Trials to run at once.")
+@click.option(
+    "--reuse", is_flag=True, help="Load identical first steps from earlier trials, not rerun them."
+)
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to record in.")
 @click.pass_context
 def run(
     ctx: click.Context,
-    experiment: str,
+    experiment: tuple[str, ...],
     params: tuple[str, ...],
     evals: tuple[str, ...],
     allow_code: bool,
     debug: bool,
     jobs: int,
+    reuse: bool,
     store: Path | None,
 ) -> None:
     """Run EXPERIMENT (registered in pyproject.toml) once, or once per combination.
+
+    Several experiments run as the steps of one trial, each step's "data" going to the next;
+    their parameters are then addressed as step.param.
 
     \b
       mitosis run sine -p noise=low -e amplitude=4
       mitosis run sine -p noise=low,high -e amplitude=1,4 --jobs 2   # 4 trials
       mitosis sine -p sine.noise=low -e sine.amplitude=4              # the earlier syntax
+      mitosis run make_data fit -p make_data.noise=low -e fit.alpha=0.1 --reuse
     """
-    config = _config(ctx)
-    fn, lookup, registered_untracked = config.load(experiment)
-    combos, untracked = _grid(experiment, lookup, params, evals, allow_code)
+    chain = _config(ctx).chain(experiment)
+    combos, untracked = _grid(chain, params, evals, allow_code)
+    chain = with_untracked(chain, untracked)
     store_path = _store(ctx, store)
-    spec = attrs.evolve(spec_of(fn, lookup, [*registered_untracked, *untracked]), name=experiment)
 
     def one(values: dict[str, Any]) -> Trial | TrialFailed:
         try:
-            return run_experiment(fn, spec, values, store=store_path, debug=debug)
+            return run_experiment(chain, values, store=store_path, debug=debug, reuse=reuse)
         except TrialFailed as failed:
             return failed
 
@@ -563,6 +587,11 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
         lines.append(f"main       {_cell(trial.main, 60)}")
     for n, (name, value) in enumerate(trial.metrics.items()):
         lines.append(f"{'metrics' if n == 0 else '':<10} {name} = {_cell(value, 60)}")
+    if len(trial.steps) > 1:
+        lines += [
+            f"{'steps' if n == 0 else '':<10} {_step_line(step)}"
+            for n, step in enumerate(trial.steps)
+        ]
     if trial.error:
         lines.append("error")
         lines += [f"  {line}" for line in trial.error.rstrip().splitlines()]
@@ -616,6 +645,13 @@ def variants_command(
     click.echo(_table(["param", "variant", "value", "trials"], rows))
 
 
+def _registered(config: Config, name: str) -> str:
+    entry = config.experiments.get(name)
+    if entry is None:
+        return "(not registered)"
+    return entry.run or "steps: " + " -> ".join(entry.steps)
+
+
 @click.command()
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
 @click.pass_context
@@ -627,7 +663,7 @@ def experiments(ctx: click.Context, store: Path | None) -> None:
     rows = [
         [
             name,
-            config.experiments[name].run if name in config.experiments else "(not registered)",
+            _registered(config, name),
             str(branches.get(name, 0)),
         ]
         for name in sorted(set(config.experiments) | set(branches))

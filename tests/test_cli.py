@@ -30,6 +30,9 @@ sine = {{ run = "{m}:sine", lookup = "{m}:lookup", untracked = ["gpu"] }}
 echo = {{ run = "{m}:echo", lookup = "{m}:lookup" }}
 fails = {{ run = "{m}:fails" }}
 log = {{ run = "{m}:bare_number" }}
+make_data = {{ run = "{m}:make_data", lookup = "{m}:data_lookup" }}
+fit = {{ run = "{m}:fit" }}
+pipeline = {{ steps = ["make_data", "fit"] }}
 
 [tool.mitosis.steps]
 legacy = ["{m}:sine", "{m}:lookup"]
@@ -144,7 +147,7 @@ def test_sweep_with_failures_says_how_many(lab, runner):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["run", "nope"], "unknown experiment 'nope' (registered: echo, fails, legacy, log, sine"),
+        (["run", "nope"], "unknown experiment 'nope' (registered: echo, fails, fit, legacy, log"),
         (["nope"], "'nope' is neither a command nor a registered experiment"),
         (["run", "sine", "-p", "noise=low", "-e", "nosie=1"], "sine has no parameter 'nosie'"),
         (["run", "sine", "-p", "noise=medium", "-e", "amplitude=1"], "known variants: high, low"),
@@ -372,3 +375,42 @@ def test_shell_completion(lab):
     assert complete("run", "sine", "-p", "no") == ["noise="]
     assert complete("run", "sine", "-p", "noise=") == ["noise=low", "noise=high"]
     assert complete("run", "sine", "-e", "+amp") == ["+amplitude="]
+
+
+def test_steps_from_the_command_line_with_reuse(lab, runner):
+    out = ok(runner, "run", "make_data", "fit", "-p", "make_data.noise=low", "-e", "fit.alpha=2")
+    (first,) = mitosis.trials("make_data+fit")
+    assert f"trial {first.id} ok main=0.08" in out
+    assert "step make_data ok main=4" in out and "step fit ok main=0.08" in out
+    out = ok(runner, "pipeline", "-p", "make_data.noise=low", "-e", "fit.alpha=3", "--reuse")
+    assert "making data" not in out
+    (second,) = mitosis.trials("pipeline")
+    assert f"step make_data ok main=4 (reused from {first.id})" in out
+    assert second.steps[0].reused_from == first.id and second.main == pytest.approx(0.12)
+    shown = ok(runner, "show", second.id)
+    assert f"steps      step make_data ok main=4 (reused from {first.id})" in shown
+    header = ok(runner, "log", "pipeline").splitlines()[0].split()
+    assert {"make_data.noise", "fit.alpha", "make_data.points", "fit.n"} <= set(header)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-p", "noise=low"], "address the parameter as step.name (e.g. -p fit.noise=low)"),
+        (["-p", "model.noise=low"], "addresses step 'model', which is not in the experiment"),
+        (["-p", "fit.alpha=1"], "'alpha' has no lookup table in 'fit'"),
+    ],
+)
+def test_step_syntax_errors(lab, runner, args, expected):
+    assert expected in fails(runner, "run", "make_data", "fit", *args)
+
+
+def test_malformed_pipelines(lab, runner):
+    config = lab.root / "pyproject.toml"
+    base = config.read_text()
+    config.write_text(base.replace('["make_data", "fit"]', '["make_data", "nope"]'))
+    assert "step 'nope' is not a registered function" in fails(runner, "experiments")
+    config.write_text(base.replace('["make_data", "fit"]', '"make_data"'))
+    assert 'pipeline = { steps = ["first_experiment"' in fails(runner, "experiments")
+    config.write_text(base)
+    assert "is itself a chain of steps" in fails(runner, "run", "pipeline", "fit")

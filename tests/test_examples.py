@@ -23,3 +23,29 @@ def test_sine_example_records_a_trial_with_a_figure(tmp_path):
     files = git("ls-tree", "-r", "--name-only", "mitosis/fit_sine", cwd=tmp_path).split()
     assert any(f.endswith("figures/fit_sine-0.png") for f in files)
     assert "noise=high" in git("log", "--format=%s", "mitosis/fit_sine", cwd=tmp_path)
+
+
+def run_example(tmp_path: Path, name: str) -> str:
+    shutil.copy(EXAMPLES / name, tmp_path / name)
+    git("init", "-q", cwd=tmp_path)
+    git("add", name, cwd=tmp_path)
+    git("commit", "-qm", "example", cwd=tmp_path)
+    proc = subprocess.run([sys.executable, name], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_two_step_example_reuses_its_data(tmp_path):
+    out = run_example(tmp_path, "data_fit.py").splitlines()
+    first_id = out[0].split()[1].rstrip(":")
+    assert "make_data: 0.5" in out[0]
+    assert f"make_data: reused from {first_id}" in out[1]
+    assert out[0].split("main=")[1].split()[0] == out[1].split("main=")[1].split()[0]
+    assert len(git("rev-list", "mitosis/make_data+fit", cwd=tmp_path).split()) == 2
+
+
+def test_three_step_example(tmp_path):
+    out = run_example(tmp_path, "three_steps.py")
+    assert "window=narrow" in out and "window=wide" in out
+    log = git("log", "--format=%s", "mitosis/load+smooth+score", cwd=tmp_path)
+    assert "smooth.window=wide" in log and "smooth.window=narrow" in log

@@ -74,3 +74,33 @@ def noisy(lines: int = 3):
 
 def shows_env():
     return {"main": 0.0, "data": dict(os.environ)}
+
+
+# -- steps ---------------------------------------------------------------------------------
+
+data_lookup = {"noise": {"low": 0.01, "high": 0.5}}
+
+
+def make_data(noise: float, points: int = 4):
+    print(f"making data noise={noise}", flush=True)
+    return {"main": float(points), "metrics": {"points": points}, "data": [noise] * points}
+
+
+def fit(data, alpha: float = 1.0):
+    return {
+        "main": sum(data) * alpha,
+        "metrics": {"n": len(data)},
+        "data": [x * alpha for x in data],
+    }
+
+
+def scale(data, factor: int = 2):
+    return {"main": max(data) * factor}
+
+
+def no_data(noise: float = 0.1):
+    return {"main": noise}
+
+
+def fit_fails(data, alpha: float = 1.0):
+    raise RuntimeError(f"cannot fit {len(data)} points")
