@@ -93,7 +93,7 @@ def build(path: Path, count: int) -> None:
             },
         }
         files[f"trials/{trial_id[:2]}/{trial_id}/trial.json"] = json.dumps(record).encode()
-    with Store.open(path) as store:
+    with Store.open(path, create=True) as store:
         store.commit("sine", files, "bench: many trials\n")
 
 

@@ -5,7 +5,6 @@ Reads JSON and text only (nothing is unpickled).
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import attrs
 
 from ._model import Param, Trial
+from ._recorder import load_json
 from ._serialize import dumps_json
 from .exceptions import StoreError
 
@@ -86,7 +86,9 @@ def _read_text(trial: Trial, name: str) -> str:
 
 def _environment(trial: Trial) -> dict[str, Any]:
     text = _read_text(trial, "environment.json")
-    env: dict[str, Any] = json.loads(text) if text else {}
+    env: dict[str, Any] = (
+        load_json(text.encode(), f"environment.json of {trial.id}") if text else {}
+    )
     return env
 
 

@@ -85,13 +85,14 @@ class Config:
         fn = _import(entry.run, f"run of experiment {name!r}")
         if not callable(fn):
             raise ConfigError(f"run = {entry.run!r} of experiment {name!r} is not callable")
-        lookup = _import(entry.lookup, f"lookup of experiment {name!r}") if entry.lookup else {}
-        if not isinstance(lookup, Mapping):
+        lookup = _import(entry.lookup, f"lookup of experiment {name!r}") if entry.lookup else None
+        if lookup is not None and not isinstance(lookup, Mapping):
             raise ConfigError(
                 f"lookup = {entry.lookup!r} of experiment {name!r} is a "
                 f"{type(lookup).__name__}, not a dict of {{param: {{variant: value}}}}"
             )
-        spec = spec_of(fn, lookup, entry.untracked)
+        # What pyproject leaves out, the function's @mitosis.experiment may give.
+        spec = spec_of(fn, lookup, entry.untracked or None)
         return Step(attrs.evolve(spec, name=name), fn)
 
     def chain(self, names: Sequence[str]) -> Chain:

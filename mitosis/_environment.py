@@ -31,8 +31,8 @@ __all__ = [
 SECRET_PATTERNS = (
     "*TOKEN*",
     "*SECRET*",
-    "*PASSWORD*",
-    "*PASSWD*",
+    "*PASS*",
+    "*_PWD",
     "*KEY*",
     "*CREDENTIAL*",
     "*AUTH*",
@@ -40,7 +40,9 @@ SECRET_PATTERNS = (
     "*PRIVATE*",
 )
 REDACTED = "<redacted>"
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# The user info of a URL: "user@", or "user:password@" where the password may hold "/" and "@"
+# (unescaped, as people write them): everything up to the last "@" of the word is removed.
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@\s:]*:\S*@|[^/@\s:]+@)")
 _UNTRACKED_LIMIT = 1 << 20  # untracked files larger than this are named, not copied, in code.diff
 
 
@@ -159,11 +161,14 @@ def requirements(path: list[str] | None = None) -> str:
     return "".join(f"{seen[k]}\n" for k in sorted(seen))
 
 
-def code_state(start: str | os.PathLike[str]) -> tuple[CodeState | None, bytes]:
+def code_state(
+    start: str | os.PathLike[str], exclude: str | None = None
+) -> tuple[CodeState | None, bytes]:
     """The git state of the repository containing ``start``, and its uncommitted diff.
 
     The diff holds tracked files changed since HEAD (staged or not) and untracked, not ignored,
-    files as new files (those over 1 MiB are only named). Returns ``(None, b"")`` outside git.
+    files as new files (those over 1 MiB are only named); untracked files under ``exclude`` (a
+    store inside the work tree) are left out. Returns ``(None, b"")`` outside git.
     """
     from dulwich import porcelain
     from dulwich.errors import NotGitRepository
@@ -195,10 +200,16 @@ def code_state(start: str | os.PathLike[str]) -> tuple[CodeState | None, bytes]:
                     continue
                 remotes[section[1].decode()] = strip_credentials(url)
         diff = io.BytesIO()
-        status = porcelain.status(repo)
+        status = porcelain.status(repo, untracked_files="all")
         if head is not None:
             porcelain.diff(repo, commit=head, outstream=diff)
-        _diff_untracked(repo.path, status.untracked, diff)
+        untracked = [p.decode() if isinstance(p, bytes) else p for p in status.untracked]
+        skip = Path(exclude).resolve() if exclude else None
+        if skip is not None and skip != Path(repo.path).resolve():  # a store nested in the tree
+            untracked = [
+                p for p in untracked if not Path(repo.path, p).resolve().is_relative_to(skip)
+            ]
+        _diff_untracked(repo.path, untracked, diff)
         dirty = bool(diff.getvalue()) or any(status.staged.values()) or bool(status.unstaged)
         state = CodeState(
             repository=str(Path(repo.path).resolve()),
@@ -210,12 +221,11 @@ def code_state(start: str | os.PathLike[str]) -> tuple[CodeState | None, bytes]:
         return state, diff.getvalue()
 
 
-def _diff_untracked(root: str, paths: list[str] | list[bytes], out: io.BytesIO) -> None:
+def _diff_untracked(root: str, paths: list[str], out: io.BytesIO) -> None:
     from dulwich.objects import Blob
     from dulwich.patch import write_blob_diff
 
-    for raw in paths:
-        rel = raw.decode() if isinstance(raw, bytes) else raw
+    for rel in sorted(paths):
         file = Path(root, rel)
         if not file.is_file():
             continue

@@ -16,7 +16,7 @@ import attrs
 from ._cache import ListingCache
 from ._model import FORMAT, Trial, converter, trial_dir
 from ._params import Resolved
-from ._serialize import dumps_json
+from ._serialize import decode, dumps_json
 from ._store import Check, Store
 from .exceptions import StoreError, UnknownExperiment, VariantConflict
 
@@ -27,6 +27,7 @@ __all__ = [
     "Variant",
     "commit_message",
     "load",
+    "load_json",
     "lock_check",
     "read_trials",
     "trials",
@@ -86,7 +87,7 @@ def lock_check(experiment: str, resolved: list[Resolved]) -> Check:
             raw = store.read_file(experiment, variant_path(r.name, r.variant) + ".json", tree_id)
             if raw is None:
                 continue
-            locked = json.loads(raw)
+            locked = load_json(raw, f"the lock of {r.name}={r.variant} in {experiment}")
             if locked.get("fingerprint") == r.encoded.fingerprint:
                 continue
             mine = {
@@ -149,18 +150,33 @@ def _parse(raw: Any, where: str, location: str) -> Trial:
                 f"{where} was written by a newer mitosis (store format {raw['format']}); "
                 "upgrade mitosis to read it"
             )
-        return converter().structure({**raw, "location": location}, Trial)
+        return converter().structure({**_results(raw), "location": location}, Trial)
     except StoreError:
         raise
     except Exception as exc:
         raise StoreError(f"{where} is not a readable trial record: {exc!r}") from None
 
 
-def _load_json(data: bytes, where: str) -> Any:
+def _results(record: dict[str, Any]) -> dict[str, Any]:
+    """A record with its results' tags (``{"py/float": "nan"}``) decoded."""
+    steps = [
+        {**s, "main": decode(s.get("main")), "metrics": decode(s.get("metrics") or {})}
+        for s in record.get("steps", [])
+    ]
+    return {
+        **record,
+        "main": decode(record.get("main")),
+        "metrics": decode(record.get("metrics") or {}),
+        "steps": steps,
+    }
+
+
+def load_json(data: bytes, where: str) -> Any:
+    """JSON from the store; what is not JSON is a :class:`StoreError` naming ``where``."""
     try:
         return json.loads(data)
     except ValueError as exc:
-        raise StoreError(f"{where} is not a readable trial record: {exc}") from None
+        raise StoreError(f"{where} is not readable JSON: {exc}") from None
 
 
 def read_trials(store: Store, experiment: str) -> list[Trial]:
@@ -191,7 +207,7 @@ def read_trials(store: Store, experiment: str) -> list[Trial]:
                     data = store.read_file(experiment, "trial.json", tree_id)
                     if data is None:
                         continue
-                    record = _load_json(data, where)
+                    record = load_json(data, where)
                     cache.keep(tree_id, record)
                 trial = _parse(record, where, store.path)
                 if len(_CACHE) >= _CACHE_LIMIT:
@@ -235,7 +251,7 @@ def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Tria
         if data is None:
             raise StoreError(f"trial {trial_id} of {experiment} has no trial.json")
         where = f"trial {trial_id}"
-        return _parse(_load_json(data, where), where, st.path)
+        return _parse(load_json(data, where), where, st.path)
 
 
 @attrs.frozen
@@ -284,7 +300,10 @@ def variants(
             for file, blob_id in st.children(root, f"variants/{name}"):
                 if not file.endswith(".json"):
                     continue
-                record = json.loads(st.read_file(experiment, "", blob_id) or b"{}")
+                where = f"variants/{name}/{file} of {experiment}"
+                record = load_json(st.read_file(experiment, "", blob_id) or b"", where)
+                if not isinstance(record, dict) or not isinstance(record.get("variant"), str):
+                    raise StoreError(f"{where} is not a readable variant lock")
                 found.append(
                     Variant(
                         param=name,

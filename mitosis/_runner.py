@@ -33,10 +33,10 @@ from ._params import (
     function_name,
     resolve,
 )
-from ._recorder import commit_message, lock_check, variant_files
+from ._recorder import commit_message, lock_check, variant_files, variant_path
 from ._reuse import Reuse, find_reusable
-from ._serialize import dumps_json
-from ._store import Store
+from ._serialize import decode, dumps_json
+from ._store import Check, Store
 from ._worker import dumps
 from .exceptions import TrialFailed
 
@@ -104,10 +104,10 @@ def run_experiment(
     if debug:
         trial, _, interrupted = _execute(chain, resolved, None, False)
     else:
-        with Store.open(store) as st:
+        with Store.open(store, create=True) as st:
             Store.ref(chain.name)  # a bad experiment name fails before anything runs
             check = lock_check(chain.name, resolved)
-            check(st, st.tree_of(st.tip(chain.name)))
+            _lock(st, chain.name, resolved, check)
             trial, files, interrupted = _execute(chain, resolved, st, reuse)
             st.commit(chain.name, files, commit_message(trial), check)
     if interrupted:  # recorded; now let Ctrl-C stop the caller as it would have
@@ -115,6 +115,24 @@ def run_experiment(
     if trial.status != "ok":
         raise TrialFailed(None if debug else trial.id, trial.status, trial.error or "")
     return trial
+
+
+def _lock(store: Store, experiment: str, resolved: list[Resolved], check: Check) -> None:
+    """Lock the trial's new variant names in a commit of their own before it runs, so that two
+    trials meaning different values by one new name cannot both run: the second is refused."""
+    tree = store.tree_of(store.tip(experiment))
+    check(store, tree)
+    new = [
+        r
+        for r in resolved
+        if r.tracked
+        and r.source == "variant"
+        and store.read_file(experiment, variant_path(r.name, r.variant) + ".json", tree) is None
+    ]
+    if new:
+        names = " ".join(f"{r.name}={r.variant}" for r in new)
+        message = f"{experiment}: lock {names}\n\nMitosis-Lock: {names}\n"
+        store.commit(experiment, variant_files(new), message, check)
 
 
 def _function_ref(fn: Callable[..., Any]) -> tuple[str, str] | Callable[..., Any]:
@@ -154,9 +172,12 @@ def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: thre
 class _Collector(threading.Thread):
     """Gathers the environment and code state while the trial process runs."""
 
-    def __init__(self, start: str, code: tuple[CodeState | None, bytes] | None) -> None:
+    def __init__(
+        self, start: str, code: tuple[CodeState | None, bytes] | None, exclude: str | None
+    ) -> None:
         super().__init__(daemon=True)
         self.start_dir = start
+        self.exclude = exclude
         self.known_code = code
         self.files: dict[str, bytes] = {}
         self.code: CodeState | None = None
@@ -168,7 +189,9 @@ class _Collector(threading.Thread):
                 converter().unstructure(env), indent=2
             ).encode()
             self.files["requirements.txt"] = _environment.requirements().encode()
-            self.code, diff = self.known_code or _environment.code_state(self.start_dir)
+            self.code, diff = self.known_code or _environment.code_state(
+                self.start_dir, self.exclude
+            )
             if diff:
                 self.files["code.diff"] = diff
         except Exception:  # a trial is never lost for want of a detail of its environment
@@ -224,9 +247,10 @@ def _execute(
     """Run the trial process; return the trial, its files (paths inside the branch), and
     whether Ctrl-C stopped it. ``store`` is None for a debug trial."""
     start = _code_start(chain.steps[0].fn)
-    code = _environment.code_state(start) if reuse and store is not None else None
+    exclude = store.path if store else None
+    code = _environment.code_state(start, exclude) if reuse and store is not None else None
     reused = find_reusable(store, chain, resolved, code[0]) if code and store else None
-    collector = _Collector(start, code)
+    collector = _Collector(start, code, exclude)
     collector.start()
     first = reused.count if reused else 0
     files: dict[str, bytes] = {}
@@ -350,8 +374,8 @@ def _step_records(
                 name=step.name,
                 function=function,
                 status=report["status"],
-                main=report.get("main"),
-                metrics=report.get("metrics") or {},
+                main=decode(report.get("main")),
+                metrics=decode(report.get("metrics") or {}),
                 duration=round(report.get("seconds", 0.0), 6),
                 code=code,
             )
@@ -376,9 +400,12 @@ def _outcome(out: Path, returncode: int) -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     if returncode < 0:
-        sig = signal.Signals(-returncode)
-        status = "interrupted" if sig is signal.SIGINT else "killed"
-        return {"status": status, "error": f"the trial process was stopped by {sig.name}"}
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-returncode}"
+        status = "interrupted" if -returncode == signal.SIGINT else "killed"
+        return {"status": status, "error": f"the trial process was stopped by {name}"}
     return {
         "status": "failed",
         "error": f"the trial process exited with code {returncode} before it reported a result",

@@ -62,8 +62,21 @@ def type_name(value: Any) -> str:
     )
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities tagged, as strict JSON needs."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"py/float": repr(value)}
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def dumps_json(value: Any, *, indent: int | None = None) -> str:
-    """The one JSON text form used for canonical comparison and for files in the store."""
+    """The one JSON text form used for canonical comparison and for files in the store (strict
+    JSON: NaN and infinities are written as ``{"py/float": "nan"}``)."""
+    value = _finite(value)
     if indent is None:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return json.dumps(value, sort_keys=True, indent=indent, ensure_ascii=False) + "\n"
@@ -112,13 +125,64 @@ def encode(value: Any) -> Encoded:
     try:
         canonical = _canonical(value, state)
     except (_NotJSON, RecursionError):
-        data = dumps(value)
-        digest = hashlib.sha256(data).hexdigest()
-        return Encoded(None, False, f"sha256:{digest}", type_name(value), data)
+        digest = hashlib.sha256(canonical_pickle(value)).hexdigest()
+        return Encoded(None, False, f"sha256:{digest}", type_name(value), dumps(value))
     digest = hashlib.sha256(dumps_json(canonical).encode()).hexdigest()
     exact = state["exact"]
     pickled = None if exact else dumps(value)
     return Encoded(canonical, exact, f"sha256:{digest}", type_name(value), pickled)
+
+
+def _canonical_picklers() -> tuple[type[Any], type[Any]]:
+    """Picklers (plain, then dill's) that write sets and dicts sorted, so that equal values give
+    equal bytes whatever the hash seed or the order items were inserted in. They subclass the
+    pure-Python pickler, whose dispatch table can be changed."""
+    import pickle
+
+    import dill
+
+    from ._worker import _NeedsDill
+
+    def save_set(self: Any, obj: Any) -> None:
+        self.save_reduce(type(obj), (sorted(obj, key=canonical_pickle),), obj=obj)
+
+    def batch_setitems(self: Any, items: Any, *rest: Any) -> None:
+        ordered = sorted(items, key=lambda item: canonical_pickle(item[0]))
+        pickle._Pickler._batch_setitems(self, iter(ordered), *rest)  # type: ignore[attr-defined]
+
+    def main_needs_dill(self: Any, obj: Any) -> Any:
+        if getattr(obj, "__module__", None) == "__main__" and callable(obj):
+            raise _NeedsDill
+        return NotImplemented
+
+    def make(base: type[Any], **methods: Any) -> type[Any]:
+        dispatch = base.dispatch.copy()
+        dispatch[set] = dispatch[frozenset] = save_set
+        return type("Canonical", (base,), {"dispatch": dispatch, **methods})
+
+    return (
+        make(pickle._Pickler, _batch_setitems=batch_setitems, reducer_override=main_needs_dill),
+        make(dill.Pickler, _batch_setitems=batch_setitems),
+    )
+
+
+_PICKLERS: list[tuple[type[Any], type[Any]]] = []
+
+
+def canonical_pickle(value: Any) -> bytes:
+    """The bytes a value's fingerprint is taken from when JSON cannot hold it."""
+    import io
+
+    if not _PICKLERS:
+        _PICKLERS.append(_canonical_picklers())
+    plain, with_dill = _PICKLERS[0]
+    buffer = io.BytesIO()
+    try:
+        plain(buffer, protocol=4).dump(value)
+    except Exception:  # what plain pickle cannot hold (or only by reference to __main__)
+        buffer = io.BytesIO()
+        with_dill(buffer, protocol=4, recurse=True).dump(value)
+    return buffer.getvalue()
 
 
 def decode(canonical: Any) -> Any:

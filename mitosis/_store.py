@@ -60,18 +60,24 @@ class Store:
         self._empty_tree: bytes | None = None
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None) -> Store:
+    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = False) -> Store:
         """Open the store at ``path`` (see :func:`default_store_path` for None).
 
-        A path that does not exist becomes a new bare repository, and mitosis says so on stderr.
+        With ``create``, a path that does not exist becomes a new bare repository, and mitosis
+        says so on stderr; reading never creates one.
 
         Raises:
-            StoreError: the path exists but is not a git repository.
+            StoreError: the path is not a git repository (or does not exist, without ``create``).
         """
         from dulwich.errors import NotGitRepository
         from dulwich.repo import Repo
 
         target = Path(path) if path is not None else default_store_path()
+        if not target.exists() and not create:
+            raise StoreError(
+                f"there is no store at {target}: no trial has been recorded there yet; check the "
+                "path (store=..., --store, MITOSIS_STORE), or record a trial first"
+            )
         if not target.exists():
             try:
                 repo = Repo.init_bare(str(target), mkdir=True)
@@ -115,10 +121,10 @@ class Store:
         from dulwich.refs import check_ref_format
 
         ref = cast("Ref", BRANCH_PREFIX + experiment.encode())
-        if not experiment or not check_ref_format(ref) or experiment.endswith("/"):
+        if not experiment or not check_ref_format(ref) or "/" in experiment:
             raise StoreError(
                 f"experiment name {experiment!r} cannot name a git branch; use letters, digits, "
-                f"'-', '_' and '.' (no spaces, '..', '~', '^', ':' or trailing '.lock')"
+                f"'-', '_', '+' and '.' (no spaces, '/', '..', '~', '^', ':' or trailing '.lock')"
             )
         return ref
 
@@ -281,7 +287,18 @@ class Store:
 
         Returns:
             The new commit's id.
+
+        Raises:
+            StoreError: the store cannot be written.
         """
+        try:
+            return self._commit(experiment, files, message, check)
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store {self.path}: {exc}") from exc
+
+    def _commit(
+        self, experiment: str, files: Mapping[str, bytes], message: str, check: Check | None
+    ) -> ObjectID:
         from dulwich.file import FileLocked
         from dulwich.objects import Commit
         from dulwich.repo import get_user_identity
@@ -296,8 +313,11 @@ class Store:
             base = self.tree_of(tip)
             if check is not None:
                 check(self, base)
+            tree = self.build_tree(base, blobs)
+            if tip is not None and tree == base:
+                return tip  # nothing new: another writer committed the same files already
             commit = Commit()
-            commit.tree = self.build_tree(base, blobs)
+            commit.tree = tree
             commit.parents = [tip] if tip else []
             commit.author, commit.committer = author, committer
             commit.author_time = commit.commit_time = int(time.time())

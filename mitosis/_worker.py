@@ -14,6 +14,7 @@ the steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import sys
@@ -55,7 +56,10 @@ def dumps(obj: Any) -> bytes:
 
 
 def plain(value: Any) -> Any:
-    """A JSON-ready copy of a metric: numpy scalars become numbers, anything else its repr."""
+    """A JSON-ready copy of a metric: numpy scalars become numbers, NaN and infinities the tag
+    ``{"py/float": "nan"}`` (JSON has no such numbers), anything else its repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"py/float": repr(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, Mapping):
@@ -157,9 +161,9 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
                 f'step {step["name"]} returned no "data" for the next step, '
                 f'{steps[i + 1]["name"]}; return {{"main": ..., "data": ...}}'
             )
+        _write(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
         record["main"] = plain(shaped["main"])
         record["metrics"] = plain(shaped.get("metrics", {}))
-        _write(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
         record["status"] = "ok"
         _write(os.path.join(out, f"step-{i}.json"), json.dumps(record).encode())  # if killed later
         data = shaped.get("data")

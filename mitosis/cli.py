@@ -11,7 +11,6 @@ import builtins
 import csv
 import io
 import itertools
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -25,11 +24,11 @@ from click.shell_completion import CompletionItem
 from . import __version__
 from ._config import Config, load_config
 from ._model import StepRecord, Trial, converter
-from ._params import Chain, with_untracked
-from ._recorder import load, trials, variants
+from ._params import Chain, resolve, with_untracked
+from ._recorder import load, load_json, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
-from ._store import Store
+from ._store import Store, default_store_path
 from .exceptions import MitosisError, TrialFailed
 
 __all__ = ["main"]
@@ -290,17 +289,24 @@ def run(
     combos, untracked = _grid(chain, params, evals, allow_code)
     chain = with_untracked(chain, untracked)
     store_path = _store(ctx, store)
+    for values in combos:  # every combination's parameters are checked before any runs
+        resolve(chain, values)
 
-    def one(values: dict[str, Any]) -> Trial | TrialFailed:
+    def one(values: dict[str, Any]) -> Trial | MitosisError:
         try:
             return run_experiment(chain, values, store=store_path, debug=debug, reuse=reuse)
         except TrialFailed as failed:
             return failed
+        except MitosisError as error:  # e.g. a variant locked meanwhile: refused, not run
+            if len(combos) == 1:
+                raise
+            return error
 
     if len(combos) == 1:
         outcome = one(combos[0])
         if isinstance(outcome, TrialFailed):
             _fail(_failure(outcome))
+        assert isinstance(outcome, Trial)
         click.echo(_summary(outcome))
         return
     _sweep(one, combos, jobs)
@@ -314,9 +320,11 @@ def _failure(failed: TrialFailed) -> str:
 
 
 def _sweep(
-    one: Callable[[dict[str, Any]], Trial | TrialFailed], combos: list[dict[str, Any]], jobs: int
+    one: Callable[[dict[str, Any]], Trial | MitosisError],
+    combos: list[dict[str, Any]],
+    jobs: int,
 ) -> None:
-    outcomes: list[Trial | TrialFailed] = []
+    outcomes: list[Trial | MitosisError] = []
     with (
         click.progressbar(length=len(combos), label="trials", file=sys.stderr) as bar,
         ThreadPoolExecutor(max_workers=jobs) as pool,
@@ -329,10 +337,12 @@ def _sweep(
         shown = " ".join(f"{k}={_cell(v)}" for k, v in values.items())
         if isinstance(outcome, TrialFailed):
             rows.append([outcome.trial_id or "-", outcome.status, "", shown])
+        elif isinstance(outcome, MitosisError):
+            rows.append(["-", "refused", "", f"{shown}: {_cell(str(outcome), 80)}"])
         else:
             rows.append([outcome.id, outcome.status, _cell(outcome.main), shown])
     click.echo(_table(["id", "status", "main", "parameters"], rows))
-    failed = sum(isinstance(o, TrialFailed) for o in outcomes)
+    failed = sum(not isinstance(o, Trial) for o in outcomes)
     if failed:
         _fail(f"{failed} of {len(combos)} trials did not succeed (see `mitosis log`)")
 
@@ -455,8 +465,10 @@ def _matches(trial: Trial, condition: tuple[str, str, str], known: set[str]) -> 
     if op in ("=", "!="):
         same = text == wanted or (number is not None and target is not None and number == target)
         return same if op == "=" else not same
-    if number is None or target is None:
-        _fail(f"--where {name}{op}{wanted}: {op} compares numbers, and {text!r} is not one")
+    if target is None:
+        _fail(f"--where {name}{op}{wanted}: {op} compares numbers, and {wanted!r} is not one")
+    if number is None:  # no number here (e.g. the main of a failed trial): no match
+        return False
     return {
         "<": number < target,
         ">": number > target,
@@ -514,7 +526,7 @@ def log(
     params = list(dict.fromkeys(n for t in found for n in t.params))
     metrics = list(dict.fromkeys(n for t in found for n in t.metrics))
     if as_json:
-        click.echo(json.dumps([_record(t) for t in found], indent=2))
+        click.echo(dumps_json([_record(t) for t in found], indent=2), nl=False)
         return
     headers = ["id", "experiment", "started", "status", *params, "main", *metrics, "commit"]
     fmt = _exact if as_csv else _cell  # CSV holds values in full; a table cuts them to fit
@@ -557,12 +569,14 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
     branch = f"mitosis/{trial.experiment}"
     paths = {name: f"{branch}:{trial.path}/{name}" for name in trial.files}
     environment = (
-        json.loads(trial.read("environment.json")) if "environment.json" in trial.files else {}
+        load_json(trial.read("environment.json"), f"environment.json of {trial.id}")
+        if "environment.json" in trial.files
+        else {}
     )
     if as_json:
         record = converter().unstructure(trial)
         record.update(store=trial.location, branch=branch, paths=paths, environment=environment)
-        click.echo(json.dumps(record, indent=2))
+        click.echo(dumps_json(record, indent=2), nl=False)
         return
     lines = [
         f"trial      {trial.id}  {trial.experiment}  {trial.status}",
@@ -658,8 +672,11 @@ def _registered(config: Config, name: str) -> str:
 def experiments(ctx: click.Context, store: Path | None) -> None:
     """The registered experiments and the experiments in the store, with trial counts."""
     config = _config(ctx)
-    with Store.open(_store(ctx, store)) as st:
-        branches = {name: sum(1 for _ in st.trial_dirs(name)) for name in st.experiments()}
+    path = _store(ctx, store) or default_store_path()
+    branches: dict[str, int] = {}
+    if path.exists():  # no store yet: only the registered experiments
+        with Store.open(path) as st:
+            branches = {name: sum(1 for _ in st.trial_dirs(name)) for name in st.experiments()}
     rows = [
         [
             name,

@@ -265,7 +265,7 @@ def test_log_json_and_csv(lab, runner):
     [
         ("noise~low", "write NAME OP VALUE"),
         ("nosie=low", "no parameter or metric 'nosie'; the trials have:"),
-        ("status<3", "< compares numbers, and 'ok' is not one"),
+        ("main<low", "< compares numbers, and 'low' is not one"),
     ],
 )
 def test_log_where_errors(lab, runner, where, expected):
@@ -414,3 +414,41 @@ def test_malformed_pipelines(lab, runner):
     assert 'pipeline = { steps = ["first_experiment"' in fails(runner, "experiments")
     config.write_text(base)
     assert "is itself a chain of steps" in fails(runner, "run", "pipeline", "fit")
+
+
+def test_where_skips_trials_without_a_number(lab, runner):
+    make_trials(runner)
+    fails(runner, "run", "fails")
+    out = ok(runner, "log", "--where", "main<0.015")
+    assert len(out.splitlines()) == 2 and "0.01" in out
+
+
+def test_reading_commands_never_create_a_store(lab, runner, tmp_path):
+    typo = tmp_path / "typo"
+    for args in (["log"], ["show", "abcd"], ["variants", "sine"]):
+        out = fails(runner, *args, "--store", str(typo))
+        assert f"there is no store at {typo}" in out
+    assert not typo.exists()
+    assert "sine" in ok(runner, "experiments", "--store", str(typo))
+    assert not typo.exists()
+
+
+def test_sweep_checks_every_combination_before_running_any(lab, runner):
+    out = fails(runner, "run", "sine", "-p", "noise=low,medium", "-e", "amplitude=1")
+    assert "unknown variant 'medium'" in out
+    assert git("for-each-ref", "refs/heads/mitosis") == ""
+
+
+def test_registration_keeps_what_the_decorator_attached(lab, runner):
+    (lab.root / "decorated.py").write_text(
+        "import mitosis\n"
+        "@mitosis.experiment(lookup={'noise': {'low': 0.25}}, untracked=['gpu'])\n"
+        "def wave(noise: float, gpu: int = 0):\n"
+        "    return noise\n"
+    )
+    config = lab.root / "pyproject.toml"
+    registered = 'wave = { run = "decorated:wave" }\n\n[tool.mitosis.steps]'
+    config.write_text(config.read_text().replace("[tool.mitosis.steps]", registered))
+    ok(runner, "run", "wave", "-p", "noise=low", "-e", "gpu=1")
+    (trial,) = mitosis.trials("wave")
+    assert trial.main == 0.25 and "gpu" in trial.untracked

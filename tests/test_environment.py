@@ -94,3 +94,17 @@ def test_code_state_of_a_clean_dirty_and_missing_repository(tmp_path):
     git("checkout", "-q", "--detach", cwd=repo)
     state, _ = code_state(repo)
     assert state is not None and state.branch is None
+
+
+def test_untracked_files_in_new_folders_and_a_nested_store(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "newpkg").mkdir(parents=True)
+    git("init", "-q", cwd=repo)
+    (repo / "newpkg" / "helper.py").write_text("HELP = 1\n")
+    git("init", "-q", "--bare", str(repo / "trials.git"))
+    state, diff = code_state(repo, exclude=str(repo / "trials.git"))
+    assert state is not None and state.dirty
+    assert b"+HELP = 1" in diff and b"newpkg/helper.py" in diff
+    assert b"trials.git" not in diff
+    state, diff = code_state(repo, exclude=str(repo))  # the store is this repository itself
+    assert b"newpkg/helper.py" in diff

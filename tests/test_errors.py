@@ -77,7 +77,7 @@ def test_variant_conflict_is_refused_before_running(investigation, capfd):
     assert "noise=low" in message and "0.01" in message and "0.02" in message
     assert first.id in message and err.value.locked_by == first.id
     assert "sine running" not in capfd.readouterr().out  # nothing ran
-    assert branch_length("sine") == 1
+    assert branch_length("sine") == 2  # the lock of noise=low, then the trial
     # an equal value (a new but equal object) is fine, and so are other names
     mitosis.run(
         investigation.sine, {"amplitude": 2, "noise": "low"}, lookup={"noise": {"low": 0.01}}
@@ -85,7 +85,8 @@ def test_variant_conflict_is_refused_before_running(investigation, capfd):
     mitosis.run(
         investigation.sine, {"amplitude": 2, "noise": "low2"}, lookup={"noise": {"low2": 0.02}}
     )
-    assert branch_length("sine") == 3
+    assert branch_length("sine") == 5  # + a trial, + the lock of noise=low2 and a trial
+    assert git("log", "--format=%s", "mitosis/sine").splitlines()[1] == "sine: lock noise=low2"
 
 
 def test_experiment_exception_is_recorded_then_raised(investigation):
@@ -216,3 +217,63 @@ def test_worker_that_cannot_import_the_function(investigation, tmp_path):
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("vanishing", None)
+
+
+def test_new_variant_is_locked_before_the_trial_runs(investigation):
+    script = textwrap.dedent(f"""
+        import mitosis
+        from {investigation.__name__} import slow_echo
+        mitosis.run(slow_echo, {{"value": "fresh"}}, lookup={{"value": {{"fresh": 1}}}})
+    """)
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert first.stdout is not None and first.stdout.readline() == b"started\n"
+    subjects = git("log", "--format=%s", "mitosis/slow_echo").splitlines()
+    assert subjects == ["slow_echo: lock value=fresh"]
+    with pytest.raises(mitosis.VariantConflict, match="value=fresh"):
+        mitosis.run(investigation.slow_echo, {"value": "fresh"}, lookup={"value": {"fresh": 2}})
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+    assert len(mitosis.trials("slow_echo")) == 1
+
+
+def test_experiment_name_with_a_slash_is_refused_before_running(investigation, capfd):
+    named = mitosis.experiment(name="group/sine")(investigation.noisy)
+    with pytest.raises(mitosis.StoreError, match="cannot name a git branch"):
+        mitosis.run(named)
+    assert "out 0" not in capfd.readouterr().out
+
+
+def test_real_time_signal_is_recorded_as_killed(investigation):
+    with pytest.raises(mitosis.TrialFailed) as err:
+        mitosis.run(investigation.real_time_signal)
+    trial = mitosis.load(err.value.trial_id)
+    assert trial.status == "killed"
+    assert f"signal {int(signal.SIGRTMIN)}" in trial.error or "SIGRTMIN" in trial.error
+
+
+def test_unpicklable_result_fails_without_a_main(investigation):
+    with pytest.raises(mitosis.TrialFailed, match="cannot pickle this") as err:
+        mitosis.run(investigation.unpicklable_result)
+    trial = mitosis.load(err.value.trial_id)
+    assert trial.status == "failed" and trial.main is None and trial.steps[0].main is None
+
+
+def test_reading_never_creates_a_store(tmp_path):
+    missing = tmp_path / "missing"
+    with pytest.raises(mitosis.StoreError, match="there is no store at"):
+        mitosis.trials(store=missing)
+    with pytest.raises(mitosis.StoreError, match="there is no store at"):
+        mitosis.load("abcd", store=missing)
+    assert not missing.exists()
+
+
+def test_malformed_lock_file_is_a_store_error(investigation):
+    mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup)
+    with Store.open(".") as store:
+        store.commit("sine", {"variants/noise/low.json": b"not json"}, "break the lock\n")
+    with pytest.raises(mitosis.StoreError, match=r"variants/noise/low\.json of sine is not"):
+        mitosis.variants("sine")
+    with pytest.raises(mitosis.StoreError, match="the lock of noise=low in sine is not"):
+        mitosis.run(
+            investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup
+        )

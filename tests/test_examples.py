@@ -41,7 +41,8 @@ def test_two_step_example_reuses_its_data(tmp_path):
     assert "make_data: 0.5" in out[0]
     assert f"make_data: reused from {first_id}" in out[1]
     assert out[0].split("main=")[1].split()[0] == out[1].split("main=")[1].split()[0]
-    assert len(git("rev-list", "mitosis/make_data+fit", cwd=tmp_path).split()) == 2
+    log = git("log", "--format=%s", "mitosis/make_data+fit", cwd=tmp_path).splitlines()
+    assert len(log) == 3 and log[-1] == "make_data+fit: lock make_data.noise=low fit.method=ols"
 
 
 def test_three_step_example(tmp_path):

@@ -59,13 +59,15 @@ def test_branches_are_real_git(investigation, tmp_path):
         )
     clone = tmp_path / "clone"
     git("clone", "-q", "--mirror", str(Path.cwd()), str(clone))
-    assert len(git("rev-list", "mitosis/sine", cwd=clone).split()) == 3
     subjects = git("log", "--format=%s", "mitosis/sine", cwd=clone).splitlines()
     assert subjects == [
-        f"sine: amplitude={a} gpu=0 noise=high -> main={m} (ok)"
-        for a, m in ((3, "1.5"), (2, "1"), (1, "0.5"))
+        *(
+            f"sine: amplitude={a} gpu=0 noise=high -> main={m} (ok)"
+            for a, m in ((3, "1.5"), (2, "1"), (1, "0.5"))
+        ),
+        "sine: lock noise=high",
     ]
-    assert git("reflog", "show", "mitosis/sine").count("mitosis: sine:") == 3
+    assert git("reflog", "show", "mitosis/sine").count("mitosis: sine:") == 4
     git("fsck", "--strict", cwd=clone)
 
 
@@ -91,7 +93,8 @@ def test_concurrent_writers_lose_no_trial(investigation):
     for writer in writers:
         _, err = writer.communicate(timeout=600)
         assert writer.returncode == 0, err.decode()
-    assert len(git("rev-list", "mitosis/sine").split()) == 100
+    subjects = git("log", "--format=%s", "mitosis/sine").splitlines()
+    assert len(subjects) == 101 and subjects[-1] == "sine: lock noise=low"  # one lock only
     trials = mitosis.trials("sine")
     assert len(trials) == 100 and len({t.id for t in trials}) == 100
     files = git("ls-tree", "-r", "--name-only", "mitosis/sine").split()
@@ -101,7 +104,7 @@ def test_concurrent_writers_lose_no_trial(investigation):
 
 def test_store_writes_objects_and_trees_without_an_index(tmp_path):
     path = tmp_path / "store"
-    with Store.open(path) as store:  # created, bare
+    with Store.open(path, create=True) as store:  # created, bare
         first = store.commit("exp", {"a/b/c.txt": b"one", "a/d.txt": b"two"}, "first\n")
         store.commit("exp", {"a/b/e.txt": b"three"}, "second\n")
         assert store.read_file("exp", "a/b/c.txt") == b"one"
@@ -139,3 +142,14 @@ def test_listing_cache_follows_new_trials_and_survives_corruption(investigation)
     git("update-ref", "refs/heads/mitosis/bare_number", "mitosis/bare_number~1")
     assert list_in_fresh_process() == [first.id]  # a moved branch is read as it is
     assert second.id not in cache.read_text()  # and the cache keeps only what it met
+
+
+def test_secrets_with_slashes_and_at_signs_in_passwords(investigation, monkeypatch):
+    secret = "pa/ss@w0rd-9c1e"
+    monkeypatch.setenv("DATABASE_URL", f"postgres://bob:{secret}@db.example.org/lab")
+    monkeypatch.setenv("CACHE_URL", f"redis://:{secret}@cache")
+    monkeypatch.setenv("MYSQL_PWD", secret)
+    monkeypatch.setenv("SSHPASS", secret)
+    mitosis.run(investigation.bare_number)
+    objects = all_objects()
+    assert secret.encode() not in objects and b"w0rd-9c1e" not in objects

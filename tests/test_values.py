@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import attrs
 import pytest
@@ -72,8 +75,6 @@ def same(a, b) -> bool:
 def test_json_values_round_trip_exactly(value):
     encoded = encode(value)
     assert encoded.exact and encoded.pickled is None
-    import json
-
     assert same(decode(json.loads(dumps_json(encoded.json))), value)
 
 
@@ -208,3 +209,46 @@ def test_function_defined_in_main_runs_by_value(investigation):
     assert "RESULT 7 [2.5]" in proc.stdout
     (trial,) = mitosis.trials("in_main")
     assert trial.function == "__main__:in_main"
+
+
+SAME_VALUE = """
+import sys
+import mitosis
+sys.path.insert(0, sys.argv[1])
+experiments = __import__(sys.argv[2])
+value = experiments.Featurizer(["a", "the", "of", "and", "to", "in"])
+mitosis.run(experiments.echo, {"value": "basic"}, lookup={"value": {"basic": value}})
+"""
+
+
+def test_same_value_in_other_processes_is_the_same_variant(investigation):
+    # the set inside pickles in another order under each hash seed: the fingerprint must not
+    for seed in ("1", "2", "3"):
+        proc = subprocess.run(
+            [sys.executable, "-c", SAME_VALUE, str(Path.cwd()), investigation.__name__],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert len(mitosis.trials("echo")) == 3
+
+
+def test_dict_order_does_not_change_a_pickled_fingerprint():
+    np = pytest.importorskip("numpy")
+    a = {"x": np.arange(3), "y": {2, 1}}
+    b = {"y": {1, 2}, "x": np.arange(3)}
+    assert encode(a).json is None and encode(a).fingerprint == encode(b).fingerprint
+
+
+def test_nan_results_are_strict_json(investigation):
+    trial = mitosis.run(investigation.not_a_number)
+    text = git("show", f"mitosis/not_a_number:{trial.path}/trial.json")
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    record = json.loads(text, parse_constant=refuse)
+    assert record["main"] == {"py/float": "nan"}
+    loaded = mitosis.load(trial.id)
+    assert math.isnan(loaded.main) and loaded.metrics["inf"] == math.inf

@@ -104,3 +104,34 @@ def no_data(noise: float = 0.1):
 
 def fit_fails(data, alpha: float = 1.0):
     raise RuntimeError(f"cannot fit {len(data)} points")
+
+
+class Featurizer:
+    """A value whose pickle holds a set (its order changes with the hash seed)."""
+
+    def __init__(self, words):
+        self.stop = set(words)
+
+
+def slow_echo(value=None, seconds: float = 3.0):
+    print("started", flush=True)
+    time.sleep(seconds)
+    return {"main": 1.0}
+
+
+def real_time_signal():
+    os.kill(os.getpid(), signal.SIGRTMIN)
+    time.sleep(5)
+
+
+def not_a_number():
+    return {"main": float("nan"), "metrics": {"inf": float("inf")}}
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise TypeError("cannot pickle this")
+
+
+def unpicklable_result():
+    return {"main": 2.5, "data": Unpicklable()}
