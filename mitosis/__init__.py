@@ -10,12 +10,15 @@ from ._model import CodeState, Param, Trial
 from ._params import experiment
 from ._recorder import Variant, load, trials, variants
 from ._runner import run
+from ._sync import Conflict, SyncReport, bundle, conflicts, pull, push
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
     ConfigError,
     MitosisError,
     StoreError,
+    SyncConflict,
+    SyncError,
     TrialFailed,
     UnknownExperiment,
     UnknownTrial,
@@ -30,9 +33,13 @@ __all__ = [
     "BadParameter",
     "CodeState",
     "ConfigError",
+    "Conflict",
     "MitosisError",
     "Param",
     "StoreError",
+    "SyncConflict",
+    "SyncError",
+    "SyncReport",
     "Trial",
     "TrialFailed",
     "UnknownExperiment",
@@ -41,8 +48,12 @@ __all__ = [
     "Variant",
     "VariantConflict",
     "__version__",
+    "bundle",
+    "conflicts",
     "experiment",
     "load",
+    "pull",
+    "push",
     "run",
     "trials",
     "variants",

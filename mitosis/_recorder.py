@@ -179,13 +179,14 @@ def load_json(data: bytes, where: str) -> Any:
         raise StoreError(f"{where} is not readable JSON: {exc}") from None
 
 
-def read_trials(store: Store, experiment: str) -> list[Trial]:
-    """The trials on an experiment's branch, read from their ``trial.json`` blobs alone.
+def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -> list[Trial]:
+    """The trials on an experiment's branch (or at ``commit`` of it), read from their
+    ``trial.json`` blobs alone.
 
     Parsed records are kept by the id of their folder's tree, in memory and in the store's
     listing cache (see :mod:`mitosis._cache`): content-addressed, so never stale.
     """
-    root = store.tree_of(store.tip(experiment))
+    root = store.tree_of(commit or store.tip(experiment))
     found = []
     with ListingCache(store, experiment) as cache:
         for _shard, shard_id in store.children(root, "trials"):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `impor
     from dulwich.refs import Ref
     from dulwich.repo import Repo
 
-__all__ = ["BRANCH_PREFIX", "Store"]
+__all__ = ["BRANCH_PREFIX", "Store", "backoff"]
 
 BRANCH_PREFIX = b"refs/heads/mitosis/"
 _RETRIES = 400
@@ -129,16 +129,40 @@ class Store:
         return ref
 
     def experiments(self) -> list[str]:
-        """Names of the experiments that have a branch in the store, sorted."""
-        keys = self.repo.refs.keys(base=cast("Ref", BRANCH_PREFIX.rstrip(b"/")))
+        """Names of the experiments that have a branch in the store, or only a remote-tracking
+        branch (``refs/remotes/<remote>/mitosis/<experiment>``, e.g. after ``git clone``)."""
+        keys: set[bytes] = set(self.repo.refs.keys(base=cast("Ref", BRANCH_PREFIX.rstrip(b"/"))))
+        keys.update(name for _, name in self.tracking())
         return sorted(k.decode() for k in keys)
 
-    def tip(self, experiment: str) -> ObjectID | None:
-        """The commit id at the tip of the experiment's branch, or None."""
+    def tracking(self) -> list[tuple[str, bytes]]:
+        """``(remote, experiment)`` of every remote-tracking trial branch, origin first."""
+        found = []
+        for key in self.repo.refs.keys(base=cast("Ref", b"refs/remotes")):
+            remote, _, rest = key.partition(b"/")
+            if rest.startswith(b"mitosis/"):
+                found.append((remote.decode(), rest[len(b"mitosis/") :]))
+        return sorted(found, key=lambda item: (item[0] != "origin", item))
+
+    def local_tip(self, experiment: str) -> ObjectID | None:
+        """The commit id at the tip of the experiment's own branch, or None."""
         try:
             return self.repo.refs[self.ref(experiment)]
         except KeyError:
             return None
+
+    def tip(self, experiment: str) -> ObjectID | None:
+        """The tip of the experiment's branch; where the store has none yet, that of its
+        remote-tracking branch (origin first), which a first new trial then builds on."""
+        local = self.local_tip(experiment)
+        if local is not None:
+            return local
+        name = experiment.encode()
+        for remote, tracked in self.tracking():
+            if tracked == name:
+                ref = cast("Ref", f"refs/remotes/{remote}/mitosis/{experiment}".encode())
+                return self.repo.refs[ref]
+        return None
 
     def tree_of(self, commit_id: ObjectID | None) -> ObjectID | None:
         from dulwich.objects import Commit
@@ -238,7 +262,7 @@ class Store:
             except FileLocked:
                 if obj.id in self.repo.object_store:
                     return obj.id
-                _backoff(attempt)
+                backoff(attempt)
         raise StoreError(f"could not write object {obj.id.decode()} to {self.path}: always locked")
 
     def add_blob(self, data: bytes) -> ObjectID:
@@ -309,7 +333,8 @@ class Store:
         author = get_user_identity(config, "AUTHOR")
         committer = get_user_identity(config, "COMMITTER")
         for attempt in range(_RETRIES):
-            tip = self.tip(experiment)
+            local = self.local_tip(experiment)
+            tip = local if local is not None else self.tip(experiment)
             base = self.tree_of(tip)
             if check is not None:
                 check(self, base)
@@ -327,7 +352,7 @@ class Store:
             self.add(commit)
             reflog = b"mitosis: " + message.splitlines()[0].encode()
             try:
-                if tip is None:
+                if local is None:
                     moved = self.repo.refs.add_if_new(ref, commit.id, message=reflog)
                 else:
                     moved = self.repo.refs.set_if_equals(ref, tip, commit.id, message=reflog)
@@ -335,14 +360,14 @@ class Store:
                 moved = False
             if moved:
                 return commit.id
-            _backoff(attempt)
+            backoff(attempt)
         raise StoreError(
             f"could not move {ref.decode()} in {self.path} after {_RETRIES} attempts: "
             "too many writers at once; the trial was not recorded"
         )
 
 
-def _backoff(attempt: int) -> None:
+def backoff(attempt: int) -> None:
     """Randomized exponential backoff: 2 ms doubling to about 32 ms."""
     time.sleep(random.uniform(0.5, 1.0) * 0.002 * 2 ** min(attempt, 4))
 

@@ -29,7 +29,11 @@ from ._recorder import load, load_json, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
 from ._store import Store, default_store_path
-from .exceptions import MitosisError, TrialFailed
+from ._sync import SyncReport, conflicts
+from ._sync import bundle as sync_bundle
+from ._sync import pull as sync_pull
+from ._sync import push as sync_push
+from .exceptions import MitosisError, SyncConflict, TrialFailed
 
 __all__ = ["main"]
 
@@ -635,14 +639,38 @@ def diff(ctx: click.Context, first: str, second: str, store: Path | None) -> Non
 
 
 @click.command(name="variants")
-@click.argument("experiment", shell_complete=_complete_experiment)
+@click.argument("experiment", required=False, shell_complete=_complete_experiment)
 @click.argument("param", required=False)
+@click.option(
+    "--conflicts",
+    "show_conflicts",
+    is_flag=True,
+    help="List the variant names locked to other values on a remote (what stops a pull).",
+)
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
 @click.pass_context
 def variants_command(
-    ctx: click.Context, experiment: str, param: str | None, store: Path | None
+    ctx: click.Context,
+    experiment: str | None,
+    param: str | None,
+    show_conflicts: bool,
+    store: Path | None,
 ) -> None:
     """The locked variants of EXPERIMENT (or of its PARAM), with how many trials used each."""
+    if show_conflicts:
+        clashes = [
+            c
+            for c in conflicts(experiment, store=_store(ctx, store))
+            if param is None or c.param == param
+        ]
+        if not clashes:
+            click.echo("no variant conflicts with the fetched remote branches")
+            return
+        for clash in clashes:
+            click.echo(str(clash))
+        _fail(f"{len(clashes)} variant conflict(s); see docs/architecture.md, 'Variant conflicts'")
+    if experiment is None:
+        _fail("name the EXPERIMENT whose variants to list (or pass --conflicts)")
     found = variants(experiment, param, store=_store(ctx, store))
     if not found:
         click.echo(f"no locked variants in {experiment}" + (f" for {param}" if param else ""))
@@ -692,6 +720,80 @@ def experiments(ctx: click.Context, store: Path | None) -> None:
     click.echo(_table(["experiment", "run", "trials"], rows))
 
 
+def _sync_arguments(
+    ctx: click.Context, args: tuple[str, ...], store: Path | None
+) -> tuple[str, list[str]]:
+    """``[REMOTE] [EXPERIMENT...]``: the first word is the remote when it names a configured
+    remote, a URL or a path; else the remote is ``origin``."""
+    if not args:
+        return "origin", []
+    first, rest = args[0], list(args[1:])
+    path = _store(ctx, store) or default_store_path()
+    remotes: list[str] = []
+    if path.exists():
+        with Store.open(path) as st:
+            config = st.repo.get_config()
+            remotes = [
+                s[1].decode() for s in config.sections() if len(s) == 2 and s[0] == b"remote"
+            ]
+    if first in remotes or "://" in first or ":" in first or os.path.exists(first):
+        return first, rest
+    return "origin", [first, *rest]
+
+
+def _report(report: SyncReport) -> None:
+    rows = [[name, what] for name, what in sorted(report.experiments.items())]
+    click.echo(_table(["experiment", report.remote], rows) if rows else "nothing to do")
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="[REMOTE] [EXPERIMENT]...")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to push from.")
+@click.pass_context
+def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
+    """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path)."""
+    remote, names = _sync_arguments(ctx, args, store)
+    _report(sync_push(remote, names, store=_store(ctx, store)))
+
+
+@click.command()
+@click.argument("args", nargs=-1, metavar="[REMOTE|BUNDLE] [EXPERIMENT]...")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to pull into.")
+@click.pass_context
+def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
+    """Fetch trial branches from REMOTE (or a bundle file) and merge them in."""
+    remote, names = _sync_arguments(ctx, args, store)
+    try:
+        report = sync_pull(remote, names, store=_store(ctx, store))
+    except SyncConflict as conflict:
+        _report(conflict.report)
+        raise
+    _report(report)
+
+
+@click.command(name="bundle")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("experiments", nargs=-1)
+@click.option(
+    "--since",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="An earlier bundle: write only what it did not carry.",
+)
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to bundle.")
+@click.pass_context
+def bundle_command(
+    ctx: click.Context,
+    file: Path,
+    experiments: tuple[str, ...],
+    since: Path | None,
+    store: Path | None,
+) -> None:
+    """Write trial branches to a git bundle FILE, for a machine without a network path;
+    `mitosis pull FILE` there reads it."""
+    count = sync_bundle(file, experiments, since=since, store=_store(ctx, store))
+    click.echo(f"wrote {count} trial branch(es) to {file}")
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mitosis")
 @click.option(
@@ -706,5 +808,5 @@ def main(config: Path | None) -> None:
     """
 
 
-for _command in (run, log, show, diff, variants_command, experiments):
+for _command in (run, log, show, diff, variants_command, experiments, push, pull, bundle_command):
     main.add_command(_command)

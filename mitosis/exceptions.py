@@ -7,12 +7,16 @@ names the thing that is wrong and how to fix it.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
     "ConfigError",
     "MitosisError",
     "StoreError",
+    "SyncConflict",
+    "SyncError",
     "TrialFailed",
     "UnknownExperiment",
     "UnknownTrial",
@@ -92,6 +96,29 @@ class ConfigError(MitosisError, ValueError):
 
 class StoreError(MitosisError, OSError):
     """The store cannot be opened, read or written."""
+
+
+class SyncError(MitosisError, RuntimeError):
+    """A push or a pull could not be done (unreachable remote, rejected push, ...)."""
+
+
+class SyncConflict(SyncError):
+    """A pull found variant names locked to different values on the two sides.
+
+    Attributes:
+        conflicts: each conflicting variant, with both values and the trials that used them.
+        report: what the pull did for the other experiments.
+    """
+
+    def __init__(self, conflicts: list[Any], report: Any) -> None:
+        self.conflicts = conflicts
+        self.report = report
+        listed = "; ".join(str(c) for c in conflicts)
+        super().__init__(
+            f"{len(conflicts)} variant conflict(s), so those experiments were not merged (the "
+            f"fetched trials wait in refs/remotes/): {listed}. A name keeps one value: see "
+            "`mitosis variants --conflicts` and docs/architecture.md, 'Variant conflicts'"
+        )
 
 
 class UnknownExperiment(MitosisError, LookupError):

@@ -1,0 +1,283 @@
+"""Sharing trials between "servers": real bare repositories, a real git daemon on 127.0.0.1,
+bundles, plain git on the same branches, and pulls racing with trials."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import git
+
+import mitosis
+from mitosis.cli import main
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Path:
+    path = tmp_path / "hub.git"
+    git("init", "-q", "--bare", str(path))
+    return path
+
+
+def server(tmp_path: Path, name: str, hub: Path) -> Path:
+    """A machine's store: a repository whose origin is the hub."""
+    path = tmp_path / name
+    git("init", "-q", str(path))
+    git("remote", "add", "origin", str(hub), cwd=path)
+    return path
+
+
+def record(investigation, store: Path, amplitude: int, noise: str = "low", lookup=None) -> str:
+    lookup = lookup or investigation.lookup
+    trial = mitosis.run(
+        investigation.sine, {"amplitude": amplitude, "noise": noise}, lookup=lookup, store=store
+    )
+    return trial.id
+
+
+def ids(store: Path, experiment: str = "sine") -> set[str]:
+    return {t.id for t in mitosis.trials(experiment, store=store)}
+
+
+def test_two_servers_push_pull_and_agree(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    made_a = {record(investigation, a, i) for i in (1, 2)}
+    assert mitosis.push(store=a).experiments == {"sine": "new"}
+    made_b = {record(investigation, b, 9)}
+    with pytest.raises(mitosis.SyncError, match=r"that this store lacks: pull first"):
+        mitosis.push(store=b)
+    assert mitosis.pull(store=b).experiments == {"sine": "merged"}
+    assert ids(b) == made_a | made_b
+    parents = git("log", "-1", "--format=%P", "mitosis/sine", cwd=b).split()
+    assert len(parents) == 2
+    assert mitosis.push(store=b).experiments == {"sine": "pushed"}
+    assert mitosis.pull(store=a).experiments == {"sine": "fast-forward"}
+    assert mitosis.pull(store=a).experiments == {"sine": "up to date"}
+    tips = {git("rev-parse", "mitosis/sine", cwd=p).strip() for p in (a, b, hub)}
+    assert len(tips) == 1 and ids(a) == made_a | made_b
+    for path in (a, b, hub):
+        git("fsck", "--strict", cwd=path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, hub: Path) -> Iterator[str]:
+    """`git daemon` serving the hub on 127.0.0.1, pushes allowed; yields the hub's git:// URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            "--enable=receive-pack",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            f"--base-path={tmp_path}",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"git://127.0.0.1:{port}/{hub.name}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_push_and_pull_through_git_daemon(investigation, tmp_path, hub, daemon):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for path in (a, b):
+        git("init", "-q", str(path))
+        git("remote", "add", "lab", daemon, cwd=path)
+    first = record(investigation, a, 1)
+    assert mitosis.push("lab", store=a).experiments == {"sine": "new"}
+    second = record(investigation, b, 2)
+    report = mitosis.pull("lab", store=b)
+    assert report.experiments == {"sine": "merged"} and report.remote == "lab"
+    mitosis.push(daemon, store=b)  # a URL works as well as a remote's name
+    assert mitosis.pull(daemon, store=a).experiments == {"sine": "fast-forward"}
+    assert ids(a) == ids(b) == {first, second}
+    assert git("rev-parse", "mitosis/sine", cwd=hub) == git("rev-parse", "mitosis/sine", cwd=a)
+
+
+def test_variant_conflict_stops_the_pull_and_reports_both_sides(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    trial_a = record(investigation, a, 1, lookup={"noise": {"low": 0.01}})
+    record(investigation, a, 2, noise="high", lookup=investigation.lookup)
+    mitosis.push(store=a)
+    trial_b = record(investigation, b, 3, lookup={"noise": {"low": 0.02}})
+    before = git("rev-parse", "mitosis/sine", cwd=b)
+    with pytest.raises(mitosis.SyncConflict) as err:
+        mitosis.pull(store=b)
+    (conflict,) = err.value.conflicts
+    assert (conflict.param, conflict.variant) == ("noise", "low")
+    assert conflict.local == "0.02 (float)" and conflict.remote == "0.01 (float)"
+    assert conflict.local_trials == [trial_b] and conflict.remote_trials == [trial_a]
+    assert "noise=low is 0.02 (float) here" in str(err.value)
+    assert git("rev-parse", "mitosis/sine", cwd=b) == before  # nothing changed
+    tracking = git("rev-parse", "refs/remotes/origin/mitosis/sine", cwd=b)
+    assert tracking == git("rev-parse", "mitosis/sine", cwd=a)
+    assert mitosis.conflicts(store=b) == [conflict]
+    runner = CliRunner()
+    result = runner.invoke(main, ["variants", "--conflicts", "--store", str(b)])
+    assert result.exit_code == 1 and "sine: noise=low is 0.02 (float) here" in result.output
+    result = runner.invoke(main, ["pull", "--store", str(b)])
+    assert result.exit_code == 1 and "1 variant conflict(s)" in result.output
+    assert "conflict" in result.output.splitlines()[1]
+
+
+def test_same_value_locked_on_both_sides_merges(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a, 1)
+    mitosis.push(store=a)
+    time.sleep(1.1)  # another second: the two lock commits differ, the lock files do not
+    record(investigation, b, 2)
+    assert mitosis.pull(store=b).experiments == {"sine": "merged"}
+    assert mitosis.conflicts(store=b) == []
+    assert len(ids(b)) == 2
+
+
+def test_bundles_for_air_gapped_machines(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    first = record(investigation, a, 1)
+    full = tmp_path / "all.bundle"
+    assert mitosis.bundle(full, store=a) == 1
+    assert (
+        "is okay"
+        in git("bundle", "verify", str(full), cwd=b, check=False)
+        + git("bundle", "verify", str(full), cwd=b, check=False)
+        or subprocess.run(["git", "bundle", "verify", str(full)], cwd=b).returncode == 0
+    )
+    assert mitosis.pull(str(full), store=b).experiments == {"sine": "new"}
+    assert ids(b) == {first}
+    second = record(investigation, a, 2)
+    newer = tmp_path / "newer.bundle"
+    mitosis.bundle(newer, ["sine"], since=full, store=a)
+    assert newer.stat().st_size < full.stat().st_size
+    verify = subprocess.run(["git", "bundle", "verify", str(newer)], cwd=b, capture_output=True)
+    assert verify.returncode == 0, verify.stderr
+    lacking = tmp_path / "lacking"
+    git("init", "-q", str(lacking))
+    with pytest.raises(mitosis.SyncError, match="builds on 1 commits this store lacks"):
+        mitosis.pull(str(newer), store=lacking)
+    assert mitosis.pull(str(newer), store=b).experiments == {"sine": "fast-forward"}
+    assert ids(b) == {first, second}
+
+
+def test_plain_git_push_clone_fetch_and_merge(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    first = record(investigation, a, 1)
+    git("push", "-q", "origin", "refs/heads/mitosis/*:refs/heads/mitosis/*", cwd=a)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(hub), str(clone))
+    assert ids(clone) == {first}  # read from the remote-tracking branch of the clone
+    out = subprocess.run(
+        [sys.executable, "-m", "mitosis", "log", "sine"], cwd=clone, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and first in out.stdout
+    mine = record(investigation, clone, 5)  # builds on origin/mitosis/sine
+    assert git("rev-parse", "mitosis/sine~1", cwd=clone) == git("rev-parse", "mitosis/sine", cwd=a)
+    second = record(investigation, a, 2)
+    git("push", "-q", "origin", "refs/heads/mitosis/*:refs/heads/mitosis/*", cwd=a)
+    git("fetch", "-q", "origin", cwd=clone)
+    git("checkout", "-q", "mitosis/sine", cwd=clone)
+    git("merge", "-q", "--no-edit", "origin/mitosis/sine", cwd=clone)
+    assert ids(clone) == {first, second, mine}
+    git("fsck", "--strict", cwd=clone)
+
+
+def test_sync_errors(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    record(investigation, a, 1)
+    with pytest.raises(mitosis.SyncError, match=r"no remote named 'nope'.*remotes: origin"):
+        mitosis.push("nope", store=a)
+    with pytest.raises(mitosis.SyncError, match="the store has no experiment 'sien' to push"):
+        mitosis.push("origin", ["sien"], store=a)
+    with pytest.raises(mitosis.SyncError) as err:
+        mitosis.pull("https://bob:hunter2@127.0.0.1:1/lab.git", store=a)
+    assert "hunter2" not in str(err.value) and "127.0.0.1:1/lab.git" in str(err.value)
+    mitosis.push(store=a)
+    with pytest.raises(mitosis.SyncError, match="has no experiment 'sien'"):
+        mitosis.pull("origin", ["sien"], store=a)
+    with pytest.raises(mitosis.SyncError, match="no trial branches to bundle"):
+        mitosis.bundle(tmp_path / "x.bundle", ["sien"], store=a)
+    with pytest.raises(mitosis.SyncError, match="is not a git bundle"):
+        mitosis.bundle(tmp_path / "x.bundle", since=Path(investigation.__file__), store=a)
+
+
+def test_cli_push_pull_bundle(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a, 1)
+    runner = CliRunner()
+    result = runner.invoke(main, ["push", "--store", str(a)])
+    assert result.exit_code == 0 and "sine        new" in result.output
+    result = runner.invoke(main, ["pull", "origin", "sine", "--store", str(b)])
+    assert result.exit_code == 0 and "sine        new" in result.output
+    bundle = tmp_path / "t.bundle"
+    out = subprocess.run(
+        [sys.executable, "-m", "mitosis", "bundle", str(bundle), "--store", str(a)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "wrote 1 trial branch(es)" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "mitosis", "pull", str(bundle), "--store", str(b)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and "up to date" in out.stdout
+    result = runner.invoke(main, ["push", "nope", "--store", str(a)])
+    assert result.exit_code == 1 and "has no experiment 'nope' to push" in result.output
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import mitosis
+    sys.path.insert(0, sys.argv[1])
+    experiments = __import__(sys.argv[2])
+    for i in range(int(sys.argv[3])):
+        mitosis.run(experiments.sine, {"amplitude": i, "noise": "low"},
+                    lookup=experiments.lookup, store=sys.argv[4])
+""")
+
+
+def test_writers_and_a_pull_at_once_lose_nothing(investigation, tmp_path, hub):
+    a, other = server(tmp_path, "a", hub), server(tmp_path, "other", hub)
+    pulled = {record(investigation, other, 100 + i) for i in range(3)}
+    mitosis.push(store=other)
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(Path.cwd()), investigation.__name__, "25", str(a)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    time.sleep(1.0)
+    mitosis.pull(store=a)  # while the writers commit
+    for writer in writers:
+        _, err = writer.communicate(timeout=900)
+        assert writer.returncode == 0, err.decode()
+    found = ids(a)
+    assert len(found) == 203 and pulled <= found
+    trial_files = git("ls-tree", "-r", "--name-only", "mitosis/sine", cwd=a).split()
+    assert sum(f.endswith("/trial.json") for f in trial_files) == 203
+    git("fsck", "--strict", cwd=a)
