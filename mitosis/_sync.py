@@ -513,7 +513,7 @@ def bundle(
                 ]
         with (
             create_bundle_from_repo(st.repo, refs=refs, prerequisites=prerequisites) as data,
-            open(file, "wb") as f,
+            open(file, "wb") as out,
         ):
-            write_bundle(f, data)
+            write_bundle(out, data)
     return len(refs)
