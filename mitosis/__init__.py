@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ._model import CodeState, Param, Trial
 from ._params import experiment
-from ._recorder import Variant, load, trials, variants
+from ._recorder import Variant, load, rename_variant, trials, variants
 from ._runner import run
 from ._sync import Conflict, SyncReport, bundle, conflicts, pull, push
 from .exceptions import (
@@ -24,6 +24,7 @@ from .exceptions import (
     UnknownTrial,
     UnknownVariant,
     VariantConflict,
+    VariantRenamed,
 )
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ __all__ = [
     "UnknownVariant",
     "Variant",
     "VariantConflict",
+    "VariantRenamed",
     "__version__",
     "bundle",
     "conflicts",
@@ -54,6 +56,7 @@ __all__ = [
     "load",
     "pull",
     "push",
+    "rename_variant",
     "run",
     "trials",
     "variants",

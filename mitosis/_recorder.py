@@ -18,7 +18,13 @@ from ._model import FORMAT, Trial, converter, trial_dir
 from ._params import Resolved
 from ._serialize import decode, dumps_json
 from ._store import Check, Store
-from .exceptions import StoreError, UnknownExperiment, VariantConflict
+from .exceptions import (
+    StoreError,
+    UnknownExperiment,
+    UnknownVariant,
+    VariantConflict,
+    VariantRenamed,
+)
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -30,6 +36,7 @@ __all__ = [
     "load_json",
     "lock_check",
     "read_trials",
+    "rename_variant",
     "trials",
     "variant_files",
     "variants",
@@ -84,11 +91,16 @@ def lock_check(experiment: str, resolved: list[Resolved]) -> Check:
         for r in resolved:
             if not (r.tracked and r.source == "variant") or tree_id is None:
                 continue
-            raw = store.read_file(experiment, variant_path(r.name, r.variant) + ".json", tree_id)
-            if raw is None:
+            base = variant_path(r.name, r.variant)
+            raw = store.read_file(experiment, base + ".json", tree_id)
+            locked = load_json(raw, f"the lock of {r.name}={r.variant}") if raw else None
+            if locked is not None and locked.get("fingerprint") == r.encoded.fingerprint:
                 continue
-            locked = load_json(raw, f"the lock of {r.name}={r.variant} in {experiment}")
-            if locked.get("fingerprint") == r.encoded.fingerprint:
+            alias = store.read_file(experiment, _alias_path(base, r.encoded.fingerprint), tree_id)
+            if alias is not None:  # this value had this name here once; it has another now
+                renamed = load_json(alias, f"the rename of {r.name}={r.variant}")
+                raise VariantRenamed(experiment, r.name, r.variant, renamed.get("renamed_to"))
+            if locked is None:
                 continue
             mine = {
                 "value": r.encoded.json,
@@ -106,6 +118,84 @@ def lock_check(experiment: str, resolved: list[Resolved]) -> Check:
             )
 
     return check
+
+
+def _alias_path(base: str, fingerprint: str) -> str:
+    """Where a renamed variant's old name points to its new one, per value."""
+    return f"{base}.renamed/{fingerprint.removeprefix('sha256:')[:16]}.json"
+
+
+def rename_variant(
+    experiment: str,
+    param: str,
+    old: str,
+    new: str,
+    *,
+    store: str | os.PathLike[str] | None = None,
+) -> None:
+    """Give a locked variant a new name, to settle a variant conflict between two stores.
+
+    Nothing recorded changes: trials keep their records (which hold the value, not only the
+    name). The lock moves from ``old`` to ``new`` in a new commit, and a note records that
+    ``old`` with this value is now ``new``; running with ``old`` meaning this value is then
+    refused with a pointer to ``new``, and a pull can bring in the other store's ``old``.
+
+    Raises:
+        UnknownVariant: ``old`` is not locked.
+        VariantConflict: ``new`` is already locked to another value.
+    """
+    with Store.open(store) as st:
+        source, target = variant_path(param, old), variant_path(param, new)
+
+        def check(s: Store, tree: ObjectID | None) -> None:
+            raw = s.read_file(experiment, source + ".json", tree)
+            if raw is None:
+                known = [v.name for v in variants(experiment, param, store=s.path)]
+                raise UnknownVariant(f"{param}", old, known)
+            lock = load_json(raw, f"the lock of {param}={old}")
+            taken = s.read_file(experiment, target + ".json", tree)
+            if taken is not None:
+                other = load_json(taken, f"the lock of {param}={new}")
+                if other.get("fingerprint") != lock.get("fingerprint"):
+                    raise VariantConflict(
+                        experiment,
+                        param,
+                        new,
+                        _describe(other),
+                        _describe(lock),
+                        _locked_by(s, experiment, param, new),
+                    )
+
+        tree = st.tree_of(st.tip(experiment))
+        check(st, tree)
+        lock = load_json(st.read_file(experiment, source + ".json", tree) or b"{}", source)
+        pickled = st.read_file(experiment, source + ".dill", tree)
+        moved = {
+            **lock,
+            "variant": new,
+            "dill": f"{target.rsplit('/', 1)[1]}.dill" if pickled else None,
+        }
+        files: dict[str, bytes | None] = {
+            source + ".json": None,
+            source + ".dill": None,
+            target + ".json": dumps_json(moved, indent=2).encode(),
+            _alias_path(source, lock.get("fingerprint", "")): dumps_json(
+                {
+                    "param": param,
+                    "variant": old,
+                    "renamed_to": new,
+                    "fingerprint": lock.get("fingerprint"),
+                },
+                indent=2,
+            ).encode(),
+        }
+        if pickled is not None:
+            files[target + ".dill"] = pickled
+        message = (
+            f"{experiment}: rename {param}={old} to {new}\n\n"
+            f"Mitosis-Rename: {param}={old} -> {new}\n"
+        )
+        st.commit(experiment, files, message, check)
 
 
 def _locked_by(store: Store, experiment: str, param: str, variant: str) -> str:
@@ -290,14 +380,24 @@ def variants(
         if st.tip(experiment) is None:
             raise UnknownExperiment(experiment, st.experiments(), st.path)
         root = st.tree_of(st.tip(experiment))
-        used: dict[tuple[str, str], int] = {}
+        used: dict[tuple[str, str, str], int] = {}  # by name and value: renames move names
         for trial in read_trials(st, experiment):
             for name, p in trial.params.items():
                 if p.source == "variant":
-                    used[name, p.variant] = used.get((name, p.variant), 0) + 1
+                    key = (name, p.variant, p.fingerprint)
+                    used[key] = used.get(key, 0) + 1
         params = [param] if param else [name for name, _ in st.children(root, "variants")]
         found = []
         for name in params:
+            renamed: dict[tuple[str, str], int] = {}  # (new name, fingerprint) -> trials
+            for folder, _ in st.children(root, f"variants/{name}"):
+                if folder.endswith(".renamed"):
+                    for _, alias_id in st.children(root, f"variants/{name}/{folder}"):
+                        alias = load_json(st.read_file(experiment, "", alias_id) or b"", folder)
+                        target = (alias.get("renamed_to", ""), alias.get("fingerprint", ""))
+                        renamed[target] = renamed.get(target, 0) + used.get(
+                            (name, alias.get("variant", ""), target[1]), 0
+                        )
             for file, blob_id in st.children(root, f"variants/{name}"):
                 if not file.endswith(".json"):
                     continue
@@ -313,7 +413,8 @@ def variants(
                         type=record.get("type", ""),
                         fingerprint=record.get("fingerprint", ""),
                         pickled=record.get("dill") is not None,
-                        trials=used.get((name, record["variant"]), 0),
+                        trials=used.get((name, record["variant"], record.get("fingerprint", "")), 0)
+                        + renamed.get((record["variant"], record.get("fingerprint", "")), 0),
                     )
                 )
     return sorted(found, key=lambda v: (v.param, v.name))

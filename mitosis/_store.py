@@ -270,8 +270,11 @@ class Store:
 
         return self.add(Blob.from_string(data))
 
-    def build_tree(self, tree_id: ObjectID | None, files: Mapping[str, ObjectID]) -> ObjectID:
-        """A new tree: ``tree_id`` with ``files`` (path to blob id) added or replaced.
+    def build_tree(
+        self, tree_id: ObjectID | None, files: Mapping[str, ObjectID | None]
+    ) -> ObjectID:
+        """A new tree: ``tree_id`` with ``files`` (path to blob id) added or replaced, or
+        removed where the id is None (a folder left empty goes too).
 
         Only the trees on the paths of the changed files are rewritten; the rest is shared.
         """
@@ -283,27 +286,36 @@ class Store:
             assert isinstance(old, Tree)
             for entry in old.iteritems():
                 tree.add(entry.path, entry.mode, entry.sha)
-        nested: dict[str, dict[str, ObjectID]] = {}
+        nested: dict[str, dict[str, ObjectID | None]] = {}
         for path, blob_id in files.items():
             head, _, rest = path.partition("/")
             if rest:
                 nested.setdefault(head, {})[rest] = blob_id
+            elif blob_id is None:
+                if head.encode() in tree:
+                    del tree[head.encode()]
             else:
                 tree.add(head.encode(), stat.S_IFREG | 0o644, blob_id)
         for name, subfiles in nested.items():
             key = name.encode()
             existing = tree[key][1] if key in tree else None
-            tree.add(key, stat.S_IFDIR, self.build_tree(existing, subfiles))
+            subtree = self.build_tree(existing, subfiles)
+            if len(self.repo.object_store[subtree]) == 0:  # type: ignore[arg-type]
+                if key in tree:
+                    del tree[key]
+            else:
+                tree.add(key, stat.S_IFDIR, subtree)
         return self.add(tree)
 
     def commit(
         self,
         experiment: str,
-        files: Mapping[str, bytes],
+        files: Mapping[str, bytes | None],
         message: str,
         check: Check | None = None,
     ) -> ObjectID:
-        """Add ``files`` (path to content) to the experiment's branch in one new commit.
+        """Add ``files`` (path to content; None removes the path) to the experiment's branch
+        in one new commit.
 
         ``check`` runs against the tip's tree before every attempt (and may raise to abandon the
         commit). The branch moves by compare-and-swap: a writer that loses re-reads the tip and
@@ -321,14 +333,20 @@ class Store:
             raise StoreError(f"cannot write to the store {self.path}: {exc}") from exc
 
     def _commit(
-        self, experiment: str, files: Mapping[str, bytes], message: str, check: Check | None
+        self,
+        experiment: str,
+        files: Mapping[str, bytes | None],
+        message: str,
+        check: Check | None,
     ) -> ObjectID:
         from dulwich.file import FileLocked
         from dulwich.objects import Commit
         from dulwich.repo import get_user_identity
 
         ref = self.ref(experiment)
-        blobs = {path: self.add_blob(data) for path, data in files.items()}
+        blobs = {
+            path: None if data is None else self.add_blob(data) for path, data in files.items()
+        }
         config = self.repo.get_config_stack()
         author = get_user_identity(config, "AUTHOR")
         committer = get_user_identity(config, "COMMITTER")

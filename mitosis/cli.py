@@ -25,7 +25,7 @@ from . import __version__
 from ._config import Config, load_config
 from ._model import StepRecord, Trial, converter
 from ._params import Chain, resolve, with_untracked
-from ._recorder import load, load_json, trials, variants
+from ._recorder import load, load_json, rename_variant, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
 from ._store import Store, default_store_path
@@ -647,6 +647,12 @@ def diff(ctx: click.Context, first: str, second: str, store: Path | None) -> Non
     is_flag=True,
     help="List the variant names locked to other values on a remote (what stops a pull).",
 )
+@click.option(
+    "--rename",
+    nargs=2,
+    metavar="OLD NEW",
+    help="Give PARAM's locked variant OLD the name NEW (settles a conflict; rewrites nothing).",
+)
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
 @click.pass_context
 def variants_command(
@@ -654,9 +660,22 @@ def variants_command(
     experiment: str | None,
     param: str | None,
     show_conflicts: bool,
+    rename: tuple[str, str] | None,
     store: Path | None,
 ) -> None:
-    """The locked variants of EXPERIMENT (or of its PARAM), with how many trials used each."""
+    """The locked variants of EXPERIMENT (or of its PARAM), with how many trials used each.
+
+    \b
+      mitosis variants sine                          # every locked variant of sine
+      mitosis variants --conflicts                   # what stops a pull
+      mitosis variants sine noise --rename low low_b # keep this store's value as low_b
+    """
+    if rename:
+        if experiment is None or param is None:
+            _fail("--rename needs the EXPERIMENT and the PARAM: variants sine noise --rename a b")
+        rename_variant(experiment, param, *rename, store=_store(ctx, store))
+        click.echo(f"{experiment}: {param}={rename[0]} is now {param}={rename[1]}")
+        return
     if show_conflicts:
         clashes = [
             c

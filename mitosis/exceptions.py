@@ -22,6 +22,7 @@ __all__ = [
     "UnknownTrial",
     "UnknownVariant",
     "VariantConflict",
+    "VariantRenamed",
 ]
 
 
@@ -74,6 +75,21 @@ class VariantConflict(MitosisError, ValueError):
             f"by trial {locked_by}, but now means {new}. A name keeps the value it was first "
             f"used with: give the new value another name (e.g. {variant!r} -> "
             f"'{variant}_v2') in the lookup dictionary."
+        )
+
+
+class VariantRenamed(MitosisError, ValueError):
+    """A variant name was given a new name for this value (to settle a conflict)."""
+
+    def __init__(self, experiment: str, param: str, variant: str, renamed_to: str | None) -> None:
+        self.experiment = experiment
+        self.param = param
+        self.variant = variant
+        self.renamed_to = renamed_to
+        super().__init__(
+            f"variant {param}={variant} of experiment {experiment!r} with this value was renamed "
+            f"to {renamed_to!r} (the name {variant!r} may now mean another value); use "
+            f"{renamed_to!r} in the lookup dictionary"
         )
 
 

@@ -281,3 +281,43 @@ def test_writers_and_a_pull_at_once_lose_nothing(investigation, tmp_path, hub):
     trial_files = git("ls-tree", "-r", "--name-only", "mitosis/sine", cwd=a).split()
     assert sum(f.endswith("/trial.json") for f in trial_files) == 203
     git("fsck", "--strict", cwd=a)
+
+
+def test_a_rename_settles_a_conflict_and_rewrites_nothing(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    trial_a = record(investigation, a, 1, lookup={"noise": {"low": 0.01}})
+    mitosis.push(store=a)
+    trial_b = record(investigation, b, 3, lookup={"noise": {"low": 0.02}})
+    recorded = git("rev-parse", "mitosis/sine", cwd=b).strip()
+    with pytest.raises(mitosis.SyncConflict):
+        mitosis.pull(store=b)
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["variants", "sine", "noise", "--rename", "low", "low_b", "--store", str(b)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "noise=low is now noise=low_b" in result.output
+    assert git("merge-base", "--is-ancestor", recorded, "mitosis/sine", cwd=b, check=False) == ""
+    assert mitosis.pull(store=b).experiments == {"sine": "merged"}
+    assert mitosis.load(trial_b, store=b).params["noise"].variant == "low"  # the record as it was
+    counts = {(v.name, v.value, v.trials) for v in mitosis.variants("sine", store=b)}
+    assert counts == {("low", 0.01, 1), ("low_b", 0.02, 1)}
+    with pytest.raises(mitosis.VariantRenamed, match="renamed to 'low_b'"):
+        record(investigation, b, 4, lookup={"noise": {"low": 0.02}})
+    record(investigation, b, 4, lookup={"noise": {"low": 0.01}})  # the name's meaning now
+    record(investigation, b, 5, noise="low_b", lookup={"noise": {"low_b": 0.02}})
+    mitosis.push(store=b)
+    assert mitosis.pull(store=a).experiments == {"sine": "fast-forward"}
+    assert {trial_a, trial_b} <= ids(a)
+
+
+def test_rename_errors(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    record(investigation, a, 1, lookup={"noise": {"low": 0.01, "high": 0.5}})
+    record(investigation, a, 2, noise="high", lookup={"noise": {"low": 0.01, "high": 0.5}})
+    with pytest.raises(mitosis.UnknownVariant, match="known variants: high, low"):
+        mitosis.rename_variant("sine", "noise", "medium", "m2", store=a)
+    with pytest.raises(mitosis.VariantConflict, match="noise=high"):
+        mitosis.rename_variant("sine", "noise", "low", "high", store=a)
+    result = CliRunner().invoke(main, ["variants", "sine", "--rename", "a", "b", "--store", str(a)])
+    assert result.exit_code == 1 and "--rename needs the EXPERIMENT and the PARAM" in result.output
