@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 from .exceptions import AmbiguousTrialId, StoreError, UnknownTrial
 
 if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `import mitosis` light
+    from dulwich.file import FileLocked
     from dulwich.objects import ObjectID, ShaFile
     from dulwich.refs import Ref
     from dulwich.repo import Repo
@@ -29,6 +30,11 @@ __all__ = ["BRANCH_PREFIX", "Store", "backoff"]
 
 BRANCH_PREFIX = b"refs/heads/mitosis/"
 _RETRIES = 400
+#: A lock file older than this was left by a writer that died: git holds them for milliseconds.
+STALE_LOCK_SECONDS = 10.0
+#: Test hook: called with the name of each point of a commit ("blobs", "tree", "commit",
+#: "ref"), so that tests can kill the writer there. None in normal use.
+fault: Callable[[str], None] | None = None
 _MIN_PREFIX = 4
 
 #: Called with the tip's tree id (None for a new branch) before each attempt to commit.
@@ -259,9 +265,10 @@ class Store:
             try:
                 self.repo.object_store.add_object(obj)
                 return obj.id
-            except FileLocked:
+            except FileLocked as locked:
                 if obj.id in self.repo.object_store:
                     return obj.id
+                _clear_if_stale(locked)
                 backoff(attempt)
         raise StoreError(f"could not write object {obj.id.decode()} to {self.path}: always locked")
 
@@ -347,6 +354,7 @@ class Store:
         blobs = {
             path: None if data is None else self.add_blob(data) for path, data in files.items()
         }
+        _fault("blobs")
         config = self.repo.get_config_stack()
         author = get_user_identity(config, "AUTHOR")
         committer = get_user_identity(config, "COMMITTER")
@@ -357,6 +365,7 @@ class Store:
             if check is not None:
                 check(self, base)
             tree = self.build_tree(base, blobs)
+            _fault("tree")
             if tip is not None and tree == base:
                 return tip  # nothing new: another writer committed the same files already
             commit = Commit()
@@ -368,13 +377,15 @@ class Store:
             commit.encoding = b"UTF-8"
             commit.message = message.encode()
             self.add(commit)
+            _fault("commit")
             reflog = b"mitosis: " + message.splitlines()[0].encode()
             try:
                 if local is None:
                     moved = self.repo.refs.add_if_new(ref, commit.id, message=reflog)
                 else:
                     moved = self.repo.refs.set_if_equals(ref, tip, commit.id, message=reflog)
-            except FileLocked:
+            except FileLocked as locked:
+                _clear_if_stale(locked)
                 moved = False
             if moved:
                 return commit.id
@@ -383,6 +394,27 @@ class Store:
             f"could not move {ref.decode()} in {self.path} after {_RETRIES} attempts: "
             "too many writers at once; the trial was not recorded"
         )
+
+
+def _fault(point: str) -> None:
+    if fault is not None:
+        fault(point)
+
+
+def _clear_if_stale(locked: FileLocked) -> None:
+    """Remove a lock file left by a writer that died (it would block every later update)."""
+    path = os.fsdecode(locked.lockfilename)
+    try:
+        age = time.time() - os.stat(path).st_mtime
+        if age > STALE_LOCK_SECONDS:
+            os.remove(path)
+            print(
+                f"mitosis: removed a stale lock file {path}, left {age:.0f} s ago by a writer "
+                "that stopped",
+                file=sys.stderr,
+            )
+    except OSError:
+        pass  # gone meanwhile: its writer finished
 
 
 def backoff(attempt: int) -> None:

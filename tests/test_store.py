@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from conftest import git
 
 import mitosis
@@ -153,3 +157,58 @@ def test_secrets_with_slashes_and_at_signs_in_passwords(investigation, monkeypat
     mitosis.run(investigation.bare_number)
     objects = all_objects()
     assert secret.encode() not in objects and b"w0rd-9c1e" not in objects
+
+
+KILLED_AT = textwrap.dedent("""
+    import os, signal, sys
+    import mitosis
+    from mitosis import _store
+    sys.path.insert(0, sys.argv[1])
+    experiments = __import__(sys.argv[2])
+
+    def die(point):
+        if point == sys.argv[3]:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    _store.fault = die
+    mitosis.run(experiments.bare_number, {"x": 7.0})
+""")
+
+
+@pytest.mark.parametrize("point", ["blobs", "tree", "commit"])
+def test_a_writer_killed_while_recording_harms_nothing(investigation, point):
+    before = mitosis.run(investigation.bare_number, {"x": 1.0})
+    tip = git("rev-parse", "mitosis/bare_number").strip()
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_AT, str(Path.cwd()), investigation.__name__, point],
+        capture_output=True,
+    )
+    assert proc.returncode == -9
+    assert git("rev-parse", "mitosis/bare_number").strip() == tip  # a complete commit
+    git("fsck", "--strict")
+    assert [t.id for t in mitosis.trials("bare_number")] == [before.id]
+    after = mitosis.run(investigation.bare_number, {"x": 2.0})
+    assert [t.id for t in mitosis.trials("bare_number")] == [before.id, after.id]
+
+
+def test_a_stale_ref_lock_is_cleared_with_a_message(investigation, capfd):
+    mitosis.run(investigation.bare_number)
+    lock = Path(".git/refs/heads/mitosis/bare_number.lock")
+    lock.write_text("left by a writer that was killed\n")
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    capfd.readouterr()
+    mitosis.run(investigation.bare_number, {"x": 3.0})
+    assert "removed a stale lock file" in capfd.readouterr().err
+    assert not lock.exists() and len(mitosis.trials("bare_number")) == 2
+
+
+def test_a_live_lock_is_waited_for(investigation, capfd):
+    mitosis.run(investigation.bare_number)
+    lock = Path(".git/refs/heads/mitosis/bare_number.lock")
+    lock.write_text("held by a writer right now\n")
+    threading.Timer(0.3, lock.unlink).start()
+    capfd.readouterr()
+    mitosis.run(investigation.bare_number, {"x": 3.0})
+    assert "stale" not in capfd.readouterr().err
+    assert len(mitosis.trials("bare_number")) == 2
