@@ -10,7 +10,7 @@ from ._model import CodeState, Param, Trial
 from ._params import experiment
 from ._recorder import Variant, load, rename_variant, trials, variants
 from ._runner import run
-from ._sync import Conflict, SyncReport, bundle, conflicts, pull, push
+from ._sync import Conflict, Packed, SyncReport, bundle, conflicts, gc, pull, push
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
@@ -36,6 +36,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "MitosisError",
+    "Packed",
     "Param",
     "StoreError",
     "SyncConflict",
@@ -53,6 +54,7 @@ __all__ = [
     "bundle",
     "conflicts",
     "experiment",
+    "gc",
     "load",
     "pull",
     "push",

@@ -8,6 +8,7 @@ retrying against the new tip when another writer got there first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import stat
@@ -424,3 +425,37 @@ def backoff(attempt: int) -> None:
 
 def _local_offset() -> int:
     return -(time.altzone if time.daylight and time.localtime().tm_isdst else time.timezone)
+
+
+def disk_size(path: str) -> int:
+    """Bytes of the files under ``path``."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):  # removed meanwhile
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def pack_loose(
+    store: Store, batch: int = 20_000, progress: Callable[[str], None] | None = None
+) -> int:
+    """Pack the store's loose objects, with deltas, ``batch`` objects to a pack (so memory stays
+    bounded), then delete the loose copies. Objects written meanwhile stay loose.
+
+    Returns:
+        The number of objects packed.
+    """
+    from dulwich.pack import pack_objects_to_data
+
+    objects = store.repo.object_store
+    loose = sorted(objects._iter_loose_objects())  # dulwich has no public lister
+    for start in range(0, len(loose), batch):
+        chunk = loose[start : start + batch]
+        count, data = pack_objects_to_data([(objects[sha], None) for sha in chunk], deltify=True)
+        objects.add_pack_data(count, data)
+        for sha in chunk:
+            objects.delete_loose_object(sha)
+        if progress is not None:
+            progress(f"packed {start + len(chunk)} of {len(loose)} loose objects")
+    return len(loose)

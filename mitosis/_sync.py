@@ -22,14 +22,14 @@ import attrs
 
 from ._environment import strip_credentials
 from ._recorder import read_trials
-from ._store import BRANCH_PREFIX, Store, backoff
+from ._store import BRANCH_PREFIX, Store, backoff, disk_size, pack_loose
 from .exceptions import StoreError, SyncConflict, SyncError
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
     from dulwich.refs import Ref
 
-__all__ = ["Conflict", "SyncReport", "bundle", "conflicts", "pull", "push"]
+__all__ = ["Conflict", "Packed", "SyncReport", "bundle", "conflicts", "gc", "pull", "push"]
 
 _BUNDLE_SIGNATURES = (b"# v2 git bundle", b"# v3 git bundle")
 _RETRIES = 50
@@ -517,3 +517,30 @@ def bundle(
         ):
             write_bundle(out, data)
     return len(refs)
+
+
+@attrs.frozen
+class Packed:
+    """What :func:`gc` did: objects packed, and the store's size on disk before and after."""
+
+    objects: int
+    before: int
+    after: int
+
+
+def gc(
+    *,
+    store: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Packed:
+    """Pack the store's loose objects with deltas, so that many trials take little room.
+
+    Every trial adds a few loose objects; a store of thousands of trials is much smaller and
+    faster to read once packed. Objects are packed in batches (memory stays bounded), and
+    objects that trials write meanwhile stay loose for the next run.
+    """
+    with Store.open(store) as st:
+        git_dir = st.repo.controldir()
+        before = disk_size(git_dir)
+        count = pack_loose(st, progress=progress)
+        return Packed(objects=count, before=before, after=disk_size(git_dir))

@@ -31,6 +31,7 @@ from ._serialize import dumps_json
 from ._store import Store, default_store_path
 from ._sync import SyncReport, conflicts
 from ._sync import bundle as sync_bundle
+from ._sync import gc as sync_gc
 from ._sync import pull as sync_pull
 from ._sync import push as sync_push
 from .exceptions import MitosisError, SyncConflict, TrialFailed
@@ -813,6 +814,19 @@ def bundle_command(
     click.echo(f"wrote {count} trial branch(es) to {file}")
 
 
+@click.command(name="gc")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to pack.")
+@click.pass_context
+def gc_command(ctx: click.Context, store: Path | None) -> None:
+    """Pack the store's loose objects (with deltas), so that thousands of trials stay small."""
+    packed = sync_gc(store=_store(ctx, store), progress=lambda text: click.echo(text, err=True))
+    mib = 1024 * 1024
+    click.echo(
+        f"packed {packed.objects} objects: {packed.before / mib:.1f} MiB -> "
+        f"{packed.after / mib:.1f} MiB"
+    )
+
+
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mitosis")
 @click.option(
@@ -827,5 +841,16 @@ def main(config: Path | None) -> None:
     """
 
 
-for _command in (run, log, show, diff, variants_command, experiments, push, pull, bundle_command):
+for _command in (
+    run,
+    log,
+    show,
+    diff,
+    variants_command,
+    experiments,
+    push,
+    pull,
+    bundle_command,
+    gc_command,
+):
     main.add_command(_command)

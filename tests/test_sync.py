@@ -321,3 +321,30 @@ def test_rename_errors(investigation, tmp_path, hub):
         mitosis.rename_variant("sine", "noise", "low", "high", store=a)
     result = CliRunner().invoke(main, ["variants", "sine", "--rename", "a", "b", "--store", str(a)])
     assert result.exit_code == 1 and "--rename needs the EXPERIMENT and the PARAM" in result.output
+
+
+def test_gc_packs_loose_objects_and_keeps_every_trial(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    made = {record(investigation, a, i) for i in range(6)}
+    loose_before = git("count-objects", "-v", cwd=a)
+    assert "\ncount: 0\n" not in "\n" + loose_before
+    result = CliRunner().invoke(main, ["gc", "--store", str(a)])
+    assert result.exit_code == 0, result.output
+    assert "packed" in result.output and "MiB ->" in result.output
+    counts = dict(line.split(": ") for line in git("count-objects", "-v", cwd=a).splitlines())
+    assert counts["count"] == "0" and counts["packs"] == "1"
+    git("fsck", "--strict", cwd=a)
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import mitosis; print([t.id for t in mitosis.trials(store={str(a)!r})])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(trial_id in listed.stdout for trial_id in made)
+    assert mitosis.load(sorted(made)[0], store=a).results()["main"] > 0
+    record(investigation, a, 99)  # writing after packing works
+    assert mitosis.gc(store=a).objects > 0
