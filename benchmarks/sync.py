@@ -37,7 +37,10 @@ def size(path: Path) -> int:
 
 
 def build(path: Path, count: int) -> None:
+    from mitosis import _store
     from mitosis._store import Store
+
+    _store.AUTO_PACK_OBJECTS = 10**12  # measure the loose store, then packing it
 
     env = json.dumps({"python": "3.11.7", "variables": dict(sorted(os.environ.items()))}, indent=2)
     requirements = "".join(f"package-{i}=={i % 7}.{i % 13}.{i % 5}\n" for i in range(150))

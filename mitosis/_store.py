@@ -33,6 +33,8 @@ BRANCH_PREFIX = b"refs/heads/mitosis/"
 _RETRIES = 400
 #: A lock file older than this was left by a writer that died: git holds them for milliseconds.
 STALE_LOCK_SECONDS = 10.0
+#: Past about this many loose objects (a few hundred trials), a background packer starts.
+AUTO_PACK_OBJECTS = 8000
 #: Test hook: called with the name of each point of a commit ("blobs", "tree", "commit",
 #: "ref"), so that tests can kill the writer there. None in normal use.
 fault: Callable[[str], None] | None = None
@@ -116,6 +118,19 @@ class Store:
     def close(self) -> None:
         self.repo.close()
 
+    def _maybe_pack(self, commit_id: ObjectID) -> None:
+        """Start a background packer when loose objects pile up. Their number is estimated
+        from the one fan-out folder the new commit went into (a 256th of them)."""
+        folder = os.path.join(self.repo.object_store.path, commit_id[:2].decode())
+        try:
+            estimate = 256 * len(os.listdir(folder))
+        except OSError:
+            return
+        if estimate > AUTO_PACK_OBJECTS:
+            from ._gc import start
+
+            start(self.repo.controldir())
+
     # -- reading ---------------------------------------------------------------------------
 
     @staticmethod
@@ -176,16 +191,24 @@ class Store:
 
         if commit_id is None:
             return None
-        commit = self.repo.object_store[commit_id]
+        commit = self.get(commit_id)
         assert isinstance(commit, Commit)
         tree: ObjectID = commit.tree
         return tree
+
+    def get(self, object_id: ObjectID) -> ShaFile:
+        """An object by id; asked twice, since a packer may move it from loose into a pack
+        between dulwich's look in the packs and its look at the loose objects."""
+        try:
+            return self.repo.object_store[object_id]
+        except KeyError:
+            return self.repo.object_store[object_id]  # the second look rescans the packs
 
     def lookup(self, tree_id: ObjectID | None, path: str) -> ShaFile | None:
         """The object at ``path`` (``a/b/c``) under a tree, or None."""
         from dulwich.objects import Tree
 
-        obj: ShaFile | None = self.repo.object_store[tree_id] if tree_id else None
+        obj: ShaFile | None = self.get(tree_id) if tree_id else None
         for part in path.split("/") if path else []:
             if not isinstance(obj, Tree):
                 return None
@@ -193,7 +216,7 @@ class Store:
                 _, sha = obj[part.encode()]
             except KeyError:
                 return None
-            obj = self.repo.object_store[sha]
+            obj = self.get(sha)
         return obj
 
     def read_file(
@@ -290,7 +313,7 @@ class Store:
 
         tree = Tree()
         if tree_id is not None:
-            old = self.repo.object_store[tree_id]
+            old = self.get(tree_id)
             assert isinstance(old, Tree)
             for entry in old.iteritems():
                 tree.add(entry.path, entry.mode, entry.sha)
@@ -308,7 +331,7 @@ class Store:
             key = name.encode()
             existing = tree[key][1] if key in tree else None
             subtree = self.build_tree(existing, subfiles)
-            if len(self.repo.object_store[subtree]) == 0:  # type: ignore[arg-type]
+            if len(self.get(subtree)) == 0:  # type: ignore[arg-type]
                 if key in tree:
                     del tree[key]
             else:
@@ -389,6 +412,7 @@ class Store:
                 _clear_if_stale(locked)
                 moved = False
             if moved:
+                self._maybe_pack(commit.id)
                 return commit.id
             backoff(attempt)
         raise StoreError(

@@ -142,7 +142,7 @@ def is_ancestor(st: Store, ancestor: ObjectID, descendant: ObjectID) -> bool:
         if commit_id in seen or commit_id not in st.repo.object_store:
             continue
         seen.add(commit_id)
-        stack.extend(st.repo.object_store[commit_id].parents)  # type: ignore[attr-defined]
+        stack.extend(st.get(commit_id).parents)  # type: ignore[attr-defined]
     return False
 
 
@@ -278,7 +278,7 @@ def _fetch(
 
 def _json(st: Store, blob: ObjectID) -> dict[str, Any]:
     try:
-        data = json.loads(st.repo.object_store[blob].as_raw_string())
+        data = json.loads(st.get(blob).as_raw_string())
     except ValueError as exc:
         raise StoreError(f"a variant lock ({blob.decode()}) is not readable JSON: {exc}") from None
     return data if isinstance(data, dict) else {}
@@ -300,7 +300,7 @@ def _union(
         return theirs if ours is None else ours
     if theirs is None:
         return ours
-    a, b = st.repo.object_store[ours], st.repo.object_store[theirs]
+    a, b = st.get(ours), st.get(theirs)
     assert isinstance(a, Tree) and isinstance(b, Tree)
     merged = Tree()
     left_entries = {e.path: (e.mode, e.sha) for e in a.iteritems()}

@@ -348,3 +348,60 @@ def test_gc_packs_loose_objects_and_keeps_every_trial(investigation, tmp_path, h
     assert mitosis.load(sorted(made)[0], store=a).results()["main"] > 0
     record(investigation, a, 99)  # writing after packing works
     assert mitosis.gc(store=a).objects > 0
+
+
+AUTO_PACK = textwrap.dedent("""
+    import sys
+    import mitosis
+    from mitosis import _store
+    _store.AUTO_PACK_OBJECTS = 100
+    sys.path.insert(0, sys.argv[1])
+    experiments = __import__(sys.argv[2])
+    for i in range(12):
+        mitosis.run(experiments.bare_number, {"x": float(i)}, store=sys.argv[3])
+""")
+
+
+def test_loose_objects_are_packed_in_the_background(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    proc = subprocess.run(
+        [sys.executable, "-c", AUTO_PACK, str(Path.cwd()), investigation.__name__, str(a)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        counts = dict(line.split(": ") for line in git("count-objects", "-v", cwd=a).splitlines())
+        if int(counts["packs"]) >= 1 and not (a / ".git" / "mitosis" / "gc.lock").exists():
+            break
+        time.sleep(0.2)
+    assert int(counts["packs"]) >= 1
+    git("fsck", "--strict", cwd=a)
+    assert len(mitosis.trials("bare_number", store=a)) == 12
+
+
+def test_packing_while_writers_commit_loses_nothing(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", AUTO_PACK, str(Path.cwd()), investigation.__name__, str(a)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=600)
+        assert writer.returncode == 0, err.decode()
+    deadline = time.monotonic() + 60
+    while (a / ".git" / "mitosis" / "gc.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    git("fsck", "--strict", cwd=a)
+    listed = subprocess.run(
+        [sys.executable, "-c", f"import mitosis; print(len(mitosis.trials(store={str(a)!r})))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listed.stdout.strip() == "48"
