@@ -6,25 +6,38 @@ else goes through the Python API.
 
 from __future__ import annotations
 
-import ast
-import builtins
 import csv
 import io
-import itertools
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from click.shell_completion import CompletionItem
 
 from . import __version__
+from ._cli_support import (
+    _cell,
+    _commit,
+    _conditions,
+    _exact,
+    _fail,
+    _field,
+    _fields,
+    _grid,
+    _matches,
+    _record,
+    _step_line,
+    _summary,
+    _table,
+    _unknown_field,
+)
 from ._config import Config, load_config
-from ._model import StepRecord, Trial, converter
-from ._params import Chain, resolve, with_untracked
+from ._model import Trial, converter
+from ._params import resolve, with_untracked
 from ._recorder import load, load_json, rename_variant, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
@@ -37,9 +50,6 @@ from ._sync import push as sync_push
 from .exceptions import MitosisError, SyncConflict, TrialFailed
 
 __all__ = ["main"]
-
-_CELL = 28
-
 
 # -- configuration and errors ------------------------------------------------------------------
 
@@ -58,10 +68,6 @@ def _store(ctx: click.Context, option: Path | None) -> Path | None:
     if os.environ.get("MITOSIS_STORE"):
         return None
     return _config(ctx).store
-
-
-def _fail(message: str) -> NoReturn:
-    raise click.ClickException(message)
 
 
 class _Main(click.Group):
@@ -132,112 +138,6 @@ def _complete_param(
 
 
 # -- run -----------------------------------------------------------------------------------
-
-
-def _split_top_level(text: str) -> list[str]:
-    """Split on commas outside brackets and quotes: ``1,(2,3),'a,b'`` -> 3 pieces."""
-    pieces, depth, quote, start = [], 0, "", 0
-    for i, char in enumerate(text):
-        if quote:
-            if char == quote and text[i - 1] != "\\":
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth -= 1
-        elif char == "," and depth == 0:
-            pieces.append(text[start:i])
-            start = i + 1
-    pieces.append(text[start:])
-    return [p.strip() for p in pieces]
-
-
-def _parse_assignments(
-    options: Sequence[str], flag: str, chain: Chain
-) -> list[tuple[str, int, str, str, bool]]:
-    """``[+][step.]name=value`` options as ``(full name, step index, name, value text,
-    untracked)``; the full name is ``name``, or ``step.name`` in a chain."""
-    steps = [s.name for s in chain.steps]
-    parsed = []
-    for option in options:
-        name, eq, value = option.partition("=")
-        untracked = name.startswith("+")
-        name = name.lstrip("+").strip()
-        if not eq or not name:
-            _fail(f"{flag} {option!r}: write it as {flag} [+]name=value")
-        step, dot, arg = name.rpartition(".")
-        if not dot and not chain.single:
-            _fail(
-                f"{flag} {option!r}: in the chain {' -> '.join(steps)}, address the parameter "
-                f"as step.name (e.g. {flag} {steps[-1]}.{name}={value})"
-            )
-        if dot and step not in (steps if not chain.single else [steps[0], chain.name]):
-            _fail(
-                f"{flag} {option!r} addresses step {step!r}, which is not in the experiment "
-                f"{chain.name!r} (steps: {', '.join(steps)}); write {flag} {steps[-1]}.{arg}=..."
-            )
-        index = steps.index(step) if dot and not chain.single else 0
-        full = arg if chain.single or not dot else f"{step}.{arg}"
-        parsed.append((full, index, arg if dot else name, value, untracked))
-    return parsed
-
-
-def _evaluate(name: str, text: str, allow_code: bool) -> Any:
-    try:
-        if allow_code:
-            return eval(text, {"__builtins__": builtins})  # the user opted in to code
-        return ast.literal_eval(text)
-    except Exception as exc:
-        hint = "" if allow_code else " (a number, a 'quoted string', a list, a dict...)"
-        opt_in = "" if allow_code else ", or pass --allow-code to evaluate Python code"
-        _fail(f"-e {name}={text}: {type(exc).__name__}: {exc}. Give a Python literal{hint}{opt_in}")
-
-
-def _grid(
-    chain: Chain, params: Sequence[str], evals: Sequence[str], allow_code: bool
-) -> tuple[list[dict[str, Any]], set[str]]:
-    """Every combination of the given values, and the names marked untracked."""
-    choices: dict[str, list[Any]] = {}
-    untracked: set[str] = set()
-    for full, index, name, text, plus in _parse_assignments(params, "-p", chain):
-        lookup = chain.steps[index].spec.lookup
-        if name not in lookup:
-            tables = ", ".join(sorted(lookup)) or "none"
-            _fail(
-                f"-p {full}={text}: {name!r} has no lookup table in "
-                f"{chain.steps[index].name!r} (tables: {tables}); give its value with "
-                f"-e {full}={text}"
-            )
-        choices[full] = _split_top_level(text)
-        if plus:
-            untracked.add(full)
-    for full, _, _, text, plus in _parse_assignments(evals, "-e", chain):
-        choices[full] = [_evaluate(full, piece, allow_code) for piece in _split_top_level(text)]
-        if plus:
-            untracked.add(full)
-    names = list(choices)
-    combos = [
-        dict(zip(names, values, strict=True)) for values in itertools.product(*choices.values())
-    ]
-    return combos, untracked
-
-
-def _summary(trial: Trial) -> str:
-    metrics = " ".join(f"{k}={_cell(v)}" for k, v in trial.metrics.items())
-    main = f"main={_cell(trial.main)}" if trial.status == "ok" else ""
-    line = " ".join(part for part in (f"trial {trial.id}", trial.status, main, metrics) if part)
-    if len(trial.steps) < 2:
-        return line
-    return "\n".join([line, *(f"  {_step_line(step)}" for step in trial.steps)])
-
-
-def _step_line(step: StepRecord) -> str:
-    """One step of a trial: name, status, main, duration, and where a reused result came from."""
-    main = f" main={_cell(step.main)}" if step.status == "ok" else ""
-    how = f"reused from {step.reused_from}" if step.reused_from else f"{step.duration:.3g} s"
-    return f"step {step.name} {step.status}{main} ({how})"
 
 
 @click.command()
@@ -350,143 +250,6 @@ def _sweep(
     failed = sum(not isinstance(o, Trial) for o in outcomes)
     if failed:
         _fail(f"{failed} of {len(combos)} trials did not succeed (see `mitosis log`)")
-
-
-# -- tables --------------------------------------------------------------------------------
-
-
-def _cell(value: Any, width: int = _CELL) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return format(value, ".4g")
-    if isinstance(value, int):
-        return str(value)
-    text = " ".join((value if isinstance(value, str) else dumps_json(value)).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _exact(value: Any) -> str:
-    """A value in full, for machine-readable output."""
-    return "" if value is None else value if isinstance(value, str) else dumps_json(value)
-
-
-def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
-    """Left-aligned columns two spaces apart."""
-    table = [headers, *rows]
-    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
-    pattern = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(pattern.format(*row).rstrip() for row in table)
-
-
-def _commit(trial: Trial) -> str:
-    if trial.code is None or trial.code.commit is None:
-        return "-"
-    return trial.code.commit[:10] + ("*" if trial.code.dirty else "")
-
-
-def _record(trial: Trial) -> dict[str, Any]:
-    """The documented JSON object of a trial in ``log --json``."""
-    return {
-        "id": trial.id,
-        "experiment": trial.experiment,
-        "status": trial.status,
-        "started": trial.started,
-        "duration": trial.duration,
-        "params": trial.variants,
-        "untracked": {k: p.variant for k, p in trial.untracked.items()},
-        "main": trial.main,
-        "metrics": trial.metrics,
-        "commit": trial.code.commit if trial.code else None,
-        "dirty": trial.code.dirty if trial.code else None,
-    }
-
-
-# -- log -----------------------------------------------------------------------------------
-
-_OPERATORS = ("!=", "<=", ">=", "=", "<", ">")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _field(trial: Trial, name: str) -> tuple[str, float | None] | None:
-    """A field's text and number for ``--where``/``--sort``; None when the trial lacks it."""
-    if name in ("main", "status", "id", "experiment", "started", "duration", "host"):
-        value = getattr(trial, name)
-        return _cell(value, 10**6), _number(value)
-    if name in trial.params or name in trial.untracked:
-        param = trial.params.get(name) or trial.untracked[name]
-        return param.variant, _number(param.value)
-    if name in trial.metrics:
-        value = trial.metrics[name]
-        return _cell(value, 10**6), _number(value)
-    return None
-
-
-def _conditions(where: Sequence[str]) -> list[tuple[str, str, str]]:
-    found = []
-    for clause in where:
-        for part in clause.replace(" AND ", " and ").split(" and "):
-            part = part.strip()
-            if not part:
-                continue
-            for op in _OPERATORS:
-                field, hit, value = part.partition(op)
-                if hit and field.strip():
-                    found.append((field.strip(), op, value.strip()))
-                    break
-            else:
-                _fail(
-                    f"--where {part!r}: write NAME OP VALUE with OP one of "
-                    "=, !=, <, >, <=, >=, joined with 'and' (e.g. 'noise=low and main<0.1')"
-                )
-    return found
-
-
-def _unknown_field(flag: str, name: str, known: set[str]) -> NoReturn:
-    _fail(f"{flag}: no parameter or metric {name!r}; the trials have: {', '.join(sorted(known))}")
-
-
-def _matches(trial: Trial, condition: tuple[str, str, str], known: set[str]) -> bool:
-    name, op, wanted = condition
-    if name not in known:
-        _fail(
-            f"--where: no parameter or metric {name!r}; the trials have: {', '.join(sorted(known))}"
-        )
-    field = _field(trial, name)
-    if field is None:
-        return False
-    text, number = field
-    target = _number(wanted)
-    if op in ("=", "!="):
-        same = text == wanted or (number is not None and target is not None and number == target)
-        return same if op == "=" else not same
-    if target is None:
-        _fail(f"--where {name}{op}{wanted}: {op} compares numbers, and {wanted!r} is not one")
-    if number is None:  # no number here (e.g. the main of a failed trial): no match
-        return False
-    return {
-        "<": number < target,
-        ">": number > target,
-        "<=": number <= target,
-        ">=": number >= target,
-    }[op]
-
-
-def _fields(found: Sequence[Trial]) -> set[str]:
-    names = {"main", "status", "id", "experiment", "started", "duration", "host"}
-    for t in found:
-        names.update(t.params, t.untracked, t.metrics)
-    return names
 
 
 @click.command()
