@@ -405,3 +405,73 @@ def test_packing_while_writers_commit_loses_nothing(investigation, tmp_path, hub
         check=True,
     )
     assert listed.stdout.strip() == "48"
+
+
+def test_file_url_remote(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    first = record(investigation, a, 1)
+    url = hub.resolve().as_uri()  # file:///...
+    assert mitosis.push(url, store=a).experiments == {"sine": "new"}
+    assert mitosis.pull(url, store=b).experiments == {"sine": "new"}
+    assert ids(b) == {first}
+
+
+class _HttpBackend:
+    """A WSGI app that hands each request to `git http-backend` (git's own smart HTTP server),
+    as a web server's CGI would."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        env = {
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "REMOTE_USER": "tester",  # lets git http-backend accept pushes
+            "PATH_INFO": environ.get("PATH_INFO", ""),
+            "QUERY_STRING": environ.get("QUERY_STRING", ""),
+            "REQUEST_METHOD": environ["REQUEST_METHOD"],
+            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "HTTP_CONTENT_ENCODING": environ.get("HTTP_CONTENT_ENCODING", ""),
+            "GATEWAY_INTERFACE": "CGI/1.1",
+        }
+        proc = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=True
+        )
+        head, _, payload = proc.stdout.partition(b"\r\n\r\n")
+        headers = [tuple(line.split(": ", 1)) for line in head.decode().split("\r\n") if line]
+        status = "200 OK"
+        for name, value in headers:
+            if name.lower() == "status":
+                status = value
+        start_response(status, [h for h in headers if h[0].lower() != "status"])
+        return [payload]
+
+
+@pytest.fixture
+def http_url(tmp_path: Path, hub: Path) -> Iterator[str]:
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server_ = make_server("127.0.0.1", 0, _HttpBackend(tmp_path), handler_class=Quiet)
+    thread = threading.Thread(target=server_.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server_.server_port}/{hub.name}"
+    server_.shutdown()
+    server_.server_close()
+
+
+def test_push_and_pull_over_http(investigation, tmp_path, hub, http_url):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    first = record(investigation, a, 1)
+    assert mitosis.push(http_url, store=a).experiments == {"sine": "new"}
+    assert git("rev-parse", "mitosis/sine", cwd=hub) == git("rev-parse", "mitosis/sine", cwd=a)
+    assert mitosis.pull(http_url, store=b).experiments == {"sine": "new"}
+    assert ids(b) == {first}
