@@ -78,7 +78,8 @@ def variant_files(resolved: Iterable[Resolved]) -> dict[str, bytes]:
     return files
 
 
-def _describe(record: dict[str, Any]) -> str:
+def describe_lock(record: dict[str, Any]) -> str:
+    """A locked value as people read it: its JSON and type, or its type and fingerprint."""
     if record.get("value") is not None or record.get("dill") is None:
         return f"{dumps_json(record.get('value'))} ({record.get('type')})"
     return f"a pickled {record.get('type')} ({record.get('fingerprint')})"
@@ -112,8 +113,8 @@ def lock_check(experiment: str, resolved: list[Resolved]) -> Check:
                 experiment,
                 r.name,
                 r.variant,
-                _describe(locked),
-                _describe(mine),
+                describe_lock(locked),
+                describe_lock(mine),
                 _locked_by(store, experiment, r.name, r.variant),
             )
 
@@ -161,8 +162,8 @@ def rename_variant(
                         experiment,
                         param,
                         new,
-                        _describe(other),
-                        _describe(lock),
+                        describe_lock(other),
+                        describe_lock(lock),
                         _locked_by(s, experiment, param, new),
                     )
 

@@ -10,7 +10,6 @@ local branch and reports both values and the trials that used them; the fetched 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 import time
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 
 from ._environment import strip_credentials
-from ._recorder import read_trials
+from ._recorder import describe_lock, load_json, read_trials
 from ._store import BRANCH_PREFIX, Store, backoff, disk_size, pack_loose
 from .exceptions import StoreError, SyncConflict, SyncError
 
@@ -276,18 +275,9 @@ def _fetch(
     return name, shown, fetched
 
 
-def _json(st: Store, blob: ObjectID) -> dict[str, Any]:
-    try:
-        data = json.loads(st.get(blob).as_raw_string())
-    except ValueError as exc:
-        raise StoreError(f"a variant lock ({blob.decode()}) is not readable JSON: {exc}") from None
+def _lock(st: Store, blob: ObjectID, path: str) -> dict[str, Any]:
+    data = load_json(st.get(blob).as_raw_string(), path)
     return data if isinstance(data, dict) else {}
-
-
-def _describe(lock: dict[str, Any]) -> str:
-    if lock.get("value") is not None or lock.get("dill") is None:
-        return f"{json.dumps(lock.get('value'))} ({lock.get('type')})"
-    return f"a pickled {lock.get('type')} ({lock.get('fingerprint')})"
 
 
 def _union(
@@ -313,7 +303,7 @@ def _union(
         elif stat.S_ISDIR(left[0]) and stat.S_ISDIR(right[0]):
             mode, sha = left[0], _union(st, left[1], right[1], full, clashes)
         elif full.startswith("variants/") and full.endswith(".json"):
-            ours_lock, theirs_lock = _json(st, left[1]), _json(st, right[1])
+            ours_lock, theirs_lock = _lock(st, left[1], full), _lock(st, right[1], full)
             if ours_lock.get("fingerprint") != theirs_lock.get("fingerprint"):
                 clashes.append((full, ours_lock, theirs_lock))
             mode, sha = left
@@ -353,8 +343,8 @@ def _compare(
                 experiment=experiment,
                 param=param,
                 variant=variant,
-                local=_describe(mine),
-                remote=_describe(other),
+                local=describe_lock(mine),
+                remote=describe_lock(other),
                 local_trials=_users(st, experiment, ours, param, variant),
                 remote_trials=_users(st, experiment, theirs, param, variant),
             )
