@@ -39,6 +39,18 @@ def git(
     return result.stdout
 
 
+def wait_for_packer(repo: Path, timeout: float = 120.0) -> None:
+    """Wait while a background packer (started past a number of loose objects) is at work in
+    ``repo``, so that git fsck does not race with it moving objects into a pack."""
+    import time
+
+    git_dir = Path(git("rev-parse", "--git-dir", cwd=repo).strip())
+    lock = (git_dir if git_dir.is_absolute() else repo / git_dir) / "mitosis" / "gc.lock"
+    deadline = time.monotonic() + timeout
+    while lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 @pytest.fixture(autouse=True)
 def clean_git_env(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

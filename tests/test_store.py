@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, wait_for_packer
 
 import mitosis
 from mitosis._environment import redact_env, strip_credentials
@@ -99,6 +99,7 @@ def test_concurrent_writers_lose_no_trial(investigation):
         assert writer.returncode == 0, err.decode()
     subjects = git("log", "--format=%s", "mitosis/sine").splitlines()
     assert len(subjects) == 101 and subjects[-1] == "sine: lock noise=low"  # one lock only
+    wait_for_packer(Path.cwd())
     trials = mitosis.trials("sine")
     assert len(trials) == 100 and len({t.id for t in trials}) == 100
     files = git("ls-tree", "-r", "--name-only", "mitosis/sine").split()

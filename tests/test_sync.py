@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git
+from conftest import git, wait_for_packer
 
 import mitosis
 from mitosis.cli import main
@@ -280,6 +280,7 @@ def test_writers_and_a_pull_at_once_lose_nothing(investigation, tmp_path, hub):
     assert len(found) == 203 and pulled <= found
     trial_files = git("ls-tree", "-r", "--name-only", "mitosis/sine", cwd=a).split()
     assert sum(f.endswith("/trial.json") for f in trial_files) == 203
+    wait_for_packer(a)
     git("fsck", "--strict", cwd=a)
 
 
@@ -394,9 +395,7 @@ def test_packing_while_writers_commit_loses_nothing(investigation, tmp_path, hub
     for writer in writers:
         _, err = writer.communicate(timeout=600)
         assert writer.returncode == 0, err.decode()
-    deadline = time.monotonic() + 60
-    while (a / ".git" / "mitosis" / "gc.lock").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for_packer(a)
     git("fsck", "--strict", cwd=a)
     listed = subprocess.run(
         [sys.executable, "-c", f"import mitosis; print(len(mitosis.trials(store={str(a)!r})))"],
