@@ -465,6 +465,8 @@ def disk_size(path: str) -> int:
 # 1.4x git gc's for 2,000 trials in half the time of its default 10 (1.2x). Path hints did not
 # help: trees of one kind have like sizes, so they sort side by side anyway.
 _DELTA_WINDOW = 4
+
+
 def pack_loose(
     store: Store, batch: int = 20_000, progress: Callable[[str], None] | None = None
 ) -> int:

@@ -326,7 +326,7 @@ def test_rename_errors(investigation, tmp_path, hub):
 
 def test_gc_packs_loose_objects_and_keeps_every_trial(investigation, tmp_path, hub):
     a = server(tmp_path, "a", hub)
-    made = {record(investigation, a, i) for i in range(6)}
+    made = {record(investigation, a, i) for i in range(1, 7)}
     loose_before = git("count-objects", "-v", cwd=a)
     assert "\ncount: 0\n" not in "\n" + loose_before
     result = CliRunner().invoke(main, ["gc", "--store", str(a)])
