@@ -14,13 +14,18 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "start"]
+__all__ = ["main", "release", "start", "take"]
 
 _STALE = 3600.0
 
 
-def _take(lock: Path) -> bool:
+def _lock(git_dir: str) -> Path:
+    return Path(git_dir, "mitosis", "gc.lock")
+
+
+def take(git_dir: str) -> bool:
     """Take the packer's lock; False if a live packer holds it."""
+    lock = _lock(git_dir)
     lock.parent.mkdir(parents=True, exist_ok=True)
     try:
         if time.time() - lock.stat().st_mtime >= _STALE:
@@ -34,10 +39,13 @@ def _take(lock: Path) -> bool:
     return True
 
 
+def release(git_dir: str) -> None:
+    _lock(git_dir).unlink(missing_ok=True)
+
+
 def start(git_dir: str) -> None:
     """Start a detached packer for the store at ``git_dir``, unless one is at work."""
-    lock = Path(git_dir, "mitosis", "gc.lock")
-    if not _take(lock):
+    if not take(git_dir):
         return
     try:
         subprocess.Popen(
@@ -48,7 +56,7 @@ def start(git_dir: str) -> None:
             start_new_session=True,
         )
     except OSError:
-        lock.unlink(missing_ok=True)
+        release(git_dir)
 
 
 def main(git_dir: str) -> int:
@@ -61,7 +69,7 @@ def main(git_dir: str) -> int:
         with Store(Repo(git_dir)) as store:
             pack_loose(store)
     finally:
-        Path(git_dir, "mitosis", "gc.lock").unlink(missing_ok=True)
+        release(git_dir)
     return 0
 
 

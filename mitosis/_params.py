@@ -132,9 +132,11 @@ def function_name(fn: Callable[..., Any]) -> str:
 
 def code_fingerprint(fn: Callable[..., Any]) -> str | None:
     """A hash of a function's compiled code (bytecode, constants, names, lines), so that two
-    functions of one name but other code are told apart; None for callables without code."""
-    code = getattr(inspect.unwrap(fn), "__code__", None)
-    if code is None:
+    functions of one name but other code are told apart. None where code alone does not say
+    what the function does: callables without code, closures (their captured values count
+    too) and wrappers (the wrapped function counts too). Steps without it are never reused."""
+    code = getattr(fn, "__code__", None)
+    if code is None or getattr(fn, "__closure__", None) or hasattr(fn, "__wrapped__"):
         return None
     import hashlib
     import marshal

@@ -1,8 +1,9 @@
 """Reuse of identical first steps: an earlier trial's stored result instead of recomputing it.
 
 A prefix of steps is identical when each step has the same function (``module:qualname`` and a
-hash of its compiled code) and the same tracked parameter values (by fingerprint), and both
-trials ran at the same code commit with no uncommitted changes. The last step always runs.
+hash of its compiled code; closures and wrapped functions have none and are never reused) and
+the same tracked parameter values (by fingerprint), and both trials ran at the same code commit
+with no uncommitted changes. The last step always runs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _fingerprints(trial: Trial, index: int) -> dict[str, str]:
 def _matching_prefix(trial: Trial, wanted: list[tuple[str, str | None, dict[str, str]]]) -> int:
     count = 0
     for index, (function, code, fingerprints) in enumerate(wanted):
-        if index >= len(trial.steps):
+        if index >= len(trial.steps) or code is None:  # no code hash: never reused
             break
         step = trial.steps[index]
         if step.status != "ok" or step.function != function or step.code != code:

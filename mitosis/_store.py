@@ -479,6 +479,7 @@ def pack_loose(
     from dulwich.pack import pack_objects_to_data
 
     objects = store.repo.object_store
+    objects.fsync_object_files = True  # the pack is on disk before the loose copies go
     loose = sorted(objects._iter_loose_objects())  # dulwich has no public lister
     for start in range(0, len(loose), batch):
         chunk = loose[start : start + batch]
@@ -489,7 +490,8 @@ def pack_loose(
         )
         objects.add_pack_data(count, data)
         for sha in chunk:
-            objects.delete_loose_object(sha)
+            with contextlib.suppress(FileNotFoundError):  # another packer was quicker
+                objects.delete_loose_object(sha)
         if progress is not None:
             progress(f"packed {start + len(chunk)} of {len(loose)} loose objects")
     return len(loose)

@@ -168,9 +168,9 @@ def push(
     with Store.open(store) as st:
         name, url = _resolve(st, remote)
         shown = strip_credentials(url)
-        for name in experiments:
-            if st.local_tip(name) is None:
-                raise SyncError(f"the store has no experiment {name!r} to push")
+        for experiment in experiments:
+            if st.local_tip(experiment) is None:
+                raise SyncError(f"the store has no experiment {experiment!r} to push")
         selected = _selected(experiments)
         local = {
             ref: sha
@@ -234,17 +234,31 @@ def _fetch(
     selected = _selected(experiments)
     if _is_bundle(remote):
         from dulwich.bundle import read_bundle
+        from dulwich.pack import PackInflater
 
         name = "bundle"
-        with open(remote, "rb") as f, read_bundle(f) as data:
-            missing = [p for p, _ in data.prerequisites if p not in st.repo.object_store]
-            if missing:
-                raise SyncError(
-                    f"the bundle {remote} builds on {len(missing)} commits this store lacks "
-                    f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
-                )
-            data.store_objects(st.repo.object_store)
-            refs = {r: sha for r, sha in data.references.items() if selected(r)}
+        try:
+            with open(remote, "rb") as f, read_bundle(f) as data:
+                missing = [p for p, _ in data.prerequisites if p not in st.repo.object_store]
+                if missing:
+                    raise SyncError(
+                        f"the bundle {remote} builds on {len(missing)} commits this store lacks "
+                        f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
+                    )
+                # An incremental bundle may hold deltas against objects this store has.
+                objects = st.repo.object_store
+                for obj in PackInflater.for_pack_data(
+                    data.pack_data,  # type: ignore[arg-type]  # a file-backed PackData here
+                    resolve_ext_ref=objects.get_raw,
+                ):
+                    st.add(obj)
+                refs = {r: sha for r, sha in data.references.items() if selected(r)}
+        except SyncError:
+            raise
+        except Exception as exc:
+            raise SyncError(
+                f"cannot read the bundle {remote}: {type(exc).__name__}: {exc}"
+            ) from None
         shown = remote
     else:
         name, url = _resolve(st, remote)
@@ -313,7 +327,29 @@ def _union(
             clashes.append((full, None, None))
             mode, sha = left
         merged.add(name, mode, sha)
+    if path.startswith("variants/") and path.count("/") == 1:
+        _drop_renamed(st, merged, path)
     return st.add(merged)
+
+
+def _drop_renamed(st: Store, folder: Any, path: str) -> None:
+    """In a merged ``variants/<param>`` tree, drop the locks that one side renamed: a lock
+    ``X.json`` whose value has a note ``X.renamed/<fingerprint>.json`` was renamed there."""
+    entries = {e.path.decode(): e for e in folder.iteritems()}
+    for name, entry in entries.items():
+        renamed = (
+            entries.get(name[: -len(".json")] + ".renamed") if name.endswith(".json") else None
+        )
+        if renamed is None:
+            continue
+        lock = _lock(st, entry.sha, f"{path}/{name}")
+        note = f"{lock.get('fingerprint', '').removeprefix('sha256:')[:16]}.json".encode()
+        notes = st.get(renamed.sha)
+        if note in notes:  # type: ignore[operator]
+            del folder[entry.path]
+            pickle_name = entry.path[: -len(b".json")] + b".dill"
+            if pickle_name in folder:
+                del folder[pickle_name]
 
 
 def _users(st: Store, experiment: str, commit: ObjectID, param: str, variant: str) -> list[str]:
@@ -429,6 +465,12 @@ def pull(
         SyncConflict: some experiment had variant conflicts (``.conflicts``, ``.report``).
     """
     with Store.open(store, create=True) as st:
+        # The store reads an experiment it has no branch of from a remote-tracking branch (after
+        # git clone): make that its branch before fetching moves the remote-tracking refs.
+        for experiment in st.experiments():
+            adopted = st.tip(experiment)
+            if st.local_tip(experiment) is None and adopted is not None:
+                st.repo.refs.add_if_new(st.ref(experiment), adopted, message=b"mitosis: adopt")
         name, shown, fetched = _fetch(st, remote, experiments)
         report: dict[str, str] = {}
         found: list[Conflict] = []
@@ -501,11 +543,14 @@ def bundle(
                 prerequisites = [
                     sha for sha in earlier.references.values() if sha in st.repo.object_store
                 ]
-        with (
-            create_bundle_from_repo(st.repo, refs=refs, prerequisites=prerequisites) as data,
-            open(file, "wb") as out,
-        ):
-            write_bundle(out, data)
+        try:
+            with (
+                create_bundle_from_repo(st.repo, refs=refs, prerequisites=prerequisites) as data,
+                open(file, "wb") as out,
+            ):
+                write_bundle(out, data)
+        except OSError as exc:
+            raise SyncError(f"cannot write the bundle {file}: {exc}") from None
     return len(refs)
 
 
@@ -529,8 +574,20 @@ def gc(
     faster to read once packed. Objects are packed in batches (memory stays bounded), and
     objects that trials write meanwhile stay loose for the next run.
     """
+    from ._gc import release, take
+
     with Store.open(store) as st:
         git_dir = st.repo.controldir()
-        before = disk_size(git_dir)
-        count = pack_loose(st, progress=progress)
-        return Packed(objects=count, before=before, after=disk_size(git_dir))
+        if not take(git_dir):
+            raise SyncError(
+                f"another packer is at work on {st.path} ({git_dir}/mitosis/gc.lock); "
+                "try again when it is done"
+            )
+        try:
+            before = disk_size(git_dir)
+            count = pack_loose(st, progress=progress)
+            return Packed(objects=count, before=before, after=disk_size(git_dir))
+        except OSError as exc:
+            raise StoreError(f"cannot pack {st.path}: {exc}") from None
+        finally:
+            release(git_dir)

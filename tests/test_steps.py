@@ -181,3 +181,16 @@ def test_debug_chain(investigation, chain):
     trial = mitosis.run(chain, {"make_data.noise": "low"}, debug=True)
     assert trial.results("make_data")["main"] == 4.0
     assert git("for-each-ref", "refs/heads/mitosis") == ""
+
+
+def test_closures_are_never_reused(investigation):
+    def make_step(value: float):
+        def gen():
+            return {"main": value, "data": [value]}
+
+        return gen
+
+    first = mitosis.run([("gen", make_step(1.0)), investigation.scale], {}, reuse=True)
+    second = mitosis.run([("gen", make_step(2.0)), investigation.scale], {}, reuse=True)
+    assert first.main == 2 and second.main == 4
+    assert second.steps[0].reused_from is None and second.steps[0].code is None

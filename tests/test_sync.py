@@ -474,3 +474,79 @@ def test_push_and_pull_over_http(investigation, tmp_path, hub, http_url):
     assert git("rev-parse", "mitosis/sine", cwd=hub) == git("rev-parse", "mitosis/sine", cwd=a)
     assert mitosis.pull(http_url, store=b).experiments == {"sine": "new"}
     assert ids(b) == {first}
+
+
+def test_incremental_bundles_after_packing_and_from_git(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    for i in range(1, 4):
+        record(investigation, a, i)
+    first = tmp_path / "first.bundle"
+    mitosis.bundle(first, store=a)
+    mitosis.pull(str(first), store=b)
+    old_tip = git("rev-parse", "mitosis/sine", cwd=a).strip()
+    for i in range(4, 7):
+        record(investigation, a, i)
+    mitosis.gc(store=a)  # the next bundle then holds deltas against what b already has
+    newer = tmp_path / "newer.bundle"
+    mitosis.bundle(newer, since=first, store=a)
+    assert mitosis.pull(str(newer), store=b).experiments == {"sine": "fast-forward"}
+    assert ids(b) == ids(a)
+    record(investigation, a, 7)
+    by_git = tmp_path / "git.bundle"
+    tip = git("rev-parse", "mitosis/sine", cwd=a).strip()
+    git("bundle", "create", "-q", str(by_git), "mitosis/sine", f"^{old_tip}", cwd=a)
+    assert mitosis.pull(str(by_git), store=b).experiments == {"sine": "fast-forward"}
+    assert git("rev-parse", "mitosis/sine", cwd=b).strip() == tip
+    broken = tmp_path / "broken.bundle"
+    broken.write_bytes(newer.read_bytes()[:-40])
+    with pytest.raises(mitosis.SyncError, match="cannot read the bundle"):
+        mitosis.pull(str(broken), store=b)
+    with pytest.raises(mitosis.SyncError, match="cannot write the bundle"):
+        mitosis.bundle(tmp_path / "missing" / "x.bundle", store=a)
+
+
+def test_pull_into_a_clone_keeps_what_origin_had(investigation, tmp_path, hub):
+    a, other = server(tmp_path, "a", hub), server(tmp_path, "other", hub)
+    made = {record(investigation, a, i) for i in (1, 2, 3)}
+    mitosis.push(store=a)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(hub), str(clone))  # only refs/remotes/origin/mitosis/sine
+    mine = {record(investigation, other, 9)}
+    git("remote", "add", "other", str(other), cwd=clone)
+    assert mitosis.pull("other", store=clone).experiments == {"sine": "merged"}
+    assert ids(clone) == made | mine
+
+
+def test_a_pull_does_not_undo_a_rename(investigation, tmp_path, hub):
+    b, c = server(tmp_path, "b", hub), server(tmp_path, "c", hub)
+    lookup = {"noise": {"low": 0.02}}
+    record(investigation, b, 1, lookup=lookup)
+    mitosis.push(store=b)
+    mitosis.pull(store=c)  # c has the lock low -> 0.02 from before the rename
+    mitosis.rename_variant("sine", "noise", "low", "lo", store=b)
+    record(investigation, c, 2, lookup=lookup)
+    record(investigation, b, 3, noise="lo", lookup={"noise": {"lo": 0.02}})
+    git("remote", "add", "c", str(c), cwd=b)
+    assert mitosis.pull("c", store=b).experiments == {"sine": "merged"}
+    with pytest.raises(mitosis.VariantRenamed, match="renamed to 'lo'"):
+        record(investigation, b, 4, lookup=lookup)
+    counts = {(v.name, v.trials) for v in mitosis.variants("sine", store=b)}
+    assert counts == {("lo", 3)}
+
+
+def test_gc_refuses_while_another_packer_works(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    record(investigation, a, 1)
+    lock = a / ".git" / "mitosis" / "gc.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    with pytest.raises(mitosis.SyncError, match="another packer is at work"):
+        mitosis.gc(store=a)
+    lock.unlink()
+    assert mitosis.gc(store=a).objects > 0
+
+
+def test_push_reports_the_remote_by_name(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    record(investigation, a, 1)
+    assert mitosis.push("origin", ["sine"], store=a).remote == "origin"
