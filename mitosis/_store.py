@@ -13,6 +13,7 @@ import os
 import random
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -426,20 +427,37 @@ def _fault(point: str) -> None:
         fault(point)
 
 
+_STALE_CHECK = threading.Lock()
+
+
 def _clear_if_stale(locked: FileLocked) -> None:
-    """Remove a lock file left by a writer that died (it would block every later update)."""
+    """Remove a lock file left by a writer that died (it would block every later update).
+
+    The stale file is first renamed aside and removed only if it is still the file found old
+    (same inode), so that a lock a live writer took meanwhile is put back, not removed. Threads
+    of one process check one at a time.
+    """
     path = os.fsdecode(locked.lockfilename)
-    try:
-        age = time.time() - os.stat(path).st_mtime
-        if age > STALE_LOCK_SECONDS:
-            os.remove(path)
-            print(
-                f"mitosis: removed a stale lock file {path}, left {age:.0f} s ago by a writer "
-                "that stopped",
-                file=sys.stderr,
-            )
-    except OSError:
-        pass  # gone meanwhile: its writer finished
+    aside = f"{path}.stale-{os.getpid()}-{threading.get_ident()}"
+    with _STALE_CHECK:
+        try:
+            found = os.stat(path)
+            age = time.time() - found.st_mtime
+            if age <= STALE_LOCK_SECONDS:
+                return
+            os.rename(path, aside)
+        except OSError:
+            return  # gone meanwhile: its writer finished
+        if os.stat(aside).st_ino != found.st_ino:  # a live writer's lock: put it back
+            with contextlib.suppress(OSError):
+                os.link(aside, path)
+            os.remove(aside)
+            return
+        os.remove(aside)
+    print(
+        f"mitosis: removed a stale lock file {path}, left {age:.0f} s ago by a writer that stopped",
+        file=sys.stderr,
+    )
 
 
 def backoff(attempt: int) -> None:
