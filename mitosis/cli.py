@@ -296,7 +296,8 @@ def log(
     if as_json:
         click.echo(dumps_json([_record(t) for t in found], indent=2), nl=False)
         return
-    headers = ["id", "experiment", "started", "status", *params, "main", *metrics, "commit"]
+    shown = [f"{m} (metric)" if m in params else m for m in metrics]  # a metric named as a param
+    headers = ["id", "experiment", "started", "status", *params, "main", *shown, "commit"]
     fmt = _exact if as_csv else _cell  # CSV holds values in full; a table cuts them to fit
 
     def row(t: Trial) -> list[str]:

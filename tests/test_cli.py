@@ -452,3 +452,25 @@ def test_registration_keeps_what_the_decorator_attached(lab, runner):
     ok(runner, "run", "wave", "-p", "noise=low", "-e", "gpu=1")
     (trial,) = mitosis.trials("wave")
     assert trial.main == 0.25 and "gpu" in trial.untracked
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[tool.mitosis\n", "cannot read"),
+        ("[tool]\nmitosis = 3\n", "[tool.mitosis] in"),
+        ("[tool.mitosis]\nstores = '.'\n", "has unknown keys ['stores']"),
+        ("[tool.mitosis]\nstore = 3\n", "store in"),
+        ("[tool.mitosis]\nexperiments = 3\n", "[tool.mitosis.experiments] in"),
+    ],
+)
+def test_malformed_tool_mitosis_table(lab, runner, text, expected):
+    (lab.root / "pyproject.toml").write_text(text)
+    out = fails(runner, "--config", str(lab.root / "pyproject.toml"), "experiments")
+    assert expected in out and "Traceback" not in out
+
+
+def test_a_metric_named_like_a_parameter_gets_its_own_header(lab, runner):
+    ok(runner, "run", "make_data", "-p", "noise=low", "-e", "points=3")
+    header = ok(runner, "log", "make_data").splitlines()[0].split("  ")
+    assert "points (metric)" in [h.strip() for h in header if h.strip()]
