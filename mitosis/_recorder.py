@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 _SUMMARY_VALUE = 40
-# Trials parsed from JSON, by the id of their folder's tree: content-addressed, so never stale.
-_CACHE: dict[tuple[str, bytes], tuple[Trial, Any]] = {}
+# trial.json records, by the id of their folder's tree: content-addressed, so never stale.
+_CACHE: dict[tuple[str, bytes], Any] = {}
 _SHARDS: dict[tuple[str, bytes], list[tuple[str, ObjectID]]] = {}
 _CACHE_LIMIT = 200_000
 
@@ -248,18 +248,31 @@ def _parse(raw: Any, where: str, location: str) -> Trial:
         raise StoreError(f"{where} is not a readable trial record: {exc!r}") from None
 
 
+def _tagged(value: Any) -> bool:
+    """Whether a result may hold a tag (only containers can): most hold plain numbers."""
+    if isinstance(value, dict):
+        return any(isinstance(v, (dict, list)) for v in value.values()) or "py/float" in value
+    return isinstance(value, list)
+
+
+def _decoded(value: Any) -> Any:
+    return decode(value) if _tagged(value) else value
+
+
 def _results(record: dict[str, Any]) -> dict[str, Any]:
     """A record with its results' tags (``{"py/float": "nan"}``) decoded."""
-    steps = [
-        {**s, "main": decode(s.get("main")), "metrics": decode(s.get("metrics") or {})}
-        for s in record.get("steps", [])
-    ]
-    return {
+    decoded = {
         **record,
-        "main": decode(record.get("main")),
-        "metrics": decode(record.get("metrics") or {}),
-        "steps": steps,
+        "main": _decoded(record.get("main")),
+        "metrics": _decoded(record.get("metrics") or {}),
     }
+    steps = record.get("steps") or []
+    if any(_tagged(s.get("main")) or _tagged(s.get("metrics")) for s in steps):
+        decoded["steps"] = [
+            {**s, "main": _decoded(s.get("main")), "metrics": _decoded(s.get("metrics") or {})}
+            for s in steps
+        ]
+    return decoded
 
 
 def load_json(data: bytes, where: str) -> Any:
@@ -274,8 +287,9 @@ def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -
     """The trials on an experiment's branch (or at ``commit`` of it), read from their
     ``trial.json`` blobs alone.
 
-    Parsed records are kept by the id of their folder's tree, in memory and in the store's
-    listing cache (see :mod:`mitosis._cache`): content-addressed, so never stale.
+    Records are kept by the id of their folder's tree, in memory and in the store's listing
+    cache (see :mod:`mitosis._cache`): content-addressed, so never stale. Each call builds new
+    ``Trial`` objects from them, so that changing one changes no later listing.
     """
     root = store.tree_of(commit or store.tip(experiment))
     found = []
@@ -288,25 +302,23 @@ def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -
             _SHARDS[store.path, shard_id] = entries
             for trial_id, tree_id in entries:
                 key = (store.path, tree_id)
-                hit = _CACHE.get(key)
-                if hit is not None:
-                    cache.keep(tree_id, hit[1])
-                    found.append(hit[0])
-                    continue
                 where = f"trial {trial_id} of {experiment}"
-                record = cache.record(tree_id)
-                if record is None:
-                    data = store.read_file(experiment, "trial.json", tree_id)
-                    if data is None:
-                        continue
-                    record = load_json(data, where)
+                record = _CACHE.get(key)
+                if record is not None:
                     cache.keep(tree_id, record)
-                trial = _parse(record, where, store.path)
-                if len(_CACHE) >= _CACHE_LIMIT:
-                    _CACHE.clear()
-                    _SHARDS.clear()
-                _CACHE[key] = (trial, record)
-                found.append(trial)
+                else:
+                    record = cache.record(tree_id)
+                    if record is None:
+                        data = store.read_file(experiment, "trial.json", tree_id)
+                        if data is None:
+                            continue
+                        record = load_json(data, where)
+                        cache.keep(tree_id, record)
+                    if len(_CACHE) >= _CACHE_LIMIT:
+                        _CACHE.clear()
+                        _SHARDS.clear()
+                    _CACHE[key] = record
+                found.append(_parse(record, where, store.path))
     return found
 
 

@@ -236,3 +236,12 @@ def test_variants_lists_locks_with_their_use(investigation):
     assert mitosis.variants("sine", "amplitude") == []
     with pytest.raises(mitosis.UnknownExperiment):
         mitosis.variants("nope")
+
+
+def test_changing_a_listed_trial_changes_no_later_listing(investigation):
+    mitosis.run(investigation.bare_number)
+    (first,) = mitosis.trials("bare_number")
+    first.metrics["added"] = 1
+    first.params.clear()
+    (again,) = mitosis.trials("bare_number")
+    assert again.metrics == {} and "x" in again.params
