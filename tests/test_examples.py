@@ -50,3 +50,18 @@ def test_three_step_example(tmp_path):
     assert "window=narrow" in out and "window=wide" in out
     log = git("log", "--format=%s", "mitosis/load+smooth+score", cwd=tmp_path)
     assert "smooth.window=wide" in log and "smooth.window=narrow" in log
+
+
+def test_the_readme_example_runs_as_written(tmp_path):
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme_example.py").write_text(code + "\nprint('TRIAL', trial.id)\n")
+    git("init", "-q", cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "readme_example.py"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    trial_id = proc.stdout.split("TRIAL")[1].split()[0]
+    log = git("log", "mitosis/sine", cwd=tmp_path)
+    assert "sine: amplitude=4 noise=low -> main=0.04 (ok)" in log
+    assert f"Mitosis-Trial: {trial_id}" in log and "sine: lock noise=low" in log
