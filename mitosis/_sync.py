@@ -153,6 +153,7 @@ def push(
     experiments: Sequence[str] = (),
     *,
     store: str | os.PathLike[str] | None = None,
+    progress: Callable[[bytes], None] | None = None,
 ) -> SyncReport:
     """Send the store's trial branches (all, or the named experiments) to a remote.
 
@@ -161,6 +162,7 @@ def push(
             ``git://``, ``ssh://``, scp-style, ``http(s)://``).
         experiments: the experiments to push (default: every ``mitosis/*`` branch).
         store: the store (default as for :func:`mitosis.run`).
+        progress: called with the remote's progress messages (bytes), as ``git push`` shows.
 
     Raises:
         SyncError: the remote cannot be reached, or it has trials this store lacks (pull first).
@@ -203,7 +205,7 @@ def push(
         client, path = _client(st, url)
         try:
             result = client.send_pack(
-                path, update_refs, generate_pack_data=st.repo.generate_pack_data
+                path, update_refs, generate_pack_data=st.repo.generate_pack_data, progress=progress
             )
         except Exception as exc:
             raise SyncError(f"push to {shown} failed: {exc}") from None
@@ -224,7 +226,10 @@ def push(
 
 
 def _fetch(
-    st: Store, remote: str, experiments: Sequence[str]
+    st: Store,
+    remote: str,
+    experiments: Sequence[str],
+    progress: Callable[[bytes], None] | None = None,
 ) -> tuple[str, str, dict[str, ObjectID]]:
     """Fetch the remote's trial branches into ``refs/remotes/<name>/mitosis/*``.
 
@@ -273,7 +278,7 @@ def _fetch(
             ]
 
         try:
-            result = client.fetch(path, st.repo, determine_wants=determine_wants)
+            result = client.fetch(path, st.repo, determine_wants=determine_wants, progress=progress)
         except Exception as exc:
             raise SyncError(f"fetch from {shown} failed: {exc}") from None
         refs = {r: sha for r, sha in result.refs.items() if selected(r)}
@@ -452,6 +457,7 @@ def pull(
     experiments: Sequence[str] = (),
     *,
     store: str | os.PathLike[str] | None = None,
+    progress: Callable[[bytes], None] | None = None,
 ) -> SyncReport:
     """Fetch a remote's (or a bundle file's) trial branches and merge them into the store's.
 
@@ -471,7 +477,7 @@ def pull(
             adopted = st.tip(experiment)
             if st.local_tip(experiment) is None and adopted is not None:
                 st.repo.refs.add_if_new(st.ref(experiment), adopted, message=b"mitosis: adopt")
-        name, shown, fetched = _fetch(st, remote, experiments)
+        name, shown, fetched = _fetch(st, remote, experiments, progress)
         report: dict[str, str] = {}
         found: list[Conflict] = []
         for experiment, theirs in sorted(fetched.items()):

@@ -525,6 +525,12 @@ def _sync_arguments(
     return "origin", [first, *rest]
 
 
+def _progress(message: bytes) -> None:
+    """The remote's progress messages, on stderr as git shows them."""
+    sys.stderr.write(message.decode("utf-8", "replace"))
+    sys.stderr.flush()
+
+
 def _report(report: SyncReport) -> None:
     rows = [[name, what] for name, what in sorted(report.experiments.items())]
     click.echo(_table(["experiment", report.remote], rows) if rows else "nothing to do")
@@ -537,7 +543,7 @@ def _report(report: SyncReport) -> None:
 def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path)."""
     remote, names = _sync_arguments(ctx, args, store)
-    _report(sync_push(remote, names, store=_store(ctx, store)))
+    _report(sync_push(remote, names, store=_store(ctx, store), progress=_progress))
 
 
 @click.command()
@@ -548,7 +554,7 @@ def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Fetch trial branches from REMOTE (or a bundle file) and merge them in."""
     remote, names = _sync_arguments(ctx, args, store)
     try:
-        report = sync_pull(remote, names, store=_store(ctx, store))
+        report = sync_pull(remote, names, store=_store(ctx, store), progress=_progress)
     except SyncConflict as conflict:
         _report(conflict.report)
         raise

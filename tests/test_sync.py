@@ -550,3 +550,17 @@ def test_push_reports_the_remote_by_name(investigation, tmp_path, hub):
     a = server(tmp_path, "a", hub)
     record(investigation, a, 1)
     assert mitosis.push("origin", ["sine"], store=a).remote == "origin"
+
+
+def test_cli_pull_shows_the_remotes_progress(investigation, tmp_path, hub, daemon):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a, 1)
+    mitosis.push(daemon, store=a)
+    out = subprocess.run(
+        [sys.executable, "-m", "mitosis", "pull", daemon, "--store", str(b)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "objects" in out.stderr  # git's own "Enumerating objects", "Counting objects", ...
+    assert "sine" in out.stdout and "new" in out.stdout
