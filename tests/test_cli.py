@@ -474,3 +474,16 @@ def test_a_metric_named_like_a_parameter_gets_its_own_header(lab, runner):
     ok(runner, "run", "make_data", "-p", "noise=low", "-e", "points=3")
     header = ok(runner, "log", "make_data").splitlines()[0].split("  ")
     assert "points (metric)" in [h.strip() for h in header if h.strip()]
+
+
+def test_comma_lists_split_only_at_the_top_level():
+    from mitosis._cli_support import _split_top_level
+
+    assert _split_top_level("1, (2, 3), 'a,b', \"c,d\", [4, {5: 6}]") == [
+        "1",
+        "(2, 3)",
+        "'a,b'",
+        '"c,d"',
+        "[4, {5: 6}]",
+    ]
+    assert _split_top_level("low") == ["low"]
