@@ -39,6 +39,19 @@ def git(
     return result.stdout
 
 
+def run_writers(script: str, *args: str, count: int) -> None:
+    """Run ``count`` processes of ``python -c script args`` at once; each must succeed."""
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=900)
+        assert writer.returncode == 0, err.decode()
+
+
 def wait_for_packer(repo: Path, timeout: float = 120.0) -> None:
     """Wait while a background packer (started past a number of loose objects) is at work in
     ``repo``, so that git fsck does not race with it moving objects into a pack."""

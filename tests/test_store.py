@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import git, wait_for_packer
+from conftest import git, run_writers, wait_for_packer
 
 import mitosis
 from mitosis._environment import redact_env, strip_credentials
@@ -86,17 +86,7 @@ WRITER = textwrap.dedent("""
 
 
 def test_concurrent_writers_lose_no_trial(investigation):
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(Path.cwd()), investigation.__name__, "25"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    for writer in writers:
-        _, err = writer.communicate(timeout=600)
-        assert writer.returncode == 0, err.decode()
+    run_writers(WRITER, str(Path.cwd()), investigation.__name__, "25", count=4)
     subjects = git("log", "--format=%s", "mitosis/sine").splitlines()
     assert len(subjects) == 101 and subjects[-1] == "sine: lock noise=low"  # one lock only
     wait_for_packer(Path.cwd())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, wait_for_packer
+from conftest import git, run_writers, wait_for_packer
 
 import mitosis
 from mitosis.cli import main
@@ -384,17 +384,7 @@ def test_loose_objects_are_packed_in_the_background(investigation, tmp_path, hub
 
 def test_packing_while_writers_commit_loses_nothing(investigation, tmp_path, hub):
     a = server(tmp_path, "a", hub)
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", AUTO_PACK, str(Path.cwd()), investigation.__name__, str(a)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for _ in range(4)
-    ]
-    for writer in writers:
-        _, err = writer.communicate(timeout=600)
-        assert writer.returncode == 0, err.decode()
+    run_writers(AUTO_PACK, str(Path.cwd()), investigation.__name__, str(a), count=4)
     wait_for_packer(a)
     git("fsck", "--strict", cwd=a)
     listed = subprocess.run(
