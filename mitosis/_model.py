@@ -16,8 +16,6 @@ __all__ = ["FORMAT", "CodeState", "Environment", "Param", "StepRecord", "Trial",
 #: Version of the store format written by this mitosis (see docs/architecture.md).
 FORMAT = 1
 
-STATUSES = ("ok", "failed", "killed", "interrupted")
-
 
 @attrs.frozen
 class Param:

@@ -94,6 +94,17 @@ def _is_bundle(location: str) -> bool:
         return f.read(16).startswith(_BUNDLE_SIGNATURES)
 
 
+def remote_names(store: Store) -> list[str]:
+    """The remotes configured in the store's repository, sorted."""
+    config = store.repo.get_config()
+    return sorted(s[1].decode() for s in config.sections() if len(s) == 2 and s[0] == b"remote")
+
+
+def is_location(text: str) -> bool:
+    """Whether ``text`` is a URL or a path rather than a remote's name."""
+    return "://" in text or ":" in text or os.path.exists(text)
+
+
 def _resolve(store: Store, remote: str) -> tuple[str, str]:
     """``(name for remote-tracking refs, URL)`` of a configured remote's name or a URL/path."""
     config = store.repo.get_config()
@@ -103,11 +114,11 @@ def _resolve(store: Store, remote: str) -> tuple[str, str]:
         url = ""
     if url:
         return remote, url
-    if "://" in remote or ":" in remote or os.path.exists(remote):
+    if is_location(remote):
         location = os.path.abspath(remote) if os.path.exists(remote) else remote
         digest = hashlib.sha1(strip_credentials(location).encode()).hexdigest()[:10]
         return f"url-{digest}", location
-    names = sorted(s[1].decode() for s in config.sections() if len(s) == 2 and s[0] == b"remote")
+    names = remote_names(store)
     raise SyncError(
         f"no remote named {remote!r} in the store {store.path} (remotes: "
         f"{', '.join(names) or 'none'}); give a configured remote, a URL or a path, or add one "

@@ -42,7 +42,7 @@ from ._recorder import load, load_json, rename_variant, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
 from ._store import Store, default_store_path
-from ._sync import SyncReport, conflicts
+from ._sync import SyncReport, conflicts, is_location, remote_names
 from ._sync import bundle as sync_bundle
 from ._sync import gc as sync_gc
 from ._sync import pull as sync_pull
@@ -516,11 +516,8 @@ def _sync_arguments(
     remotes: list[str] = []
     if path.exists():
         with Store.open(path) as st:
-            config = st.repo.get_config()
-            remotes = [
-                s[1].decode() for s in config.sections() if len(s) == 2 and s[0] == b"remote"
-            ]
-    if first in remotes or "://" in first or ":" in first or os.path.exists(first):
+            remotes = remote_names(st)
+    if first in remotes or is_location(first):
         return first, rest
     return "origin", [first, *rest]
 
