@@ -9,13 +9,16 @@ from __future__ import annotations
 from ._model import CodeState, Param, Trial
 from ._params import experiment
 from ._recorder import Variant, load, rename_variant, trials, variants
+from ._rerun import Agreement, Rerun, export, rerun
 from ._runner import run
 from ._sync import Conflict, Packed, SyncReport, bundle, conflicts, gc, pull, push
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
     ConfigError,
+    EnvironmentDiffers,
     MitosisError,
+    RerunError,
     StoreError,
     SyncConflict,
     SyncError,
@@ -30,14 +33,18 @@ from .exceptions import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agreement",
     "AmbiguousTrialId",
     "BadParameter",
     "CodeState",
     "ConfigError",
     "Conflict",
+    "EnvironmentDiffers",
     "MitosisError",
     "Packed",
     "Param",
+    "Rerun",
+    "RerunError",
     "StoreError",
     "SyncConflict",
     "SyncError",
@@ -54,11 +61,13 @@ __all__ = [
     "bundle",
     "conflicts",
     "experiment",
+    "export",
     "gc",
     "load",
     "pull",
     "push",
     "rename_variant",
+    "rerun",
     "run",
     "trials",
     "variants",

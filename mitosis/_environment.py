@@ -17,6 +17,7 @@ from ._model import CodeState, Environment
 
 __all__ = [
     "SECRET_PATTERNS",
+    "UNTRACKED_NOTE",
     "code_state",
     "environment",
     "hostname",
@@ -44,6 +45,7 @@ REDACTED = "<redacted>"
 # (unescaped, as people write them): everything up to the last "@" of the word is removed.
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@\s:]*:\S*@|[^/@\s:]+@)")
 _UNTRACKED_LIMIT = 1 << 20  # untracked files larger than this are named, not copied, in code.diff
+UNTRACKED_NOTE = "# untracked file not copied (over 1 MiB): "
 
 
 def strip_credentials(text: str) -> str:
@@ -230,7 +232,7 @@ def _diff_untracked(root: str, paths: list[str], out: io.BytesIO) -> None:
         if not file.is_file():
             continue
         if file.stat().st_size > _UNTRACKED_LIMIT:
-            out.write(f"# untracked file not copied (over 1 MiB): {rel}\n".encode())
+            out.write(f"{UNTRACKED_NOTE}{rel}\n".encode())
             continue
         blob = Blob.from_string(file.read_bytes())
         write_blob_diff(out, (None, None, None), (rel.encode(), 0o100644, blob))

@@ -122,6 +122,7 @@ class Trial:
         error: the traceback or reason when the trial did not succeed.
         files: paths inside the trial's folder of what was recorded besides JSON.
         steps: each step's record, in order (one step for a plain function).
+        rerun_of: the trial this one reran (see :func:`mitosis.rerun`), if any.
         location: the store's path (not recorded; None for a debug trial).
     """
 
@@ -142,6 +143,7 @@ class Trial:
     error: str | None = None
     files: list[str] = attrs.field(factory=list)
     steps: list[StepRecord] = attrs.field(factory=list)
+    rerun_of: str | None = None
     mitosis: str = ""
     format: int = FORMAT
     location: str | None = attrs.field(default=None, eq=False, repr=False)

@@ -146,14 +146,29 @@ def code_fingerprint(fn: Callable[..., Any]) -> str | None:
 
 @attrs.frozen
 class Step:
-    """One step of an experiment: its function and what is attached to it."""
+    """One step of an experiment: its function and what is attached to it.
+
+    ``ref`` (``(module, qualname)``) is set when the trial process imports the function itself,
+    from code this process must not import (a rerun of rebuilt code); ``fn`` then only stands in.
+    """
 
     spec: ExperimentSpec
     fn: Callable[..., Any]
+    ref: tuple[str, str] | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def function(self) -> str:
+        """``module:qualname``, as trials record it."""
+        return ":".join(self.ref) if self.ref else function_name(self.fn)
+
+    @property
+    def code(self) -> str | None:
+        """The hash of the function's compiled code (None when not known here)."""
+        return None if self.ref else code_fingerprint(self.fn)
 
 
 @attrs.frozen
@@ -243,7 +258,9 @@ def with_untracked(chain: Chain, names: Iterable[str]) -> Chain:
                 )
             index = step_names.index(step)
         spec = steps[index].spec
-        steps[index] = Step(attrs.evolve(spec, untracked=spec.untracked | {param}), steps[index].fn)
+        steps[index] = attrs.evolve(
+            steps[index], spec=attrs.evolve(spec, untracked=spec.untracked | {param})
+        )
     return attrs.evolve(chain, steps=tuple(steps))
 
 

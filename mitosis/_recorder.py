@@ -225,12 +225,14 @@ def commit_message(trial: Trial) -> str:
     code = "none"
     if trial.code is not None:
         code = (trial.code.commit or "no-commit") + (" dirty" if trial.code.dirty else "")
+    rerun = f"Mitosis-Rerun-Of: {trial.rerun_of}\n" if trial.rerun_of else ""
     return (
         f"{summary}\n\n"
         f"Mitosis-Trial: {trial.id}\n"
         f"Mitosis-Experiment: {trial.experiment}\n"
         f"Mitosis-Code-Commit: {code}\n"
         f"Mitosis-Status: {trial.status}\n"
+        f"{rerun}"
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from ._model import CodeState, StepRecord, Trial
-from ._params import Chain, Resolved, code_fingerprint, function_name
+from ._params import Chain, Resolved
 from ._recorder import read_trials
 from ._store import Store
 
@@ -66,8 +66,8 @@ def find_reusable(
         return None
     wanted = [
         (
-            function_name(step.fn),
-            code_fingerprint(step.fn),
+            step.function,
+            step.code,
             {r.arg: r.encoded.fingerprint for r in resolved if r.step == i and r.tracked},
         )
         for i, step in enumerate(chain.steps[:-1])

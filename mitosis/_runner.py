@@ -24,15 +24,7 @@ import attrs
 
 from . import _environment
 from ._model import CodeState, Param, StepRecord, Trial, converter, trial_dir
-from ._params import (
-    Chain,
-    Lookup,
-    Resolved,
-    chain_of,
-    code_fingerprint,
-    function_name,
-    resolve,
-)
+from ._params import Chain, Lookup, Resolved, chain_of, resolve
 from ._recorder import commit_message, lock_check, variant_files, variant_path
 from ._reuse import Reuse, find_reusable
 from ._serialize import decode, dumps_json
@@ -40,7 +32,7 @@ from ._store import Check, Store
 from ._worker import dumps
 from .exceptions import TrialFailed
 
-__all__ = ["run", "run_experiment"]
+__all__ = ["Origin", "record", "run", "run_experiment"]
 
 _WORKER = str(Path(__file__).with_name("_worker.py"))
 _INTERRUPT_GRACE = 10.0
@@ -100,15 +92,43 @@ def run_experiment(
     reuse: bool = False,
 ) -> Trial:
     """:func:`run` with the experiment's steps already decided."""
-    resolved = resolve(chain, params)
+    return record(chain, resolve(chain, params), store=store, debug=debug, reuse=reuse)
+
+
+@attrs.frozen
+class Origin:
+    """Where a trial's code comes from, when not from this process's import path.
+
+    Attributes:
+        code: the code state and diff to record (instead of reading the code's repository).
+        path: folders to put first on the trial process's import path.
+        rerun_of: the trial this one reruns.
+    """
+
+    code: tuple[CodeState | None, bytes] | None = None
+    path: tuple[str, ...] = ()
+    rerun_of: str | None = None
+
+
+def record(
+    chain: Chain,
+    resolved: list[Resolved],
+    *,
+    store: str | os.PathLike[str] | None,
+    debug: bool = False,
+    reuse: bool = False,
+    origin: Origin | None = None,
+) -> Trial:
+    """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
+    origin = origin or Origin()
     if debug:
-        trial, _, interrupted = _execute(chain, resolved, None, False)
+        trial, _, interrupted = _execute(chain, resolved, None, False, origin)
     else:
         with Store.open(store, create=True) as st:
             Store.ref(chain.name)  # a bad experiment name fails before anything runs
             check = lock_check(chain.name, resolved)
             _lock(st, chain.name, resolved, check)
-            trial, files, interrupted = _execute(chain, resolved, st, reuse)
+            trial, files, interrupted = _execute(chain, resolved, st, reuse, origin)
             st.commit(chain.name, files, commit_message(trial), check)
     if interrupted:  # recorded; now let Ctrl-C stop the caller as it would have
         raise KeyboardInterrupt
@@ -242,14 +262,16 @@ def _spawn(spec_file: Path, out: Path) -> _Finished:
 
 
 def _execute(
-    chain: Chain, resolved: list[Resolved], store: Store | None, reuse: bool
+    chain: Chain, resolved: list[Resolved], store: Store | None, reuse: bool, origin: Origin
 ) -> tuple[Trial, dict[str, bytes], bool]:
     """Run the trial process; return the trial, its files (paths inside the branch), and
     whether Ctrl-C stopped it. ``store`` is None for a debug trial."""
     start = _code_start(chain.steps[0].fn)
     exclude = store.path if store else None
-    code = _environment.code_state(start, exclude) if reuse and store is not None else None
-    reused = find_reusable(store, chain, resolved, code[0]) if code and store else None
+    code = origin.code
+    if code is None and reuse and store is not None:
+        code = _environment.code_state(start, exclude)
+    reused = find_reusable(store, chain, resolved, code[0]) if reuse and code and store else None
     collector = _Collector(start, code, exclude)
     collector.start()
     first = reused.count if reused else 0
@@ -264,7 +286,7 @@ def _execute(
             "steps": [
                 {
                     "name": step.name,
-                    "function": _function_ref(step.fn),
+                    "function": step.ref or _function_ref(step.fn),
                     "kwargs": {r.arg: r.value for r in resolved if r.step == i},
                 }
                 for i, step in enumerate(chain.steps)
@@ -272,7 +294,9 @@ def _execute(
             "start": first,
             "reused": str(reused_file),
         }
-        spec_file.write_bytes(json.dumps({"path": sys.path}).encode() + b"\n" + dumps(payload))
+        spec_file.write_bytes(
+            json.dumps({"path": [*origin.path, *sys.path]}).encode() + b"\n" + dumps(payload)
+        )
         finished = _spawn(spec_file, out)
         collector.join()
         outcome = _outcome(out, finished.returncode)
@@ -331,11 +355,12 @@ def _execute(
         duration=round(finished.duration, 6),
         host=_environment.hostname(),
         user=_environment.username(),
-        function=", ".join(function_name(s.fn) for s in chain.steps),
+        function=", ".join(s.function for s in chain.steps),
         code=collector.code,
         error=outcome.get("error"),
         files=sorted(files),
         steps=steps,
+        rerun_of=origin.rerun_of,
         mitosis=__version__,
         location=store.path if store else None,
         debug_results=None
@@ -359,12 +384,12 @@ def _step_records(
     ran = {r["name"]: r for r in outcome.get("steps", [])}
     records = []
     for i, step in enumerate(chain.steps):
-        function = function_name(step.fn)
+        function = step.function
         if reused and i < reused.count:
             records.append(attrs.evolve(reused.steps[i], name=step.name, function=function))
             continue
         report = ran.get(step.name)
-        code = code_fingerprint(step.fn)
+        code = step.code
         if report is None:  # the process died in this step, or a step before it failed
             status = outcome["status"] if i == running else "not run"
             records.append(StepRecord(step.name, function, status, code=code))

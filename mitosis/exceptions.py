@@ -13,7 +13,9 @@ __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
     "ConfigError",
+    "EnvironmentDiffers",
     "MitosisError",
+    "RerunError",
     "StoreError",
     "SyncConflict",
     "SyncError",
@@ -156,3 +158,21 @@ class UnknownTrial(MitosisError, LookupError):
 
 class AmbiguousTrialId(MitosisError, LookupError):
     """Several trials have ids starting with the given prefix."""
+
+
+class RerunError(MitosisError, RuntimeError):
+    """A trial cannot be rerun or exported: its code cannot be rebuilt or imported."""
+
+
+class EnvironmentDiffers(RerunError):
+    """A strict rerun refused to run: the environment differs from the recorded one."""
+
+    def __init__(self, trial_id: str, differences: list[str]) -> None:
+        self.trial_id = trial_id
+        self.differences = differences
+        shown = "; ".join(differences[:10]) + ("; ..." if len(differences) > 10 else "")
+        super().__init__(
+            f"not rerunning trial {trial_id}: {len(differences)} difference(s) from the recorded "
+            f"environment ({shown}). Install the recorded packages (requirements.txt of the "
+            "trial, or `mitosis export`), or rerun without --strict."
+        )
