@@ -300,3 +300,16 @@ def test_here_refuses_a_function_gone_from_the_checkout(study):
     s.forget()
     with pytest.raises(mitosis.RerunError, match=r"cannot import .*fit.*without --here"):
         mitosis.rerun(original.id, here=True)
+
+
+def test_a_chain_of_steps_reruns_with_each_step_s_values(investigation):
+    chain = [("make_data", investigation.make_data, investigation.data_lookup), investigation.fit]
+    original = mitosis.run(
+        chain, {"make_data.noise": "high", "make_data.points": 3, "fit.alpha": 2.0}
+    )
+    result = mitosis.rerun(original.id)
+    assert result.agrees, result.results
+    assert result.trial.main == original.main == 3.0
+    assert [s.name for s in result.trial.steps] == ["make_data", "fit"]
+    assert result.trial.params == original.params
+    assert {a.name for a in result.results} >= {"make_data.points", "fit.n"}
