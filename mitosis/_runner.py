@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import inspect
-import json
 import os
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 
 from . import _environment
 from ._model import CodeState, Param, StepRecord, Trial, converter, trial_dir
 from ._params import Chain, Lookup, Resolved, chain_of, resolve
+from ._process import Job, Ran, perform
 from ._recorder import commit_message, lock_check, variant_files, variant_path
 from ._reuse import Reuse, find_reusable
 from ._serialize import decode, dumps_json
@@ -32,10 +26,7 @@ from ._store import Check, Store
 from ._worker import dumps
 from .exceptions import TrialFailed
 
-__all__ = ["Origin", "record", "run", "run_experiment"]
-
-_WORKER = str(Path(__file__).with_name("_worker.py"))
-_INTERRUPT_GRACE = 10.0
+__all__ = ["Origin", "finish", "prepare", "record", "run", "run_experiment"]
 
 
 def run(
@@ -176,89 +167,36 @@ def _code_start(fn: Callable[..., Any]) -> str:
     return str(Path(source).parent) if source and Path(source).exists() else os.getcwd()
 
 
-def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: threading.Lock) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    while chunk := os.read(pipe.fileno(), 65536):
-        with lock:
-            log.append(chunk)
-        if console is not None:
-            try:
-                console.write(decoder.decode(chunk))
-                console.flush()
-            except (OSError, ValueError):  # a closed console must not lose the log
-                console = None
-
-
-class _Collector(threading.Thread):
-    """Gathers the environment and code state while the trial process runs."""
-
-    def __init__(
-        self, start: str, code: tuple[CodeState | None, bytes] | None, exclude: str | None
-    ) -> None:
-        super().__init__(daemon=True)
-        self.start_dir = start
-        self.exclude = exclude
-        self.known_code = code
-        self.files: dict[str, bytes] = {}
-        self.code: CodeState | None = None
-
-    def run(self) -> None:
-        try:
-            env = _environment.environment()
-            self.files["environment.json"] = dumps_json(
-                converter().unstructure(env), indent=2
-            ).encode()
-            self.files["requirements.txt"] = _environment.requirements().encode()
-            self.code, diff = self.known_code or _environment.code_state(
-                self.start_dir, self.exclude
-            )
-            if diff:
-                self.files["code.diff"] = diff
-        except Exception:  # a trial is never lost for want of a detail of its environment
-            self.files["environment-error.txt"] = traceback.format_exc().encode()
-
-
-@attrs.frozen
-class _Finished:
-    """What the trial process left behind."""
-
-    returncode: int
-    log: bytes
-    started: dt.datetime
-    duration: float
-    interrupted: bool
-
-
-def _spawn(spec_file: Path, out: Path) -> _Finished:
-    """Run the worker, streaming its output live to this process's console and to the log."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
-    started = dt.datetime.now(dt.timezone.utc)
-    clock = time.perf_counter()
-    with subprocess.Popen(
-        [sys.executable, _WORKER, str(spec_file), str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    ) as proc:
-        log: list[bytes] = []
-        lock = threading.Lock()
-        pumps = [
-            threading.Thread(target=_pump, args=(pipe, console, log, lock), daemon=True)
-            for pipe, console in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
-        ]
-        for p in pumps:
-            p.start()
-        interrupted = False
-        try:
-            returncode = proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            returncode = _stop(proc)
-        for p in pumps:
-            p.join()
-    duration = time.perf_counter() - clock
-    return _Finished(returncode, b"".join(log), started, duration, interrupted)
+def prepare(
+    chain: Chain,
+    resolved: list[Resolved],
+    *,
+    reused: Reuse | None = None,
+    origin: Origin | None = None,
+    echo: bool = True,
+) -> Job:
+    """The job that runs ``chain`` with ``resolved`` in a trial process (see :func:`perform`)."""
+    origin = origin or Origin()
+    first = reused.count if reused else 0
+    payload = {
+        "steps": [
+            {
+                "name": step.name,
+                "function": step.ref or _function_ref(step.fn),
+                "kwargs": {r.arg: r.value for r in resolved if r.step == i},
+            }
+            for i, step in enumerate(chain.steps)
+        ],
+        "start": first,
+    }
+    return Job(
+        path=[*origin.path, *sys.path],
+        payload=dumps(payload),
+        steps=len(chain.steps),
+        start=first,
+        reused=reused.results[chain.steps[first - 1].name] if reused else None,
+        echo=echo,
+    )
 
 
 def _execute(
@@ -274,47 +212,59 @@ def _execute(
     reused = find_reusable(store, chain, resolved, code[0]) if reuse and code and store else None
     collector = _Collector(start, code, exclude)
     collector.start()
-    first = reused.count if reused else 0
-    files: dict[str, bytes] = {}
-    work = Path(tempfile.mkdtemp(prefix="mitosis-"))
-    try:
-        spec_file, out, reused_file = work / "spec", work / "out", work / "reused.pkl"
-        out.mkdir()
-        if reused:
-            reused_file.write_bytes(reused.results[chain.steps[first - 1].name])
-        payload = {
-            "steps": [
-                {
-                    "name": step.name,
-                    "function": step.ref or _function_ref(step.fn),
-                    "kwargs": {r.arg: r.value for r in resolved if r.step == i},
-                }
-                for i, step in enumerate(chain.steps)
-            ],
-            "start": first,
-            "reused": str(reused_file),
-        }
-        spec_file.write_bytes(
-            json.dumps({"path": [*origin.path, *sys.path]}).encode() + b"\n" + dumps(payload)
-        )
-        finished = _spawn(spec_file, out)
-        collector.join()
-        outcome = _outcome(out, finished.returncode)
-        running = max((int(p.name[5:]) for p in out.glob("step-*[0-9]")), default=first)
-        if "steps" not in outcome:  # the process died: the steps it finished left a report
-            outcome["steps"] = [json.loads(p.read_text()) for p in out.glob("step-*.json")]
-        files.update(collector.files)
-        files["output.log"] = finished.log
-        for i, step in enumerate(chain.steps):
-            result = out / "results" / f"{i}.pkl"
-            if result.exists():
-                files[f"results/{step.name}.dill"] = result.read_bytes()
-            figures = sorted((out / "figures" / str(i)).glob("*.png"), key=lambda p: int(p.stem))
-            for n, png in enumerate(figures):
-                files[f"figures/{step.name}-{n}.png"] = png.read_bytes()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    steps = _step_records(chain, outcome, reused, running)
+    ran = perform(prepare(chain, resolved, reused=reused, origin=origin))
+    collector.join()
+    assert collector.code is not None
+    if collector.error:
+        ran = attrs.evolve(ran, environment={**ran.environment, "code-error.txt": collector.error})
+    trial, files = finish(chain, resolved, ran, collector.code, store, reused, origin)
+    return trial, files, ran.interrupted
+
+
+class _Collector(threading.Thread):
+    """Reads the code's git state while the trial process runs."""
+
+    def __init__(
+        self, start: str, code: tuple[CodeState | None, bytes] | None, exclude: str | None
+    ) -> None:
+        super().__init__(daemon=True)
+        self.start_dir = start
+        self.exclude = exclude
+        self.code = code
+        self.error: bytes | None = None
+
+    def run(self) -> None:
+        if self.code is not None:
+            return
+        try:
+            self.code = _environment.code_state(self.start_dir, self.exclude)
+        except Exception:  # a trial is never lost for want of its code state
+            self.code = (None, b"")
+            self.error = traceback.format_exc().encode()
+
+
+def finish(
+    chain: Chain,
+    resolved: list[Resolved],
+    ran: Ran,
+    code: tuple[CodeState | None, bytes],
+    store: Store | None,
+    reused: Reuse | None = None,
+    origin: Origin | None = None,
+) -> tuple[Trial, dict[str, bytes]]:
+    """The trial record of what ``ran`` left, and its files (paths inside the branch)."""
+    files: dict[str, bytes] = dict(ran.environment)
+    state, diff = code
+    if diff:
+        files["code.diff"] = diff
+    files["output.log"] = ran.log
+    for i, step in enumerate(chain.steps):
+        if i in ran.results:
+            files[f"results/{step.name}.dill"] = ran.results[i]
+        for n, png in enumerate(ran.figures.get(i, [])):
+            files[f"figures/{step.name}-{n}.png"] = png
+    outcome = ran.outcome
+    steps = _step_records(chain, outcome, reused, ran.running)
     if reused:
         for name, data in reused.results.items():
             files[f"results/{name}.dill"] = data
@@ -348,19 +298,17 @@ def _execute(
         metrics=metrics,
         params=params[True],
         untracked=params[False],
-        started=finished.started.isoformat(timespec="microseconds"),
-        ended=(finished.started + dt.timedelta(seconds=finished.duration)).isoformat(
-            timespec="microseconds"
-        ),
-        duration=round(finished.duration, 6),
-        host=_environment.hostname(),
-        user=_environment.username(),
+        started=ran.started.isoformat(timespec="microseconds"),
+        ended=(ran.started + dt.timedelta(seconds=ran.duration)).isoformat(timespec="microseconds"),
+        duration=round(ran.duration, 6),
+        host=ran.host,
+        user=ran.user,
         function=", ".join(s.function for s in chain.steps),
-        code=collector.code,
+        code=state,
         error=outcome.get("error"),
         files=sorted(files),
         steps=steps,
-        rerun_of=origin.rerun_of,
+        rerun_of=origin.rerun_of if origin else None,
         mitosis=__version__,
         location=store.path if store else None,
         debug_results=None
@@ -373,7 +321,7 @@ def _execute(
         converter().unstructure(trial), indent=2
     ).encode()
     branch_files.update(variant_files(resolved))
-    return trial, branch_files, finished.interrupted
+    return trial, branch_files
 
 
 def _step_records(
@@ -406,32 +354,3 @@ def _step_records(
             )
         )
     return records
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    """Ctrl-C reached mitosis: pass it on to the trial process and give it time to report."""
-    try:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait(timeout=_INTERRUPT_GRACE)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        proc.kill()
-        return proc.wait()
-
-
-def _outcome(out: Path, returncode: int) -> dict[str, Any]:
-    try:
-        outcome: dict[str, Any] = json.loads((out / "outcome.json").read_text())
-        return outcome
-    except (OSError, ValueError):
-        pass
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:  # a real-time signal has no name
-            name = f"signal {-returncode}"
-        status = "interrupted" if -returncode == signal.SIGINT else "killed"
-        return {"status": status, "error": f"the trial process was stopped by {name}"}
-    return {
-        "status": "failed",
-        "error": f"the trial process exited with code {returncode} before it reported a result",
-    }

@@ -4,10 +4,10 @@ Started as ``python .../mitosis/_worker.py SPEC OUT``, so the mitosis package is
 here: the trial process starts with the standard library alone, and imports dill only if the
 spec needs it, matplotlib only if the experiment did.
 
-SPEC holds one JSON line (the parent's import path) and then a pickle of
-``{"steps": [{"name", "function", "kwargs"}, ...], "start": k, "reused": path}``: the steps run
-in order from ``start`` (the result of step ``start - 1``, pickled at ``reused``, stands in for
-the steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>.pkl`` and
+SPEC holds one JSON line (``{"path": the import path, "reused": a file}``) and then a pickle
+of ``{"steps": [{"name", "function", "kwargs"}, ...], "start": k}``: the steps run in order from
+``start`` (the result of step ``start - 1``, pickled in the ``reused`` file, stands in for the
+steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>.pkl`` and
 ``figures/<i>/<n>.png`` for step ``i``.
 """
 
@@ -177,6 +177,7 @@ def main(spec_path: str, out: str) -> int:
             header = json.loads(f.readline())
             sys.path[:] = header["path"]
             spec = pickle.loads(f.read())
+            spec["reused"] = header.get("reused")
         _run_steps(spec, out, records)
         outcome["status"] = "ok"
     except KeyboardInterrupt:

@@ -1,0 +1,247 @@
+"""Starting a trial's own process and collecting what it left: the part of a trial that runs
+wherever an executor puts it (this process, a process pool, a dask worker), needing no store.
+
+:func:`perform` takes a :class:`Job` and returns a :class:`Ran`, both plain picklable records,
+so that a coordinator can ship jobs to other machines and commit what comes back.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import IO, Any
+
+import attrs
+
+from . import _environment
+from ._model import converter
+from ._serialize import dumps_json
+
+__all__ = ["Job", "Ran", "interrupt_running", "perform"]
+
+_INTERRUPT_GRACE = 10.0
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
+_ENVIRONMENT: dict[Any, dict[str, bytes]] = {}
+
+
+@attrs.frozen
+class Job:
+    """What a trial process needs.
+
+    Attributes:
+        path: the trial process's import path.
+        payload: the pickled steps (see ``_worker``).
+        steps: how many steps the chain has.
+        start: the first step to run (the ones before are reused).
+        reused: the pickled result standing in for the reused first steps, if any.
+        echo: stream the trial's output to this process's console as it comes.
+    """
+
+    path: list[str]
+    payload: bytes
+    steps: int
+    start: int = 0
+    reused: bytes | None = None
+    echo: bool = True
+
+
+@attrs.frozen
+class Ran:
+    """What a trial process left behind.
+
+    Attributes:
+        outcome: the worker's report (status, error, each step's report).
+        running: the last step the trial process started.
+        log: stdout and stderr, interleaved.
+        results: step index to the step's pickled result.
+        figures: step index to its PNG figures, in order.
+        started: when the process started (UTC).
+        duration: seconds it ran.
+        interrupted: whether Ctrl-C reached this process while it ran.
+        environment: ``environment.json`` and ``requirements.txt`` of where it ran.
+        host: where it ran.
+        user: who ran it.
+    """
+
+    outcome: dict[str, Any]
+    running: int
+    log: bytes
+    results: dict[int, bytes]
+    figures: dict[int, list[bytes]]
+    started: dt.datetime
+    duration: float
+    interrupted: bool
+    environment: dict[str, bytes]
+    host: str
+    user: str
+
+
+def perform(job: Job) -> Ran:
+    """Run one trial process for ``job`` and collect what it left (anywhere: no store needed)."""
+    environment: dict[str, bytes] = {}
+    collector = threading.Thread(target=lambda: environment.update(environment_files()))
+    collector.start()
+    work = Path(tempfile.mkdtemp(prefix="mitosis-"))
+    try:
+        spec_file, out = work / "spec", work / "out"
+        out.mkdir()
+        header: dict[str, Any] = {"path": job.path}
+        if job.reused is not None:
+            header["reused"] = str(work / "reused.pkl")
+            Path(header["reused"]).write_bytes(job.reused)
+        spec_file.write_bytes(json.dumps(header).encode() + b"\n" + job.payload)
+        started = dt.datetime.now(dt.timezone.utc)
+        clock = time.perf_counter()
+        returncode, log, interrupted = _spawn(spec_file, out, job.echo)
+        duration = time.perf_counter() - clock
+        outcome = _outcome(out, returncode)
+        running = max((int(p.name[5:]) for p in out.glob("step-*[0-9]")), default=job.start)
+        if "steps" not in outcome:  # the process died: the steps it finished left a report
+            outcome["steps"] = [json.loads(p.read_text()) for p in out.glob("step-*.json")]
+        results = {
+            i: (out / "results" / f"{i}.pkl").read_bytes()
+            for i in range(job.steps)
+            if (out / "results" / f"{i}.pkl").exists()
+        }
+        figures = {
+            i: [p.read_bytes() for p in sorted(folder.glob("*.png"), key=lambda p: int(p.stem))]
+            for i in range(job.steps)
+            if (folder := out / "figures" / str(i)).is_dir()
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        collector.join()
+    return Ran(
+        outcome=outcome,
+        running=running,
+        log=log,
+        results=results,
+        figures=figures,
+        started=started,
+        duration=duration,
+        interrupted=interrupted,
+        environment=environment,
+        host=_environment.hostname(),
+        user=_environment.username(),
+    )
+
+
+def environment_files() -> dict[str, bytes]:
+    """``environment.json`` and ``requirements.txt`` of this process, computed once for an
+    unchanged import path and environment (a sweep's trials share them, and git stores the
+    identical blobs once)."""
+    key = (tuple(sys.path), tuple(sorted(os.environ.items())), os.getcwd())
+    if key not in _ENVIRONMENT:
+        files: dict[str, bytes] = {}
+        try:
+            env = _environment.environment()
+            files["environment.json"] = dumps_json(converter().unstructure(env), indent=2).encode()
+            files["requirements.txt"] = _environment.requirements().encode()
+        except Exception:  # a trial is never lost for want of a detail of its environment
+            files = {"environment-error.txt": traceback.format_exc().encode()}
+        _ENVIRONMENT.clear()
+        _ENVIRONMENT[key] = files
+    return _ENVIRONMENT[key]
+
+
+def interrupt_running() -> int:
+    """Pass Ctrl-C on to every trial process this process started that still runs; how many."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            proc.send_signal(signal.SIGINT)
+    return len(running)
+
+
+def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: threading.Lock) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while chunk := os.read(pipe.fileno(), 65536):
+        with lock:
+            log.append(chunk)
+        if console is not None:
+            try:
+                console.write(decoder.decode(chunk))
+                console.flush()
+            except (OSError, ValueError):  # a closed console must not lose the log
+                console = None
+
+
+def _spawn(spec_file: Path, out: Path, echo: bool) -> tuple[int, bytes, bool]:
+    """Run the worker, streaming its output to the log (and live to the console if ``echo``);
+    return its exit code, the log, and whether Ctrl-C reached this process meanwhile."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    worker = str(Path(__file__).with_name("_worker.py"))
+    with subprocess.Popen(
+        [sys.executable, worker, str(spec_file), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    ) as proc:
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
+        log: list[bytes] = []
+        lock = threading.Lock()
+        pumps = [
+            threading.Thread(
+                target=_pump, args=(pipe, console if echo else None, log, lock), daemon=True
+            )
+            for pipe, console in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
+        ]
+        for p in pumps:
+            p.start()
+        interrupted = False
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            returncode = _stop(proc)
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
+        for p in pumps:
+            p.join()
+    return returncode, b"".join(log), interrupted
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C reached mitosis: pass it on to the trial process and give it time to report."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait(timeout=_INTERRUPT_GRACE)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        return proc.wait()
+
+
+def _outcome(out: Path, returncode: int) -> dict[str, Any]:
+    try:
+        outcome: dict[str, Any] = json.loads((out / "outcome.json").read_text())
+        return outcome
+    except (OSError, ValueError):
+        pass
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-returncode}"
+        status = "interrupted" if -returncode == signal.SIGINT else "killed"
+        return {"status": status, "error": f"the trial process was stopped by {name}"}
+    return {
+        "status": "failed",
+        "error": f"the trial process exited with code {returncode} before it reported a result",
+    }
