@@ -26,7 +26,7 @@ from ._store import Check, Store
 from ._worker import dumps
 from .exceptions import TrialFailed
 
-__all__ = ["Origin", "finish", "prepare", "record", "run", "run_experiment"]
+__all__ = ["Origin", "Recipe", "finish", "prepare", "recipe", "record", "run", "run_experiment"]
 
 
 def run(
@@ -217,7 +217,7 @@ def _execute(
     assert collector.code is not None
     if collector.error:
         ran = attrs.evolve(ran, environment={**ran.environment, "code-error.txt": collector.error})
-    trial, files = finish(chain, resolved, ran, collector.code, store, reused, origin)
+    trial, files = finish(recipe(chain, resolved, origin), ran, collector.code, store, reused)
     return trial, files, ran.interrupted
 
 
@@ -243,32 +243,39 @@ class _Collector(threading.Thread):
             self.error = traceback.format_exc().encode()
 
 
-def finish(
-    chain: Chain,
-    resolved: list[Resolved],
-    ran: Ran,
-    code: tuple[CodeState | None, bytes],
-    store: Store | None,
-    reused: Reuse | None = None,
-    origin: Origin | None = None,
-) -> tuple[Trial, dict[str, bytes]]:
-    """The trial record of what ``ran`` left, and its files (paths inside the branch)."""
-    files: dict[str, bytes] = dict(ran.environment)
-    state, diff = code
-    if diff:
-        files["code.diff"] = diff
-    files["output.log"] = ran.log
-    for i, step in enumerate(chain.steps):
-        if i in ran.results:
-            files[f"results/{step.name}.dill"] = ran.results[i]
-        for n, png in enumerate(ran.figures.get(i, [])):
-            files[f"figures/{step.name}-{n}.png"] = png
-    outcome = ran.outcome
-    steps = _step_records(chain, outcome, reused, ran.running)
-    if reused:
-        for name, data in reused.results.items():
-            files[f"results/{name}.dill"] = data
+@attrs.frozen
+class Recipe:
+    """Everything recording a trial needs of its experiment and parameters, picklable (no
+    functions, no values) so that whoever runs the trial can record it.
+
+    Attributes:
+        experiment: the experiment's name.
+        steps: each step's name, ``module:qualname`` and code hash.
+        params: the tracked parameters' records.
+        untracked: the untracked parameters' records.
+        param_files: ``params/<name>.dill`` of values JSON cannot hold.
+        locks: the resolved parameters without their values, to check and write variant locks.
+        rerun_of: the trial this one reruns.
+    """
+
+    experiment: str
+    steps: tuple[tuple[str, str, str | None], ...]
+    params: dict[str, Param]
+    untracked: dict[str, Param]
+    param_files: dict[str, bytes]
+    locks: tuple[Resolved, ...]
+    rerun_of: str | None = None
+
+    @property
+    def check(self) -> Check:
+        """The store check refusing a variant locked meanwhile to another value."""
+        return lock_check(self.experiment, list(self.locks))
+
+
+def recipe(chain: Chain, resolved: list[Resolved], origin: Origin | None = None) -> Recipe:
+    """The :class:`Recipe` of a trial of ``chain`` with ``resolved``."""
     params: dict[bool, dict[str, Param]] = {True: {}, False: {}}
+    files = {}
     for r in resolved:
         dill_path = None
         if r.encoded.pickled is not None:
@@ -282,33 +289,67 @@ def finish(
             fingerprint=r.encoded.fingerprint,
             dill=dill_path,
         )
+    return Recipe(
+        experiment=chain.name,
+        steps=tuple((s.name, s.function, s.code) for s in chain.steps),
+        params=params[True],
+        untracked=params[False],
+        param_files=files,
+        locks=tuple(attrs.evolve(r, value=None) for r in resolved),
+        rerun_of=origin.rerun_of if origin else None,
+    )
+
+
+def finish(
+    recipe: Recipe,
+    ran: Ran,
+    code: tuple[CodeState | None, bytes],
+    store: Store | None,
+    reused: Reuse | None = None,
+) -> tuple[Trial, dict[str, bytes]]:
+    """The trial record of what ``ran`` left, and its files (paths inside the branch)."""
+    files: dict[str, bytes] = {**ran.environment, **recipe.param_files}
+    state, diff = code
+    if diff:
+        files["code.diff"] = diff
+    files["output.log"] = ran.log
+    for i, (name, _, _) in enumerate(recipe.steps):
+        if i in ran.results:
+            files[f"results/{name}.dill"] = ran.results[i]
+        for n, png in enumerate(ran.figures.get(i, [])):
+            files[f"figures/{name}-{n}.png"] = png
+    if reused:
+        for name, data in reused.results.items():
+            files[f"results/{name}.dill"] = data
+    outcome = ran.outcome
+    steps = _step_records(recipe, outcome, reused, ran.running)
     from . import __version__
 
     last = steps[-1]
-    if chain.single:
+    if len(steps) == 1:
         metrics = last.metrics
     else:
         metrics = {f"{s.name}.{k}": v for s in steps for k, v in s.metrics.items()}
     ok = outcome["status"] == "ok"
     trial = Trial(
         id=secrets.token_hex(6),
-        experiment=chain.name,
+        experiment=recipe.experiment,
         status=outcome["status"],
         main=last.main if ok else None,
         metrics=metrics,
-        params=params[True],
-        untracked=params[False],
+        params=recipe.params,
+        untracked=recipe.untracked,
         started=ran.started.isoformat(timespec="microseconds"),
         ended=(ran.started + dt.timedelta(seconds=ran.duration)).isoformat(timespec="microseconds"),
         duration=round(ran.duration, 6),
         host=ran.host,
         user=ran.user,
-        function=", ".join(s.function for s in chain.steps),
+        function=", ".join(function for _, function, _ in recipe.steps),
         code=state,
         error=outcome.get("error"),
         files=sorted(files),
         steps=steps,
-        rerun_of=origin.rerun_of if origin else None,
+        rerun_of=recipe.rerun_of,
         mitosis=__version__,
         location=store.path if store else None,
         debug_results=None
@@ -320,31 +361,29 @@ def finish(
     branch_files[f"{folder}/trial.json"] = dumps_json(
         converter().unstructure(trial), indent=2
     ).encode()
-    branch_files.update(variant_files(resolved))
+    branch_files.update(variant_files(recipe.locks))
     return trial, branch_files
 
 
 def _step_records(
-    chain: Chain, outcome: dict[str, Any], reused: Reuse | None, running: int
+    recipe: Recipe, outcome: dict[str, Any], reused: Reuse | None, running: int
 ) -> list[StepRecord]:
     """Each step's record: reused, run (from the worker's report), or not run. ``running`` is
     the last step the trial process started."""
     ran = {r["name"]: r for r in outcome.get("steps", [])}
     records = []
-    for i, step in enumerate(chain.steps):
-        function = step.function
+    for i, (name, function, code) in enumerate(recipe.steps):
         if reused and i < reused.count:
-            records.append(attrs.evolve(reused.steps[i], name=step.name, function=function))
+            records.append(attrs.evolve(reused.steps[i], name=name, function=function))
             continue
-        report = ran.get(step.name)
-        code = step.code
+        report = ran.get(name)
         if report is None:  # the process died in this step, or a step before it failed
             status = outcome["status"] if i == running else "not run"
-            records.append(StepRecord(step.name, function, status, code=code))
+            records.append(StepRecord(name, function, status, code=code))
             continue
         records.append(
             StepRecord(
-                name=step.name,
+                name=name,
                 function=function,
                 status=report["status"],
                 main=decode(report.get("main")),
