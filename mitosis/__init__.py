@@ -11,6 +11,7 @@ from ._params import experiment
 from ._recorder import Variant, load, rename_variant, trials, variants
 from ._rerun import Agreement, Rerun, export, rerun
 from ._runner import run
+from ._sweep import sweep
 from ._sync import Conflict, Packed, SyncReport, bundle, conflicts, gc, pull, push
 from .exceptions import (
     AmbiguousTrialId,
@@ -69,6 +70,7 @@ __all__ = [
     "rename_variant",
     "rerun",
     "run",
+    "sweep",
     "trials",
     "variants",
 ]

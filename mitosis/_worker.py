@@ -17,6 +17,7 @@ import json
 import math
 import os
 import pickle
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -169,9 +170,17 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
         data = shaped.get("data")
 
 
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """Ctrl-C stops the trial once; a second one (the terminal's and mitosis's, arriving
+    together) must not stop the report of the first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(spec_path: str, out: str) -> int:
     records: list[dict[str, Any]] = []
     outcome: dict[str, Any] = {"status": "failed", "error": None, "steps": records}
+    signal.signal(signal.SIGINT, _interrupt_once)
     try:
         with open(spec_path, "rb") as f:
             header = json.loads(f.readline())
@@ -181,7 +190,6 @@ def main(spec_path: str, out: str) -> int:
         _run_steps(spec, out, records)
         outcome["status"] = "ok"
     except KeyboardInterrupt:
-        import signal
         import traceback
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the report

@@ -10,8 +10,6 @@ import csv
 import io
 import os
 import sys
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +35,12 @@ from ._cli_support import (
 )
 from ._config import Config, load_config
 from ._model import Trial, converter
-from ._params import resolve, with_untracked
+from ._params import with_untracked
 from ._recorder import load, load_json, rename_variant, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
 from ._store import Store, default_store_path
+from ._sweep import run_sweep
 from ._sync import SyncReport, conflicts, is_location, remote_names
 from ._sync import bundle as sync_bundle
 from ._sync import gc as sync_gc
@@ -162,7 +161,18 @@ def _complete_param(
 )
 @click.option("--allow-code", is_flag=True, help="Evaluate -e values as Python code.")
 @click.option("--debug", is_flag=True, help="Run, but record nothing and lock nothing.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, help="Trials to run at once.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Trials to run at once (default: the number of cores).",
+)
+@click.option("--fail-fast", is_flag=True, help="Start no more trials after one fails.")
+@click.option(
+    "--skip-done",
+    is_flag=True,
+    help="Skip combinations with an ok trial at the same parameter values and code.",
+)
 @click.option(
     "--reuse", is_flag=True, help="Load identical first steps from earlier trials, not rerun them."
 )
@@ -175,14 +185,18 @@ def run(
     evals: tuple[str, ...],
     allow_code: bool,
     debug: bool,
-    jobs: int,
+    jobs: int | None,
+    fail_fast: bool,
+    skip_done: bool,
     reuse: bool,
     store: Path | None,
 ) -> None:
     """Run EXPERIMENT (registered in pyproject.toml) once, or once per combination.
 
     Several experiments run as the steps of one trial, each step's "data" going to the next;
-    their parameters are then addressed as step.param.
+    their parameters are then addressed as step.param. With several combinations, failed
+    trials do not stop the others (unless --fail-fast); the exit status is the number of trials
+    that did not succeed (at most 125).
 
     \b
       mitosis run sine -p noise=low -e amplitude=4
@@ -194,27 +208,41 @@ def run(
     combos, untracked = _grid(chain, params, evals, allow_code)
     chain = with_untracked(chain, untracked)
     store_path = _store(ctx, store)
-    for values in combos:  # every combination's parameters are checked before any runs
-        resolve(chain, values)
-
-    def one(values: dict[str, Any]) -> Trial | MitosisError:
+    if len(combos) == 1 and not skip_done:
         try:
-            return run_experiment(chain, values, store=store_path, debug=debug, reuse=reuse)
+            trial = run_experiment(chain, combos[0], store=store_path, debug=debug, reuse=reuse)
         except TrialFailed as failed:
-            return failed
-        except MitosisError as error:  # e.g. a variant locked meanwhile: refused, not run
-            if len(combos) == 1:
-                raise
-            return error
-
-    if len(combos) == 1:
-        outcome = one(combos[0])
-        if isinstance(outcome, TrialFailed):
-            _fail(_failure(outcome))
-        assert isinstance(outcome, Trial)
-        click.echo(_summary(outcome))
+            _fail(_failure(failed))
+        click.echo(_summary(trial))
         return
-    _sweep(one, combos, jobs)
+    try:
+        items = run_sweep(
+            chain,
+            combos,
+            store=store_path,
+            debug=debug,
+            reuse=reuse,
+            jobs=jobs,
+            fail_fast=fail_fast,
+            skip_done=skip_done,
+            progress=True,
+        )
+    except KeyboardInterrupt:
+        sys.exit(130)
+    rows = []
+    for item in items:
+        shown = " ".join(f"{k}={_cell(v)}" for k, v in item.params.items())
+        t = item.trial
+        if t is None:
+            rows.append(["-", "not run", "", f"{shown}: {_cell(item.error or '', 80)}"])
+        else:
+            status = f"{t.status} (done before)" if item.skipped else t.status
+            rows.append([t.id, status, _cell(t.main) if t.status == "ok" else "", shown])
+    click.echo(_table(["id", "status", "main", "parameters"], rows))
+    bad = sum(item.trial is None or item.trial.status != "ok" for item in items)
+    if bad:
+        click.echo(f"{bad} of {len(items)} trials did not succeed (see `mitosis log`)", err=True)
+        ctx.exit(min(bad, 125))
 
 
 def _failure(failed: TrialFailed) -> str:
@@ -222,34 +250,6 @@ def _failure(failed: TrialFailed) -> str:
     last = failed.error.strip().splitlines()[-1] if failed.error.strip() else failed.status
     hint = f"; see it with `mitosis show {failed.trial_id}`" if failed.trial_id else ""
     return f"{where} {failed.status}: {last}{hint}"
-
-
-def _sweep(
-    one: Callable[[dict[str, Any]], Trial | MitosisError],
-    combos: list[dict[str, Any]],
-    jobs: int,
-) -> None:
-    outcomes: list[Trial | MitosisError] = []
-    with (
-        click.progressbar(length=len(combos), label="trials", file=sys.stderr) as bar,
-        ThreadPoolExecutor(max_workers=jobs) as pool,
-    ):
-        for outcome in pool.map(one, combos):
-            outcomes.append(outcome)
-            bar.update(1)
-    rows = []
-    for values, outcome in zip(combos, outcomes, strict=True):
-        shown = " ".join(f"{k}={_cell(v)}" for k, v in values.items())
-        if isinstance(outcome, TrialFailed):
-            rows.append([outcome.trial_id or "-", outcome.status, "", shown])
-        elif isinstance(outcome, MitosisError):
-            rows.append(["-", "refused", "", f"{shown}: {_cell(str(outcome), 80)}"])
-        else:
-            rows.append([outcome.id, outcome.status, _cell(outcome.main), shown])
-    click.echo(_table(["id", "status", "main", "parameters"], rows))
-    failed = sum(not isinstance(o, Trial) for o in outcomes)
-    if failed:
-        _fail(f"{failed} of {len(combos)} trials did not succeed (see `mitosis log`)")
 
 
 @click.command()

@@ -135,3 +135,30 @@ class Unpicklable:
 
 def unpicklable_result():
     return {"main": 2.5, "data": Unpicklable()}
+
+
+# -- sweeps --------------------------------------------------------------------------------
+
+
+def sometimes(x: int = 0):
+    """Fails for x = 3 (mod 7)."""
+    if x % 7 == 3:
+        raise ValueError(f"x={x} is unlucky")
+    return {"main": x * 2.0, "metrics": {"pid": os.getpid()}}
+
+
+def kills_its_runner(x: int = 0):
+    """Kills the process that started the trial's process (a process pool's worker)."""
+    if x == 1:
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(5)
+    return float(x)
+
+
+def marks_start(value: int = 0, seconds: float = 0.0, folder: str = ""):
+    """Leaves a file named ``value`` in ``folder`` when it starts, then sleeps."""
+    if folder:
+        with open(os.path.join(folder, str(value)), "w"):
+            pass
+    time.sleep(seconds)
+    return float(value)
