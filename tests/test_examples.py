@@ -54,7 +54,8 @@ def test_three_step_example(tmp_path):
 
 def test_the_readme_example_runs_as_written(tmp_path):
     readme = (EXAMPLES.parent / "README.md").read_text()
-    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in readme.split("```python\n")[1:]]
+    code = "\n".join(blocks)  # the later examples build on the first
     (tmp_path / "readme_example.py").write_text(code + "\nprint('TRIAL', trial.id)\n")
     git("init", "-q", cwd=tmp_path)
     proc = subprocess.run(
@@ -65,3 +66,4 @@ def test_the_readme_example_runs_as_written(tmp_path):
     log = git("log", "mitosis/sine", cwd=tmp_path)
     assert "sine: amplitude=4 noise=low -> main=0.04 (ok)" in log
     assert f"Mitosis-Trial: {trial_id}" in log and "sine: lock noise=low" in log
+    assert "sine: amplitude=2 noise=high -> main=1 (ok)" in log  # the sweep
