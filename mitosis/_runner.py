@@ -38,7 +38,7 @@ from ._reuse import Reuse, find_reusable
 from ._serialize import decode, dumps_json
 from ._store import Check, Store
 from ._worker import dumps
-from .exceptions import TrialFailed
+from .exceptions import BadParameter, TrialFailed
 
 __all__ = ["run", "run_experiment"]
 
@@ -55,6 +55,7 @@ def run(
     store: str | os.PathLike[str] | None = None,
     debug: bool = False,
     reuse: bool = False,
+    figure_dpi: float | None = None,
 ) -> Trial:
     """Run one trial of an experiment in a fresh Python process and record it in the store.
 
@@ -76,6 +77,8 @@ def run(
             functions and parameter values, at the same clean code commit), load the stored
             result of those steps instead of running them again. This unpickles that result:
             reuse trials from stores you trust.
+        figure_dpi: dots per inch of the PNG figures recorded (default 100, or
+            ``$MITOSIS_FIGURE_DPI``; the command line reads ``figure_dpi`` of ``[tool.mitosis]``).
 
     Returns:
         The recorded trial (status ``ok``).
@@ -88,7 +91,9 @@ def run(
             trial is recorded all the same, and the error carries its id.
     """
     chain = chain_of(experiment, lookup, untracked)
-    return run_experiment(chain, params, store=store, debug=debug, reuse=reuse)
+    return run_experiment(
+        chain, params, store=store, debug=debug, reuse=reuse, figure_dpi=figure_dpi
+    )
 
 
 def run_experiment(
@@ -98,17 +103,24 @@ def run_experiment(
     store: str | os.PathLike[str] | None,
     debug: bool,
     reuse: bool = False,
+    figure_dpi: float | None = None,
 ) -> Trial:
     """:func:`run` with the experiment's steps already decided."""
     resolved = resolve(chain, params)
+    if figure_dpi is not None and not (
+        isinstance(figure_dpi, (int, float)) and not isinstance(figure_dpi, bool) and figure_dpi > 0
+    ):
+        raise BadParameter(
+            f"figure_dpi must be a positive number of dots per inch, e.g. 150; got {figure_dpi!r}"
+        )
     if debug:
-        trial, _, interrupted = _execute(chain, resolved, None, False)
+        trial, _, interrupted = _execute(chain, resolved, None, False, figure_dpi)
     else:
         with Store.open(store, create=True) as st:
             Store.ref(chain.name)  # a bad experiment name fails before anything runs
             check = lock_check(chain.name, resolved)
             _lock(st, chain.name, resolved, check)
-            trial, files, interrupted = _execute(chain, resolved, st, reuse)
+            trial, files, interrupted = _execute(chain, resolved, st, reuse, figure_dpi)
             st.commit(chain.name, files, commit_message(trial), check)
     if interrupted:  # recorded; now let Ctrl-C stop the caller as it would have
         raise KeyboardInterrupt
@@ -209,9 +221,11 @@ class _Finished:
     interrupted: bool
 
 
-def _spawn(spec_file: Path, out: Path) -> _Finished:
+def _spawn(spec_file: Path, out: Path, figure_dpi: float | None) -> _Finished:
     """Run the worker, streaming its output live to this process's console and to the log."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    if figure_dpi is not None:
+        env["MITOSIS_FIGURE_DPI"] = repr(float(figure_dpi))
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.perf_counter()
     with subprocess.Popen(
@@ -242,7 +256,11 @@ def _spawn(spec_file: Path, out: Path) -> _Finished:
 
 
 def _execute(
-    chain: Chain, resolved: list[Resolved], store: Store | None, reuse: bool
+    chain: Chain,
+    resolved: list[Resolved],
+    store: Store | None,
+    reuse: bool,
+    figure_dpi: float | None = None,
 ) -> tuple[Trial, dict[str, bytes], bool]:
     """Run the trial process; return the trial, its files (paths inside the branch), and
     whether Ctrl-C stopped it. ``store`` is None for a debug trial."""
@@ -254,6 +272,7 @@ def _execute(
     collector.start()
     first = reused.count if reused else 0
     files: dict[str, bytes] = {}
+    captions: dict[str, str] = {}
     work = Path(tempfile.mkdtemp(prefix="mitosis-"))
     try:
         spec_file, out, reused_file = work / "spec", work / "out", work / "reused.pkl"
@@ -273,7 +292,7 @@ def _execute(
             "reused": str(reused_file),
         }
         spec_file.write_bytes(json.dumps({"path": sys.path}).encode() + b"\n" + dumps(payload))
-        finished = _spawn(spec_file, out)
+        finished = _spawn(spec_file, out, figure_dpi)
         collector.join()
         outcome = _outcome(out, finished.returncode)
         running = max((int(p.name[5:]) for p in out.glob("step-*[0-9]")), default=first)
@@ -285,9 +304,12 @@ def _execute(
             result = out / "results" / f"{i}.pkl"
             if result.exists():
                 files[f"results/{step.name}.dill"] = result.read_bytes()
-            figures = sorted((out / "figures" / str(i)).glob("*.png"), key=lambda p: int(p.stem))
+            folder = out / "figures" / str(i)
+            figures = sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
+            titles = _captions(folder / "captions.json")
             for n, png in enumerate(figures):
                 files[f"figures/{step.name}-{n}.png"] = png.read_bytes()
+                captions[f"figures/{step.name}-{n}.png"] = titles.get(int(png.stem), "")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     steps = _step_records(chain, outcome, reused, running)
@@ -335,6 +357,7 @@ def _execute(
         code=collector.code,
         error=outcome.get("error"),
         files=sorted(files),
+        captions=captions,
         steps=steps,
         mitosis=__version__,
         location=store.path if store else None,
@@ -349,6 +372,17 @@ def _execute(
     ).encode()
     branch_files.update(variant_files(resolved))
     return trial, branch_files, finished.interrupted
+
+
+def _captions(path: Path) -> dict[int, str]:
+    """The worker's list of figure captions, by figure number (none if it wrote none)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return (
+        {n: c for n, c in enumerate(found) if isinstance(c, str)} if isinstance(found, list) else {}
+    )
 
 
 def _step_records(

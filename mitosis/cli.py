@@ -190,7 +190,8 @@ def run(
       mitosis sine -p sine.noise=low -e sine.amplitude=4              # the earlier syntax
       mitosis run make_data fit -p make_data.noise=low -e fit.alpha=0.1 --reuse
     """
-    chain = _config(ctx).chain(experiment)
+    config = _config(ctx)
+    chain = config.chain(experiment)
     combos, untracked = _grid(chain, params, evals, allow_code)
     chain = with_untracked(chain, untracked)
     store_path = _store(ctx, store)
@@ -199,7 +200,14 @@ def run(
 
     def one(values: dict[str, Any]) -> Trial | MitosisError:
         try:
-            return run_experiment(chain, values, store=store_path, debug=debug, reuse=reuse)
+            return run_experiment(
+                chain,
+                values,
+                store=store_path,
+                debug=debug,
+                reuse=reuse,
+                figure_dpi=config.figure_dpi,
+            )
         except TrialFailed as failed:
             return failed
         except MitosisError as error:  # e.g. a variant locked meanwhile: refused, not run

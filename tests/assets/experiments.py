@@ -135,3 +135,22 @@ class Unpicklable:
 
 def unpicklable_result():
     return {"main": 2.5, "data": Unpicklable()}
+
+
+def returns_figures(titled: bool = True):
+    """Returns figures: one made without pyplot, one from pyplot also left open."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    bare = Figure()
+    ax = bare.add_subplot()
+    ax.plot([0, 1], [1, 0])
+    if titled:
+        bare.suptitle("loss <by> epoch")
+    shown = plt.figure()
+    plt.plot([0, 1], [0, 1])
+    return {"main": 1.0, "figures": {"loss": bare, "open": shown}, "data": [1]}
+
+
+def bad_figures():
+    return {"main": 1.0, "figures": 3}
