@@ -304,9 +304,9 @@ def _execute(
             result = out / "results" / f"{i}.pkl"
             if result.exists():
                 files[f"results/{step.name}.dill"] = result.read_bytes()
-            folder = out / "figures" / str(i)
-            figures = sorted(folder.glob("*.png"), key=lambda p: int(p.stem))
-            titles = _captions(folder / "captions.json")
+            figure_dir = out / "figures" / str(i)
+            figures = sorted(figure_dir.glob("*.png"), key=lambda p: int(p.stem))
+            titles = _captions(figure_dir / "captions.json")
             for n, png in enumerate(figures):
                 files[f"figures/{step.name}-{n}.png"] = png.read_bytes()
                 captions[f"figures/{step.name}-{n}.png"] = titles.get(int(png.stem), "")
