@@ -8,19 +8,23 @@ from __future__ import annotations
 
 from ._model import CodeState, Param, Trial
 from ._params import experiment
+from ._plot import plot
 from ._recorder import Variant, load, rename_variant, trials, variants
 from ._runner import run
 from ._sync import Conflict, Packed, SyncReport, bundle, conflicts, gc, pull, push
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
+    BadQuery,
     ConfigError,
     MitosisError,
+    PlotError,
     StoreError,
     SyncConflict,
     SyncError,
     TrialFailed,
     UnknownExperiment,
+    UnknownField,
     UnknownTrial,
     UnknownVariant,
     VariantConflict,
@@ -32,12 +36,14 @@ __version__ = "0.1.0"
 __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
+    "BadQuery",
     "CodeState",
     "ConfigError",
     "Conflict",
     "MitosisError",
     "Packed",
     "Param",
+    "PlotError",
     "StoreError",
     "SyncConflict",
     "SyncError",
@@ -45,6 +51,7 @@ __all__ = [
     "Trial",
     "TrialFailed",
     "UnknownExperiment",
+    "UnknownField",
     "UnknownTrial",
     "UnknownVariant",
     "Variant",
@@ -56,6 +63,7 @@ __all__ = [
     "experiment",
     "gc",
     "load",
+    "plot",
     "pull",
     "push",
     "rename_variant",

@@ -22,13 +22,9 @@ from . import __version__
 from ._cli_support import (
     _cell,
     _commit,
-    _conditions,
     _exact,
     _fail,
-    _field,
-    _fields,
     _grid,
-    _matches,
     _record,
     _step_line,
     _summary,
@@ -38,6 +34,10 @@ from ._cli_support import (
 from ._config import Config, load_config
 from ._model import Trial, converter
 from ._params import resolve, with_untracked
+from ._query import conditions as _conditions
+from ._query import field as _field
+from ._query import fields as _fields
+from ._query import matches as _matches
 from ._recorder import load, load_json, rename_variant, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
@@ -332,6 +332,47 @@ def log(
         click.echo("no trials" + (" match" if where else ""), err=True)
 
 
+@click.command(name="plot")
+@click.argument("experiment", shell_complete=_complete_experiment)
+@click.option("--x", "x", required=True, metavar="PARAM", help="The parameter along the x axis.")
+@click.option(
+    "--y", "y", default="main", show_default=True, metavar="METRIC", help="main or a metric."
+)
+@click.option("--hue", metavar="PARAM", help="One series per variant of this parameter.")
+@click.option("--where", "where", multiple=True, help="Filter, e.g. 'noise=low and main<0.1'.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The file to write: .png, .svg or .pdf.",
+)
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def plot_command(
+    ctx: click.Context,
+    experiment: str,
+    x: str,
+    y: str,
+    hue: str | None,
+    where: tuple[str, ...],
+    out: Path,
+    store: Path | None,
+) -> None:
+    """Plot a result (main or a metric) of EXPERIMENT's trials against a parameter.
+
+    \b
+      mitosis plot sine --x amplitude --hue noise -o sine.png
+      mitosis plot sine --x noise --y err --where 'amplitude>1' -o err.svg
+    """
+    from ._plot import check_format, plot, save
+
+    check_format(out)
+    figure = plot(experiment, x, y, hue=hue, where=where, store=_store(ctx, store))
+    save(figure, out)
+    click.echo(f"wrote {out}")
+
+
 # -- show, diff, variants, experiments -------------------------------------------------------
 
 
@@ -619,6 +660,7 @@ def main(config: Path | None) -> None:
 for _command in (
     run,
     log,
+    plot_command,
     show,
     diff,
     variants_command,

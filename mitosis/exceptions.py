@@ -12,13 +12,16 @@ from typing import Any
 __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
+    "BadQuery",
     "ConfigError",
     "MitosisError",
+    "PlotError",
     "StoreError",
     "SyncConflict",
     "SyncError",
     "TrialFailed",
     "UnknownExperiment",
+    "UnknownField",
     "UnknownTrial",
     "UnknownVariant",
     "VariantConflict",
@@ -156,3 +159,15 @@ class UnknownTrial(MitosisError, LookupError):
 
 class AmbiguousTrialId(MitosisError, LookupError):
     """Several trials have ids starting with the given prefix."""
+
+
+class UnknownField(MitosisError, KeyError):
+    """No trial has the parameter or metric named (in a filter, a sort or a plot)."""
+
+
+class BadQuery(MitosisError, ValueError):
+    """A ``where`` filter that is not ``NAME OP VALUE`` clauses joined with ``and``."""
+
+
+class PlotError(MitosisError, ValueError):
+    """A plot that cannot be drawn or saved (nothing to plot, an unknown file type)."""
