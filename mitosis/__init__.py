@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from ._browse import Site, browse
 from ._model import CodeState, Param, Trial
 from ._params import experiment
 from ._plot import plot
@@ -19,6 +20,7 @@ from .exceptions import (
     ConfigError,
     MitosisError,
     PlotError,
+    SiteError,
     StoreError,
     SyncConflict,
     SyncError,
@@ -44,6 +46,8 @@ __all__ = [
     "Packed",
     "Param",
     "PlotError",
+    "Site",
+    "SiteError",
     "StoreError",
     "SyncConflict",
     "SyncError",
@@ -58,6 +62,7 @@ __all__ = [
     "VariantConflict",
     "VariantRenamed",
     "__version__",
+    "browse",
     "bundle",
     "conflicts",
     "experiment",

@@ -373,6 +373,60 @@ def plot_command(
     click.echo(f"wrote {out}")
 
 
+@click.command(name="browse")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The site's folder (default: mitosis/site in the store's git folder).",
+)
+@click.option("--serve", is_flag=True, help="Serve it on 127.0.0.1; rebuild as trials come.")
+@click.option("--port", type=click.IntRange(0, 65535), help="With --serve (default 8000; 0: any).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="With --serve: seconds between looks at the store's branches.",
+)
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def browse_command(
+    ctx: click.Context,
+    out: Path | None,
+    serve: bool,
+    port: int | None,
+    interval: float,
+    store: Path | None,
+) -> None:
+    """Write a static site of the experiments and trials (open its index.html), or serve it.
+
+    Only new trials get pages written, so running it again is quick.
+
+    \b
+      mitosis browse                      # then open the index.html it names
+      mitosis browse --out site/ --serve --port 8000
+    """
+    from ._browse import browse
+    from ._serve import serve as serve_site
+
+    if port is not None and not serve:
+        _fail("--port goes with --serve")
+    if serve:
+        serve_site(
+            out,
+            _store(ctx, store),
+            8000 if port is None else port,
+            interval=interval,
+            say=click.echo,
+        )
+        return
+    site = browse(out, store=_store(ctx, store))
+    click.echo(
+        f"{len(site.new_trials)} new trial page(s); {site.trials} trials of "
+        f"{site.experiments} experiment(s): {site.index}"
+    )
+
+
 # -- show, diff, variants, experiments -------------------------------------------------------
 
 
@@ -661,6 +715,7 @@ for _command in (
     run,
     log,
     plot_command,
+    browse_command,
     show,
     diff,
     variants_command,

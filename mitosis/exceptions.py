@@ -171,3 +171,7 @@ class BadQuery(MitosisError, ValueError):
 
 class PlotError(MitosisError, ValueError):
     """A plot that cannot be drawn or saved (nothing to plot, an unknown file type)."""
+
+
+class SiteError(MitosisError, OSError):
+    """The browser's site cannot be written or served (a folder in the way, a port in use)."""
