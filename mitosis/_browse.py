@@ -40,7 +40,7 @@ from ._model import Trial
 from ._recorder import load_json, read_trials
 from ._site_assets import SCRIPT, STYLE
 from ._store import Store
-from .exceptions import PlotError
+from .exceptions import MitosisError, PlotError, SiteError
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -97,6 +97,7 @@ def browse(
 
     Raises:
         StoreError: the store cannot be read.
+        SiteError: the site's folder cannot be written.
     """
     with Store.open(store) as st:
         return build(st, Path(out) if out is not None else default_site(st))
@@ -186,7 +187,23 @@ def _assets_hash() -> str:
 
 
 def build(store: Store, out: Path) -> Site:
-    """Bring the site at ``out`` up to date with the store."""
+    """Bring the site at ``out`` up to date with the store.
+
+    Raises:
+        SiteError: the site's folder cannot be written.
+    """
+    try:
+        return _build(store, out)
+    except MitosisError:
+        raise
+    except OSError as exc:
+        raise SiteError(
+            f"cannot write the site in {out}: {exc.strerror or exc} ({exc.filename}); "
+            "give another folder with --out"
+        ) from None
+
+
+def _build(store: Store, out: Path) -> Site:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"

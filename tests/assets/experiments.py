@@ -154,3 +154,33 @@ def returns_figures(titled: bool = True):
 
 def bad_figures():
     return {"main": 1.0, "figures": 3}
+
+
+HOSTILE = "<script>alert(1)</script>"
+hostile_lookup = {"noise": {HOSTILE: 0.3, "low": 0.01}}
+
+
+def hostile(noise: float = 0.1, note: str = "x"):
+    """Hostile strings everywhere the browser shows them: a log line, a metric name, a figure's
+    title (and, from the caller, a variant name and a literal)."""
+    import matplotlib.pyplot as plt
+
+    print(HOSTILE, flush=True)
+    plt.figure()
+    plt.plot([0, 1], [0, noise])
+    plt.title(HOSTILE)
+    return {"main": noise, "metrics": {HOSTILE: 1.0, "&amp;": 2}}
+
+
+class MkdirOnLoad:
+    """Unpickling this makes a folder: shows whether something unpickled it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def leaves_a_trap(path: str = ""):
+    return {"main": 1.0, "data": MkdirOnLoad(path)}
