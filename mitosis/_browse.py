@@ -28,7 +28,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,21 +114,26 @@ class _Writer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.written: list[str] = []
+        self.folders: set[str] = set()
+        self.suffix = f".{os.getpid()}.tmp"
 
     def write(self, relative: str, data: bytes | str, *, if_changed: bool = False) -> None:
-        path = self.root / relative
+        path = os.path.join(self.root, relative)
         raw = data.encode() if isinstance(data, str) else data
         if if_changed:
             try:
-                if path.read_bytes() == raw:
-                    return
+                with open(path, "rb") as f:
+                    if f.read() == raw:
+                        return
             except OSError:
                 pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
+        folder = os.path.dirname(path)
+        if folder not in self.folders:
+            os.makedirs(folder, exist_ok=True)
+            self.folders.add(folder)
+        tmp = os.path.join(folder, "." + os.path.basename(path) + self.suffix)
+        with open(tmp, "wb") as f:
             f.write(raw)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         self.written.append(relative)
 
@@ -308,7 +312,14 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
     """A trial's page, its data for compare.html and its figures."""
     files = blobs.files(tree)
     environment = blobs.once("env", files.get("environment.json"), _environment)
-    requirements = blobs.once("req", files.get("requirements.txt"), _requirements)
+    environment_html = blobs.once(
+        "env-html",
+        files.get("environment.json"),
+        lambda raw: _pages.environment_html(_environment(raw)),
+    )
+    requirements = blobs.once(
+        "req", files.get("requirements.txt"), lambda raw: safe_json(_requirements(raw))
+    )
     packages = blobs.once("req-html", files.get("requirements.txt"), _pages.packages_html)
     base = trial_folder(trial.id)
     figures = []
@@ -322,19 +333,19 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
         trial,
         experiment_href=f"../../../experiments/{folder}/index.html",
         figures=figures,
-        environment=environment,
+        environment=environment_html,
         packages=packages,
         log=blobs.read(files.get("output.log")),
         diff=blobs.read(files.get("code.diff")),
     )
     writer.write(f"{base}/index.html", page)
     record = _trial_data(trial, environment)
-    record["requirements"] = requirements
     record["figures"] = [
         {"src": f"{base}/{name}", "path": path, "caption": caption}
         for name, path, caption in figures
     ]
-    writer.write(f"{base}/data.js", f"mitosisTrial({safe_json(record)});\n")
+    text = safe_json(record)[:-1] + ',"requirements":' + requirements + "}"
+    writer.write(f"{base}/data.js", f"mitosisTrial({text});\n")
 
 
 def _trial_data(trial: Trial, environment: dict[str, Any]) -> dict[str, Any]:

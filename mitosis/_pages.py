@@ -15,6 +15,7 @@ from ._query import text
 __all__ = [
     "ExperimentSummary",
     "compare_page",
+    "environment_html",
     "esc",
     "experiment_page",
     "index_page",
@@ -198,6 +199,38 @@ def _params_table(params: dict[str, Param]) -> str:
     return _table(["parameter", "variant", "value", "source", "type"], rows, "params")
 
 
+def environment_html(environment: dict[str, Any] | None) -> str:
+    """The interpreter, platform and variables (rendered once per distinct environment)."""
+    environment = environment or {}
+    rows = [
+        (key, esc(environment[key]))
+        for key in (
+            "python",
+            "implementation",
+            "platform",
+            "machine",
+            "host",
+            "user",
+            "cwd",
+            "executable",
+        )
+        if key in environment
+    ]
+    shown = _kv(rows) if rows else '<p class="muted">none recorded</p>'
+    variables = environment.get("variables")
+    if isinstance(variables, dict):
+        shown += (
+            f"<details><summary>{len(variables)} environment variables</summary>"
+            + _table(
+                ["variable", "value"],
+                [[esc(k), esc(v)] for k, v in sorted(variables.items())],
+                "variables",
+            )
+            + "</details>"
+        )
+    return shown
+
+
 def packages_html(raw: bytes | None) -> str:
     """The installed distributions (rendered once per distinct list)."""
     lines = [line for line in (raw or b"").decode("utf-8", "replace").splitlines() if line]
@@ -214,7 +247,7 @@ def trial_page(
     *,
     experiment_href: str,
     figures: Sequence[tuple[str, str, str]],
-    environment: dict[str, Any],
+    environment: str,
     packages: str,
     log: bytes | None,
     diff: bytes | None,
@@ -298,33 +331,7 @@ def trial_page(
     if diff is not None:
         code += f"<h3>Uncommitted changes</h3>{_long_text(diff, 'diff')}"
     parts.append(f'<section id="code"><h2>Code</h2>{code}</section>')
-    variables = environment.get("variables")
-    env_rows = [
-        (key, esc(environment[key]))
-        for key in (
-            "python",
-            "implementation",
-            "platform",
-            "machine",
-            "host",
-            "user",
-            "cwd",
-            "executable",
-        )
-        if key in environment
-    ]
-    env = _kv(env_rows) if env_rows else '<p class="muted">none recorded</p>'
-    if isinstance(variables, dict):
-        env += (
-            f"<details><summary>{len(variables)} environment variables</summary>"
-            + _table(
-                ["variable", "value"],
-                [[esc(k), esc(v)] for k, v in sorted(variables.items())],
-                "variables",
-            )
-            + "</details>"
-        )
-    parts.append(f'<section id="environment"><h2>Environment</h2>{env}</section>')
+    parts.append(f'<section id="environment"><h2>Environment</h2>{environment}</section>')
     parts.append(f'<section id="packages"><h2>Packages</h2>{packages}</section>')
     return _page(
         f"mitosis: trial {t.id} of {t.experiment}",
