@@ -298,7 +298,7 @@ def _environment(raw: bytes | None) -> dict[str, Any]:
         return {}
     try:
         found = load_json(raw, "environment.json")
-    except Exception:
+    except MitosisError:  # unreadable: the page says none was recorded
         return {}
     return found if isinstance(found, dict) else {}
 

@@ -189,11 +189,20 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
         fn = _load_function(step["function"])
         clock = time.perf_counter()
         returned: Any = None
+        done = False
         try:
             returned = fn(data, **step["kwargs"]) if i > 0 else fn(**step["kwargs"])
+            done = True
         finally:
             record["seconds"] = time.perf_counter() - clock
-            record["figures"] = _save_figures(os.path.join(out, "figures", str(i)), returned)
+            try:
+                record["figures"] = _save_figures(os.path.join(out, "figures", str(i)), returned)
+            except Exception:
+                if done:  # the step succeeded: failing to save its figures fails the trial
+                    raise
+                import traceback  # the step's own error matters more: report this one aside
+
+                sys.stderr.write("mitosis could not save the figures:\n" + traceback.format_exc())
         shaped = normalize(
             returned, "the experiment" if len(steps) == 1 else f"step {step['name']}"
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import attrs
 import pytest
 from conftest import ASSETS, git
 
@@ -198,6 +199,37 @@ def test_trial_page_sections_figures_and_captions(site):
     assert "matplotlib==" in page.section("packages")
     links = {a["href"] for a in page.all("a")}
     assert "../../../experiments/draws/index.html" in links
+
+
+def test_parameters_that_are_not_plotted_say_why(site, investigation):
+    _, built = site
+    page = parse(built.path / "experiments" / "draws" / "index.html")
+    assert "main against n: one value only" in page.section("plots")
+    for x in (1, 2):
+        with pytest.raises(mitosis.TrialFailed):
+            mitosis.run(investigation.fails, {"x": x})
+    fresh = mitosis.browse()
+    page = parse(fresh.path / "experiments" / "fails" / "index.html")
+    assert "main against x: no trial has a number for main" in page.section("plots")
+    assert page.all("img") == []
+
+
+def test_many_variant_names_are_not_plotted(investigation):
+    from mitosis._browse import MAX_CATEGORIES, _plottable
+
+    (trial,) = [mitosis.run(investigation.sine, {"amplitude": 1, "noise": 0.1})]
+    named = attrs.evolve(trial.params["noise"], source="variant")
+    many = [
+        attrs.evolve(
+            trial,
+            id=f"{n:012x}",
+            params={**trial.params, "noise": attrs.evolve(named, variant=f"v{n}")},
+        )
+        for n in range(MAX_CATEGORIES + 1)
+    ]
+    notes = dict(_plottable(many))
+    assert notes["noise"] == f"{MAX_CATEGORIES + 1} variant names: too many to plot"
+    assert notes["amplitude"] == "one value only"
 
 
 def test_failed_trial_page_shows_the_error_and_output(site):

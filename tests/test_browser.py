@@ -92,6 +92,11 @@ def test_pages_render_in_chromium_from_disk(investigation, chromium):
     assert '<tr class="differs"><th>amplitude</th><td>1</td><td>3</td></tr>' in dom
     assert '<tr class=""><th>noise</th><td>0.1</td><td>0.1</td></tr>' in dom
     screenshot(chromium, compare, "compare.png")
+    base = (site.path / "compare.html").as_uri()
+    assert "Trial ids are hexadecimal" in chromium(f"{base}?a=../x&b={made[0].id}", "--dump-dom")
+    missing = chromium(f"{base}?a=abcdef012345&b={made[0].id}", "--dump-dom")
+    assert "No trial abcdef012345 in this site" in missing
+    assert "Choose two trials" in chromium(base, "--dump-dom")
 
     hostile = site.path / "experiments" / "hostile" / "index.html"
     dom = chromium(hostile.as_uri(), "--dump-dom")

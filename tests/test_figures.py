@@ -79,3 +79,16 @@ def test_bad_figure_dpi_in_pyproject(investigation, runner, tmp_path, dpi):
     result = runner.invoke(main, ["run", "draws", "-e", "n=1"])
     assert result.exit_code == 1
     assert "figure_dpi in" in result.output and "must be a positive number" in result.output
+
+
+def test_a_figure_that_cannot_be_saved_fails_the_trial(investigation):
+    with pytest.raises(mitosis.TrialFailed, match="this figure cannot be drawn"):
+        mitosis.run(investigation.returns_a_broken_figure)
+
+
+def test_a_failing_step_keeps_its_own_error_over_its_figures(investigation):
+    with pytest.raises(mitosis.TrialFailed, match="the step's own error") as failed:
+        mitosis.run(investigation.fails_with_a_broken_figure)
+    trial = mitosis.load(failed.value.trial_id)
+    log = trial.read("output.log").decode()
+    assert "mitosis could not save the figures" in log and "cannot be drawn" in log

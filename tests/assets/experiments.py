@@ -184,3 +184,22 @@ class MkdirOnLoad:
 
 def leaves_a_trap(path: str = ""):
     return {"main": 1.0, "data": MkdirOnLoad(path)}
+
+
+class BrokenFigure:
+    """Looks like a figure, but cannot be saved."""
+
+    def savefig(self, *args, **kwargs):
+        raise RuntimeError("this figure cannot be drawn")
+
+
+def returns_a_broken_figure():
+    return {"main": 1.0, "figures": [BrokenFigure()]}
+
+
+def fails_with_a_broken_figure():
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure()
+    figure.savefig = BrokenFigure().savefig
+    raise ValueError("the step's own error")
