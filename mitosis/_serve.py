@@ -62,6 +62,7 @@ def serve(
 
     def watch() -> None:
         nonlocal seen
+        failure = ""
         while not stop.wait(interval):
             try:
                 with Store.open(store) as st:
@@ -69,12 +70,15 @@ def serve(
                     if now != seen:
                         rebuilt = build(st, folder)
                         seen = now
+                        failure = ""
                         say(
                             f"rebuilt: {len(rebuilt.new_trials)} new trial page(s), "
                             f"{rebuilt.trials} trials in all"
                         )
-            except (MitosisError, OSError) as exc:  # a moment of a broken store: try again
-                say(f"could not rebuild the site: {exc}")
+            except (MitosisError, OSError) as exc:  # tried again at the next look
+                if str(exc) != failure:  # said once, not at every look
+                    failure = str(exc)
+                    say(f"could not rebuild the site: {exc}")
 
     watcher = threading.Thread(target=watch, name="mitosis-site-watch", daemon=True)
     watcher.start()

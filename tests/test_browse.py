@@ -417,3 +417,26 @@ def test_serve_on_a_port_in_use(investigation, runner):
         result = runner.invoke(main, ["browse", "--serve", "--port", str(port)])
     assert result.exit_code == 1
     assert f"Error: cannot serve on 127.0.0.1:{port}" in result.output
+
+
+def test_serve_reports_a_failed_rebuild_and_tries_again(investigation, tmp_path):
+    mitosis.run(investigation.sine, {"amplitude": 1, "noise": 0.1})
+    out = tmp_path / "served"
+    proc, url = start_server("--port", "0", "--interval", "0.2", "--out", str(out), cwd=Path.cwd())
+    assert proc.stdout is not None
+    try:
+        trials = out / "trials"
+        trials.rename(out / "trials.aside")
+        trials.write_text("a file in the way of the trial pages")
+        new = mitosis.run(investigation.sine, {"amplitude": 2, "noise": 0.1})
+        line = proc.stdout.readline()
+        assert line.startswith("could not rebuild the site: cannot write the site in"), line
+        assert get(url + "index.html")[0] == 200  # still serving
+        trials.unlink()
+        (out / "trials.aside").rename(trials)
+        line = proc.stdout.readline()  # the failure is said once, however often it recurs
+        assert line.startswith("rebuilt: 1 new trial page(s), 2 trials in all"), line
+        assert get(f"{url}trials/{new.id[:2]}/{new.id}/index.html")[0] == 200
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
