@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+from ._browse import Site, browse
 from ._model import CodeState, Param, Trial
 from ._params import experiment
+from ._plot import plot
 from ._recorder import Variant, load, rename_variant, trials, variants
 from ._rerun import Agreement, Rerun, export, rerun
 from ._runner import run
@@ -16,15 +18,19 @@ from ._sync import Conflict, Packed, SyncReport, bundle, conflicts, gc, pull, pu
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
+    BadQuery,
     ConfigError,
     EnvironmentDiffers,
     MitosisError,
+    PlotError,
     RerunError,
+    SiteError,
     StoreError,
     SyncConflict,
     SyncError,
     TrialFailed,
     UnknownExperiment,
+    UnknownField,
     UnknownTrial,
     UnknownVariant,
     VariantConflict,
@@ -37,6 +43,7 @@ __all__ = [
     "Agreement",
     "AmbiguousTrialId",
     "BadParameter",
+    "BadQuery",
     "CodeState",
     "ConfigError",
     "Conflict",
@@ -44,8 +51,11 @@ __all__ = [
     "MitosisError",
     "Packed",
     "Param",
+    "PlotError",
     "Rerun",
     "RerunError",
+    "Site",
+    "SiteError",
     "StoreError",
     "SyncConflict",
     "SyncError",
@@ -53,18 +63,21 @@ __all__ = [
     "Trial",
     "TrialFailed",
     "UnknownExperiment",
+    "UnknownField",
     "UnknownTrial",
     "UnknownVariant",
     "Variant",
     "VariantConflict",
     "VariantRenamed",
     "__version__",
+    "browse",
     "bundle",
     "conflicts",
     "experiment",
     "export",
     "gc",
     "load",
+    "plot",
     "pull",
     "push",
     "rename_variant",

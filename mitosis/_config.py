@@ -3,6 +3,7 @@
 ```toml
 [tool.mitosis]
 store = "."                                   # optional, relative to this file
+figure_dpi = 150                              # optional: dots per inch of recorded figures
 [tool.mitosis.experiments]
 sine = { run = "sine_experiment:run", lookup = "sine_experiment:lookup_dict", untracked = ["gpu"] }
 [tool.mitosis.steps]                          # the earlier format, still read
@@ -51,6 +52,7 @@ class Config:
     path: Path | None
     store: Path | None
     experiments: dict[str, Entry]
+    figure_dpi: float | None = None
 
     @property
     def root(self) -> Path:
@@ -212,11 +214,16 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
     tool = _read(path).get("tool", {}).get("mitosis", {})
     if not isinstance(tool, Mapping):
         raise ConfigError(f"[tool.mitosis] in {path} must be a table")
-    unknown = sorted(set(tool) - {"store", "experiments", "steps"})
+    unknown = sorted(set(tool) - {"store", "figure_dpi", "experiments", "steps"})
     if unknown:
         raise ConfigError(
             f"[tool.mitosis] in {path} has unknown keys {unknown}; "
-            "it may have store, experiments and steps"
+            "it may have store, figure_dpi, experiments and steps"
+        )
+    dpi = tool.get("figure_dpi")
+    if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or dpi <= 0):
+        raise ConfigError(
+            f"[tool.mitosis] figure_dpi in {path} must be a positive number, e.g. 150; got {dpi!r}"
         )
     experiments: dict[str, Entry] = {}
     for section, make in (("steps", _step), ("experiments", _entry)):
@@ -239,4 +246,5 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
         path=path,
         store=(path.parent / os.path.expanduser(store)).resolve() if store else None,
         experiments=experiments,
+        figure_dpi=float(dpi) if dpi is not None else None,
     )

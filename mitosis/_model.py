@@ -121,6 +121,8 @@ class Trial:
         code: the code's git state, or None when it is not in a git repository.
         error: the traceback or reason when the trial did not succeed.
         files: paths inside the trial's folder of what was recorded besides JSON.
+        captions: each figure's path to its caption (its suptitle, else its first axes title,
+            else the name it was returned under; empty when it has none).
         steps: each step's record, in order (one step for a plain function).
         rerun_of: the trial this one reran (see :func:`mitosis.rerun`), if any.
         location: the store's path (not recorded; None for a debug trial).
@@ -142,6 +144,7 @@ class Trial:
     code: CodeState | None
     error: str | None = None
     files: list[str] = attrs.field(factory=list)
+    captions: dict[str, str] = attrs.field(factory=dict)
     steps: list[StepRecord] = attrs.field(factory=list)
     rerun_of: str | None = None
     mitosis: str = ""
@@ -158,8 +161,15 @@ class Trial:
 
     @property
     def figures(self) -> list[str]:
-        """Paths of the trial's PNG figures inside its folder, in the order they were saved."""
-        return [f for f in self.files if f.startswith("figures/")]
+        """Paths of the trial's PNG figures inside its folder, in the order they were saved
+        (step by step, then by number: ``figures/<step>-<n>.png``)."""
+        order = {s.name: i for i, s in enumerate(self.steps)}
+
+        def key(path: str) -> tuple[int, str, int]:
+            step, _, number = path[len("figures/") : -len(".png")].rpartition("-")
+            return (order.get(step, len(order)), step, int(number) if number.isdigit() else 0)
+
+        return sorted((f for f in self.files if f.startswith("figures/")), key=key)
 
     @property
     def path(self) -> str:

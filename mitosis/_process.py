@@ -48,6 +48,7 @@ class Job:
         start: the first step to run (the ones before are reused).
         reused: the pickled result standing in for the reused first steps, if any.
         echo: stream the trial's output to this process's console as it comes.
+        figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
     """
 
     path: list[str]
@@ -56,6 +57,7 @@ class Job:
     start: int = 0
     reused: bytes | None = None
     echo: bool = True
+    figure_dpi: float | None = None
 
 
 @attrs.frozen
@@ -68,6 +70,7 @@ class Ran:
         log: stdout and stderr, interleaved.
         results: step index to the step's pickled result.
         figures: step index to its PNG figures, in order.
+        captions: step index to its figures' captions, in order.
         started: when the process started (UTC).
         duration: seconds it ran.
         interrupted: whether Ctrl-C reached this process while it ran.
@@ -81,6 +84,7 @@ class Ran:
     log: bytes
     results: dict[int, bytes]
     figures: dict[int, list[bytes]]
+    captions: dict[int, list[str]]
     started: dt.datetime
     duration: float
     interrupted: bool
@@ -105,7 +109,7 @@ def perform(job: Job) -> Ran:
         spec_file.write_bytes(json.dumps(header).encode() + b"\n" + job.payload)
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.perf_counter()
-        returncode, log, interrupted = _spawn(spec_file, out, job.echo)
+        returncode, log, interrupted = _spawn(spec_file, out, job.echo, job.figure_dpi)
         duration = time.perf_counter() - clock
         outcome = _outcome(out, returncode)
         running = max((int(p.name[5:]) for p in out.glob("step-*[0-9]")), default=job.start)
@@ -121,6 +125,7 @@ def perform(job: Job) -> Ran:
             for i in range(job.steps)
             if (folder := out / "figures" / str(i)).is_dir()
         }
+        captions = {i: _captions(out / "figures" / str(i) / "captions.json") for i in figures}
     finally:
         shutil.rmtree(work, ignore_errors=True)
         collector.join()
@@ -130,6 +135,7 @@ def perform(job: Job) -> Ran:
         log=log,
         results=results,
         figures=figures,
+        captions=captions,
         started=started,
         duration=duration,
         interrupted=interrupted,
@@ -180,10 +186,23 @@ def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: thre
                 console = None
 
 
-def _spawn(spec_file: Path, out: Path, echo: bool) -> tuple[int, bytes, bool]:
+def _captions(path: Path) -> list[str]:
+    """The worker's list of figure captions (none if it wrote none)."""
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [c if isinstance(c, str) else "" for c in found] if isinstance(found, list) else []
+
+
+def _spawn(
+    spec_file: Path, out: Path, echo: bool, figure_dpi: float | None
+) -> tuple[int, bytes, bool]:
     """Run the worker, streaming its output to the log (and live to the console if ``echo``);
     return its exit code, the log, and whether Ctrl-C reached this process meanwhile."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    if figure_dpi is not None:
+        env["MITOSIS_FIGURE_DPI"] = repr(float(figure_dpi))
     worker = str(Path(__file__).with_name("_worker.py"))
     with subprocess.Popen(
         [sys.executable, worker, str(spec_file), str(out)],

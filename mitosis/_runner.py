@@ -24,7 +24,7 @@ from ._reuse import Reuse, find_reusable
 from ._serialize import decode, dumps_json
 from ._store import Check, Store
 from ._worker import dumps
-from .exceptions import TrialFailed
+from .exceptions import BadParameter, TrialFailed
 
 __all__ = ["Origin", "Recipe", "finish", "prepare", "recipe", "record", "run", "run_experiment"]
 
@@ -38,6 +38,7 @@ def run(
     store: str | os.PathLike[str] | None = None,
     debug: bool = False,
     reuse: bool = False,
+    figure_dpi: float | None = None,
 ) -> Trial:
     """Run one trial of an experiment in a fresh Python process and record it in the store.
 
@@ -59,6 +60,8 @@ def run(
             functions and parameter values, at the same clean code commit), load the stored
             result of those steps instead of running them again. This unpickles that result:
             reuse trials from stores you trust.
+        figure_dpi: dots per inch of the PNG figures recorded (default 100, or
+            ``$MITOSIS_FIGURE_DPI``; the command line reads ``figure_dpi`` of ``[tool.mitosis]``).
 
     Returns:
         The recorded trial (status ``ok``).
@@ -71,7 +74,9 @@ def run(
             trial is recorded all the same, and the error carries its id.
     """
     chain = chain_of(experiment, lookup, untracked)
-    return run_experiment(chain, params, store=store, debug=debug, reuse=reuse)
+    return run_experiment(
+        chain, params, store=store, debug=debug, reuse=reuse, figure_dpi=figure_dpi
+    )
 
 
 def run_experiment(
@@ -81,9 +86,21 @@ def run_experiment(
     store: str | os.PathLike[str] | None,
     debug: bool,
     reuse: bool = False,
+    figure_dpi: float | None = None,
 ) -> Trial:
     """:func:`run` with the experiment's steps already decided."""
-    return record(chain, resolve(chain, params), store=store, debug=debug, reuse=reuse)
+    resolved = resolve(chain, params)
+    return record(chain, resolved, store=store, debug=debug, reuse=reuse, figure_dpi=figure_dpi)
+
+
+def check_dpi(figure_dpi: float | None) -> None:
+    """Refuse a ``figure_dpi`` that is not a positive number."""
+    if figure_dpi is not None and not (
+        isinstance(figure_dpi, (int, float)) and not isinstance(figure_dpi, bool) and figure_dpi > 0
+    ):
+        raise BadParameter(
+            f"figure_dpi must be a positive number of dots per inch, e.g. 150; got {figure_dpi!r}"
+        )
 
 
 @attrs.frozen
@@ -94,11 +111,13 @@ class Origin:
         code: the code state and diff to record (instead of reading the code's repository).
         path: folders to put first on the trial process's import path.
         rerun_of: the trial this one reruns.
+        figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
     """
 
     code: tuple[CodeState | None, bytes] | None = None
     path: tuple[str, ...] = ()
     rerun_of: str | None = None
+    figure_dpi: float | None = None
 
 
 def record(
@@ -109,9 +128,11 @@ def record(
     debug: bool = False,
     reuse: bool = False,
     origin: Origin | None = None,
+    figure_dpi: float | None = None,
 ) -> Trial:
     """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
-    origin = origin or Origin()
+    check_dpi(figure_dpi)
+    origin = attrs.evolve(origin or Origin(), figure_dpi=figure_dpi)
     if debug:
         trial, _, interrupted = _execute(chain, resolved, None, False, origin)
     else:
@@ -196,6 +217,7 @@ def prepare(
         start=first,
         reused=reused.results[chain.steps[first - 1].name] if reused else None,
         echo=echo,
+        figure_dpi=origin.figure_dpi,
     )
 
 
@@ -313,11 +335,14 @@ def finish(
     if diff:
         files["code.diff"] = diff
     files["output.log"] = ran.log
+    captions = {}
     for i, (name, _, _) in enumerate(recipe.steps):
         if i in ran.results:
             files[f"results/{name}.dill"] = ran.results[i]
+        titles = ran.captions.get(i, [])
         for n, png in enumerate(ran.figures.get(i, [])):
             files[f"figures/{name}-{n}.png"] = png
+            captions[f"figures/{name}-{n}.png"] = titles[n] if n < len(titles) else ""
     if reused:
         for name, data in reused.results.items():
             files[f"results/{name}.dill"] = data
@@ -348,6 +373,7 @@ def finish(
         code=state,
         error=outcome.get("error"),
         files=sorted(files),
+        captions=captions,
         steps=steps,
         rerun_of=recipe.rerun_of,
         mitosis=__version__,

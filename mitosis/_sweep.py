@@ -25,7 +25,7 @@ from ._params import Chain, Lookup, Resolved, chain_of, resolve
 from ._process import Job, Ran, interrupt_running, perform
 from ._recorder import commit_message, lock_check, read_trials
 from ._reuse import Reuse, find_reusable
-from ._runner import Recipe, _code_start, _lock, finish, prepare, recipe
+from ._runner import Origin, Recipe, _code_start, _lock, check_dpi, finish, prepare, recipe
 from ._store import Store
 from .exceptions import BadParameter, MitosisError
 
@@ -66,6 +66,7 @@ def sweep(
     store: str | os.PathLike[str] | None = None,
     debug: bool = False,
     reuse: bool = False,
+    figure_dpi: float | None = None,
 ) -> list[Trial]:
     """Run one trial per combination of ``grid``, each in a fresh process, several at once.
 
@@ -89,7 +90,7 @@ def sweep(
         commit_in_workers: each task commits its own trial to ``store`` (which it must reach,
             e.g. on a shared disk) with compare-and-swap, instead of this process.
         progress: show progress on stderr (default: when stderr is a terminal).
-        lookup, untracked, store, debug, reuse: as for :func:`mitosis.run`.
+        lookup, untracked, store, debug, reuse, figure_dpi: as for :func:`mitosis.run`.
 
     Returns:
         The trials, in the order of the grid (failed ones included; combinations that did not
@@ -112,6 +113,7 @@ def sweep(
         skip_done=skip_done,
         commit_in_workers=commit_in_workers,
         progress=sys.stderr.isatty() if progress is None else progress,
+        figure_dpi=figure_dpi,
     )
     return [item.trial for item in items if item.trial is not None]
 
@@ -149,18 +151,21 @@ def run_sweep(
     commit_in_workers: bool = False,
     progress: bool = False,
     stream: IO[str] | None = None,
+    figure_dpi: float | None = None,
 ) -> list[Item]:
     """:func:`sweep` with the chain decided; one :class:`Item` per combination, in order."""
+    check_dpi(figure_dpi)
     resolved = [resolve(chain, c) for c in combos]  # every combination checked first
+    origin = Origin(figure_dpi=figure_dpi)
     if debug:
-        return _Sweep(chain, combos, resolved, None, reuse, progress, stream).run(
+        return _Sweep(chain, combos, resolved, None, reuse, origin, progress, stream).run(
             jobs, executor, fail_fast, skip_done=False, in_workers=False
         )
     with Store.open(store, create=True) as st:
         Store.ref(chain.name)
         everything = [r for rs in resolved for r in rs]
         _lock(st, chain.name, everything, lock_check(chain.name, everything))
-        return _Sweep(chain, combos, resolved, st, reuse, progress, stream).run(
+        return _Sweep(chain, combos, resolved, st, reuse, origin, progress, stream).run(
             jobs, executor, fail_fast, skip_done, commit_in_workers
         )
 
@@ -184,11 +189,12 @@ class _Sweep:
         resolved: list[list[Resolved]],
         store: Store | None,
         reuse: bool,
+        origin: Origin,
         progress: bool,
         stream: IO[str] | None,
     ) -> None:
         self.chain, self.combos, self.resolved, self.store = chain, combos, resolved, store
-        self.reuse = reuse
+        self.reuse, self.origin = reuse, origin
         self.items = [Item(c) for c in combos]
         start = _code_start(chain.steps[0].fn)
         self.code = _environment.code_state(start, store.path if store else None)
@@ -241,7 +247,7 @@ class _Sweep:
         reused = None
         if self.reuse and self.store is not None:
             reused = find_reusable(self.store, self.chain, resolved, self.code[0])
-        job = prepare(self.chain, resolved, reused=reused, echo=False)
+        job = prepare(self.chain, resolved, reused=reused, origin=self.origin, echo=False)
         return _Task(index, job, recipe(self.chain, resolved), reused)
 
     def _collect(self, future: Future[Any], task: _Task) -> Trial | None:
@@ -344,6 +350,7 @@ def _lost(exc: BaseException) -> Ran:
         log=b"",
         results={},
         figures={},
+        captions={},
         started=dt.datetime.now(dt.timezone.utc),
         duration=0.0,
         interrupted=False,

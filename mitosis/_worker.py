@@ -7,8 +7,9 @@ spec needs it, matplotlib only if the experiment did.
 SPEC holds one JSON line (``{"path": the import path, "reused": a file}``) and then a pickle
 of ``{"steps": [{"name", "function", "kwargs"}, ...], "start": k}``: the steps run in order from
 ``start`` (the result of step ``start - 1``, pickled in the ``reused`` file, stands in for the
-steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>.pkl`` and
-``figures/<i>/<n>.png`` for step ``i``.
+steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>.pkl``, and
+``figures/<i>/<n>.png`` with ``figures/<i>/captions.json`` (a list: each figure's caption) for
+step ``i``. Figures are saved at ``$MITOSIS_FIGURE_DPI`` dots per inch (default 100).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-RETURN_KEYS = ("main", "metrics", "data")
+RETURN_KEYS = ("main", "metrics", "data", "figures")
 
 
 class _NeedsDill(Exception):
@@ -92,11 +93,14 @@ def normalize(returned: Any, who: str = "the experiment") -> dict[str, Any]:
         problem = f"unexpected keys {extra}" if extra else 'no "main" key'
         raise TypeError(
             f"{who} returned a dict with {problem}; the keys it may have are "
-            '"main" (required), "metrics" and "data"'
+            '"main" (required), "metrics", "data" and "figures"'
         )
     metrics = returned.get("metrics", {})
     if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
         raise TypeError('"metrics" must be a dict from metric names (str) to values')
+    figures = returned.get("figures", [])
+    if not isinstance(figures, (Mapping, list, tuple)) and not hasattr(figures, "savefig"):
+        raise TypeError('"figures" must be a matplotlib figure, a list of them, or a dict of them')
     return dict(returned)
 
 
@@ -112,20 +116,56 @@ def _load_function(function: Any) -> Any:
     return obj
 
 
-def _save_figures(folder: str) -> int:
-    """Save every figure left open as ``<folder>/<n>.png``, then close them."""
-    if "matplotlib.pyplot" not in sys.modules:
-        return 0
-    import matplotlib.pyplot as plt
+def caption(figure: Any) -> str:
+    """A figure's caption: its suptitle, else the first title of its axes, else ``""``."""
+    suptitle = getattr(figure, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text().strip():
+        return str(suptitle.get_text().strip())
+    for axes in figure.get_axes():
+        for loc in ("center", "left", "right"):
+            title = axes.get_title(loc).strip()
+            if title:
+                return str(title)
+    return ""
 
-    numbers = plt.get_fignums()
-    if numbers:
-        os.makedirs(folder)
-    dpi = float(os.environ.get("MITOSIS_FIGURE_DPI", "100"))
-    for n, num in enumerate(numbers):
-        plt.figure(num).savefig(os.path.join(folder, f"{n}.png"), dpi=dpi, format="png")
-    plt.close("all")
-    return len(numbers)
+
+def _returned_figures(returned: Any) -> list[tuple[Any, str]]:
+    """The figures a step returned under ``"figures"``, each with the name it was given."""
+    if not isinstance(returned, Mapping) or "figures" not in returned:
+        return []
+    figures = returned["figures"]
+    if hasattr(figures, "savefig"):
+        return [(figures, "")]
+    if isinstance(figures, Mapping):
+        return [(f, str(name)) for name, f in figures.items() if hasattr(f, "savefig")]
+    if isinstance(figures, (list, tuple)):
+        return [(f, "") for f in figures if hasattr(f, "savefig")]
+    return []
+
+
+def _save_figures(folder: str, returned: Any) -> int:
+    """Save the figures a step returned, then every other figure left open, as
+    ``<folder>/<n>.png`` with their captions in ``<folder>/captions.json``; close them."""
+    figures = _returned_figures(returned)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:  # matplotlib is imported only if the experiment imported it
+        seen = {id(f) for f, _ in figures}
+        for num in pyplot.get_fignums():
+            figure = pyplot.figure(num)
+            if id(figure) not in seen:
+                figures.append((figure, ""))
+    if not figures:
+        return 0
+    os.makedirs(folder)
+    dpi = float(os.environ.get("MITOSIS_FIGURE_DPI") or "100")
+    captions = []
+    for n, (figure, name) in enumerate(figures):
+        figure.savefig(os.path.join(folder, f"{n}.png"), dpi=dpi, format="png")
+        captions.append(caption(figure) or name)
+    _write(os.path.join(folder, "captions.json"), json.dumps(captions).encode())
+    if pyplot is not None:
+        pyplot.close("all")
+    return len(figures)
 
 
 def _write(path: str, data: bytes) -> None:
@@ -149,11 +189,21 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
         _write(os.path.join(out, f"step-{i}"), b"")  # tells the caller which step a kill hit
         fn = _load_function(step["function"])
         clock = time.perf_counter()
+        returned: Any = None
+        done = False
         try:
             returned = fn(data, **step["kwargs"]) if i > 0 else fn(**step["kwargs"])
+            done = True
         finally:
             record["seconds"] = time.perf_counter() - clock
-            record["figures"] = _save_figures(os.path.join(out, "figures", str(i)))
+            try:
+                record["figures"] = _save_figures(os.path.join(out, "figures", str(i)), returned)
+            except Exception:
+                if done:  # the step succeeded: failing to save its figures fails the trial
+                    raise
+                import traceback  # the step's own error matters more: report this one aside
+
+                sys.stderr.write("mitosis could not save the figures:\n" + traceback.format_exc())
         shaped = normalize(
             returned, "the experiment" if len(steps) == 1 else f"step {step['name']}"
         )
@@ -162,6 +212,8 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
                 f'step {step["name"]} returned no "data" for the next step, '
                 f'{steps[i + 1]["name"]}; return {{"main": ..., "data": ...}}'
             )
+        if "figures" in shaped:  # saved as PNG: the pickle would need matplotlib to load
+            returned = {k: v for k, v in shaped.items() if k != "figures"}
         _write(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
         record["main"] = plain(shaped["main"])
         record["metrics"] = plain(shaped.get("metrics", {}))

@@ -17,16 +17,13 @@ import click
 from click.shell_completion import CompletionItem
 
 from . import __version__
+from ._cli_site import browse_command, plot_command
 from ._cli_support import (
     _cell,
     _commit,
-    _conditions,
     _exact,
     _fail,
-    _field,
-    _fields,
     _grid,
-    _matches,
     _record,
     _step_line,
     _summary,
@@ -36,6 +33,10 @@ from ._cli_support import (
 from ._config import Config, load_config
 from ._model import Trial, converter
 from ._params import with_untracked
+from ._query import conditions as _conditions
+from ._query import field as _field
+from ._query import fields as _fields
+from ._query import matches as _matches
 from ._recorder import load, load_json, rename_variant, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
@@ -204,13 +205,21 @@ def run(
       mitosis sine -p sine.noise=low -e sine.amplitude=4              # the earlier syntax
       mitosis run make_data fit -p make_data.noise=low -e fit.alpha=0.1 --reuse
     """
-    chain = _config(ctx).chain(experiment)
+    config = _config(ctx)
+    chain = config.chain(experiment)
     combos, untracked = _grid(chain, params, evals, allow_code)
     chain = with_untracked(chain, untracked)
     store_path = _store(ctx, store)
     if len(combos) == 1 and not skip_done:
         try:
-            trial = run_experiment(chain, combos[0], store=store_path, debug=debug, reuse=reuse)
+            trial = run_experiment(
+                chain,
+                combos[0],
+                store=store_path,
+                debug=debug,
+                reuse=reuse,
+                figure_dpi=config.figure_dpi,
+            )
         except TrialFailed as failed:
             _fail(_failure(failed))
         click.echo(_summary(trial))
@@ -226,6 +235,7 @@ def run(
             fail_fast=fail_fast,
             skip_done=skip_done,
             progress=True,
+            figure_dpi=config.figure_dpi,
         )
     except KeyboardInterrupt:
         sys.exit(130)
@@ -689,6 +699,8 @@ def main(config: Path | None) -> None:
 for _command in (
     run,
     log,
+    plot_command,
+    browse_command,
     show,
     diff,
     rerun,

@@ -12,15 +12,18 @@ from typing import Any
 __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
+    "BadQuery",
     "ConfigError",
     "EnvironmentDiffers",
     "MitosisError",
+    "PlotError",
     "RerunError",
     "StoreError",
     "SyncConflict",
     "SyncError",
     "TrialFailed",
     "UnknownExperiment",
+    "UnknownField",
     "UnknownTrial",
     "UnknownVariant",
     "VariantConflict",
@@ -176,3 +179,19 @@ class EnvironmentDiffers(RerunError):
             f"environment ({shown}). Install the recorded packages (requirements.txt of the "
             "trial, or `mitosis export`), or rerun without --strict."
         )
+
+
+class UnknownField(MitosisError, KeyError):
+    """No trial has the parameter or metric named (in a filter, a sort or a plot)."""
+
+
+class BadQuery(MitosisError, ValueError):
+    """A ``where`` filter that is not ``NAME OP VALUE`` clauses joined with ``and``."""
+
+
+class PlotError(MitosisError, ValueError):
+    """A plot that cannot be drawn or saved (nothing to plot, an unknown file type)."""
+
+
+class SiteError(MitosisError, OSError):
+    """The browser's site cannot be written or served (a folder in the way, a port in use)."""

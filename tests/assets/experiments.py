@@ -162,3 +162,71 @@ def marks_start(value: int = 0, seconds: float = 0.0, folder: str = ""):
             pass
     time.sleep(seconds)
     return float(value)
+
+
+def returns_figures(titled: bool = True):
+    """Returns figures: one made without pyplot, one from pyplot also left open."""
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    bare = Figure()
+    ax = bare.add_subplot()
+    ax.plot([0, 1], [1, 0])
+    if titled:
+        bare.suptitle("loss <by> epoch")
+    shown = plt.figure()
+    plt.plot([0, 1], [0, 1])
+    return {"main": 1.0, "figures": {"loss": bare, "open": shown}, "data": [1]}
+
+
+def bad_figures():
+    return {"main": 1.0, "figures": 3}
+
+
+HOSTILE = "<script>alert(1)</script>"
+hostile_lookup = {"noise": {HOSTILE: 0.3, "low": 0.01}}
+
+
+def hostile(noise: float = 0.1, note: str = "x"):
+    """Hostile strings everywhere the browser shows them: a log line, a metric name, a figure's
+    title (and, from the caller, a variant name and a literal)."""
+    import matplotlib.pyplot as plt
+
+    print(HOSTILE, flush=True)
+    plt.figure()
+    plt.plot([0, 1], [0, noise])
+    plt.title(HOSTILE)
+    return {"main": noise, "metrics": {HOSTILE: 1.0, "&amp;": 2}}
+
+
+class MkdirOnLoad:
+    """Unpickling this makes a folder: shows whether something unpickled it."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def leaves_a_trap(path: str = ""):
+    return {"main": 1.0, "data": MkdirOnLoad(path)}
+
+
+class BrokenFigure:
+    """Looks like a figure, but cannot be saved."""
+
+    def savefig(self, *args, **kwargs):
+        raise RuntimeError("this figure cannot be drawn")
+
+
+def returns_a_broken_figure():
+    return {"main": 1.0, "figures": [BrokenFigure()]}
+
+
+def fails_with_a_broken_figure():
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure()
+    figure.savefig = BrokenFigure().savefig
+    raise ValueError("the step's own error")
