@@ -6,25 +6,13 @@ from pathlib import Path
 
 import click
 
-from ._cli_support import _fail
+from ._cli_support import _complete_experiment, _fail, _store
 
 __all__ = ["browse_command", "plot_command"]
 
 
-def _complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    from .cli import _complete_experiment
-
-    return _complete_experiment(ctx, param, incomplete)
-
-
-def _store_of(ctx: click.Context, option: Path | None) -> Path | None:
-    from .cli import _store
-
-    return _store(ctx, option)
-
-
 @click.command(name="plot")
-@click.argument("experiment", shell_complete=_complete)
+@click.argument("experiment", shell_complete=_complete_experiment)
 @click.option("--x", "x", required=True, metavar="PARAM", help="The parameter along the x axis.")
 @click.option(
     "--y", "y", default="main", show_default=True, metavar="METRIC", help="main or a metric."
@@ -59,7 +47,7 @@ def plot_command(
     from ._plot import check_format, plot, save
 
     check_format(out)
-    figure = plot(experiment, x, y, hue=hue, where=where, store=_store_of(ctx, store))
+    figure = plot(experiment, x, y, hue=hue, where=where, store=_store(ctx, store))
     save(figure, out)
     click.echo(f"wrote {out}")
 
@@ -105,13 +93,13 @@ def browse_command(
     if serve:
         serve_site(
             out,
-            _store_of(ctx, store),
+            _store(ctx, store),
             8000 if port is None else port,
             interval=interval,
             say=click.echo,
         )
         return
-    site = browse(out, store=_store_of(ctx, store))
+    site = browse(out, store=_store(ctx, store))
     click.echo(
         f"{len(site.new_trials)} new trial page(s); {site.trials} trials of "
         f"{site.experiments} experiment(s): {site.index}"

@@ -1,21 +1,56 @@
-"""What the command line needs besides its commands: parsing ``-p``/``-e`` values into a grid
-of trials, and presenting trials as tables, with ``log``'s filters and sorting."""
+"""What the command line needs besides its commands: the configuration and the store it names,
+completion of experiment names, parsing ``-p``/``-e`` values into a grid of trials, and
+presenting trials as tables."""
 
 from __future__ import annotations
 
 import ast
 import builtins
 import itertools
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from ._config import Config, load_config
 from ._model import StepRecord, Trial
 from ._params import Chain
 from ._serialize import dumps_json
+from ._store import Store
+from .exceptions import MitosisError
 
 _CELL = 28
+
+
+def _config(ctx: click.Context) -> Config:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Config):
+        root.obj = load_config(root.params.get("config"))
+    return root.obj
+
+
+def _store(ctx: click.Context, option: Path | None) -> Path | None:
+    """``--store``, else ``$MITOSIS_STORE``, else ``[tool.mitosis] store``, else the default."""
+    if option is not None:
+        return option
+    if os.environ.get("MITOSIS_STORE"):
+        return None
+    return _config(ctx).store
+
+
+def _complete_experiment(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[str]:
+    try:
+        names = set(_config(ctx).experiments)
+    except MitosisError:
+        names = set()
+    try:
+        with Store.open(_store(ctx, ctx.params.get("store"))) as st:
+            names.update(st.experiments())
+    except (MitosisError, OSError):
+        pass
+    return sorted(n for n in names if n.startswith(incomplete))
 
 
 def _fail(message: str) -> NoReturn:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,25 @@ import click
 from click.shell_completion import CompletionItem
 
 from . import __version__
+from ._cli_rerun import export, rerun
 from ._cli_site import browse_command, plot_command
 from ._cli_support import (
     _cell,
     _commit,
+    _complete_experiment,
+    _config,
     _exact,
     _fail,
     _grid,
     _record,
     _step_line,
+    _store,
     _summary,
     _table,
     _unknown_field,
 )
-from ._config import Config, load_config
+from ._cli_sync import bundle_command, gc_command, pull, push
+from ._config import Config
 from ._model import Trial, converter
 from ._params import with_untracked
 from ._query import conditions as _conditions
@@ -42,32 +46,12 @@ from ._runner import run_experiment
 from ._serialize import dumps_json
 from ._store import Store, default_store_path
 from ._sweep import run_sweep
-from ._sync import SyncReport, conflicts, is_location, remote_names
-from ._sync import bundle as sync_bundle
-from ._sync import gc as sync_gc
-from ._sync import pull as sync_pull
-from ._sync import push as sync_push
-from .exceptions import MitosisError, SyncConflict, TrialFailed
+from ._sync import conflicts
+from .exceptions import MitosisError, TrialFailed
 
 __all__ = ["main"]
 
-# -- configuration and errors ------------------------------------------------------------------
-
-
-def _config(ctx: click.Context) -> Config:
-    root = ctx.find_root()
-    if not isinstance(root.obj, Config):
-        root.obj = load_config(root.params.get("config"))
-    return root.obj
-
-
-def _store(ctx: click.Context, option: Path | None) -> Path | None:
-    """``--store``, else ``$MITOSIS_STORE``, else ``[tool.mitosis] store``, else the default."""
-    if option is not None:
-        return option
-    if os.environ.get("MITOSIS_STORE"):
-        return None
-    return _config(ctx).store
+# -- the group ---------------------------------------------------------------------------------
 
 
 class _Main(click.Group):
@@ -96,19 +80,6 @@ class _Main(click.Group):
 
 
 # -- completion ----------------------------------------------------------------------------
-
-
-def _complete_experiment(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[str]:
-    try:
-        names = set(_config(ctx).experiments)
-    except MitosisError:
-        names = set()
-    try:
-        with Store.open(_store(ctx, ctx.params.get("store"))) as st:
-            names.update(st.experiments())
-    except (MitosisError, OSError):
-        pass
-    return sorted(n for n in names if n.startswith(incomplete))
 
 
 def _complete_param(
@@ -413,84 +384,6 @@ def diff(ctx: click.Context, first: str, second: str, store: Path | None) -> Non
     click.echo(_table(["", "", a.id, b.id], rows))
 
 
-@click.command()
-@click.argument("trial_id", metavar="TRIAL")
-@click.option("--here", is_flag=True, help="Run the current checkout's code, not the recorded.")
-@click.option("--strict", is_flag=True, help="Refuse to run when the environment differs.")
-@click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance.")
-@click.option("--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance.")
-@click.option(
-    "--code",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="The git repository holding the trial's code commit.",
-)
-@click.option("--store", type=click.Path(path_type=Path), help="The git repository to use.")
-@click.pass_context
-def rerun(
-    ctx: click.Context,
-    trial_id: str,
-    here: bool,
-    strict: bool,
-    rtol: float,
-    atol: float,
-    code: Path | None,
-    store: Path | None,
-) -> None:
-    """Run TRIAL again from its record: its code (commit + uncommitted diff, rebuilt in a
-    temporary folder) and its parameter values; compare the results.
-
-    Exits 1 when a result differs from the record (beyond --rtol/--atol).
-    """
-    from ._rerun import environment_differences
-    from ._rerun import rerun as rerun_trial
-
-    path = _store(ctx, store)
-    original = load(trial_id, store=path)
-    differences = environment_differences(original)
-    if differences:
-        click.echo(f"the environment differs from trial {original.id}'s record:", err=True)
-        rows = [[d.section, d.key, d.a or "(none)", d.b or "(none)"] for d in differences]
-        click.echo(_table(["", "", "recorded", "now"], rows), err=True)
-    where = "the current checkout" if here else "its recorded code, rebuilt"
-    click.echo(f"rerunning trial {original.id} ({original.experiment}) with {where}", err=True)
-    result = rerun_trial(
-        original.id, here=here, strict=strict, rel_tol=rtol, abs_tol=atol, store=path, code=code
-    )
-    for line in result.code:
-        click.echo(f"code: {line}", err=True)
-    rows = [
-        [a.name, _cell(a.original, 30), _cell(a.rerun, 30), "yes" if a.agrees else "NO"]
-        for a in result.results
-    ]
-    click.echo(_table(["", original.id, result.trial.id, "agrees"], rows))
-    if result.trial.error:
-        click.echo(result.trial.error.rstrip(), err=True)
-    if not result.agrees:
-        _fail(f"trial {result.trial.id} (a rerun of {original.id}) does not reproduce its results")
-    click.echo(f"trial {result.trial.id} reproduces trial {original.id}")
-
-
-@click.command()
-@click.argument("trial_id", metavar="TRIAL")
-@click.argument("folder", type=click.Path(path_type=Path))
-@click.option(
-    "--code",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="The git repository holding the trial's code commit.",
-)
-@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
-@click.pass_context
-def export(
-    ctx: click.Context, trial_id: str, folder: Path, code: Path | None, store: Path | None
-) -> None:
-    """Write FOLDER, which reproduces TRIAL without mitosis: code, requirements.txt,
-    parameter values, run.py and the record."""
-    from ._rerun import export as export_trial
-
-    out = export_trial(trial_id, folder, store=_store(ctx, store), code=code)
-    click.echo(f"wrote {out}; reproduce with: cd {out} && python run.py")
-
-
 @click.command(name="variants")
 @click.argument("experiment", required=False, shell_complete=_complete_experiment)
 @click.argument("param", required=False)
@@ -590,96 +483,6 @@ def experiments(ctx: click.Context, store: Path | None) -> None:
         click.echo(f"no experiments registered ({where}) or recorded")
         return
     click.echo(_table(["experiment", "run", "trials"], rows))
-
-
-def _sync_arguments(
-    ctx: click.Context, args: tuple[str, ...], store: Path | None
-) -> tuple[str, list[str]]:
-    """``[REMOTE] [EXPERIMENT...]``: the first word is the remote when it names a configured
-    remote, a URL or a path; else the remote is ``origin``."""
-    if not args:
-        return "origin", []
-    first, rest = args[0], list(args[1:])
-    path = _store(ctx, store) or default_store_path()
-    remotes: list[str] = []
-    if path.exists():
-        with Store.open(path) as st:
-            remotes = remote_names(st)
-    if first in remotes or is_location(first):
-        return first, rest
-    return "origin", [first, *rest]
-
-
-def _progress(message: bytes) -> None:
-    """The remote's progress messages, on stderr as git shows them."""
-    sys.stderr.write(message.decode("utf-8", "replace"))
-    sys.stderr.flush()
-
-
-def _report(report: SyncReport) -> None:
-    rows = [[name, what] for name, what in sorted(report.experiments.items())]
-    click.echo(_table(["experiment", report.remote], rows) if rows else "nothing to do")
-
-
-@click.command()
-@click.argument("args", nargs=-1, metavar="[REMOTE] [EXPERIMENT]...")
-@click.option("--store", type=click.Path(path_type=Path), help="The git repository to push from.")
-@click.pass_context
-def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
-    """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path)."""
-    remote, names = _sync_arguments(ctx, args, store)
-    _report(sync_push(remote, names, store=_store(ctx, store), progress=_progress))
-
-
-@click.command()
-@click.argument("args", nargs=-1, metavar="[REMOTE|BUNDLE] [EXPERIMENT]...")
-@click.option("--store", type=click.Path(path_type=Path), help="The git repository to pull into.")
-@click.pass_context
-def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
-    """Fetch trial branches from REMOTE (or a bundle file) and merge them in."""
-    remote, names = _sync_arguments(ctx, args, store)
-    try:
-        report = sync_pull(remote, names, store=_store(ctx, store), progress=_progress)
-    except SyncConflict as conflict:
-        _report(conflict.report)
-        raise
-    _report(report)
-
-
-@click.command(name="bundle")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
-@click.argument("experiments", nargs=-1)
-@click.option(
-    "--since",
-    type=click.Path(path_type=Path, exists=True, dir_okay=False),
-    help="An earlier bundle: write only what it did not carry.",
-)
-@click.option("--store", type=click.Path(path_type=Path), help="The git repository to bundle.")
-@click.pass_context
-def bundle_command(
-    ctx: click.Context,
-    file: Path,
-    experiments: tuple[str, ...],
-    since: Path | None,
-    store: Path | None,
-) -> None:
-    """Write trial branches to a git bundle FILE, for a machine without a network path;
-    `mitosis pull FILE` there reads it."""
-    count = sync_bundle(file, experiments, since=since, store=_store(ctx, store))
-    click.echo(f"wrote {count} trial branch(es) to {file}")
-
-
-@click.command(name="gc")
-@click.option("--store", type=click.Path(path_type=Path), help="The git repository to pack.")
-@click.pass_context
-def gc_command(ctx: click.Context, store: Path | None) -> None:
-    """Pack the store's loose objects (with deltas), so that thousands of trials stay small."""
-    packed = sync_gc(store=_store(ctx, store), progress=lambda text: click.echo(text, err=True))
-    mib = 1024 * 1024
-    click.echo(
-        f"packed {packed.objects} objects: {packed.before / mib:.1f} MiB -> "
-        f"{packed.after / mib:.1f} MiB"
-    )
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
