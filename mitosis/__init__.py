@@ -7,11 +7,12 @@
 from __future__ import annotations
 
 from ._browse import Site, browse
+from ._export import export
 from ._model import CodeState, Param, Trial
 from ._params import experiment
 from ._plot import plot
 from ._recorder import Variant, load, rename_variant, trials, variants
-from ._rerun import Agreement, Rerun, export, rerun
+from ._rerun import Agreement, Rerun, rerun
 from ._runner import run
 from ._sweep import sweep
 from ._sync import Conflict, Packed, SyncReport, bundle, conflicts, gc, pull, push

@@ -82,7 +82,7 @@ def export(
 ) -> None:
     """Write FOLDER, which reproduces TRIAL without mitosis: code, requirements.txt,
     parameter values, run.py and the record."""
-    from ._rerun import export as export_trial
+    from ._export import export as export_trial
 
     out = export_trial(trial_id, folder, store=_store(ctx, store), code=code)
     click.echo(f"wrote {out}; reproduce with: cd {out} && python run.py")

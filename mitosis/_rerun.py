@@ -28,14 +28,23 @@ from ._params import Chain, ExperimentSpec, Resolved, Step
 from ._recorder import load, load_json
 from ._runner import Origin, _code_start, record
 from ._serialize import Encoded, decode, dumps_json
-from ._store import Store
 from .exceptions import EnvironmentDiffers, RerunError, TrialFailed, VariantRenamed
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
     from dulwich.repo import Repo
 
-__all__ = ["Agreement", "Rerun", "environment_differences", "export", "rerun"]
+__all__ = [
+    "Agreement",
+    "Pickled",
+    "Rerun",
+    "chain_of_record",
+    "environment_differences",
+    "import_roots",
+    "rebuild",
+    "recorded_params",
+    "rerun",
+]
 
 
 @attrs.frozen
@@ -122,22 +131,22 @@ def rerun(
         raise EnvironmentDiffers(original.id, [_difference_text(d) for d in environment])
     with tempfile.TemporaryDirectory(prefix="mitosis-rerun-") as tmp:
         if here:
-            chain = _chain(original, imported=True)
+            chain = chain_of_record(original, imported=True)
             origin = Origin(rerun_of=original.id)
             code_changes = _code_changes(
                 original, _code_start(chain.steps[0].fn), location, Path(tmp)
             )
         else:
             tree = Path(tmp, "code")
-            repo = _rebuild(original, location, code, tree)
-            chain = _chain(original, imported=False)
-            roots = _import_roots(original, tree, repo, [s.ref[0] for s in chain.steps if s.ref])
+            repo = rebuild(original, location, code, tree)
+            chain = chain_of_record(original, imported=False)
+            roots = import_roots(original, tree, repo, [s.ref[0] for s in chain.steps if s.ref])
             state = attrs.evolve(original.code, repository=repo) if original.code else None
             origin = Origin(
                 code=(state, _recorded_diff(original)), path=roots, rerun_of=original.id
             )
             code_changes = _not_recorded(original)
-        trial = _record(chain, _resolved(original), location, origin)
+        trial = _record(chain, recorded_params(original), location, origin)
     return Rerun(
         original, trial, environment, code_changes, compare(original, trial, rel_tol, abs_tol)
     )
@@ -233,7 +242,7 @@ def _stand_in(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("a rerun's step is imported and called in the trial process only")
 
 
-def _chain(trial: Trial, imported: bool) -> Chain:
+def chain_of_record(trial: Trial, imported: bool) -> Chain:
     """The trial's steps: functions imported here (``imported``), else references the trial
     process imports from the rebuilt code."""
     steps = []
@@ -319,7 +328,7 @@ def _find_commit(
     )
 
 
-def _rebuild(
+def rebuild(
     trial: Trial, store: str | None, code: str | os.PathLike[str] | None, dest: Path
 ) -> str:
     """Write the trial's code (commit + recorded diff) into ``dest``; return the repository
@@ -372,7 +381,7 @@ def _write_tree(repo: Repo, tree: ObjectID, dest: Path) -> None:
             target.chmod(0o755)
 
 
-def _import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tuple[str, ...]:
+def import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tuple[str, ...]:
     """Folders of the rebuilt ``tree`` to put first on the import path: where the experiment's
     modules are, then the tree's counterparts of the import path entries inside the code's
     repository (and of the folder the trial ran in)."""
@@ -416,7 +425,7 @@ def _code_changes(trial: Trial, start: str, store: str | None, scratch: Path) ->
         recorded_commit = trial.code.commit if trial.code else None
         changes.append(f"commit: recorded {recorded_commit}, now {current.commit}")
     try:
-        _rebuild(trial, store, current.repository, scratch / "recorded")
+        rebuild(trial, store, current.repository, scratch / "recorded")
         with Repo(current.repository) as repo:
             _materialize(repo, current.commit, diff, scratch / "now", "the current checkout")
     except RerunError as exc:
@@ -447,7 +456,7 @@ def _files(root: Path) -> dict[str, bytes]:
 
 
 @attrs.frozen
-class _Pickled:
+class Pickled:
     """A recorded pickle that unpickles itself in the trial process (after the rebuilt code is
     on its import path), never in this one."""
 
@@ -457,7 +466,7 @@ class _Pickled:
         return pickle.loads, (self.data,)
 
 
-def _resolved(trial: Trial) -> list[Resolved]:
+def recorded_params(trial: Trial) -> list[Resolved]:
     """The trial's parameters as it recorded them: values, names, fingerprints."""
     names = [s.name for s in trial.steps]
     found = []
@@ -468,147 +477,7 @@ def _resolved(trial: Trial) -> list[Resolved]:
                 step_name, _, arg = name.partition(".")
                 step = names.index(step_name)
             pickled = trial.read(p.dill) if p.dill else None
-            value = _Pickled(pickled) if pickled is not None else decode(p.value)
+            value = Pickled(pickled) if pickled is not None else decode(p.value)
             encoded = Encoded(p.value, pickled is None, p.fingerprint, p.type, pickled)
             found.append(Resolved(name, value, p.variant, p.source, tracked, encoded, step, arg))
     return found
-
-
-# -- export --------------------------------------------------------------------------------
-
-_RUN_PY = '''\
-"""Rerun trial {id} of experiment {experiment!r} without mitosis: `python run.py`.
-
-Install the recorded packages first (`pip install -r requirements.txt`). The code is in code/
-(commit {commit} with the recorded uncommitted changes applied), the parameter values in
-params/ (pickles; params.json shows them), the original record in record/. Exits 0 when main
-equals the recorded main.
-"""
-
-import json
-import math
-import pickle
-import sys
-from importlib import import_module
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-ROOTS = {roots!r}
-STEPS = {steps!r}  # (name, module, qualname), run in order; "data" flows to the next step
-PARAMS = {params!r}  # step number -> {{argument: file in params/}}
-
-sys.path[:0] = [str(HERE / "code" / root) for root in ROOTS]
-
-
-def load(name):
-    with open(HERE / "params" / name, "rb") as f:
-        return pickle.load(f)
-
-
-def main():
-    data = None
-    for i, (name, module, qualname) in enumerate(STEPS):
-        fn = import_module(module)
-        for part in qualname.split("."):
-            fn = getattr(fn, part)
-        kwargs = {{arg: load(file) for arg, file in PARAMS[i].items()}}
-        returned = fn(data, **kwargs) if i else fn(**kwargs)
-        result = returned if isinstance(returned, dict) else {{"main": returned}}
-        data = result.get("data")
-    recorded = json.loads((HERE / "record" / "trial.json").read_text())["main"]
-    if isinstance(recorded, dict) and "py/float" in recorded:
-        recorded = float(recorded["py/float"])
-    main = result["main"]
-    same = main == recorded or (
-        isinstance(main, float) and isinstance(recorded, float)
-        and math.isnan(main) and math.isnan(recorded)
-    )
-    print(f"main = {{main!r}} (recorded: {{recorded!r}}, {{'the same' if same else 'DIFFERENT'}})")
-    for metric, value in result.get("metrics", {{}}).items():
-        print(f"{{metric}} = {{value!r}}")
-    return 0 if same else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-'''
-
-
-def export(
-    trial_id: str,
-    folder: str | os.PathLike[str],
-    *,
-    store: str | os.PathLike[str] | None = None,
-    code: str | os.PathLike[str] | None = None,
-) -> Path:
-    """Write a folder that reproduces a trial without mitosis or its store.
-
-    It holds ``code/`` (the recorded commit with the recorded diff applied),
-    ``requirements.txt``, ``params/`` (each value pickled) and ``params.json`` (readable),
-    ``run.py`` (calls the experiment with those values and compares main with the record), and
-    ``record/`` (the trial's recorded files: trial.json, results, figures, output.log, ...).
-
-    Args:
-        trial_id: the trial (a unique id prefix of 4 or more characters).
-        folder: where to write; it must not exist or be empty.
-        store: the store to read the trial from.
-        code: the git repository holding the code's commit (as for :func:`rerun`).
-
-    Returns:
-        The folder.
-
-    Raises:
-        RerunError: the folder is not empty, or the code cannot be rebuilt.
-    """
-    trial = load(trial_id, store=store)
-    out = Path(folder)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise RerunError(f"{out} exists and is not an empty folder; name a new folder")
-    chain = _chain(trial, imported=False)
-    tree = out / "code"
-    try:
-        repo = _rebuild(trial, trial.location, code, tree)
-        roots = _import_roots(trial, tree, repo, [s.ref[0] for s in chain.steps if s.ref])
-        _write_export(trial, out, [os.path.relpath(r, tree) for r in roots], chain)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
-        raise
-    return out
-
-
-def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> None:
-    with Store.open(trial.location) as st:
-        for name in ["trial.json", *trial.files]:
-            data = st.read_file(trial.experiment, f"{trial.path}/{name}")
-            if data is not None:
-                target = out / "record" / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-    (out / "requirements.txt").write_bytes(
-        (out / "record" / "requirements.txt").read_bytes()
-        if "requirements.txt" in trial.files
-        else b""
-    )
-    (out / "params").mkdir()
-    per_step: list[dict[str, str]] = [{} for _ in chain.steps]
-    shown = {}
-    for r in _resolved(trial):
-        file = f"{r.name}.pickle"
-        data = r.value.data if isinstance(r.value, _Pickled) else pickle.dumps(r.value)
-        (out / "params" / file).write_bytes(data)
-        per_step[r.step][r.arg] = file
-        shown[r.name] = {"variant": r.variant, "value": r.encoded.json, "type": r.encoded.type}
-    (out / "params.json").write_text(dumps_json(shown, indent=2), encoding="utf-8")
-    steps = [(s.name, *s.ref) for s in chain.steps if s.ref]
-    commit = trial.code.commit if trial.code else None
-    (out / "run.py").write_text(
-        _RUN_PY.format(
-            id=trial.id,
-            experiment=trial.experiment,
-            commit=commit,
-            roots=[Path(r).as_posix() for r in roots],
-            steps=steps,
-            params=per_step,
-        ),
-        encoding="utf-8",
-    )
