@@ -14,7 +14,7 @@ from urllib.parse import quote
 import attrs
 
 from ._cache import ListingCache
-from ._model import FORMAT, Trial, converter, trial_dir
+from ._model import FORMAT, Trial, trial_dir, trial_from_json
 from ._params import Resolved
 from ._serialize import decode, dumps_json
 from ._store import Check, Store
@@ -47,6 +47,7 @@ _SUMMARY_VALUE = 40
 _CACHE: dict[tuple[str, bytes], Any] = {}
 _SHARDS: dict[tuple[str, bytes], list[tuple[str, ObjectID]]] = {}
 _CACHE_LIMIT = 200_000
+_CONTAINERS = (dict, list)
 
 
 def variant_path(param: str, variant: str) -> str:
@@ -243,7 +244,7 @@ def _parse(raw: Any, where: str, location: str) -> Trial:
                 f"{where} was written by a newer mitosis (store format {raw['format']}); "
                 "upgrade mitosis to read it"
             )
-        return converter().structure({**_results(raw), "location": location}, Trial)
+        return trial_from_json(_results(raw), location)
     except StoreError:
         raise
     except Exception as exc:
@@ -252,9 +253,9 @@ def _parse(raw: Any, where: str, location: str) -> Trial:
 
 def _tagged(value: Any) -> bool:
     """Whether a result may hold a tag (only containers can): most hold plain numbers."""
-    if isinstance(value, dict):
-        return any(isinstance(v, (dict, list)) for v in value.values()) or "py/float" in value
-    return isinstance(value, list)
+    if type(value) is dict:
+        return "py/float" in value or any(type(v) in _CONTAINERS for v in value.values())
+    return type(value) is list
 
 
 def _decoded(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -203,3 +204,27 @@ def test_a_live_lock_is_waited_for(investigation, capfd):
     mitosis.run(investigation.bare_number, {"x": 3.0})
     assert "stale" not in capfd.readouterr().err
     assert len(mitosis.trials("bare_number")) == 2
+
+
+def test_the_fast_reader_of_records_agrees_with_the_converter(investigation):
+    from mitosis._model import Trial, converter, trial_from_json
+    from mitosis._recorder import _results
+
+    chain = [("make_data", investigation.make_data, investigation.data_lookup), investigation.fit]
+    made = [
+        mitosis.run(chain, {"make_data.noise": "low", "fit.alpha": 2.0}),
+        mitosis.run(
+            investigation.sine,
+            {"amplitude": 1, "noise": "high", "gpu": 3},
+            lookup=investigation.lookup,
+            untracked=["gpu"],
+        ),
+    ]
+    for trial in made:
+        raw = json.loads(git("show", f"mitosis/{trial.experiment}:{trial.path}/trial.json"))
+        raw["a_field_of_a_later_version"] = {"ignored": True}
+        expected = converter().structure({**_results(raw), "location": "here"}, Trial)
+        assert trial_from_json(_results(raw), "here") == expected
+        assert trial_from_json(_results(raw), "here").code == trial.code
+    with pytest.raises(KeyError, match="experiment"):  # not a record: the converter says why
+        trial_from_json({"id": "x"}, None)
