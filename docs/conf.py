@@ -37,3 +37,4 @@ napoleon_use_ivar = True  # "Attributes:" become fields, not duplicates of docum
 
 html_theme = "alabaster"
 html_title = f"mitosis {release}"
+smartquotes = False  # keep "--jobs" as typed, not an en dash
