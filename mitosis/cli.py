@@ -433,7 +433,10 @@ def variants_command(
             return
         for clash in clashes:
             click.echo(str(clash))
-        _fail(f"{len(clashes)} variant conflict(s); see docs/architecture.md, 'Variant conflicts'")
+        _fail(
+            f"{len(clashes)} variant conflict(s); settle one by giving one side's value a new "
+            "name: mitosis variants EXPERIMENT PARAM --rename OLD NEW"
+        )
     if experiment is None:
         _fail("name the EXPERIMENT whose variants to list (or pass --conflicts)")
     found = variants(experiment, param, store=_store(ctx, store))

@@ -137,8 +137,9 @@ class SyncConflict(SyncError):
         listed = "; ".join(str(c) for c in conflicts)
         super().__init__(
             f"{len(conflicts)} variant conflict(s), so those experiments were not merged (the "
-            f"fetched trials wait in refs/remotes/): {listed}. A name keeps one value: see "
-            "`mitosis variants --conflicts` and docs/architecture.md, 'Variant conflicts'"
+            f"fetched trials wait in refs/remotes/): {listed}. A name keeps one value: give the "
+            "other value a new name on one side (`mitosis variants EXPERIMENT PARAM --rename "
+            "OLD NEW`), then pull again"
         )
 
 

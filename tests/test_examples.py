@@ -67,3 +67,22 @@ def test_the_readme_example_runs_as_written(tmp_path):
     assert "sine: amplitude=4 noise=low -> main=0.04 (ok)" in log
     assert f"Mitosis-Trial: {trial_id}" in log and "sine: lock noise=low" in log
     assert "sine: amplitude=2 noise=high -> main=1 (ok)" in log  # the sweep
+
+
+def test_two_servers_share_trials_and_settle_a_variant_conflict(tmp_path):
+    shutil.copy(EXAMPLES / "two_servers.py", tmp_path / "two_servers.py")
+    git("init", "-q", cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "two_servers.py", "out"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "conflict: noise=medium is 0.5 (float) on server_b, 0.3 (float) on the hub" in out
+    assert "noise=medium_b: 0.5 (1 trial(s))" in out and "refused: " in out
+    tip = out.splitlines()[-1].split()[2]
+    for repo in ("hub.git", "server_a", "server_b"):  # the git CLI agrees: one history
+        assert git("rev-parse", "mitosis/sine", cwd=tmp_path / "out" / repo).strip() == tip
+    files = git("ls-tree", "-r", "--name-only", tip, cwd=tmp_path / "out" / "hub.git").split()
+    assert "variants/noise/medium.json" in files and "variants/noise/medium_b.json" in files
+    assert sum(f.endswith("/trial.json") for f in files) == 5
+    git("fsck", "--strict", cwd=tmp_path / "out" / "hub.git")

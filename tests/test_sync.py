@@ -139,8 +139,10 @@ def test_variant_conflict_stops_the_pull_and_reports_both_sides(investigation, t
     runner = CliRunner()
     result = runner.invoke(main, ["variants", "--conflicts", "--store", str(b)])
     assert result.exit_code == 1 and "sine: noise=low is 0.02 (float) here" in result.output
+    assert "mitosis variants EXPERIMENT PARAM --rename OLD NEW" in result.output  # the fix
     result = runner.invoke(main, ["pull", "--store", str(b)])
     assert result.exit_code == 1 and "1 variant conflict(s)" in result.output
+    assert "--rename OLD NEW`), then pull again" in result.output
     assert "conflict" in result.output.splitlines()[1]
 
 
