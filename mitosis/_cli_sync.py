@@ -38,8 +38,14 @@ def _sync_arguments(
 
 
 def _progress(message: bytes) -> None:
-    """The remote's progress messages, on stderr as git shows them."""
-    sys.stderr.write(message.decode("utf-8", "replace"))
+    """Progress messages on stderr: redrawn in place on a terminal, one per line elsewhere, and
+    never run together (some messages end without a line end)."""
+    text = message.decode("utf-8", "replace")
+    if not sys.stderr.isatty():
+        text = text.replace("\r", "\n")
+    if not text.endswith(("\r", "\n")):
+        text += "\n"
+    sys.stderr.write(text)
     sys.stderr.flush()
 
 

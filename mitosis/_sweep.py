@@ -227,7 +227,7 @@ class _Sweep:
                     pending[task.submit(pool, self.code, self.store, in_workers)] = task
                 if not pending:
                     break
-                self.progress.show(running=len(pending))
+                self.progress.show(running=sum(f.running() for f in pending))
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     trial = self._collect(future, pending.pop(future))

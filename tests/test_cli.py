@@ -487,3 +487,12 @@ def test_comma_lists_split_only_at_the_top_level():
         "[4, {5: 6}]",
     ]
     assert _split_top_level("low") == ["low"]
+
+
+def test_progress_messages_are_lines_when_stderr_is_not_a_terminal(capsys):
+    from mitosis._cli_sync import _progress
+
+    for message in (b"counting objects: 3\r", b"checking deltas: 0/10", b"found 0 deltas\n"):
+        _progress(message)
+    err = capsys.readouterr().err
+    assert err == "counting objects: 3\nchecking deltas: 0/10\nfound 0 deltas\n"

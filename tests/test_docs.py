@@ -108,7 +108,7 @@ def test_page_runs_as_written(page: Path, tmp_path: Path, monkeypatch: pytest.Mo
         assert block.mark != "skip" or block.argument, f"{page.name}:{block.line}: skip why?"
         assert block.mark != "file" or block.argument, f"{page.name}:{block.line}: file where?"
     if not any(b.language in RUN or b.mark == "file" for b in found if b.mark != "skip"):
-        pytest.skip("no runnable blocks")
+        return  # a page of prose and formats: its marks are checked, nothing runs
     bin_dir = shims(tmp_path / "bin")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     root = str(Path(__file__).parent.parent)
