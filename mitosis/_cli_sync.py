@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._cli_support import _store, _table
 from ._store import Store, default_store_path
-from ._sync import SyncReport, is_location, remote_names
-from ._sync import bundle as sync_bundle
-from ._sync import gc as sync_gc
-from ._sync import pull as sync_pull
-from ._sync import push as sync_push
 from .exceptions import SyncConflict
+
+if TYPE_CHECKING:
+    from ._sync import SyncReport
 
 __all__ = ["bundle_command", "gc_command", "pull", "push"]
 
@@ -24,6 +23,8 @@ def _sync_arguments(
 ) -> tuple[str, list[str]]:
     """``[REMOTE] [EXPERIMENT...]``: the first word is the remote when it names a configured
     remote, a URL or a path; else the remote is ``origin``."""
+    from ._sync import is_location, remote_names
+
     if not args:
         return "origin", []
     first, rest = args[0], list(args[1:])
@@ -60,6 +61,8 @@ def _report(report: SyncReport) -> None:
 @click.pass_context
 def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path)."""
+    from ._sync import push as sync_push
+
     remote, names = _sync_arguments(ctx, args, store)
     _report(sync_push(remote, names, store=_store(ctx, store), progress=_progress))
 
@@ -70,6 +73,8 @@ def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
 @click.pass_context
 def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Fetch trial branches from REMOTE (or a bundle file) and merge them in."""
+    from ._sync import pull as sync_pull
+
     remote, names = _sync_arguments(ctx, args, store)
     try:
         report = sync_pull(remote, names, store=_store(ctx, store), progress=_progress)
@@ -98,6 +103,8 @@ def bundle_command(
 ) -> None:
     """Write trial branches to a git bundle FILE, for a machine without a network path;
     `mitosis pull FILE` there reads it."""
+    from ._sync import bundle as sync_bundle
+
     count = sync_bundle(file, experiments, since=since, store=_store(ctx, store))
     click.echo(f"wrote {count} trial branch(es) to {file}")
 
@@ -107,6 +114,8 @@ def bundle_command(
 @click.pass_context
 def gc_command(ctx: click.Context, store: Path | None) -> None:
     """Pack the store's loose objects (with deltas), so that thousands of trials stay small."""
+    from ._sync import gc as sync_gc
+
     packed = sync_gc(store=_store(ctx, store), progress=lambda text: click.echo(text, err=True))
     mib = 1024 * 1024
     click.echo(

@@ -45,8 +45,6 @@ from ._recorder import load, load_json, rename_variant, trials, variants
 from ._runner import run_experiment
 from ._serialize import dumps_json
 from ._store import Store, default_store_path
-from ._sweep import run_sweep
-from ._sync import conflicts
 from .exceptions import MitosisError, TrialFailed
 
 __all__ = ["main"]
@@ -195,6 +193,8 @@ def run(
             _fail(_failure(failed))
         click.echo(_summary(trial))
         return
+    from ._sweep import run_sweep  # on first need: `mitosis log` starts quicker without it
+
     try:
         items = run_sweep(
             chain,
@@ -423,6 +423,8 @@ def variants_command(
         click.echo(f"{experiment}: {param}={rename[0]} is now {param}={rename[1]}")
         return
     if show_conflicts:
+        from ._sync import conflicts
+
         clashes = [
             c
             for c in conflicts(experiment, store=_store(ctx, store))
