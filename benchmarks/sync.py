@@ -5,7 +5,8 @@ the same run:
 
 - ``mitosis.push`` to an empty bare repository against ``git push`` of the same branch;
 - ``mitosis.pull`` into an empty store against ``git fetch`` of the same branch;
-- the store's size per trial: loose, after ``mitosis.gc``, and after ``git gc`` of a copy.
+- the store's size per trial: loose, after ``mitosis.gc``, and after ``git gc`` of a copy, with
+  the peak memory (resident set) of each packer, run in a process of its own.
 
     python benchmarks/sync.py [--trials N]
 
@@ -75,6 +76,21 @@ def build(path: Path, count: int) -> None:
             store.commit("sine", files, f"sine: trial {i}\n")
 
 
+# Runs a command and prints its children's peak resident set, in KiB (Linux: ru_maxrss).
+_PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_memory(*command: str) -> int:
+    """Bytes of the peak resident set of ``command``, run in a process of its own."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK, *command], check=True, capture_output=True, text=True
+    )
+    return int(out.stdout.split()[-1]) * 1024
+
+
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     fn()
@@ -133,8 +149,11 @@ def main() -> int:
     copy = root / "copy.git"
     shutil.copytree(source, copy)
     loose = size(source)
-    gc_time = timed(lambda: mitosis.gc(store=source))
-    git_gc_time = timed(lambda: git("gc", "-q", cwd=copy))
+    memory: dict[str, int] = {}
+    gc = f"import mitosis; mitosis.gc(store={str(source)!r})"
+    gc_time = timed(lambda: memory.update(gc=peak_memory(sys.executable, "-c", gc)))
+    git_gc = ("git", "-C", str(copy), "gc", "-q")
+    git_gc_time = timed(lambda: memory.update(git=peak_memory(*git_gc)))
     packed, git_packed = size(source), size(copy)
     rows += [
         ("store, loose", 0.0, loose),
@@ -144,6 +163,10 @@ def main() -> int:
     print(f"{'measure':<24} {'seconds':>8} {'bytes':>12} {'bytes/trial':>12}   ({count} trials)")
     for name, seconds, nbytes in rows:
         print(f"{name:<24} {seconds:8.2f} {nbytes:12d} {nbytes / count:12.0f}")
+    print(
+        f"peak memory: mitosis.gc {memory['gc'] / 2**20:.0f} MiB, "
+        f"git gc {memory['git'] / 2**20:.0f} MiB"
+    )
     ratio = packed / git_packed
     verdict = "within" if ratio <= GOAL else "OVER"
     print(f"mitosis.gc / git gc size: {ratio:.2f} ({verdict} the goal of {GOAL}x)")

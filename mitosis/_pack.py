@@ -18,10 +18,15 @@ the run before, at most ``_HEADS`` deep, then a whole object starts anew. No cha
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import stat
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+from .exceptions import StoreError
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
@@ -43,7 +48,13 @@ _CACHE_BYTES = 32 << 20
 # default 10 (1.2x).
 _DELTA_WINDOW = 4
 
+#: Trees kept parsed, the least recently used go first (the versions of a parent commit).
+_TREES = 256
+_COMMIT = 1
+_TYPES = {b"commit": _COMMIT, b"tree": 2, b"blob": 3, b"tag": 4}
+
 _Plan = list[tuple["ObjectID", "ObjectID | None"]]
+_History = list[tuple["ObjectID", "ObjectID", list["ObjectID"]]]
 
 
 def pack_loose(
@@ -76,9 +87,9 @@ def pack_loose(
         if progress is not None:
             progress(f"packed {done} of {total} loose objects")
 
-    walk = _Walk(store, loose)
-    for commit_id in _history(store, tips, loose):
-        walk.commit(commit_id)
+    walk = _Walk(objects, loose)
+    for commit in _history(objects, tips, loose):
+        walk.commit(*commit)
         if len(walk.plan) >= batch:
             plan = walk.flush()
             write([sha for sha, _ in plan], _deltas(objects, plan))
@@ -91,27 +102,60 @@ def pack_loose(
     return total
 
 
-def _history(store: Store, tips: set[ObjectID], loose: set[ObjectID]) -> list[ObjectID]:
-    """The loose commits reachable from ``tips`` through loose commits, parents first."""
-    from dulwich.objects import Commit
-
-    order: list[ObjectID] = []
+def _history(objects: DiskObjectStore, tips: set[ObjectID], loose: set[ObjectID]) -> _History:
+    """The loose commits reachable from ``tips`` through loose commits, parents first, each
+    with its tree and parents."""
+    order: _History = []
     visited: set[ObjectID] = set()
-    stack: list[tuple[ObjectID, bool]] = [(tip, False) for tip in sorted(tips) if tip in loose]
+    stack: list[tuple[ObjectID, tuple[ObjectID, list[ObjectID]] | None]] = [
+        (tip, None) for tip in sorted(tips) if tip in loose
+    ]
     while stack:
-        sha, expanded = stack.pop()
-        if expanded:
-            order.append(sha)
+        sha, links = stack.pop()
+        if links is not None:
+            order.append((sha, *links))
             continue
         if sha in visited:
             continue
         visited.add(sha)
-        commit = store.get(sha)
-        if not isinstance(commit, Commit):
+        type_num, body = _read(objects, sha)
+        if type_num != _COMMIT:
             continue  # a tag: packed with the rest
-        stack.append((sha, True))
-        stack.extend((p, False) for p in reversed(commit.parents) if p in loose)
+        links = _links(body)
+        stack.append((sha, links))
+        stack.extend((p, None) for p in reversed(links[1]) if p in loose)
     return order
+
+
+def _links(commit: bytes) -> tuple[ObjectID, list[ObjectID]]:
+    """A commit's tree and parents, from its text."""
+    tree, parents = b"", []
+    for line in commit.split(b"\n"):
+        if not line:
+            break  # the message follows
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = value
+        elif key == b"parent":
+            parents.append(value)
+    return cast("ObjectID", tree), cast("list[ObjectID]", parents)
+
+
+def _read(objects: DiskObjectStore, sha: ObjectID) -> tuple[int, bytes]:
+    """An object's type number and content: read straight from its loose file, checked
+    against its id; from the packs if it is not loose (any more)."""
+    path = os.path.join(objects.path, sha[:2].decode(), sha[2:].decode())
+    try:
+        with open(path, "rb") as file:
+            data = zlib.decompress(file.read())
+    except FileNotFoundError:
+        return objects.get_raw(sha)
+    except zlib.error:
+        data = b""
+    if hashlib.sha1(data).hexdigest().encode() != sha:
+        raise StoreError(f"the loose object {sha.decode()} is damaged: git fsck tells more")
+    header, _, body = data.partition(b"\0")
+    return _TYPES[header.partition(b" ")[0]], body
 
 
 def _shape(path: bytes) -> bytes:
@@ -125,13 +169,14 @@ def _shape(path: bytes) -> bytes:
 class _Walk:
     """Plans packs: each loose object in history order, with the base its delta should have."""
 
-    def __init__(self, store: Store, loose: set[ObjectID]) -> None:
-        self.store = store
+    def __init__(self, objects: DiskObjectStore, loose: set[ObjectID]) -> None:
+        self.objects = objects
         self.loose = loose  # what is left to plan
         self.plan: _Plan = []
         self.planned: set[ObjectID] = set()  # in this batch
         self.last: dict[bytes, ObjectID] = {}  # shape of a path: the latest object there
         self.trees: OrderedDict[ObjectID, dict[bytes, tuple[int, ObjectID]]] = OrderedDict()
+        self.tree_of: dict[ObjectID, ObjectID] = {}  # commit: its tree, for the children
 
     def flush(self) -> _Plan:
         """The plan of one pack; the next starts anew (its bases are in the same pack)."""
@@ -140,58 +185,57 @@ class _Walk:
         return plan
 
     def _add(self, sha: ObjectID, *bases: ObjectID | None) -> None:
+        # a base is planned before (an object written again, loose, has itself as "base")
+        self.plan.append((sha, next((b for b in bases if b in self.planned), None)))
         self.loose.discard(sha)
         self.planned.add(sha)
-        self.plan.append((sha, next((b for b in bases if b in self.planned), None)))
 
-    def commit(self, commit_id: ObjectID) -> None:
-        from dulwich.objects import Commit
-
-        commit = self.store.get(commit_id)
-        assert isinstance(commit, Commit)
+    def commit(self, commit_id: ObjectID, tree: ObjectID, parents: list[ObjectID]) -> None:
+        self.tree_of[commit_id] = tree
         parent_tree = None
-        if commit.parents:
-            parent = self.store.get(commit.parents[0])
-            assert isinstance(parent, Commit)
-            parent_tree = parent.tree
-        self._add(commit_id, *commit.parents[:1])
-        self._tree(b"", commit.tree, parent_tree)
+        if parents:
+            parent_tree = self.tree_of.get(parents[0])
+            if parent_tree is None:  # packed already
+                parent_tree = _links(_read(self.objects, parents[0])[1])[0]
+        self._add(commit_id, *parents[:1])
+        if tree in self.loose:
+            self._tree(b"", tree, parent_tree)
 
     def _entries(self, tree_id: ObjectID) -> dict[bytes, tuple[int, ObjectID]]:
-        from dulwich.objects import Tree
+        from dulwich.objects import parse_tree
 
         entries = self.trees.get(tree_id)
         if entries is None:
-            tree = self.store.get(tree_id)
-            assert isinstance(tree, Tree)
-            entries = {name: (mode, sha) for name, mode, sha in tree.iteritems()}
+            text = _read(self.objects, tree_id)[1]
+            entries = {
+                name: (mode, cast("ObjectID", sha)) for name, mode, sha in parse_tree(text, 20)
+            }
             self.trees[tree_id] = entries
-            if len(self.trees) > 1024:
+            if len(self.trees) > _TREES:
                 self.trees.popitem(last=False)
         else:
             self.trees.move_to_end(tree_id)
         return entries
 
     def _tree(self, path: bytes, new: ObjectID, old: ObjectID | None) -> None:
-        if new == old or new not in self.loose:
-            return  # unchanged, packed already, or met before
         shape = _shape(path)
         self._add(new, old, self.last.get(shape))
         self.last[shape] = new
         before = self._entries(old) if old is not None else {}
         for name, (mode, sha) in self._entries(new).items():
+            if sha not in self.loose:
+                continue  # unchanged, packed already, or met before
+            mine = before.get(name)
+            was = None
+            if mine is not None and stat.S_ISDIR(mine[0]) == stat.S_ISDIR(mode):
+                was = mine[1]
+            child = path + b"/" + name if path else name
             if stat.S_ISDIR(mode):
-                mine = before.get(name)
-                was = mine[1] if mine is not None and stat.S_ISDIR(mine[0]) else None
-                self._tree(path + b"/" + name if path else name, sha, was)
+                self._tree(child, sha, was)
             elif stat.S_ISREG(mode) or stat.S_ISLNK(mode):
-                if sha not in self.loose:
-                    continue
-                mine = before.get(name)
-                was = mine[1] if mine is not None and not stat.S_ISDIR(mine[0]) else None
-                child = _shape(path + b"/" + name if path else name)
-                self._add(sha, was, self.last.get(child))
-                self.last[child] = sha
+                shape = _shape(child)
+                self._add(sha, was, self.last.get(shape))
+                self.last[shape] = sha
 
 
 def _deltas(objects: DiskObjectStore, plan: _Plan) -> Iterator[UnpackedObject]:
@@ -210,7 +254,7 @@ def _deltas(objects: DiskObjectStore, plan: _Plan) -> Iterator[UnpackedObject]:
         if found is not None:
             cache.move_to_end(sha)
             return found
-        found = objects.get_raw(sha)
+        found = _read(objects, sha)
         cache[sha] = found
         held += len(found[1])
         while held > _CACHE_BYTES and len(cache) > 1:

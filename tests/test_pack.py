@@ -120,8 +120,15 @@ def test_packing_again_after_more_trials(tmp_path):
     store = tmp_path / "store.git"
     written = make_store(store, range(30))
     pack(store)
+    with Store.open(store) as st:  # packed objects written again (dulwich writes them loose)
+        tip = st.repo.refs[Store.ref("sine")]
+        folder = next(iter(trial_files(0))).rsplit("/", 1)[0]  # unchanged by the next trials
+        again = [st.lookup(st.tree_of(tip), folder).id]
+        again += [sha for _, sha in st.children(st.tree_of(tip), folder)]
+        for sha in again:
+            st.repo.object_store.add_object(st.get(sha))
     written.update(make_store(store, range(30, 70)))
-    assert pack(store) == 40 * 10
+    assert pack(store) == 40 * 10 + len(again)
     assert loose_count(store) == 0
     git("fsck", "--strict", "--no-dangling", cwd=store)
     read_back(store, written)
