@@ -24,6 +24,7 @@ import stat
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
 
 from .exceptions import StoreError
@@ -74,32 +75,41 @@ def pack_loose(
     loose = set(objects._iter_loose_objects())  # dulwich has no public lister
     total = len(loose)
     done = 0
+    # Deleting a file costs a disk's while; one thread deletes while the next pack is built.
+    with ThreadPoolExecutor(max_workers=1) as deleter:
+        deleting: list[Future[None]] = []
 
-    def write(shas: list[ObjectID], entries: Iterator[UnpackedObject]) -> None:
-        nonlocal done
-        if not shas:
-            return
-        objects.add_pack_data(len(shas), entries)
-        for sha in shas:
-            with contextlib.suppress(FileNotFoundError):  # another packer was quicker
-                objects.delete_loose_object(sha)
-        done += len(shas)
-        if progress is not None:
-            progress(f"packed {done} of {total} loose objects")
+        def write(shas: list[ObjectID], entries: Iterator[UnpackedObject]) -> None:
+            nonlocal done
+            if shas:
+                objects.add_pack_data(len(shas), entries)
+                deleting.append(deleter.submit(_delete, objects, shas))
+                done += len(shas)
+                if progress is not None:
+                    progress(f"packed {done} of {total} loose objects")
 
-    walk = _Walk(objects, loose)
-    for commit in _history(objects, tips, loose):
-        walk.commit(*commit)
-        if len(walk.plan) >= batch:
-            plan = walk.flush()
-            write([sha for sha, _ in plan], _deltas(objects, plan))
-    plan = walk.flush()
-    write([sha for sha, _ in plan], _deltas(objects, plan))
-    rest = sorted(loose)  # what no branch reaches: dulwich's window search
-    for start in range(0, len(rest), batch):
-        chunk = rest[start : start + batch]
-        write(chunk, _searched(objects, chunk))
+        walk = _Walk(objects, loose)
+        for commit in _history(objects, tips, loose):
+            walk.commit(*commit)
+            if len(walk.plan) >= batch:
+                plan = walk.flush()
+                write([sha for sha, _ in plan], _deltas(objects, plan))
+        plan = walk.flush()
+        write([sha for sha, _ in plan], _deltas(objects, plan))
+        rest = sorted(loose)  # what no branch reaches: dulwich's window search
+        for start in range(0, len(rest), batch):
+            chunk = rest[start : start + batch]
+            write(chunk, _searched(objects, chunk))
+        for job in deleting:
+            job.result()  # raises what the deleter met
     return total
+
+
+def _delete(objects: DiskObjectStore, shas: list[ObjectID]) -> None:
+    """Delete the loose copies of packed objects."""
+    for sha in shas:
+        with contextlib.suppress(FileNotFoundError):  # another packer was quicker
+            objects.delete_loose_object(sha)
 
 
 def _history(objects: DiskObjectStore, tips: set[ObjectID], loose: set[ObjectID]) -> _History:
