@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import os
 import stat
+import tempfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -52,6 +53,7 @@ _DELTA_WINDOW = 4
 #: Trees kept parsed, the least recently used go first (the versions of a parent commit).
 _TREES = 256
 _COMMIT = 1
+_READ_ONLY = 0o444
 _TYPES = {b"commit": _COMMIT, b"tree": 2, b"blob": 3, b"tag": 4}
 
 _Plan = list[tuple["ObjectID", "ObjectID | None"]]
@@ -68,7 +70,6 @@ def pack_loose(
         The number of objects packed.
     """
     objects = store.repo.object_store
-    objects.fsync_object_files = True  # the pack is on disk before the loose copies go
     # The tips first: a commit written after the listing of loose objects is then never a tip,
     # so the walk from the tips meets only listed commits, or packed ones.
     tips = set(store.repo.refs.as_dict().values())
@@ -82,7 +83,7 @@ def pack_loose(
         def write(shas: list[ObjectID], entries: Iterator[UnpackedObject]) -> None:
             nonlocal done
             if shas:
-                objects.add_pack_data(len(shas), entries)
+                _write_pack(objects, len(shas), entries)
                 deleting.append(deleter.submit(_delete, objects, shas))
                 done += len(shas)
                 if progress is not None:
@@ -103,6 +104,38 @@ def pack_loose(
         for job in deleting:
             job.result()  # raises what the deleter met
     return total
+
+
+def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[UnpackedObject]) -> None:
+    """Write a pack of ``count`` entries and its index into the pack folder, both fsynced.
+
+    The index is made from the offsets and checksums noted while writing (dulwich's
+    ``add_pack_data`` reads the whole pack back, resolving every delta, to make it)."""
+    from dulwich.file import GitFile
+    from dulwich.pack import write_pack_data, write_pack_index
+
+    fd, temporary = tempfile.mkstemp(dir=objects.pack_dir, suffix=".pack")  # no index: unseen
+    try:
+        with os.fdopen(fd, "wb") as file:
+            written, checksum = write_pack_data(
+                file.write,
+                entries,
+                num_records=count,
+                compression_level=objects.pack_compression_level,
+                object_format=objects.object_format,
+            )
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, _READ_ONLY)
+        name = os.path.join(objects.pack_dir, f"pack-{checksum.hex()}")
+        os.replace(temporary, name + ".pack")  # like git: the pack, then its index
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+    index = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
+    with GitFile(name + ".idx", "wb", mask=_READ_ONLY, fsync=True) as file:
+        write_pack_index(file, index, checksum, version=objects.pack_index_version)
 
 
 def _delete(objects: DiskObjectStore, shas: list[ObjectID]) -> None:
