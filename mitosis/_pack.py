@@ -22,6 +22,7 @@ import hashlib
 import os
 import stat
 import tempfile
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -72,6 +73,7 @@ def pack_loose(
     objects = store.repo.object_store
     # The tips first: a commit written after the listing of loose objects is then never a tip,
     # so the walk from the tips meets only listed commits, or packed ones.
+    started = time.time()
     tips = set(store.repo.refs.as_dict().values())
     loose = set(objects._iter_loose_objects())  # dulwich has no public lister
     total = len(loose)
@@ -97,13 +99,24 @@ def pack_loose(
                 write([sha for sha, _ in plan], _deltas(objects, plan))
         plan = walk.flush()
         write([sha for sha, _ in plan], _deltas(objects, plan))
-        rest = sorted(loose)  # what no branch reaches: dulwich's window search
+        # What no branch reaches, but for objects of commits written since the refs were read:
+        # packed with dulwich's window search.
+        rest = sorted(sha for sha in loose if _written_before(objects, sha, started))
         for start in range(0, len(rest), batch):
             chunk = rest[start : start + batch]
             write(chunk, _searched(objects, chunk))
         for job in deleting:
             job.result()  # raises what the deleter met
-    return total
+    return done
+
+
+def _written_before(objects: DiskObjectStore, sha: ObjectID, moment: float) -> bool:
+    """Whether the loose file of ``sha`` was last written before ``moment``."""
+    path = os.path.join(objects.path, sha[:2].decode(), sha[2:].decode())
+    try:
+        return os.stat(path).st_mtime < moment
+    except FileNotFoundError:
+        return False  # packed meanwhile, by another tool
 
 
 def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[UnpackedObject]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -192,3 +193,19 @@ def test_a_code_repository_with_trials_beside_the_code(tmp_path, batch):
     git("fsck", "--strict", "--no-dangling", cwd=repo)
     read_back(repo, written)
     assert git("show", "main~5:model.py", cwd=repo).startswith("x0 = 0\nx1 = 6\n")
+
+
+def test_objects_no_branch_reaches_written_meanwhile_stay_loose(tmp_path):
+    from dulwich.objects import Blob
+
+    store = tmp_path / "store.git"
+    make_store(store, range(5))
+    with Store.open(store) as st:
+        old = st.add(Blob.from_string(b"an old stray object\n"))
+        new = st.add(Blob.from_string(b"the object of a commit being written\n"))
+    loose = store / "objects" / new[:2].decode() / new[2:].decode()
+    later = time.time() + 60  # as if written after the packer read the refs
+    os.utime(loose, (later, later))
+    assert pack(store) == 5 * 10 + 1
+    assert loose.exists() and loose_count(store) == 1
+    assert git("cat-file", "-p", old.decode(), cwd=store) == "an old stray object\n"
