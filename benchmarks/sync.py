@@ -80,19 +80,23 @@ def build(path: Path, count: int, background: bool = False) -> None:
             store.commit("sine", files, f"sine: trial {i}\n")
 
 
-# Runs a command and prints its children's peak resident set, in KiB (Linux: ru_maxrss).
-_PEAK = (
+# Runs a command, then prints its children's peak resident set in KiB (Linux: ru_maxrss) and
+# the processor time they took (user and system).
+_USAGE = (
     "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(u.ru_maxrss, u.ru_utime + u.ru_stime)"
 )
 
 
-def peak_memory(*command: str) -> int:
-    """Bytes of the peak resident set of ``command``, run in a process of its own."""
+def usage(*command: str) -> tuple[int, float]:
+    """Bytes of the peak resident set of ``command``, run in a process of its own, and the
+    processor seconds it took (the machine's other work does not count, unlike wall time)."""
     out = subprocess.run(
-        [sys.executable, "-c", _PEAK, *command], check=True, capture_output=True, text=True
+        [sys.executable, "-c", _USAGE, *command], check=True, capture_output=True, text=True
     )
-    return int(out.stdout.split()[-1]) * 1024
+    peak, seconds = out.stdout.split()[-2:]
+    return int(peak) * 1024, float(seconds)
 
 
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -157,11 +161,11 @@ def main() -> int:
     copy = root / "copy.git"
     shutil.copytree(source, copy)
     loose = size(source)
-    memory: dict[str, int] = {}
+    used: dict[str, tuple[int, float]] = {}
     gc = f"import mitosis; mitosis.gc(store={str(source)!r})"
-    gc_time = timed(lambda: memory.update(gc=peak_memory(sys.executable, "-c", gc)))
+    gc_time = timed(lambda: used.update(gc=usage(sys.executable, "-c", gc)))
     git_gc = ("git", "-C", str(copy), "gc", "-q")
-    git_gc_time = timed(lambda: memory.update(git=peak_memory(*git_gc)))
+    git_gc_time = timed(lambda: used.update(git=usage(*git_gc)))
     packed, git_packed = size(source), size(copy)
     rows += [
         ("store, as built" if args.background else "store, loose", 0.0, loose),
@@ -171,10 +175,9 @@ def main() -> int:
     print(f"{'measure':<24} {'seconds':>8} {'bytes':>12} {'bytes/trial':>12}   ({count} trials)")
     for name, seconds, nbytes in rows:
         print(f"{name:<24} {seconds:8.2f} {nbytes:12d} {nbytes / count:12.0f}")
-    print(
-        f"peak memory: mitosis.gc {memory['gc'] / 2**20:.0f} MiB, "
-        f"git gc {memory['git'] / 2**20:.0f} MiB"
-    )
+    for name, key in (("mitosis.gc", "gc"), ("git gc", "git")):
+        peak, seconds = used[key]
+        print(f"{name}: peak memory {peak / 2**20:.0f} MiB, processor time {seconds:.1f} s")
     ratio = packed / git_packed
     verdict = "within" if ratio <= GOAL else "OVER"
     print(f"mitosis.gc / git gc size: {ratio:.2f} ({verdict} the goal of {GOAL}x)")
