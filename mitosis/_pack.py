@@ -7,8 +7,8 @@ commit, and a file new to the branch (``trials/<xx>/<id>/trial.json``) has the s
 the trial before it. :func:`pack_loose` walks the history oldest first, picks each loose object's
 base that way, computes one delta per object and writes packs with those bases. Loose objects
 that the walk did not meet (no branch reaches them, or they hang under a packed commit) are
-packed with dulwich's window search, but for those written since the packer read the refs (a
-commit on its way), which stay loose for the next run.
+packed with dulwich's window search, but for those written in the last seconds before the
+packer started or since (a commit on its way), which stay loose for the next run.
 
 Delta chains stay short, so that reading an object stays fast: the versions of a path form runs
 of at most ``_RUN`` deltas, each hanging off a *head*; each head is a delta against the head of
@@ -55,6 +55,9 @@ _DELTA_WINDOW = 4
 _TREES = 256
 _COMMIT = 1
 _READ_ONLY = 0o444
+#: Loose objects no branch reaches, written less than this many seconds before the packer
+#: started (or since), belong to a commit on its way: they stay loose for the next run.
+_RECENT = 10.0
 _TYPES = {b"commit": _COMMIT, b"tree": 2, b"blob": 3, b"tag": 4}
 
 _Plan = list[tuple["ObjectID", "ObjectID | None"]]
@@ -99,9 +102,9 @@ def pack_loose(
                 write([sha for sha, _ in plan], _deltas(objects, plan))
         plan = walk.flush()
         write([sha for sha, _ in plan], _deltas(objects, plan))
-        # What no branch reaches, but for objects of commits written since the refs were read:
-        # packed with dulwich's window search.
-        rest = sorted(sha for sha in loose if _written_before(objects, sha, started))
+        # What no branch reaches, packed with dulwich's window search; but for the recent: a
+        # commit on its way (its ref not moved yet when the packer read the refs) stays loose.
+        rest = sorted(sha for sha in loose if _written_before(objects, sha, started - _RECENT))
         for start in range(0, len(rest), batch):
             chunk = rest[start : start + batch]
             write(chunk, _searched(objects, chunk))
