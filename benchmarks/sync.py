@@ -5,9 +5,13 @@ the same run:
 
 - ``mitosis.push`` to an empty bare repository against ``git push`` of the same branch;
 - ``mitosis.pull`` into an empty store against ``git fetch`` of the same branch;
-- the store's size per trial: loose, after ``mitosis.gc``, and after ``git gc`` of a copy.
+- the store's size per trial: loose, after ``mitosis.gc``, and after ``git gc`` of a copy, with
+  the peak memory (resident set) of each packer, run in a process of its own.
 
-    python benchmarks/sync.py [--trials N]
+    python benchmarks/sync.py [--trials N] [--background]
+
+With ``--background`` the store is built as a lab would build it, its writers starting the
+background packer every few hundred trials; "store, as built" is then what that leaves.
 
 Goal (issue 5): after packing, within 1.5x of git gc's size, without the git CLI.
 """
@@ -36,11 +40,12 @@ def size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def build(path: Path, count: int) -> None:
+def build(path: Path, count: int, background: bool = False) -> None:
     from mitosis import _store
     from mitosis._store import Store
 
-    _store.AUTO_PACK_OBJECTS = 10**12  # measure the loose store, then packing it
+    if not background:
+        _store.AUTO_PACK_OBJECTS = 10**12  # measure the loose store, then packing it
 
     env = json.dumps({"python": "3.11.7", "variables": dict(sorted(os.environ.items()))}, indent=2)
     requirements = "".join(f"package-{i}=={i % 7}.{i % 13}.{i % 5}\n" for i in range(150))
@@ -75,6 +80,25 @@ def build(path: Path, count: int) -> None:
             store.commit("sine", files, f"sine: trial {i}\n")
 
 
+# Runs a command, then prints its children's peak resident set in KiB (Linux: ru_maxrss) and
+# the processor time they took (user and system).
+_USAGE = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+    "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+    "print(u.ru_maxrss, u.ru_utime + u.ru_stime)"
+)
+
+
+def usage(*command: str) -> tuple[int, float]:
+    """Bytes of the peak resident set of ``command``, run in a process of its own, and the
+    processor seconds it took (the machine's other work does not count, unlike wall time)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _USAGE, *command], check=True, capture_output=True, text=True
+    )
+    peak, seconds = out.stdout.split()[-2:]
+    return int(peak) * 1024, float(seconds)
+
+
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     fn()
@@ -84,7 +108,9 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
-    count = parser.parse_args().trials
+    parser.add_argument("--background", action="store_true", help="let the writers pack")
+    args = parser.parse_args()
+    count = args.trials
     root = Path(tempfile.mkdtemp(prefix="mitosis-sync-bench-"))
     os.environ.update(
         {
@@ -98,7 +124,9 @@ def main() -> int:
 
     source = root / "source.git"
     print(f"building {count} trials ...", file=sys.stderr)
-    build(source, count)
+    build(source, count, args.background)
+    while (source / "mitosis" / "gc.lock").exists():  # a background packer at work
+        time.sleep(0.5)
     hubs = {name: root / f"{name}.git" for name in ("hub-mitosis", "hub-git")}
     for hub in hubs.values():
         git("init", "-q", "--bare", str(hub), cwd=root)
@@ -133,17 +161,23 @@ def main() -> int:
     copy = root / "copy.git"
     shutil.copytree(source, copy)
     loose = size(source)
-    gc_time = timed(lambda: mitosis.gc(store=source))
-    git_gc_time = timed(lambda: git("gc", "-q", cwd=copy))
+    used: dict[str, tuple[int, float]] = {}
+    gc = f"import mitosis; mitosis.gc(store={str(source)!r})"
+    gc_time = timed(lambda: used.update(gc=usage(sys.executable, "-c", gc)))
+    git_gc = ("git", "-C", str(copy), "gc", "-q")
+    git_gc_time = timed(lambda: used.update(git=usage(*git_gc)))
     packed, git_packed = size(source), size(copy)
     rows += [
-        ("store, loose", 0.0, loose),
+        ("store, as built" if args.background else "store, loose", 0.0, loose),
         ("store after mitosis.gc", gc_time, packed),
         ("store after git gc", git_gc_time, git_packed),
     ]
     print(f"{'measure':<24} {'seconds':>8} {'bytes':>12} {'bytes/trial':>12}   ({count} trials)")
     for name, seconds, nbytes in rows:
         print(f"{name:<24} {seconds:8.2f} {nbytes:12d} {nbytes / count:12.0f}")
+    for name, key in (("mitosis.gc", "gc"), ("git gc", "git")):
+        peak, seconds = used[key]
+        print(f"{name}: peak memory {peak / 2**20:.0f} MiB, processor time {seconds:.1f} s")
     ratio = packed / git_packed
     verdict = "within" if ratio <= GOAL else "OVER"
     print(f"mitosis.gc / git gc size: {ratio:.2f} ({verdict} the goal of {GOAL}x)")

@@ -63,7 +63,8 @@ def main(git_dir: str) -> int:
     """Pack the loose objects; the lock was taken by :func:`start`."""
     from dulwich.repo import Repo
 
-    from ._store import Store, pack_loose
+    from ._pack import pack_loose
+    from ._store import Store
 
     try:
         with Store(Repo(git_dir)) as store:

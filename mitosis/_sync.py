@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any, cast
 import attrs
 
 from ._environment import strip_credentials
+from ._pack import pack_loose
 from ._recorder import describe_lock, load_json, read_trials
-from ._store import BRANCH_PREFIX, Store, backoff, disk_size, pack_loose
+from ._store import BRANCH_PREFIX, Store, backoff, disk_size
 from .exceptions import StoreError, SyncConflict, SyncError
 
 if TYPE_CHECKING:
