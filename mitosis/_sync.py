@@ -128,12 +128,18 @@ def _resolve(store: Store, remote: str) -> tuple[str, str]:
 
 
 def _client(store: Store, url: str) -> tuple[Any, str]:
-    from dulwich.client import get_transport_and_path
+    """The dulwich client for ``url``; over ssh, with the command git would use
+    (``GIT_SSH_COMMAND``, else ``GIT_SSH``, else ``core.sshCommand``, else ``ssh``)."""
+    from dulwich.client import SSHGitClient, get_transport_and_path
 
     try:
-        return get_transport_and_path(url, config=store.repo.get_config_stack())
+        client, path = get_transport_and_path(url, config=store.repo.get_config_stack())
     except Exception as exc:
         raise SyncError(f"cannot reach {strip_credentials(url)}: {exc}") from None
+    command = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
+    if command and isinstance(client, SSHGitClient):
+        client.ssh_command = command
+    return client, path
 
 
 def _selected(experiments: Sequence[str]) -> Callable[[bytes], bool]:

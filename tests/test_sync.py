@@ -3,6 +3,8 @@ bundles, plain git on the same branches, and pulls racing with trials."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -556,3 +558,66 @@ def test_cli_pull_shows_the_remotes_progress(investigation, tmp_path, hub, daemo
     assert out.returncode == 0, out.stderr
     assert "objects" in out.stderr  # git's own "Enumerating objects", "Counting objects", ...
     assert "sine" in out.stdout and "new" in out.stdout
+
+
+@pytest.fixture
+def ssh_url(tmp_path: Path, hub: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An sshd on 127.0.0.1 with keys of its own, serving ``hub``; the client's
+    ``GIT_SSH_COMMAND`` knows the key (as a user's ~/.ssh/config would)."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists() or shutil.which("ssh") is None or os.geteuid() != 0:
+        if os.environ.get("MITOSIS_REQUIRE_SSH"):
+            pytest.fail("sshd, ssh and root are needed for the ssh:// test (MITOSIS_REQUIRE_SSH)")
+        pytest.skip("no sshd here, or not root")
+    keys = tmp_path / "ssh"
+    keys.mkdir()
+    for name in ("host", "client"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
+        )
+    (keys / "authorized_keys").write_text((keys / "client.pub").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = keys / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {keys / 'pid'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin yes\n"
+        f"SetEnv PATH={os.environ['PATH']}\n"
+    )
+    Path("/run/sshd").mkdir(exist_ok=True)
+    daemon = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    monkeypatch.setenv(
+        "GIT_SSH_COMMAND",
+        f"ssh -i {keys / 'client'} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no "
+        "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+    )
+    yield f"ssh://root@127.0.0.1:{port}{hub}"
+    daemon.terminate()
+    daemon.communicate(timeout=10)
+
+
+def test_push_and_pull_over_ssh(investigation, tmp_path, hub, ssh_url, monkeypatch):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    first = record(investigation, a, 1)
+    assert mitosis.push(ssh_url, store=a).experiments == {"sine": "new"}
+    assert git("rev-parse", "mitosis/sine", cwd=hub) == git("rev-parse", "mitosis/sine", cwd=a)
+    assert mitosis.pull(ssh_url, store=b).experiments == {"sine": "new"}
+    assert ids(b) == {first}
+    # scp-style, with the ssh command from the store's git config instead of the environment
+    second = record(investigation, b, 2)
+    port = ssh_url.rsplit(":", 1)[1].split("/", 1)[0]
+    command = os.environ["GIT_SSH_COMMAND"] + f" -p {port}"
+    monkeypatch.delenv("GIT_SSH_COMMAND")
+    git("config", "core.sshCommand", command, cwd=b)
+    assert mitosis.push(f"root@127.0.0.1:{hub}", store=b).experiments == {"sine": "pushed"}
+    git("config", "core.sshCommand", command, cwd=a)
+    assert mitosis.pull(f"root@127.0.0.1:{hub}", store=a).experiments == {"sine": "fast-forward"}
+    assert ids(a) == {first, second}
