@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import IO, Any
 
 import attrs
@@ -98,34 +97,40 @@ def perform(job: Job) -> Ran:
     environment: dict[str, bytes] = {}
     collector = threading.Thread(target=lambda: environment.update(environment_files()))
     collector.start()
-    work = Path(tempfile.mkdtemp(prefix="mitosis-"))
+    # Plain strings, not pathlib: pathlib interns every part of every path it parses, and each
+    # trial's folder has a new name, which a sweep of thousands of trials would keep.
+    work = tempfile.mkdtemp(prefix="mitosis-")
     try:
-        spec_file, out = work / "spec", work / "out"
-        out.mkdir()
+        spec_file, out = os.path.join(work, "spec"), os.path.join(work, "out")
+        os.mkdir(out)
         header: dict[str, Any] = {"path": job.path}
         if job.reused is not None:
-            header["reused"] = str(work / "reused.pkl")
-            Path(header["reused"]).write_bytes(job.reused)
-        spec_file.write_bytes(json.dumps(header).encode() + b"\n" + job.payload)
+            header["reused"] = os.path.join(work, "reused.pkl")
+            _write(header["reused"], job.reused)
+        _write(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.perf_counter()
         returncode, log, interrupted = _spawn(spec_file, out, job.echo, job.figure_dpi)
         duration = time.perf_counter() - clock
         outcome = _outcome(out, returncode)
-        running = max((int(p.name[5:]) for p in out.glob("step-*[0-9]")), default=job.start)
+        names = os.listdir(out)
+        marks = [int(n[5:]) for n in names if n.startswith("step-") and n[5:].isdigit()]
+        running = max(marks, default=job.start)
         if "steps" not in outcome:  # the process died: the steps it finished left a report
-            outcome["steps"] = [json.loads(p.read_text()) for p in out.glob("step-*.json")]
-        results = {
-            i: (out / "results" / f"{i}.pkl").read_bytes()
-            for i in range(job.steps)
-            if (out / "results" / f"{i}.pkl").exists()
-        }
-        figures = {
-            i: [p.read_bytes() for p in sorted(folder.glob("*.png"), key=lambda p: int(p.stem))]
-            for i in range(job.steps)
-            if (folder := out / "figures" / str(i)).is_dir()
-        }
-        captions = {i: _captions(out / "figures" / str(i) / "captions.json") for i in figures}
+            reports = [n for n in names if n.startswith("step-") and n.endswith(".json")]
+            outcome["steps"] = [json.loads(_read(os.path.join(out, n)) or b"{}") for n in reports]
+        results = {}
+        figures: dict[int, list[bytes]] = {}
+        captions = {}
+        for i in range(job.steps):
+            data = _read(os.path.join(out, "results", f"{i}.pkl"))
+            if data is not None:
+                results[i] = data
+            folder = os.path.join(out, "figures", str(i))
+            if os.path.isdir(folder):
+                pngs = sorted((n for n in os.listdir(folder) if n.endswith(".png")), key=_number)
+                figures[i] = [_read(os.path.join(folder, n)) or b"" for n in pngs]
+                captions[i] = _captions(os.path.join(folder, "captions.json"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         collector.join()
@@ -186,26 +191,43 @@ def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: thre
                 console = None
 
 
-def _captions(path: Path) -> list[str]:
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _number(name: str) -> int:
+    return int(name.split(".", 1)[0])
+
+
+def _captions(path: str) -> list[str]:
     """The worker's list of figure captions (none if it wrote none)."""
     try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError):
+        found = json.loads(_read(path) or b"")
+    except ValueError:
         return []
     return [c if isinstance(c, str) else "" for c in found] if isinstance(found, list) else []
 
 
 def _spawn(
-    spec_file: Path, out: Path, echo: bool, figure_dpi: float | None
+    spec_file: str, out: str, echo: bool, figure_dpi: float | None
 ) -> tuple[int, bytes, bool]:
     """Run the worker, streaming its output to the log (and live to the console if ``echo``);
     return its exit code, the log, and whether Ctrl-C reached this process meanwhile."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
     if figure_dpi is not None:
         env["MITOSIS_FIGURE_DPI"] = repr(float(figure_dpi))
-    worker = str(Path(__file__).with_name("_worker.py"))
+    worker = os.path.join(os.path.dirname(__file__), "_worker.py")
     with subprocess.Popen(
-        [sys.executable, worker, str(spec_file), str(out)],
+        [sys.executable, worker, spec_file, out],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -247,11 +269,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
         return proc.wait()
 
 
-def _outcome(out: Path, returncode: int) -> dict[str, Any]:
+def _outcome(out: str, returncode: int) -> dict[str, Any]:
     try:
-        outcome: dict[str, Any] = json.loads((out / "outcome.json").read_text())
+        outcome: dict[str, Any] = json.loads(_read(os.path.join(out, "outcome.json")) or b"")
         return outcome
-    except (OSError, ValueError):
+    except ValueError:
         pass
     if returncode < 0:
         try:

@@ -40,15 +40,32 @@ class Item:
 
     Attributes:
         params: the combination as given.
-        trial: its trial (an earlier one when skipped), or None when it did not run.
+        trial: its trial (an earlier one when skipped), or None when it did not run or when
+            the sweep keeps no records.
+        id: the trial's id (None when it did not run).
+        status: the trial's status.
+        main: the trial's main result.
         skipped: an earlier ``ok`` trial had the same parameters and code.
         error: why it was not recorded, when it was not.
     """
 
     params: dict[str, Any]
     trial: Trial | None = None
+    id: str | None = None
+    status: str | None = None
+    main: Any = None
     skipped: bool = False
     error: str | None = None
+
+    def with_trial(self, trial: Trial, keep: bool, skipped: bool = False) -> Item:
+        return attrs.evolve(
+            self,
+            trial=trial if keep else None,
+            id=trial.id,
+            status=trial.status,
+            main=trial.main,
+            skipped=skipped,
+        )
 
 
 def sweep(
@@ -152,22 +169,34 @@ def run_sweep(
     progress: bool = False,
     stream: IO[str] | None = None,
     figure_dpi: float | None = None,
+    keep_records: bool = True,
 ) -> list[Item]:
-    """:func:`sweep` with the chain decided; one :class:`Item` per combination, in order."""
+    """:func:`sweep` with the chain decided; one :class:`Item` per combination, in order.
+
+    What is kept per combination is its item (and its record, if ``keep_records``): values are
+    resolved once to check them all, and again as each trial is sent, so memory does not grow
+    with the sweep beyond that.
+    """
     check_dpi(figure_dpi)
-    resolved = [resolve(chain, c) for c in combos]  # every combination checked first
-    origin = Origin(figure_dpi=figure_dpi)
+    locks: dict[tuple[str, str], Resolved] = {}
+    keys: list[tuple[tuple[str, str], ...]] = []
+    for combo in combos:  # every combination checked first
+        resolved = resolve(chain, combo)
+        for r in resolved:
+            if r.tracked and r.source == "variant":
+                locks.setdefault((r.name, r.variant), attrs.evolve(r, value=None))
+        if skip_done:
+            keys.append(
+                tuple(sorted((r.name, r.encoded.fingerprint) for r in resolved if r.tracked))
+            )
+    sweep = _Sweep(chain, combos, reuse, Origin(figure_dpi=figure_dpi), keep_records)
     if debug:
-        return _Sweep(chain, combos, resolved, None, reuse, origin, progress, stream).run(
-            jobs, executor, fail_fast, skip_done=False, in_workers=False
-        )
+        return sweep.run(None, progress, stream, jobs, executor, fail_fast, [], False)
     with Store.open(store, create=True) as st:
         Store.ref(chain.name)
-        everything = [r for rs in resolved for r in rs]
-        _lock(st, chain.name, everything, lock_check(chain.name, everything))
-        return _Sweep(chain, combos, resolved, st, reuse, origin, progress, stream).run(
-            jobs, executor, fail_fast, skip_done, commit_in_workers
-        )
+        named = list(locks.values())
+        _lock(st, chain.name, named, lock_check(chain.name, named))
+        return sweep.run(st, progress, stream, jobs, executor, fail_fast, keys, commit_in_workers)
 
 
 def perform_and_commit(
@@ -183,34 +212,35 @@ def perform_and_commit(
 
 class _Sweep:
     def __init__(
-        self,
-        chain: Chain,
-        combos: list[dict[str, Any]],
-        resolved: list[list[Resolved]],
-        store: Store | None,
-        reuse: bool,
-        origin: Origin,
-        progress: bool,
-        stream: IO[str] | None,
+        self, chain: Chain, combos: list[dict[str, Any]], reuse: bool, origin: Origin, keep: bool
     ) -> None:
-        self.chain, self.combos, self.resolved, self.store = chain, combos, resolved, store
-        self.reuse, self.origin = reuse, origin
+        self.chain = chain
+        self.combos = combos
+        self.reuse = reuse
+        self.origin = origin
+        self.keep = keep
         self.items = [Item(c) for c in combos]
-        start = _code_start(chain.steps[0].fn)
-        self.code = _environment.code_state(start, store.path if store else None)
-        self.progress = _Progress(len(combos), progress, stream or sys.stderr)
 
     def run(
         self,
+        store: Store | None,
+        progress: bool,
+        stream: IO[str] | None,
         jobs: int | None,
         executor: Executor | None,
         fail_fast: bool,
-        skip_done: bool,
+        done_keys: list[tuple[tuple[str, str], ...]],
         in_workers: bool,
     ) -> list[Item]:
+        """Run the combinations; ``done_keys`` (each one's tracked fingerprints) asks to skip
+        those with an ``ok`` trial at this code."""
+        self.store = store
+        start = _code_start(self.chain.steps[0].fn)
+        self.code = _environment.code_state(start, store.path if store else None)
+        self.progress = _Progress(len(self.combos), progress, stream or sys.stderr)
         todo = list(range(len(self.combos)))
-        if skip_done and self.store is not None:
-            todo = self._skip_done(todo)
+        if done_keys and store is not None:
+            todo = self._skip_done(todo, done_keys)
         own = executor is None
         pool = executor or ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
         window = 2 * (jobs or os.cpu_count() or 1) if own else 64
@@ -243,7 +273,7 @@ class _Sweep:
         return self.items
 
     def _task(self, index: int) -> _Task:
-        resolved = self.resolved[index]
+        resolved = resolve(self.chain, self.combos[index])
         reused = None
         if self.reuse and self.store is not None:
             reused = find_reusable(self.store, self.chain, resolved, self.code[0])
@@ -267,7 +297,7 @@ class _Sweep:
             self.items[task.index] = attrs.evolve(self.items[task.index], error=str(error))
             self.progress.finished(None)
             return None
-        self.items[task.index] = attrs.evolve(self.items[task.index], trial=trial)
+        self.items[task.index] = self.items[task.index].with_trial(trial, self.keep)
         self.progress.finished(trial)
         return trial
 
@@ -280,7 +310,7 @@ class _Sweep:
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
             for future in wait(running).done:
                 self._collect(future, running[future])
-        recorded = sum(item.trial is not None for item in self.items)
+        recorded = sum(item.id is not None for item in self.items)
         missing = len(self.items) - recorded
         self.progress.message(
             f"interrupted: {recorded} of {len(self.items)} trials recorded, {missing} not run "
@@ -288,7 +318,7 @@ class _Sweep:
             "what is missing."
         )
 
-    def _skip_done(self, todo: list[int]) -> list[int]:
+    def _skip_done(self, todo: list[int], keys: list[tuple[tuple[str, str], ...]]) -> list[int]:
         """The combinations without an ``ok`` trial at the same parameters and code."""
         assert self.store is not None
         state, diff = self.code
@@ -304,12 +334,11 @@ class _Sweep:
             done.setdefault(_key(trial.params.items()), trial)
         left = []
         for index in todo:
-            tracked = [(r.name, r.encoded.fingerprint) for r in self.resolved[index] if r.tracked]
-            earlier = done.get(tuple(sorted(tracked)))
+            earlier = done.get(keys[index])
             if earlier is None:
                 left.append(index)
                 continue
-            self.items[index] = attrs.evolve(self.items[index], trial=earlier, skipped=True)
+            self.items[index] = self.items[index].with_trial(earlier, self.keep, skipped=True)
         self.progress.skip(len(todo) - len(left))
         return left
 

@@ -207,20 +207,21 @@ def run(
             skip_done=skip_done,
             progress=True,
             figure_dpi=config.figure_dpi,
+            keep_records=False,  # the table needs ids, statuses and mains only
         )
     except KeyboardInterrupt:
         sys.exit(130)
     rows = []
     for item in items:
         shown = " ".join(f"{k}={_cell(v)}" for k, v in item.params.items())
-        t = item.trial
-        if t is None:
+        if item.id is None:
             rows.append(["-", "not run", "", f"{shown}: {_cell(item.error or '', 80)}"])
         else:
-            status = f"{t.status} (done before)" if item.skipped else t.status
-            rows.append([t.id, status, _cell(t.main) if t.status == "ok" else "", shown])
+            status = f"{item.status} (done before)" if item.skipped else item.status or ""
+            main = _cell(item.main) if item.status == "ok" else ""
+            rows.append([item.id, status, main, shown])
     click.echo(_table(["id", "status", "main", "parameters"], rows))
-    bad = sum(item.trial is None or item.trial.status != "ok" for item in items)
+    bad = sum(item.status != "ok" for item in items)
     if bad:
         click.echo(f"{bad} of {len(items)} trials did not succeed (see `mitosis log`)", err=True)
         ctx.exit(min(bad, 125))

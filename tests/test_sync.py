@@ -74,6 +74,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    """Wait until a server listens on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def daemon(tmp_path: Path, hub: Path) -> Iterator[str]:
     """`git daemon` serving the hub on 127.0.0.1, pushes allowed; yields the hub's git:// URL."""
@@ -93,12 +103,7 @@ def daemon(tmp_path: Path, hub: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
+    wait_for_port(port)
     yield f"git://127.0.0.1:{port}/{hub.name}"
     proc.terminate()
     proc.wait(timeout=10)
@@ -576,9 +581,7 @@ def ssh_url(tmp_path: Path, hub: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
             ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True
         )
     (keys / "authorized_keys").write_text((keys / "client.pub").read_text())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     config = keys / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys / 'host'}\n"
@@ -588,12 +591,7 @@ def ssh_url(tmp_path: Path, hub: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     )
     Path("/run/sshd").mkdir(exist_ok=True)
     daemon = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
+    wait_for_port(port)
     monkeypatch.setenv(
         "GIT_SSH_COMMAND",
         f"ssh -i {keys / 'client'} -o IdentitiesOnly=yes -o StrictHostKeyChecking=no "
