@@ -3,7 +3,8 @@
 Builds a store of N trials (one commit each, with realistic files), then prints, measured in
 the same run:
 
-- ``mitosis.push`` to an empty bare repository against ``git push`` of the same branch;
+- ``mitosis.push`` to an empty bare repository against ``git push`` of the same branch (a push
+  packs a store's many loose objects first, so git pushes the packed store after it);
 - ``mitosis.pull`` into an empty store against ``git fetch`` of the same branch;
 - the store's size per trial: loose, after ``mitosis.gc``, and after ``git gc`` of a copy, with
   the peak memory (resident set) of each packer, run in a process of its own.
@@ -127,6 +128,11 @@ def main() -> int:
     build(source, count, args.background)
     while (source / "mitosis" / "gc.lock").exists():  # a background packer at work
         time.sleep(0.5)
+    # Packing is measured on copies of the store as built: a push packs many loose objects first.
+    loose = size(source)
+    unpacked, copy = root / "unpacked.git", root / "copy.git"
+    shutil.copytree(source, unpacked)
+    shutil.copytree(source, copy)
     hubs = {name: root / f"{name}.git" for name in ("hub-mitosis", "hub-git")}
     for hub in hubs.values():
         git("init", "-q", "--bare", str(hub), cwd=root)
@@ -158,15 +164,12 @@ def main() -> int:
             size(into["pull-git"]),
         ),
     ]
-    copy = root / "copy.git"
-    shutil.copytree(source, copy)
-    loose = size(source)
     used: dict[str, tuple[int, float]] = {}
-    gc = f"import mitosis; mitosis.gc(store={str(source)!r})"
+    gc = f"import mitosis; mitosis.gc(store={str(unpacked)!r})"
     gc_time = timed(lambda: used.update(gc=usage(sys.executable, "-c", gc)))
     git_gc = ("git", "-C", str(copy), "gc", "-q")
     git_gc_time = timed(lambda: used.update(git=usage(*git_gc)))
-    packed, git_packed = size(source), size(copy)
+    packed, git_packed = size(unpacked), size(copy)
     rows += [
         ("store, as built" if args.background else "store, loose", 0.0, loose),
         ("store after mitosis.gc", gc_time, packed),

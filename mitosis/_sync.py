@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["Conflict", "Packed", "SyncReport", "bundle", "conflicts", "gc", "pull", "push"]
 
 _BUNDLE_SIGNATURES = (b"# v2 git bundle", b"# v3 git bundle")
+# Loose objects travel whole; past this many (about 200 trials), a push packs them first.
+PUSH_PACK_OBJECTS = 2_000
 _RETRIES = 50
 
 
@@ -142,6 +144,26 @@ def _client(store: Store, url: str) -> tuple[Any, str]:
     return client, path
 
 
+def _pack_before_sending(st: Store, progress: Callable[[bytes], None] | None) -> None:
+    """Pack the loose objects first when there are many: dulwich sends loose objects without
+    deltas, packed ones with theirs. Skipped when another packer is at work."""
+    from ._gc import release, take
+
+    if st.loose_estimate() <= PUSH_PACK_OBJECTS:
+        return
+    git_dir = st.repo.controldir()
+    if not take(git_dir):
+        return
+    try:
+        if progress is not None:
+            progress(b"packing loose objects before sending them\n")
+        pack_loose(st)
+    except OSError as exc:
+        raise StoreError(f"cannot pack {st.path} before the push: {exc}") from None
+    finally:
+        release(git_dir)
+
+
 def _selected(experiments: Sequence[str]) -> Callable[[bytes], bool]:
     wanted = {BRANCH_PREFIX + e.encode() for e in experiments}
     return lambda ref: ref.startswith(BRANCH_PREFIX) and (not wanted or ref in wanted)
@@ -191,6 +213,7 @@ def push(
         for experiment in experiments:
             if st.local_tip(experiment) is None:
                 raise SyncError(f"the store has no experiment {experiment!r} to push")
+        _pack_before_sending(st, progress)
         selected = _selected(experiments)
         local = {
             ref: sha

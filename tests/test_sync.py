@@ -619,3 +619,50 @@ def test_push_and_pull_over_ssh(investigation, tmp_path, hub, ssh_url, monkeypat
     git("config", "core.sshCommand", command, cwd=a)
     assert mitosis.pull(f"root@127.0.0.1:{hub}", store=a).experiments == {"sine": "fast-forward"}
     assert ids(a) == {first, second}
+
+
+def _loose(store: Path) -> int:
+    counts = dict(line.split(": ") for line in git("count-objects", "-v", cwd=store).splitlines())
+    return int(counts["count"])
+
+
+def test_a_push_packs_many_loose_objects_first(investigation, tmp_path, hub, monkeypatch):
+    from mitosis import _gc, _sync
+
+    a = server(tmp_path, "a", hub)
+    made = {record(investigation, a, i) for i in (1, 2, 3)}
+    monkeypatch.setattr(_sync, "PUSH_PACK_OBJECTS", -1)  # a small store counts as "many"
+    git_dir = a / ".git"
+    assert _gc.take(str(git_dir))  # another packer at work: the push goes on, unpacked
+    try:
+        assert mitosis.push(store=a).experiments == {"sine": "new"}
+    finally:
+        _gc.release(str(git_dir))
+    assert _loose(a) > 0
+    made.add(record(investigation, a, 4))
+    said: list[bytes] = []
+    assert mitosis.push(store=a, progress=said.append).experiments == {"sine": "pushed"}
+    assert b"packing loose objects before sending them\n" in said
+    assert _loose(a) == 0
+    git("fsck", "--strict", cwd=a)
+    git("fsck", "--strict", cwd=hub)
+    assert git("rev-parse", "mitosis/sine", cwd=hub) == git("rev-parse", "mitosis/sine", cwd=a)
+    assert ids(a) == made
+
+
+def test_a_push_that_cannot_pack_first_loses_nothing(investigation, tmp_path, hub, monkeypatch):
+    from mitosis import _sync
+
+    a = server(tmp_path, "a", hub)
+    made = {record(investigation, a, i) for i in (1, 2)}
+    monkeypatch.setattr(_sync, "PUSH_PACK_OBJECTS", -1)
+    packs = a / ".git" / "objects" / "pack"
+    shutil.rmtree(packs)
+    packs.write_text("not a folder")  # where the pack would go
+    with pytest.raises(mitosis.StoreError, match=r"cannot pack .* before the push"):
+        mitosis.push(store=a)
+    packs.unlink()
+    packs.mkdir()
+    assert ids(a) == made
+    git("fsck", "--strict", cwd=a)
+    assert mitosis.push(store=a).experiments == {"sine": "new"}
