@@ -16,7 +16,7 @@ from ._recorder import load_json
 from ._serialize import dumps_json
 from .exceptions import StoreError
 
-__all__ = ["Difference", "diff_trials", "packages"]
+__all__ = ["Difference", "diff_trials", "packages", "recorded_environment"]
 
 
 @attrs.frozen
@@ -84,7 +84,8 @@ def _read_text(trial: Trial, name: str) -> str:
         return ""
 
 
-def _environment(trial: Trial) -> dict[str, Any]:
+def recorded_environment(trial: Trial) -> dict[str, Any]:
+    """The trial's ``environment.json`` (empty when it recorded none)."""
     text = _read_text(trial, "environment.json")
     env: dict[str, Any] = (
         load_json(text.encode(), f"environment.json of {trial.id}") if text else {}
@@ -130,7 +131,7 @@ def diff_trials(a: Trial, b: Trial) -> list[Difference]:
                 f"{len(diff_b.splitlines())} lines" if diff_b else None,
             )
         )
-    env_a, env_b = _environment(a), _environment(b)
+    env_a, env_b = recorded_environment(a), recorded_environment(b)
     keys = ("python", "implementation", "platform", "machine", "host", "executable")
     found += _pairs(
         "environment",

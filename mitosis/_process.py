@@ -27,6 +27,7 @@ import attrs
 from . import _environment
 from ._model import converter
 from ._serialize import dumps_json
+from ._worker import write_file
 
 __all__ = ["Job", "Ran", "interrupt_running", "perform"]
 
@@ -106,8 +107,8 @@ def perform(job: Job) -> Ran:
         header: dict[str, Any] = {"path": job.path}
         if job.reused is not None:
             header["reused"] = os.path.join(work, "reused.pkl")
-            _write(header["reused"], job.reused)
-        _write(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
+            write_file(header["reused"], job.reused)
+        write_file(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.perf_counter()
         returncode, log, interrupted = _spawn(spec_file, out, job.echo, job.figure_dpi)
@@ -197,11 +198,6 @@ def _read(path: str) -> bytes | None:
             return f.read()
     except FileNotFoundError:
         return None
-
-
-def _write(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def _number(name: str) -> int:

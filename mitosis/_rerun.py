@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _environment
-from ._compare import Difference, packages
+from ._compare import Difference, packages, recorded_environment
 from ._model import Trial, converter
 from ._params import Chain, ExperimentSpec, Resolved, Step
-from ._recorder import load, load_json
+from ._recorder import load
 from ._runner import Origin, _code_start, record
 from ._serialize import Encoded, decode, dumps_json
 from .exceptions import EnvironmentDiffers, RerunError, TrialFailed, VariantRenamed
@@ -207,9 +207,7 @@ def environment_differences(trial: Trial) -> list[Difference]:
     """How this environment differs from the one ``trial`` recorded: interpreter, platform and
     packages (``a`` recorded, ``b`` now). Editable installs compare by name only: their code
     is the trial's code, not the folder it is installed from."""
-    recorded: dict[str, Any] = {}
-    if "environment.json" in trial.files:
-        recorded = load_json(trial.read("environment.json"), f"environment.json of {trial.id}")
+    recorded = recorded_environment(trial)
     now = converter().unstructure(_environment.environment())
     found = [
         Difference("environment", key, recorded.get(key), now[key])
@@ -387,8 +385,8 @@ def import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tup
     repository (and of the folder the trial ran in)."""
     relative = ["", "src"]
     places = [Path(p or os.getcwd()) for p in sys.path]
-    if trial.code is not None and "environment.json" in trial.files:
-        cwd = load_json(trial.read("environment.json"), "environment.json").get("cwd")
+    if trial.code is not None:
+        cwd = recorded_environment(trial).get("cwd")
         if cwd and Path(cwd).is_relative_to(trial.code.repository):
             relative.append(str(Path(cwd).relative_to(trial.code.repository)))
     for place in places:

@@ -189,14 +189,17 @@ def run_sweep(
             keys.append(
                 tuple(sorted((r.name, r.encoded.fingerprint) for r in resolved if r.tracked))
             )
-    sweep = _Sweep(chain, combos, reuse, Origin(figure_dpi=figure_dpi), keep_records)
+    origin = Origin(figure_dpi=figure_dpi)
+    report = _Progress(len(combos), progress, stream or sys.stderr)
     if debug:
-        return sweep.run(None, progress, stream, jobs, executor, fail_fast, [], False)
+        sweep = _Sweep(chain, combos, None, reuse, origin, keep_records, report)
+        return sweep.run(jobs, executor, fail_fast, [], False)
     with Store.open(store, create=True) as st:
         Store.ref(chain.name)
         named = list(locks.values())
         _lock(st, chain.name, named, lock_check(chain.name, named))
-        return sweep.run(st, progress, stream, jobs, executor, fail_fast, keys, commit_in_workers)
+        sweep = _Sweep(chain, combos, st, reuse, origin, keep_records, report)
+        return sweep.run(jobs, executor, fail_fast, keys, commit_in_workers)
 
 
 def perform_and_commit(
@@ -212,20 +215,28 @@ def perform_and_commit(
 
 class _Sweep:
     def __init__(
-        self, chain: Chain, combos: list[dict[str, Any]], reuse: bool, origin: Origin, keep: bool
+        self,
+        chain: Chain,
+        combos: list[dict[str, Any]],
+        store: Store | None,
+        reuse: bool,
+        origin: Origin,
+        keep: bool,
+        progress: _Progress,
     ) -> None:
         self.chain = chain
         self.combos = combos
+        self.store = store
         self.reuse = reuse
         self.origin = origin
         self.keep = keep
+        self.progress = progress
         self.items = [Item(c) for c in combos]
+        start = _code_start(chain.steps[0].fn)
+        self.code = _environment.code_state(start, store.path if store else None)
 
     def run(
         self,
-        store: Store | None,
-        progress: bool,
-        stream: IO[str] | None,
         jobs: int | None,
         executor: Executor | None,
         fail_fast: bool,
@@ -234,12 +245,8 @@ class _Sweep:
     ) -> list[Item]:
         """Run the combinations; ``done_keys`` (each one's tracked fingerprints) asks to skip
         those with an ``ok`` trial at this code."""
-        self.store = store
-        start = _code_start(self.chain.steps[0].fn)
-        self.code = _environment.code_state(start, store.path if store else None)
-        self.progress = _Progress(len(self.combos), progress, stream or sys.stderr)
         todo = list(range(len(self.combos)))
-        if done_keys and store is not None:
+        if done_keys and self.store is not None:
             todo = self._skip_done(todo, done_keys)
         own = executor is None
         pool = executor or ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1)

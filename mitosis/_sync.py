@@ -9,11 +9,12 @@ local branch and reports both values and the trials that used them; the fetched 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -147,19 +148,29 @@ def _client(store: Store, url: str) -> tuple[Any, str]:
 def _pack_before_sending(st: Store, progress: Callable[[bytes], None] | None) -> None:
     """Pack the loose objects first when there are many: dulwich sends loose objects without
     deltas, packed ones with theirs. Skipped when another packer is at work."""
-    from ._gc import release, take
-
     if st.loose_estimate() <= PUSH_PACK_OBJECTS:
         return
+    with _packing(st, " before the push") as mine:
+        if mine:
+            if progress is not None:
+                progress(b"packing loose objects before sending them\n")
+            pack_loose(st)
+
+
+@contextlib.contextmanager
+def _packing(st: Store, why: str = "") -> Iterator[bool]:
+    """The packer's lock, and whether it was free (one packer at a time); a packing that fails
+    inside is a :class:`StoreError` (``why`` completes its message), and nothing loose is lost."""
+    from ._gc import release, take
+
     git_dir = st.repo.controldir()
     if not take(git_dir):
+        yield False
         return
     try:
-        if progress is not None:
-            progress(b"packing loose objects before sending them\n")
-        pack_loose(st)
+        yield True
     except OSError as exc:
-        raise StoreError(f"cannot pack {st.path} before the push: {exc}") from None
+        raise StoreError(f"cannot pack {st.path}{why}: {exc}") from None
     finally:
         release(git_dir)
 
@@ -621,20 +632,13 @@ def gc(
     faster to read once packed. Objects are packed in batches (memory stays bounded), and
     objects that trials write meanwhile stay loose for the next run.
     """
-    from ._gc import release, take
-
-    with Store.open(store) as st:
+    with Store.open(store) as st, _packing(st) as mine:
         git_dir = st.repo.controldir()
-        if not take(git_dir):
+        if not mine:
             raise SyncError(
                 f"another packer is at work on {st.path} ({git_dir}/mitosis/gc.lock); "
                 "try again when it is done"
             )
-        try:
-            before = disk_size(git_dir)
-            count = pack_loose(st, progress=progress)
-            return Packed(objects=count, before=before, after=disk_size(git_dir))
-        except OSError as exc:
-            raise StoreError(f"cannot pack {st.path}: {exc}") from None
-        finally:
-            release(git_dir)
+        before = disk_size(git_dir)
+        count = pack_loose(st, progress=progress)
+        return Packed(objects=count, before=before, after=disk_size(git_dir))

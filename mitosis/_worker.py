@@ -165,13 +165,13 @@ def _save_figures(folder: str, returned: Any) -> int:
     for n, (figure, name) in enumerate(figures):
         figure.savefig(os.path.join(folder, f"{n}.png"), dpi=dpi, format="png")
         captions.append(caption(figure) or name)
-    _write(os.path.join(folder, "captions.json"), json.dumps(captions).encode())
+    write_file(os.path.join(folder, "captions.json"), json.dumps(captions).encode())
     if pyplot is not None:
         pyplot.close("all")
     return len(figures)
 
 
-def _write(path: str, data: bytes) -> None:
+def write_file(path: str, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
 
@@ -189,7 +189,7 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
         step = steps[i]
         record: dict[str, Any] = {"name": step["name"], "status": "failed"}
         records.append(record)
-        _write(os.path.join(out, f"step-{i}"), b"")  # tells the caller which step a kill hit
+        write_file(os.path.join(out, f"step-{i}"), b"")  # tells the caller which step a kill hit
         fn = _load_function(step["function"])
         clock = time.perf_counter()
         returned: Any = None
@@ -217,11 +217,12 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
             )
         if "figures" in shaped:  # saved as PNG: the pickle would need matplotlib to load
             returned = {k: v for k, v in shaped.items() if k != "figures"}
-        _write(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
+        write_file(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
         record["main"] = plain(shaped["main"])
         record["metrics"] = plain(shaped.get("metrics", {}))
         record["status"] = "ok"
-        _write(os.path.join(out, f"step-{i}.json"), json.dumps(record).encode())  # if killed later
+        # the step's report, in case the process is killed later
+        write_file(os.path.join(out, f"step-{i}.json"), json.dumps(record).encode())
         data = shaped.get("data")
 
 
@@ -259,7 +260,7 @@ def main(spec_path: str, out: str) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     tmp = os.path.join(out, "outcome.json.tmp")
-    _write(tmp, json.dumps(outcome).encode())
+    write_file(tmp, json.dumps(outcome).encode())
     os.replace(tmp, os.path.join(out, "outcome.json"))
     return 0
 
