@@ -466,13 +466,19 @@ def http_url(tmp_path: Path, hub: Path) -> Iterator[str]:
     server_.server_close()
 
 
-def test_push_and_pull_over_http(investigation, tmp_path, hub, http_url):
+def push_then_pull(investigation, tmp_path: Path, hub: Path, url: str) -> tuple[Path, Path, str]:
+    """Server a pushes a trial to ``url``, server b pulls it from there; both checked."""
     a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
     first = record(investigation, a, 1)
-    assert mitosis.push(http_url, store=a).experiments == {"sine": "new"}
+    assert mitosis.push(url, store=a).experiments == {"sine": "new"}
     assert git("rev-parse", "mitosis/sine", cwd=hub) == git("rev-parse", "mitosis/sine", cwd=a)
-    assert mitosis.pull(http_url, store=b).experiments == {"sine": "new"}
+    assert mitosis.pull(url, store=b).experiments == {"sine": "new"}
     assert ids(b) == {first}
+    return a, b, first
+
+
+def test_push_and_pull_over_http(investigation, tmp_path, hub, http_url):
+    push_then_pull(investigation, tmp_path, hub, http_url)  # asserts each side
 
 
 def test_incremental_bundles_after_packing_and_from_git(investigation, tmp_path, hub):
@@ -603,12 +609,7 @@ def ssh_url(tmp_path: Path, hub: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 
 def test_push_and_pull_over_ssh(investigation, tmp_path, hub, ssh_url, monkeypatch):
-    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
-    first = record(investigation, a, 1)
-    assert mitosis.push(ssh_url, store=a).experiments == {"sine": "new"}
-    assert git("rev-parse", "mitosis/sine", cwd=hub) == git("rev-parse", "mitosis/sine", cwd=a)
-    assert mitosis.pull(ssh_url, store=b).experiments == {"sine": "new"}
-    assert ids(b) == {first}
+    a, b, first = push_then_pull(investigation, tmp_path, hub, ssh_url)
     # scp-style, with the ssh command from the store's git config instead of the environment
     second = record(investigation, b, 2)
     port = ssh_url.rsplit(":", 1)[1].split("/", 1)[0]
