@@ -165,3 +165,31 @@ def test_ctrl_c_records_running_trials_as_interrupted_and_skip_done_finishes(
     ok = sorted(t.params["value"].value for t in mitosis.trials("marks") if t.status == "ok")
     assert ok == [1, 2, 3, 4, 5, 6]
     assert out.count("(done before)") == 2
+
+
+def test_a_trial_refused_at_its_commit_is_reported_not_recorded(investigation, tmp_path):
+    import threading
+
+    from mitosis._params import chain_of
+    from mitosis._sweep import run_sweep
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    chain = chain_of(investigation.marks_start, lookup={"value": {"one": 1}})
+
+    def rename_while_it_runs() -> None:  # a colleague settles a conflict meanwhile
+        deadline = time.monotonic() + 60
+        while not (marks / "1").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        mitosis.rename_variant("marks_start", "value", "one", "uno")
+
+    renamer = threading.Thread(target=rename_while_it_runs)
+    renamer.start()
+    (item,) = run_sweep(
+        chain, [{"value": "one", "seconds": 2.0, "folder": str(marks)}], store=None, jobs=1
+    )
+    renamer.join()
+    assert item.trial is None and item.id is None
+    assert "was renamed to 'uno'" in (item.error or "")
+    assert mitosis.trials("marks_start") == []
+    git("fsck", "--strict")
