@@ -124,7 +124,7 @@ def trial_files(i: int, png: bytes, shared: dict[str, bytes]) -> dict[str, bytes
 
 
 def build(path: Path, count: int) -> None:
-    from mitosis._store import Store
+    from mitosis.store.repo import Store
 
     png = figure_png()
     shared = {"environment": environment(), "requirements": requirements()}
@@ -137,7 +137,7 @@ def build(path: Path, count: int) -> None:
 
 def add(path: Path, start: int, count: int) -> None:
     """Record ``count`` more trials, one commit each, as trials arrive."""
-    from mitosis._store import Store
+    from mitosis.store.repo import Store
 
     png = figure_png()
     shared = {"environment": environment(), "requirements": requirements()}

@@ -48,7 +48,7 @@ def median_s(fn: Callable[[], object], repeat: int) -> float:
 
 
 def build(path: Path, count: int) -> None:
-    from mitosis._store import Store
+    from mitosis.store.repo import Store
 
     template = {
         "format": 1,

@@ -32,8 +32,8 @@ GOAL = 0.5
 SWEEP = """
 import json, resource, sys, time
 import mitosis, bench_exp
-from mitosis._params import chain_of
-from mitosis._sweep import run_sweep
+from mitosis.run.experiment import chain_of
+from mitosis.run.sweep import run_sweep
 grid = {{"x": list(range({n}))}}
 start = time.perf_counter()
 if {keep}:

@@ -42,8 +42,8 @@ def size(path: Path) -> int:
 
 
 def build(path: Path, count: int, background: bool = False) -> None:
-    from mitosis import _store
-    from mitosis._store import Store
+    from mitosis.store import repo as _store
+    from mitosis.store.repo import Store
 
     if not background:
         _store.AUTO_PACK_OBJECTS = 10**12  # measure the loose store, then packing it

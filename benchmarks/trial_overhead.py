@@ -56,8 +56,8 @@ def main() -> int:
     import bench_exp
 
     import mitosis
-    from mitosis import _environment
-    from mitosis._store import Store
+    from mitosis.run import environment as _environment
+    from mitosis.store.repo import Store
 
     python = sys.executable
 
@@ -79,7 +79,7 @@ def main() -> int:
     with Store.open(root) as store:
         parts: list[tuple[str, Callable[[], object]]] = [
             ("  requirements list (in parallel)", _environment.requirements),
-            ("  code state and diff (in parallel)", lambda: _environment.code_state(root)),
+            ("  code state and diff (in parallel)", lambda: _environment.read_code(root)),
             ("  environment variables, platform", _environment.environment),
             ("  commit of 6 files to the store", lambda: store.commit("bench", files, "b\n")),
             ("python -c pass", lambda: subprocess.run([python, "-c", "pass"], check=True)),

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._model import CodeState, Param, Trial
-from ._params import experiment
-from ._recorder import Variant, load, rename_variant, trials, variants
-from ._runner import run
+from ._version import __version__
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
@@ -33,35 +30,40 @@ from .exceptions import (
     VariantConflict,
     VariantRenamed,
 )
+from .model.records import CodeState, Param, Trial, Variant
+from .run.experiment import experiment
+from .run.trial import run
+from .store.trials import load, trials
+from .store.variants import rename_variant, variants
 
 if TYPE_CHECKING:
-    from ._browse import Site, browse
-    from ._export import export
-    from ._plot import plot
-    from ._rerun import Agreement, Rerun, rerun
-    from ._sweep import sweep
-    from ._sync import Conflict, Packed, SyncReport, bundle, conflicts, gc, pull, push
-
-__version__ = "0.1.0"
+    from .run.export import export
+    from .run.rerun import Agreement, Rerun, rerun
+    from .run.sweep import sweep
+    from .site.build import Site, browse
+    from .site.plot import plot
+    from .store.gc import Packed, gc
+    from .store.merge import Conflict, conflicts
+    from .store.sync import SyncReport, bundle, pull, push
 
 # Imported on first use, so that `import mitosis` (and every trial's caller) stays quick.
 _LATER = {
-    "Site": "_browse",
-    "browse": "_browse",
-    "export": "_export",
-    "plot": "_plot",
-    "Agreement": "_rerun",
-    "Rerun": "_rerun",
-    "rerun": "_rerun",
-    "sweep": "_sweep",
-    "Conflict": "_sync",
-    "Packed": "_sync",
-    "SyncReport": "_sync",
-    "bundle": "_sync",
-    "conflicts": "_sync",
-    "gc": "_sync",
-    "pull": "_sync",
-    "push": "_sync",
+    "Site": "site.build",
+    "browse": "site.build",
+    "plot": "site.plot",
+    "export": "run.export",
+    "Agreement": "run.rerun",
+    "Rerun": "run.rerun",
+    "rerun": "run.rerun",
+    "sweep": "run.sweep",
+    "Conflict": "store.merge",
+    "conflicts": "store.merge",
+    "Packed": "store.gc",
+    "gc": "store.gc",
+    "SyncReport": "store.sync",
+    "bundle": "store.sync",
+    "pull": "store.sync",
+    "push": "store.sync",
 }
 
 

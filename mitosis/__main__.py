@@ -1,5 +1,5 @@
 """``python -m mitosis``: the same as the ``mitosis`` command."""
 
-from .cli import main
+from .cli.main import main
 
 main(prog_name="mitosis")

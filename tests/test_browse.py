@@ -215,7 +215,7 @@ def test_parameters_that_are_not_plotted_say_why(site, investigation):
 
 
 def test_many_variant_names_are_not_plotted(investigation):
-    from mitosis._browse import MAX_CATEGORIES, _plottable
+    from mitosis.site.build import MAX_CATEGORIES, _plottable
 
     (trial,) = [mitosis.run(investigation.sine, {"amplitude": 1, "noise": 0.1})]
     named = attrs.evolve(trial.params["noise"], source="variant")

@@ -16,8 +16,8 @@ import pytest
 from conftest import ASSETS, git
 
 import mitosis
-from mitosis._store import Store
 from mitosis.cli import main
+from mitosis.store.repo import Store
 
 PYPROJECT = """\
 [project]
@@ -477,7 +477,7 @@ def test_a_metric_named_like_a_parameter_gets_its_own_header(lab, runner):
 
 
 def test_comma_lists_split_only_at_the_top_level():
-    from mitosis._cli_support import _split_top_level
+    from mitosis.cli.args import split_top_level as _split_top_level
 
     assert _split_top_level("1, (2, 3), 'a,b', \"c,d\", [4, {5: 6}]") == [
         "1",
@@ -490,7 +490,7 @@ def test_comma_lists_split_only_at_the_top_level():
 
 
 def test_progress_messages_are_lines_when_stderr_is_not_a_terminal(capsys):
-    from mitosis._cli_sync import _progress
+    from mitosis.cli.sync import _progress
 
     for message in (b"counting objects: 3\r", b"checking deltas: 0/10", b"found 0 deltas\n"):
         _progress(message)

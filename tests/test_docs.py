@@ -176,17 +176,18 @@ def test_the_api_reference_lists_every_public_name():
 
 
 def test_the_store_format_specifies_every_field_and_trailer_mitosis_writes():
-    from mitosis._model import FORMAT, CodeState, Environment, Param, StepRecord, Trial
+    from mitosis.model.layout import FORMAT
+    from mitosis.model.records import CodeState, Environment, Param, StepRecord, Trial
 
     spec = (DOCS / "store-format.md").read_text()
     assert spec.startswith(f"# Store format, version {FORMAT}\n")
     first_cells = re.findall(r"^\| ([^|]*)\|", spec, re.M)
     in_tables = {name for cell in first_cells for name in re.findall(r"`(\w+)`", cell)}
     for record in (Trial, Param, CodeState, StepRecord):
-        fields = {f.name for f in attrs.fields(record)} - {"location", "_debug_results"}
+        fields = {f.name for f in attrs.fields(record)} - {"location", "_source"}
         assert fields <= in_tables, (record.__name__, fields - in_tables)
     environment = {f.name for f in attrs.fields(Environment)}
     assert all(f"`{name}`" in spec for name in environment)
-    source = "".join(p.read_text() for p in (DOCS.parent / "mitosis").glob("*.py"))
+    source = "".join(p.read_text() for p in (DOCS.parent / "mitosis").rglob("*.py"))
     trailers = set(re.findall(r"(Mitosis-[A-Za-z-]+): ", source))
     assert trailers and all(f"`{t}:" in spec or f"\n{t}: " in spec for t in trailers), trailers

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import git
 
-from mitosis._environment import code_state, requirements
+from mitosis.run.environment import CodeSnapshot, read_code, requirements
 
 
 def make_dist(site: Path, folder: str, direct_url: dict | None = None, version: str = "") -> None:
@@ -64,22 +64,22 @@ def test_requirements_agree_with_pip_freeze():
 
 
 def test_code_state_of_a_clean_dirty_and_missing_repository(tmp_path):
-    assert code_state(tmp_path) == (None, b"")
+    assert read_code(tmp_path) == CodeSnapshot(None, b"")
     repo = tmp_path / "repo"
     repo.mkdir()
     git("init", "-q", "-b", "work", cwd=repo)
-    state, diff = code_state(repo)
+    state, diff = _code(repo)
     assert state is not None and state.commit is None and state.branch == "work"
     (repo / "a.py").write_text("x = 1\n")
     git("add", "a.py", cwd=repo)
     git("commit", "-qm", "a", cwd=repo)
-    state, diff = code_state(repo)
+    state, diff = _code(repo)
     assert state is not None and not state.dirty and diff == b""
     assert state.commit == git("rev-parse", "HEAD", cwd=repo).strip()
     (repo / "a.py").write_text("x = 2\n")
     (repo / "b.py").write_text("y = 1\n")
     (repo / "big.bin").write_bytes(b"0" * (2 << 20))
-    state, diff = code_state(repo / "a.py")
+    state, diff = _code(repo / "a.py")
     assert state is not None and state.dirty
     text = diff.decode()
     assert "-x = 1\n+x = 2" in text and "+y = 1" in text
@@ -92,7 +92,7 @@ def test_code_state_of_a_clean_dirty_and_missing_repository(tmp_path):
     git("apply", str(patch), cwd=repo)
     assert (repo / "a.py").read_text() == "x = 2\n" and (repo / "b.py").read_text() == "y = 1\n"
     git("checkout", "-q", "--detach", cwd=repo)
-    state, _ = code_state(repo)
+    state, _ = _code(repo)
     assert state is not None and state.branch is None
 
 
@@ -102,9 +102,15 @@ def test_untracked_files_in_new_folders_and_a_nested_store(tmp_path):
     git("init", "-q", cwd=repo)
     (repo / "newpkg" / "helper.py").write_text("HELP = 1\n")
     git("init", "-q", "--bare", str(repo / "trials.git"))
-    state, diff = code_state(repo, exclude=str(repo / "trials.git"))
+    state, diff = _code(repo, exclude=str(repo / "trials.git"))
     assert state is not None and state.dirty
     assert b"+HELP = 1" in diff and b"newpkg/helper.py" in diff
     assert b"trials.git" not in diff
-    state, diff = code_state(repo, exclude=str(repo))  # the store is this repository itself
+    state, diff = _code(repo, exclude=str(repo))  # the store is this repository itself
     assert b"newpkg/helper.py" in diff
+
+
+def _code(start, exclude=None):
+    """The code state and diff that a trial would record from ``start``."""
+    snapshot = read_code(start, exclude)
+    return snapshot.state, snapshot.diff

@@ -15,7 +15,7 @@ import pytest
 from conftest import git
 
 import mitosis
-from mitosis._store import Store
+from mitosis.store.repo import Store
 
 
 def branch_length(experiment: str) -> int:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import git
 
-from mitosis import _pack
-from mitosis._pack import pack_loose
-from mitosis._store import Store
+from mitosis.store import pack as _pack
+from mitosis.store.pack import pack_loose
+from mitosis.store.repo import Store
 
 
 def trial_files(i: int) -> dict[str, bytes]:

@@ -170,8 +170,8 @@ def test_ctrl_c_records_running_trials_as_interrupted_and_skip_done_finishes(
 def test_a_trial_refused_at_its_commit_is_reported_not_recorded(investigation, tmp_path):
     import threading
 
-    from mitosis._params import chain_of
-    from mitosis._sweep import run_sweep
+    from mitosis.run.experiment import chain_of
+    from mitosis.run.sweep import run_sweep
 
     marks = tmp_path / "marks"
     marks.mkdir()

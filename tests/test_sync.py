@@ -363,7 +363,7 @@ def test_gc_packs_loose_objects_and_keeps_every_trial(investigation, tmp_path, h
 AUTO_PACK = textwrap.dedent("""
     import sys
     import mitosis
-    from mitosis import _store
+    from mitosis.store import repo as _store
     _store.AUTO_PACK_OBJECTS = 100
     sys.path.insert(0, sys.argv[1])
     experiments = __import__(sys.argv[2])
@@ -628,17 +628,17 @@ def _loose(store: Path) -> int:
 
 
 def test_a_push_packs_many_loose_objects_first(investigation, tmp_path, hub, monkeypatch):
-    from mitosis import _gc, _sync
+    from mitosis.store import background, sync
 
     a = server(tmp_path, "a", hub)
     made = {record(investigation, a, i) for i in (1, 2, 3)}
-    monkeypatch.setattr(_sync, "PUSH_PACK_OBJECTS", -1)  # a small store counts as "many"
+    monkeypatch.setattr(sync, "PUSH_PACK_OBJECTS", -1)  # a small store counts as "many"
     git_dir = a / ".git"
-    assert _gc.take(str(git_dir))  # another packer at work: the push goes on, unpacked
+    assert background.claim(str(git_dir))  # another packer at work: the push goes on, unpacked
     try:
         assert mitosis.push(store=a).experiments == {"sine": "new"}
     finally:
-        _gc.release(str(git_dir))
+        background.release(str(git_dir))
     assert _loose(a) > 0
     made.add(record(investigation, a, 4))
     said: list[bytes] = []
@@ -652,11 +652,11 @@ def test_a_push_packs_many_loose_objects_first(investigation, tmp_path, hub, mon
 
 
 def test_a_push_that_cannot_pack_first_loses_nothing(investigation, tmp_path, hub, monkeypatch):
-    from mitosis import _sync
+    from mitosis.store import sync
 
     a = server(tmp_path, "a", hub)
     made = {record(investigation, a, i) for i in (1, 2)}
-    monkeypatch.setattr(_sync, "PUSH_PACK_OBJECTS", -1)
+    monkeypatch.setattr(sync, "PUSH_PACK_OBJECTS", -1)
     packs = a / ".git" / "objects" / "pack"
     shutil.rmtree(packs)
     packs.write_text("not a folder")  # where the pack would go

@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import mitosis
-from mitosis._serialize import decode, dumps_json, encode
+from mitosis.model.values import decode, dumps_json, encode
 
 
 @attrs.define

@@ -1,0 +1,3 @@
+"""The version of this mitosis (read by the package's metadata and recorded in every trial)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,269 @@
+"""Reading records on the command line: log, show, diff, variants and experiments."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import click
+
+from ..model.query import select
+from ..model.records import Trial, converter
+from ..model.values import dumps_json
+from ..run.config import Config
+from ..store.repo import Store, default_store_path
+from ..store.trials import load, load_json, trials
+from ..store.variants import rename_variant, variants
+from .support import (
+    cell,
+    complete_experiment,
+    config_of,
+    exact,
+    fail,
+    log_record,
+    short_commit,
+    step_line,
+    store_path,
+    table,
+)
+
+
+@click.command()
+@click.argument("experiment", required=False, shell_complete=complete_experiment)
+@click.option("--where", "where", multiple=True, help="Filter, e.g. 'noise=low and main<0.1'.")
+@click.option("--sort", "sort", help="Sort by a parameter or metric (default: newest first).")
+@click.option("--limit", type=click.IntRange(min=1), help="Show at most this many trials.")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list, newest first.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with a header row.")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def log(
+    ctx: click.Context,
+    experiment: str | None,
+    where: tuple[str, ...],
+    sort: str | None,
+    limit: int | None,
+    as_json: bool,
+    as_csv: bool,
+    store: Path | None,
+) -> None:
+    """List the trials of EXPERIMENT (or of every experiment), newest first."""
+    if as_json and as_csv:
+        fail("give --json or --csv, not both")
+    newest_first = list(reversed(trials(experiment, store=store_path(ctx, store))))
+    found = select(newest_first, where, sort, label="--sort")
+    found = found[:limit] if limit else found
+    params = list(dict.fromkeys(n for t in found for n in t.params))
+    metrics = list(dict.fromkeys(n for t in found for n in t.metrics))
+    if as_json:
+        click.echo(dumps_json([log_record(t) for t in found], indent=2), nl=False)
+        return
+    shown = [f"{m} (metric)" if m in params else m for m in metrics]  # a metric named as a param
+    headers = ["id", "experiment", "started", "status", *params, "main", *shown, "commit"]
+    fmt = exact if as_csv else cell  # CSV holds values in full; a table cuts them to fit
+
+    def row(t: Trial) -> list[str]:
+        return [
+            t.id,
+            t.experiment,
+            t.started if as_csv else t.started[:19].replace("T", " "),
+            t.status,
+            *(fmt(t.params[p].variant) if p in t.params else "" for p in params),
+            fmt(t.main),
+            *(fmt(t.metrics.get(m)) for m in metrics),
+            (t.code.commit or "") if as_csv and t.code else short_commit(t),
+        ]
+
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(row(t) for t in found)
+        click.echo(out.getvalue(), nl=False)
+    elif found:
+        click.echo(table(headers, [row(t) for t in found]))
+    else:
+        click.echo("no trials" + (" match" if where else ""), err=True)
+
+
+@click.command()
+@click.argument("trial_id", metavar="TRIAL")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with everything recorded.")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -> None:
+    """Everything recorded for one TRIAL (any unique id prefix of 4+ characters)."""
+    trial = load(trial_id, store=store_path(ctx, store))
+    branch = f"mitosis/{trial.experiment}"
+    paths = {name: f"{branch}:{trial.path}/{name}" for name in trial.files}
+    environment = (
+        load_json(trial.read("environment.json"), f"environment.json of {trial.id}")
+        if "environment.json" in trial.files
+        else {}
+    )
+    if as_json:
+        record = converter().unstructure(trial)
+        record.update(store=trial.location, branch=branch, paths=paths, environment=environment)
+        click.echo(dumps_json(record, indent=2), nl=False)
+        return
+    lines = [
+        f"trial      {trial.id}  {trial.experiment}  {trial.status}",
+        f"started    {trial.started}  ({trial.duration:.3g} s)  on {trial.host} by {trial.user}",
+        f"function   {trial.function}",
+    ]
+    if trial.code is not None:
+        code = trial.code
+        dirty = " + uncommitted changes (code.diff)" if code.dirty else ""
+        lines.append(
+            f"code       {code.commit or '(no commit)'} on {code.branch or '(detached)'} "
+            f"in {code.repository}{dirty}"
+        )
+    if environment:
+        lines.append(f"python     {environment.get('python')} on {environment.get('platform')}")
+    for title, params in (("params", trial.params), ("untracked", trial.untracked)):
+        for n, (name, p) in enumerate(params.items()):
+            value = f" = {cell(p.value, 60)}" if p.source == "variant" else ""
+            label = title if n == 0 else ""
+            lines.append(f"{label:<10} {name} = {p.variant}{value}  ({p.source})")
+    if trial.status == "ok":
+        lines.append(f"main       {cell(trial.main, 60)}")
+    for n, (name, value) in enumerate(trial.metrics.items()):
+        lines.append(f"{'metrics' if n == 0 else '':<10} {name} = {cell(value, 60)}")
+    if len(trial.steps) > 1:
+        lines += [
+            f"{'steps' if n == 0 else '':<10} {step_line(step)}"
+            for n, step in enumerate(trial.steps)
+        ]
+    if trial.error:
+        lines.append("error")
+        lines += [f"  {line}" for line in trial.error.rstrip().splitlines()]
+    lines.append(f"store      {trial.location}")
+    for n, path in enumerate(paths.values()):
+        lines.append(f"{'files' if n == 0 else '':<10} {path}")
+    click.echo("\n".join(lines))
+
+
+@click.command()
+@click.argument("first", metavar="TRIAL")
+@click.argument("second", metavar="TRIAL")
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def diff(ctx: click.Context, first: str, second: str, store: Path | None) -> None:
+    """What differs between two trials: parameters, results, code, environment, packages."""
+    from ..run.compare import diff_trials
+
+    path = store_path(ctx, store)
+    a, b = load(first, store=path), load(second, store=path)
+    differences = diff_trials(a, b)
+    if not differences:
+        click.echo(f"trials {a.id} and {b.id} do not differ")
+        return
+    rows = [[d.section, d.key, d.a or "(none)", d.b or "(none)"] for d in differences]
+    click.echo(table(["", "", a.id, b.id], rows))
+
+
+@click.command(name="variants")
+@click.argument("experiment", required=False, shell_complete=complete_experiment)
+@click.argument("param", required=False)
+@click.option(
+    "--conflicts",
+    "show_conflicts",
+    is_flag=True,
+    help="List the variant names locked to other values on a remote (what stops a pull).",
+)
+@click.option(
+    "--rename",
+    nargs=2,
+    metavar="OLD NEW",
+    help="Give PARAM's locked variant OLD the name NEW (settles a conflict; rewrites nothing).",
+)
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def variants_command(
+    ctx: click.Context,
+    experiment: str | None,
+    param: str | None,
+    show_conflicts: bool,
+    rename: tuple[str, str] | None,
+    store: Path | None,
+) -> None:
+    """The locked variants of EXPERIMENT (or of its PARAM), with how many trials used each.
+
+    \b
+      mitosis variants sine                          # every locked variant of sine
+      mitosis variants --conflicts                   # what stops a pull
+      mitosis variants sine noise --rename low low_b # keep this store's value as low_b
+    """
+    if rename:
+        if experiment is None or param is None:
+            fail("--rename needs the EXPERIMENT and the PARAM: variants sine noise --rename a b")
+        rename_variant(experiment, param, *rename, store=store_path(ctx, store))
+        click.echo(f"{experiment}: {param}={rename[0]} is now {param}={rename[1]}")
+        return
+    if show_conflicts:
+        from ..store.merge import conflicts
+
+        clashes = [
+            c
+            for c in conflicts(experiment, store=store_path(ctx, store))
+            if param is None or c.param == param
+        ]
+        if not clashes:
+            click.echo("no variant conflicts with the fetched remote branches")
+            return
+        for clash in clashes:
+            click.echo(str(clash))
+        fail(
+            f"{len(clashes)} variant conflict(s); settle one by giving one side's value a new "
+            "name: mitosis variants EXPERIMENT PARAM --rename OLD NEW"
+        )
+    if experiment is None:
+        fail("name the EXPERIMENT whose variants to list (or pass --conflicts)")
+    found = variants(experiment, param, store=store_path(ctx, store))
+    if not found:
+        click.echo(f"no locked variants in {experiment}" + (f" for {param}" if param else ""))
+        return
+    rows = [
+        [
+            v.param,
+            v.name,
+            cell(v.value, 48) if v.value is not None else f"(pickled {v.type})",
+            str(v.trials),
+        ]
+        for v in found
+    ]
+    click.echo(table(["param", "variant", "value", "trials"], rows))
+
+
+def _registered(config: Config, name: str) -> str:
+    entry = config.experiments.get(name)
+    if entry is None:
+        return "(not registered)"
+    return entry.run or "steps: " + " -> ".join(entry.steps)
+
+
+@click.command()
+@click.option("--store", type=click.Path(path_type=Path), help="The git repository to read.")
+@click.pass_context
+def experiments(ctx: click.Context, store: Path | None) -> None:
+    """The registered experiments and the experiments in the store, with trial counts."""
+    config = config_of(ctx)
+    path = store_path(ctx, store) or default_store_path()
+    branches: dict[str, int] = {}
+    if path.exists():  # no store yet: only the registered experiments
+        with Store.open(path) as st:
+            branches = {name: sum(1 for _ in st.trial_dirs(name)) for name in st.experiments()}
+    rows = [
+        [
+            name,
+            _registered(config, name),
+            str(branches.get(name, 0)),
+        ]
+        for name in sorted(set(config.experiments) | set(branches))
+    ]
+    if not rows:
+        where = config.path or "no pyproject.toml with [tool.mitosis] found"
+        click.echo(f"no experiments registered ({where}) or recorded")
+        return
+    click.echo(table(["experiment", "run", "trials"], rows))

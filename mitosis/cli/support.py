@@ -1,0 +1,121 @@
+"""What the command line needs besides its commands: the configuration and the store it names,
+completion of experiment names, and presenting trials as tables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from ..exceptions import MitosisError
+from ..model.records import StepRecord, Trial
+from ..model.values import dumps_json
+from ..run.config import Config, load_config
+from ..store.repo import Store
+
+_CELL = 28
+
+
+def config_of(ctx: click.Context) -> Config:
+    root = ctx.find_root()
+    if not isinstance(root.obj, Config):
+        root.obj = load_config(root.params.get("config"))
+    return root.obj
+
+
+def store_path(ctx: click.Context, option: Path | None) -> Path | None:
+    """``--store``, else ``$MITOSIS_STORE``, else ``[tool.mitosis] store``, else the default."""
+    if option is not None:
+        return option
+    if os.environ.get("MITOSIS_STORE"):
+        return None
+    return config_of(ctx).store
+
+
+def complete_experiment(ctx: click.Context, _: click.Parameter, incomplete: str) -> list[str]:
+    try:
+        names = set(config_of(ctx).experiments)
+    except MitosisError:
+        names = set()
+    try:
+        with Store.open(store_path(ctx, ctx.params.get("store"))) as st:
+            names.update(st.experiments())
+    except (MitosisError, OSError):
+        pass
+    return sorted(n for n in names if n.startswith(incomplete))
+
+
+def fail(message: str) -> NoReturn:
+    raise click.ClickException(message)
+
+
+# -- run arguments ---------------------------------------------------------------------
+
+
+def summary(trial: Trial) -> str:
+    metrics = " ".join(f"{k}={cell(v)}" for k, v in trial.metrics.items())
+    main = f"main={cell(trial.main)}" if trial.status == "ok" else ""
+    line = " ".join(part for part in (f"trial {trial.id}", trial.status, main, metrics) if part)
+    if len(trial.steps) < 2:
+        return line
+    return "\n".join([line, *(f"  {step_line(step)}" for step in trial.steps)])
+
+
+def step_line(step: StepRecord) -> str:
+    """One step of a trial: name, status, main, duration, and where a reused result came from."""
+    main = f" main={cell(step.main)}" if step.status == "ok" else ""
+    how = f"reused from {step.reused_from}" if step.reused_from else f"{step.duration:.3g} s"
+    return f"step {step.name} {step.status}{main} ({how})"
+
+
+# -- tables --------------------------------------------------------------------------------
+
+
+def cell(value: Any, width: int = _CELL) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return format(value, ".4g")
+    if isinstance(value, int):
+        return str(value)
+    text = " ".join((value if isinstance(value, str) else dumps_json(value)).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def exact(value: Any) -> str:
+    """A value in full, for machine-readable output."""
+    return "" if value is None else value if isinstance(value, str) else dumps_json(value)
+
+
+def table(headers: list[str], rows: Iterable[list[str]]) -> str:
+    """Left-aligned columns two spaces apart."""
+    table = [headers, *rows]
+    widths = [max(map(len, column)) for column in zip(*table, strict=True)]
+    pattern = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(pattern.format(*row).rstrip() for row in table)
+
+
+def short_commit(trial: Trial) -> str:
+    if trial.code is None or trial.code.commit is None:
+        return "-"
+    return trial.code.commit[:10] + ("*" if trial.code.dirty else "")
+
+
+def log_record(trial: Trial) -> dict[str, Any]:
+    """The documented JSON object of a trial in ``log --json``."""
+    return {
+        "id": trial.id,
+        "experiment": trial.experiment,
+        "status": trial.status,
+        "started": trial.started,
+        "duration": trial.duration,
+        "params": trial.variants,
+        "untracked": {k: p.variant for k, p in trial.untracked.items()},
+        "main": trial.main,
+        "metrics": trial.metrics,
+        "commit": trial.code.commit if trial.code else None,
+        "dirty": trial.code.dirty if trial.code else None,
+    }

@@ -1,0 +1,284 @@
+"""Starting a trial's own process and collecting what it left: the part of a trial that runs
+wherever an executor puts it (this process, a process pool, a dask worker), needing no store.
+
+:func:`perform` takes a :class:`Job` and returns a :class:`Ran`, both plain picklable records,
+so that a coordinator can ship jobs to other machines and commit what comes back.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from typing import IO, Any
+
+import attrs
+
+from ..model.records import converter
+from ..model.values import dumps_json
+from . import environment as _environment
+from .worker import write_file
+
+__all__ = ["Job", "Ran", "interrupt_running", "perform"]
+
+_INTERRUPT_GRACE = 10.0
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK = threading.Lock()
+_ENVIRONMENT: dict[Any, dict[str, bytes]] = {}
+
+
+@attrs.frozen
+class Job:
+    """What a trial process needs.
+
+    Attributes:
+        path: the trial process's import path.
+        payload: the pickled steps (see :mod:`mitosis.run.worker`).
+        steps: how many steps the chain has.
+        start: the first step to run (the ones before are reused).
+        reused: the pickled result standing in for the reused first steps, if any.
+        echo: stream the trial's output to this process's console as it comes.
+        figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
+    """
+
+    path: list[str]
+    payload: bytes
+    steps: int
+    start: int = 0
+    reused: bytes | None = None
+    echo: bool = True
+    figure_dpi: float | None = None
+
+
+@attrs.frozen
+class Ran:
+    """What a trial process left behind.
+
+    Attributes:
+        outcome: the worker's report (status, error, each step's report).
+        running: the last step the trial process started.
+        log: stdout and stderr, interleaved.
+        results: step index to the step's pickled result.
+        figures: step index to its PNG figures, in order.
+        captions: step index to its figures' captions, in order.
+        started: when the process started (UTC).
+        duration: seconds it ran.
+        interrupted: whether Ctrl-C reached this process while it ran.
+        environment: ``environment.json`` and ``requirements.txt`` of where it ran.
+        host: where it ran.
+        user: who ran it.
+    """
+
+    outcome: dict[str, Any]
+    running: int
+    log: bytes
+    results: dict[int, bytes]
+    figures: dict[int, list[bytes]]
+    captions: dict[int, list[str]]
+    started: dt.datetime
+    duration: float
+    interrupted: bool
+    environment: dict[str, bytes]
+    host: str
+    user: str
+
+
+def perform(job: Job) -> Ran:
+    """Run one trial process for ``job`` and collect what it left (anywhere: no store needed)."""
+    environment: dict[str, bytes] = {}
+    collector = threading.Thread(target=lambda: environment.update(environment_files()))
+    collector.start()
+    # Plain strings, not pathlib: pathlib interns every part of every path it parses, and each
+    # trial's folder has a new name, which a sweep of thousands of trials would keep.
+    work = tempfile.mkdtemp(prefix="mitosis-")
+    try:
+        spec_file, out = os.path.join(work, "spec"), os.path.join(work, "out")
+        os.mkdir(out)
+        header: dict[str, Any] = {"path": job.path}
+        if job.reused is not None:
+            header["reused"] = os.path.join(work, "reused.pkl")
+            write_file(header["reused"], job.reused)
+        write_file(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
+        started = dt.datetime.now(dt.timezone.utc)
+        clock = time.perf_counter()
+        returncode, log, interrupted = _spawn(spec_file, out, job.echo, job.figure_dpi)
+        duration = time.perf_counter() - clock
+        outcome = _outcome(out, returncode)
+        names = os.listdir(out)
+        marks = [int(n[5:]) for n in names if n.startswith("step-") and n[5:].isdigit()]
+        running = max(marks, default=job.start)
+        if "steps" not in outcome:  # the process died: the steps it finished left a report
+            reports = [n for n in names if n.startswith("step-") and n.endswith(".json")]
+            outcome["steps"] = [json.loads(_read(os.path.join(out, n)) or b"{}") for n in reports]
+        results = {}
+        figures: dict[int, list[bytes]] = {}
+        captions = {}
+        for i in range(job.steps):
+            data = _read(os.path.join(out, "results", f"{i}.pkl"))
+            if data is not None:
+                results[i] = data
+            folder = os.path.join(out, "figures", str(i))
+            if os.path.isdir(folder):
+                pngs = sorted((n for n in os.listdir(folder) if n.endswith(".png")), key=_number)
+                figures[i] = [_read(os.path.join(folder, n)) or b"" for n in pngs]
+                captions[i] = _captions(os.path.join(folder, "captions.json"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        collector.join()
+    return Ran(
+        outcome=outcome,
+        running=running,
+        log=log,
+        results=results,
+        figures=figures,
+        captions=captions,
+        started=started,
+        duration=duration,
+        interrupted=interrupted,
+        environment=environment,
+        host=_environment.hostname(),
+        user=_environment.username(),
+    )
+
+
+def environment_files() -> dict[str, bytes]:
+    """``environment.json`` and ``requirements.txt`` of this process, computed once for an
+    unchanged import path and environment (a sweep's trials share them, and git stores the
+    identical blobs once)."""
+    key = (tuple(sys.path), tuple(sorted(os.environ.items())), os.getcwd())
+    if key not in _ENVIRONMENT:
+        files: dict[str, bytes] = {}
+        try:
+            env = _environment.environment()
+            files["environment.json"] = dumps_json(converter().unstructure(env), indent=2).encode()
+            files["requirements.txt"] = _environment.requirements().encode()
+        except Exception:  # a trial is never lost for want of a detail of its environment
+            files = {"environment-error.txt": traceback.format_exc().encode()}
+        _ENVIRONMENT.clear()
+        _ENVIRONMENT[key] = files
+    return _ENVIRONMENT[key]
+
+
+def interrupt_running() -> int:
+    """Pass Ctrl-C on to every trial process this process started that still runs; how many."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for proc in running:
+        with contextlib.suppress(OSError):  # it ended meanwhile
+            proc.send_signal(signal.SIGINT)
+    return len(running)
+
+
+def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: threading.Lock) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    while chunk := os.read(pipe.fileno(), 65536):
+        with lock:
+            log.append(chunk)
+        if console is not None:
+            try:
+                console.write(decoder.decode(chunk))
+                console.flush()
+            except (OSError, ValueError):  # a closed console must not lose the log
+                console = None
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _number(name: str) -> int:
+    return int(name.split(".", 1)[0])
+
+
+def _captions(path: str) -> list[str]:
+    """The worker's list of figure captions (none if it wrote none)."""
+    try:
+        found = json.loads(_read(path) or b"")
+    except ValueError:
+        return []
+    return [c if isinstance(c, str) else "" for c in found] if isinstance(found, list) else []
+
+
+def _spawn(
+    spec_file: str, out: str, echo: bool, figure_dpi: float | None
+) -> tuple[int, bytes, bool]:
+    """Run the worker, streaming its output to the log (and live to the console if ``echo``);
+    return its exit code, the log, and whether Ctrl-C reached this process meanwhile."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
+    if figure_dpi is not None:
+        env["MITOSIS_FIGURE_DPI"] = repr(float(figure_dpi))
+    worker = os.path.join(os.path.dirname(__file__), "worker.py")
+    with subprocess.Popen(
+        [sys.executable, worker, spec_file, out],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    ) as proc:
+        with _RUNNING_LOCK:
+            _RUNNING.add(proc)
+        log: list[bytes] = []
+        lock = threading.Lock()
+        pumps = [
+            threading.Thread(
+                target=_pump, args=(pipe, console if echo else None, log, lock), daemon=True
+            )
+            for pipe, console in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
+        ]
+        for p in pumps:
+            p.start()
+        interrupted = False
+        try:
+            returncode = proc.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            returncode = _stop(proc)
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(proc)
+        for p in pumps:
+            p.join()
+    return returncode, b"".join(log), interrupted
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> int:
+    """Ctrl-C reached mitosis: pass it on to the trial process and give it time to report."""
+    try:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait(timeout=_INTERRUPT_GRACE)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        proc.kill()
+        return proc.wait()
+
+
+def _outcome(out: str, returncode: int) -> dict[str, Any]:
+    try:
+        outcome: dict[str, Any] = json.loads(_read(os.path.join(out, "outcome.json")) or b"")
+        return outcome
+    except ValueError:
+        pass
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-returncode}"
+        status = "interrupted" if -returncode == signal.SIGINT else "killed"
+        return {"status": status, "error": f"the trial process was stopped by {name}"}
+    return {
+        "status": "failed",
+        "error": f"the trial process exited with code {returncode} before it reported a result",
+    }

@@ -1,0 +1,248 @@
+"""One trial: ``mitosis.run``. Its variant names are locked, its process runs (see
+:mod:`mitosis.run.process`) while the code's git state is read, and what came of it is recorded
+(:mod:`mitosis.run.record`) and committed (:mod:`mitosis.store.write`)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..exceptions import BadParameter, TrialFailed
+from ..model.portable import dumps
+from ..model.records import Trial
+from ..store.repo import Store
+from ..store.variants import lock_new
+from ..store.write import write_trial
+from .environment import CodeSnapshot, read_code
+from .experiment import Chain, Lookup, chain_of
+from .params import Resolved, locks_of, resolve
+from .process import Job, perform
+from .record import finish, recipe
+from .reuse import Reuse, find_reusable
+
+__all__ = ["Origin", "check_dpi", "code_start", "prepare", "record", "run", "run_experiment"]
+
+
+def run(
+    experiment: Callable[..., Any] | Sequence[Any],
+    params: Mapping[str, Any] | None = None,
+    *,
+    lookup: Lookup | None = None,
+    untracked: Iterable[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    debug: bool = False,
+    reuse: bool = False,
+    figure_dpi: float | None = None,
+) -> Trial:
+    """Run one trial of an experiment in a fresh Python process and record it in the store.
+
+    Args:
+        experiment: a function (importable, or defined in ``__main__``, a notebook or a
+            closure: then sent to the trial process by value with dill), or a list of steps
+            (functions, or ``(name, fn[, lookup[, untracked]])`` tuples) whose ``"data"`` is
+            handed to the next step's first parameter.
+        params: parameter name to value (``step.param`` in a chain). For a parameter with a
+            lookup table, a string names a variant; any other value is used as given, named by
+            its repr.
+        lookup: parameter name to ``{variant name: value}`` (default: from
+            :func:`mitosis.experiment`); for a single function only.
+        untracked: parameters recorded but never locked (default: from the decorator).
+        store: path of the git repository to record in (default: ``$MITOSIS_STORE``, else the
+            repository containing the current directory, else ``./trials``).
+        debug: run, but record nothing and lock nothing.
+        reuse: where an earlier successful trial in the store ran the same first steps (same
+            functions and parameter values, at the same clean code commit), load the stored
+            result of those steps instead of running them again. This unpickles that result:
+            reuse trials from stores you trust.
+        figure_dpi: dots per inch of the PNG figures recorded (default 100, or
+            ``$MITOSIS_FIGURE_DPI``; the command line reads ``figure_dpi`` of ``[tool.mitosis]``).
+
+    Returns:
+        The recorded trial (status ``ok``).
+
+    Raises:
+        BadParameter: ``params`` does not fit the signatures (nothing ran).
+        UnknownVariant: a string names no variant of its parameter (nothing ran).
+        VariantConflict: a variant name is locked to another value (nothing ran).
+        TrialFailed: a step raised, returned a wrong shape, was killed or interrupted; the
+            trial is recorded all the same, and the error carries its id.
+    """
+    chain = chain_of(experiment, lookup, untracked)
+    return run_experiment(
+        chain, params, store=store, debug=debug, reuse=reuse, figure_dpi=figure_dpi
+    )
+
+
+def run_experiment(
+    chain: Chain,
+    params: Mapping[str, Any] | None,
+    *,
+    store: str | os.PathLike[str] | None,
+    debug: bool,
+    reuse: bool = False,
+    figure_dpi: float | None = None,
+) -> Trial:
+    """:func:`run` with the experiment's steps already decided."""
+    resolved = resolve(chain, params)
+    return record(chain, resolved, store=store, debug=debug, reuse=reuse, figure_dpi=figure_dpi)
+
+
+def check_dpi(figure_dpi: float | None) -> None:
+    """Refuse a ``figure_dpi`` that is not a positive number."""
+    if figure_dpi is not None and not (
+        isinstance(figure_dpi, (int, float)) and not isinstance(figure_dpi, bool) and figure_dpi > 0
+    ):
+        raise BadParameter(
+            f"figure_dpi must be a positive number of dots per inch, e.g. 150; got {figure_dpi!r}"
+        )
+
+
+@attrs.frozen
+class Origin:
+    """Where a trial's code comes from, when not from this process's import path.
+
+    Attributes:
+        code: the code state and diff to record (instead of reading the code's repository).
+        path: folders to put first on the trial process's import path.
+        rerun_of: the trial this one reruns.
+        figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
+    """
+
+    code: CodeSnapshot | None = None
+    path: tuple[str, ...] = ()
+    rerun_of: str | None = None
+    figure_dpi: float | None = None
+
+
+def record(
+    chain: Chain,
+    resolved: list[Resolved],
+    *,
+    store: str | os.PathLike[str] | None,
+    debug: bool = False,
+    reuse: bool = False,
+    origin: Origin | None = None,
+    figure_dpi: float | None = None,
+) -> Trial:
+    """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
+    check_dpi(figure_dpi)
+    origin = attrs.evolve(origin or Origin(), figure_dpi=figure_dpi)
+    if debug:
+        trial, _, interrupted = _execute(chain, resolved, None, False, origin)
+    else:
+        with Store.open(store, create=True) as st:
+            Store.ref(chain.name)  # a bad experiment name fails before anything runs
+            locks = locks_of(resolved)
+            lock_new(st, chain.name, locks)
+            trial, files, interrupted = _execute(chain, resolved, st, reuse, origin)
+            write_trial(st, trial, files, locks)
+    if interrupted:  # recorded; now let Ctrl-C stop the caller as it would have
+        raise KeyboardInterrupt
+    if trial.status != "ok":
+        raise TrialFailed(None if debug else trial.id, trial.status, trial.error or "")
+    return trial
+
+
+def _function_ref(fn: Callable[..., Any]) -> tuple[str, str] | Callable[..., Any]:
+    """``(module, qualname)`` when the trial process can import ``fn``, else ``fn`` itself."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", "")
+    if not module or module == "__main__" or "<" in qualname:
+        return fn
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return (module, qualname) if obj is fn else fn
+
+
+def code_start(fn: Callable[..., Any]) -> str:
+    """Where to look for the code's repository: the function's file, else the working dir."""
+    try:
+        source = inspect.getsourcefile(inspect.unwrap(fn))
+    except TypeError:
+        source = None
+    return str(Path(source).parent) if source and Path(source).exists() else os.getcwd()
+
+
+def prepare(
+    chain: Chain,
+    resolved: list[Resolved],
+    *,
+    reused: Reuse | None = None,
+    origin: Origin | None = None,
+    echo: bool = True,
+) -> Job:
+    """The job that runs ``chain`` with ``resolved`` in a trial process (see :func:`perform`)."""
+    origin = origin or Origin()
+    first = reused.count if reused else 0
+    payload = {
+        "steps": [
+            {
+                "name": step.name,
+                "function": step.ref or _function_ref(step.fn),
+                "kwargs": {r.arg: r.value for r in resolved if r.step == i},
+            }
+            for i, step in enumerate(chain.steps)
+        ],
+        "start": first,
+    }
+    return Job(
+        path=[*origin.path, *sys.path],
+        payload=dumps(payload),
+        steps=len(chain.steps),
+        start=first,
+        reused=reused.results[chain.steps[first - 1].name] if reused else None,
+        echo=echo,
+        figure_dpi=origin.figure_dpi,
+    )
+
+
+def _execute(
+    chain: Chain, resolved: list[Resolved], store: Store | None, reuse: bool, origin: Origin
+) -> tuple[Trial, dict[str, bytes], bool]:
+    """Run the trial process; return the trial, its folder's files, and whether Ctrl-C stopped
+    it. ``store`` is None for a debug trial."""
+    start = code_start(chain.steps[0].fn)
+    exclude = store.path if store else None
+    code = origin.code
+    if code is None and reuse and store is not None:
+        code = read_code(start, exclude)
+    reused = find_reusable(store, chain, resolved, code.state) if reuse and code and store else None
+    collector = _Collector(start, code, exclude)
+    collector.start()
+    ran = perform(prepare(chain, resolved, reused=reused, origin=origin))
+    collector.join()
+    assert collector.code is not None
+    if collector.error:
+        ran = attrs.evolve(ran, environment={**ran.environment, "code-error.txt": collector.error})
+    plan = recipe(chain, resolved, origin.rerun_of)
+    trial, files = finish(plan, ran, collector.code, exclude, reused)
+    return trial, files, ran.interrupted
+
+
+class _Collector(threading.Thread):
+    """Reads the code's git state while the trial process runs."""
+
+    def __init__(self, start: str, code: CodeSnapshot | None, exclude: str | None) -> None:
+        super().__init__(daemon=True)
+        self.start_dir = start
+        self.exclude = exclude
+        self.code = code
+        self.error: bytes | None = None
+
+    def run(self) -> None:
+        if self.code is not None:
+            return
+        try:
+            self.code = read_code(self.start_dir, self.exclude)
+        except Exception:  # a trial is never lost for want of its code state
+            self.code = CodeSnapshot(None)
+            self.error = traceback.format_exc().encode()

@@ -1,0 +1,237 @@
+"""What runs inside a trial's own process.
+
+Started as ``python .../mitosis/run/worker.py SPEC OUT``, so the mitosis package is never imported
+here: the trial process starts with the standard library alone (and :mod:`mitosis.model.portable`,
+loaded by its path), and imports dill only if the spec needs it, matplotlib only if the experiment
+did.
+
+SPEC holds one JSON line (``{"path": the import path, "reused": a file}``) and then a pickle
+of ``{"steps": [{"name", "function", "kwargs"}, ...], "start": k}``: the steps run in order from
+``start`` (the result of step ``start - 1``, pickled in the ``reused`` file, stands in for the
+steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>.pkl``, and
+``figures/<i>/<n>.png`` with ``figures/<i>/captions.json`` (a list: each figure's caption) for
+step ``i``. Figures are saved at ``$MITOSIS_FIGURE_DPI`` dots per inch (default 100).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Mapping
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the trial's start
+if TYPE_CHECKING:
+    from typing import Any
+
+if __package__:  # imported by mitosis, in the caller's process
+    from ..model.portable import dumps, plain
+else:  # the trial process: the one module it shares with mitosis, loaded without the package
+
+    def _portable() -> Any:
+        import importlib.util
+
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.path.join(here, "model", "portable.py")
+        spec = importlib.util.spec_from_file_location("_mitosis_portable", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    _shared = _portable()
+    dumps, plain = _shared.dumps, _shared.plain
+
+RETURN_KEYS = ("main", "metrics", "data", "figures")
+
+
+def normalize(returned: Any, who: str = "the experiment") -> dict[str, Any]:
+    """Check a step's return value against the contract; a bare number means ``{"main": n}``."""
+    import numbers
+
+    if isinstance(returned, numbers.Number) and not isinstance(returned, bool):
+        return {"main": returned}
+    if not isinstance(returned, Mapping):
+        raise TypeError(
+            f"{who} returned {type(returned).__name__} {returned!r:.80}; return a number "
+            'or a dict with "main" (and optionally "metrics" and "data")'
+        )
+    extra = sorted(str(k) for k in returned if k not in RETURN_KEYS)
+    if "main" not in returned or extra:
+        problem = f"unexpected keys {extra}" if extra else 'no "main" key'
+        raise TypeError(
+            f"{who} returned a dict with {problem}; the keys it may have are "
+            '"main" (required), "metrics", "data" and "figures"'
+        )
+    metrics = returned.get("metrics", {})
+    if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
+        raise TypeError('"metrics" must be a dict from metric names (str) to values')
+    figures = returned.get("figures", [])
+    if not isinstance(figures, (Mapping, list, tuple)) and not hasattr(figures, "savefig"):
+        raise TypeError('"figures" must be a matplotlib figure, a list of them, or a dict of them')
+    return dict(returned)
+
+
+def _load_function(function: Any) -> Any:
+    if callable(function):
+        return function
+    import importlib
+
+    module_name, qualname = function
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def caption(figure: Any) -> str:
+    """A figure's caption: its suptitle, else the first title of its axes, else ``""``."""
+    suptitle = getattr(figure, "_suptitle", None)
+    if suptitle is not None and suptitle.get_text().strip():
+        return str(suptitle.get_text().strip())
+    for axes in figure.get_axes():
+        for loc in ("center", "left", "right"):
+            title = axes.get_title(loc).strip()
+            if title:
+                return str(title)
+    return ""
+
+
+def _returned_figures(returned: Any) -> list[tuple[Any, str]]:
+    """The figures a step returned under ``"figures"``, each with the name it was given."""
+    if not isinstance(returned, Mapping) or "figures" not in returned:
+        return []
+    figures = returned["figures"]
+    if hasattr(figures, "savefig"):
+        return [(figures, "")]
+    if isinstance(figures, Mapping):
+        return [(f, str(name)) for name, f in figures.items() if hasattr(f, "savefig")]
+    if isinstance(figures, (list, tuple)):
+        return [(f, "") for f in figures if hasattr(f, "savefig")]
+    return []
+
+
+def _save_figures(folder: str, returned: Any) -> int:
+    """Save the figures a step returned, then every other figure left open, as
+    ``<folder>/<n>.png`` with their captions in ``<folder>/captions.json``; close them."""
+    figures = _returned_figures(returned)
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:  # matplotlib is imported only if the experiment imported it
+        seen = {id(f) for f, _ in figures}
+        for num in pyplot.get_fignums():
+            figure = pyplot.figure(num)
+            if id(figure) not in seen:
+                figures.append((figure, ""))
+    if not figures:
+        return 0
+    os.makedirs(folder)
+    dpi = float(os.environ.get("MITOSIS_FIGURE_DPI") or "100")
+    captions = []
+    for n, (figure, name) in enumerate(figures):
+        figure.savefig(os.path.join(folder, f"{n}.png"), dpi=dpi, format="png")
+        captions.append(caption(figure) or name)
+    write_file(os.path.join(folder, "captions.json"), json.dumps(captions).encode())
+    if pyplot is not None:
+        pyplot.close("all")
+    return len(figures)
+
+
+def write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) -> None:
+    """Run the steps from ``spec["start"]`` on, each fed the previous step's ``"data"``."""
+    steps = spec["steps"]
+    start = spec["start"]
+    data: Any = None
+    if start > 0:  # the steps before were reused: their last result stands in
+        with open(spec["reused"], "rb") as f:
+            data = normalize(pickle.load(f))["data"]
+    os.mkdir(os.path.join(out, "results"))
+    for i in range(start, len(steps)):
+        step = steps[i]
+        record: dict[str, Any] = {"name": step["name"], "status": "failed"}
+        records.append(record)
+        write_file(os.path.join(out, f"step-{i}"), b"")  # tells the caller which step a kill hit
+        fn = _load_function(step["function"])
+        clock = time.perf_counter()
+        returned: Any = None
+        done = False
+        try:
+            returned = fn(data, **step["kwargs"]) if i > 0 else fn(**step["kwargs"])
+            done = True
+        finally:
+            record["seconds"] = time.perf_counter() - clock
+            try:
+                record["figures"] = _save_figures(os.path.join(out, "figures", str(i)), returned)
+            except Exception:
+                if done:  # the step succeeded: failing to save its figures fails the trial
+                    raise
+                import traceback  # the step's own error matters more: report this one aside
+
+                sys.stderr.write("mitosis could not save the figures:\n" + traceback.format_exc())
+        shaped = normalize(
+            returned, "the experiment" if len(steps) == 1 else f"step {step['name']}"
+        )
+        if i + 1 < len(steps) and "data" not in shaped:
+            raise TypeError(
+                f'step {step["name"]} returned no "data" for the next step, '
+                f'{steps[i + 1]["name"]}; return {{"main": ..., "data": ...}}'
+            )
+        if "figures" in shaped:  # saved as PNG: the pickle would need matplotlib to load
+            returned = {k: v for k, v in shaped.items() if k != "figures"}
+        write_file(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
+        record["main"] = plain(shaped["main"])
+        record["metrics"] = plain(shaped.get("metrics", {}))
+        record["status"] = "ok"
+        # the step's report, in case the process is killed later
+        write_file(os.path.join(out, f"step-{i}.json"), json.dumps(record).encode())
+        data = shaped.get("data")
+
+
+def _interrupt_once(signum: int, frame: Any) -> None:
+    """Ctrl-C stops the trial once; a second one (the terminal's and mitosis's, arriving
+    together) must not stop the report of the first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def main(spec_path: str, out: str) -> int:
+    records: list[dict[str, Any]] = []
+    outcome: dict[str, Any] = {"status": "failed", "error": None, "steps": records}
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        with open(spec_path, "rb") as f:
+            header = json.loads(f.readline())
+            sys.path[:] = header["path"]
+            spec = pickle.loads(f.read())
+            spec["reused"] = header.get("reused")
+        _run_steps(spec, out, records)
+        outcome["status"] = "ok"
+    except KeyboardInterrupt:
+        import traceback
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the report
+        outcome.update(status="interrupted", error=traceback.format_exc())
+    except BaseException:  # the experiment's failure is the trial's record, whatever it was
+        import traceback
+
+        outcome["error"] = traceback.format_exc()
+        sys.stderr.write(outcome["error"])
+    if records and records[-1]["status"] != "ok":
+        records[-1]["status"] = outcome["status"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    tmp = os.path.join(out, "outcome.json.tmp")
+    write_file(tmp, json.dumps(outcome).encode())
+    os.replace(tmp, os.path.join(out, "outcome.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,64 @@
+"""``mitosis.gc``: packing a store's loose objects now, under the packer's claim."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+import attrs
+
+from ..exceptions import StoreError, SyncError
+from .background import claim, release
+from .pack import pack_loose
+from .repo import Store, disk_size
+
+__all__ = ["Packed", "gc", "packing"]
+
+
+@contextlib.contextmanager
+def packing(st: Store, why: str = "") -> Iterator[bool]:
+    """The packer's claim, and whether it was free (one packer at a time); a packing that fails
+    inside is a :class:`StoreError` (``why`` completes its message), and nothing loose is lost."""
+    git_dir = st.repo.controldir()
+    if not claim(git_dir):
+        yield False
+        return
+    try:
+        yield True
+    except OSError as exc:
+        raise StoreError(f"cannot pack {st.path}{why}: {exc}") from None
+    finally:
+        release(git_dir)
+
+
+@attrs.frozen
+class Packed:
+    """What :func:`gc` did: objects packed, and the store's size on disk before and after."""
+
+    objects: int
+    before: int
+    after: int
+
+
+def gc(
+    *,
+    store: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Packed:
+    """Pack the store's loose objects with deltas, so that many trials take little room.
+
+    Every trial adds a few loose objects; a store of thousands of trials is much smaller and
+    faster to read once packed. Objects are packed in batches (memory stays bounded), and
+    objects that trials write meanwhile stay loose for the next run.
+    """
+    with Store.open(store) as st, packing(st) as mine:
+        git_dir = st.repo.controldir()
+        if not mine:
+            raise SyncError(
+                f"another packer is at work on {st.path} ({git_dir}/mitosis/gc.lock); "
+                "try again when it is done"
+            )
+        before = disk_size(git_dir)
+        count = pack_loose(st, progress=progress)
+        return Packed(objects=count, before=before, after=disk_size(git_dir))

@@ -1,0 +1,365 @@
+"""Sharing trials: push, pull (fetch, then fast-forward or merge), bundles.
+
+Trials never collide in a tree (their ids are unique), so two histories of an experiment always
+merge by taking the union of their trees. The one possible conflict is a variant name locked to
+different values on the two sides: the pull of that experiment then stops before changing the
+local branch and reports both values and the trials that used them; the fetched history stays in
+``refs/remotes/<remote>/mitosis/<experiment>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+
+from ..exceptions import SyncConflict, SyncError
+from ..model.layout import BRANCH_PREFIX, branch, tracking_branch
+from ..model.redact import strip_credentials
+from .gc import packing
+from .merge import Conflict, integrate, is_ancestor
+from .pack import pack_loose
+from .repo import Store
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+    from dulwich.refs import Ref
+
+__all__ = ["SyncReport", "bundle", "is_location", "pull", "push", "remote_names"]
+
+_BUNDLE_SIGNATURES = (b"# v2 git bundle", b"# v3 git bundle")
+# Loose objects travel whole; past this many (about 200 trials), a push packs them first.
+PUSH_PACK_OBJECTS = 2_000
+
+
+@attrs.frozen
+class SyncReport:
+    """What a push or a pull did, experiment by experiment.
+
+    Attributes:
+        remote: the remote as given (a name, or a URL shown without credentials).
+        experiments: experiment to what happened: ``new``, ``fast-forward``, ``merged``,
+            ``up to date``, ``pushed``, or ``conflict``.
+        conflicts: the variant conflicts that stopped pulls.
+    """
+
+    remote: str
+    experiments: dict[str, str]
+    conflicts: list[Conflict] = attrs.field(factory=list)
+
+
+# -- remotes -------------------------------------------------------------------------------
+
+
+def _is_bundle(location: str) -> bool:
+    path = Path(location)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(16).startswith(_BUNDLE_SIGNATURES)
+
+
+def remote_names(store: Store) -> list[str]:
+    """The remotes configured in the store's repository, sorted."""
+    config = store.repo.get_config()
+    return sorted(s[1].decode() for s in config.sections() if len(s) == 2 and s[0] == b"remote")
+
+
+def is_location(text: str) -> bool:
+    """Whether ``text`` is a URL or a path rather than a remote's name."""
+    return "://" in text or ":" in text or os.path.exists(text)
+
+
+def _resolve(store: Store, remote: str) -> tuple[str, str]:
+    """``(name for remote-tracking refs, URL)`` of a configured remote's name or a URL/path."""
+    config = store.repo.get_config()
+    try:
+        url = config.get((b"remote", remote.encode()), b"url").decode()
+    except KeyError:
+        url = ""
+    if url:
+        return remote, url
+    if is_location(remote):
+        location = os.path.abspath(remote) if os.path.exists(remote) else remote
+        digest = hashlib.sha1(strip_credentials(location).encode()).hexdigest()[:10]
+        return f"url-{digest}", location
+    names = remote_names(store)
+    raise SyncError(
+        f"no remote named {remote!r} in the store {store.path} (remotes: "
+        f"{', '.join(names) or 'none'}); give a configured remote, a URL or a path, or add one "
+        f"with `git -C {store.path} remote add {remote} URL`"
+    )
+
+
+def _client(store: Store, url: str) -> tuple[Any, str]:
+    """The dulwich client for ``url``; over ssh, with the command git would use
+    (``GIT_SSH_COMMAND``, else ``GIT_SSH``, else ``core.sshCommand``, else ``ssh``)."""
+    from dulwich.client import SSHGitClient, get_transport_and_path
+
+    try:
+        client, path = get_transport_and_path(url, config=store.repo.get_config_stack())
+    except Exception as exc:
+        raise SyncError(f"cannot reach {strip_credentials(url)}: {exc}") from None
+    command = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH")
+    if command and isinstance(client, SSHGitClient):
+        client.ssh_command = command
+    return client, path
+
+
+def _pack_before_sending(st: Store, progress: Callable[[bytes], None] | None) -> None:
+    """Pack the loose objects first when there are many: dulwich sends loose objects without
+    deltas, packed ones with theirs. Skipped when another packer is at work."""
+    if st.loose_estimate() <= PUSH_PACK_OBJECTS:
+        return
+    with packing(st, " before the push") as mine:
+        if mine:
+            if progress is not None:
+                progress(b"packing loose objects before sending them\n")
+            pack_loose(st)
+
+
+def _selected(experiments: Sequence[str]) -> Callable[[bytes], bool]:
+    wanted = {branch(e) for e in experiments}
+    return lambda ref: ref.startswith(BRANCH_PREFIX) and (not wanted or ref in wanted)
+
+
+# -- push ----------------------------------------------------------------------------------
+
+
+def push(
+    remote: str = "origin",
+    experiments: Sequence[str] = (),
+    *,
+    store: str | os.PathLike[str] | None = None,
+    progress: Callable[[bytes], None] | None = None,
+) -> SyncReport:
+    """Send the store's trial branches (all, or the named experiments) to a remote.
+
+    Args:
+        remote: a remote configured in the store's repository, or a URL or path (``file://``,
+            ``git://``, ``ssh://``, scp-style, ``http(s)://``).
+        experiments: the experiments to push (default: every ``mitosis/*`` branch).
+        store: the store (default as for :func:`mitosis.run`).
+        progress: called with the remote's progress messages (bytes), as ``git push`` shows.
+
+    Raises:
+        SyncError: the remote cannot be reached, or it has trials this store lacks (pull first).
+    """
+    with Store.open(store) as st:
+        name, url = _resolve(st, remote)
+        shown = strip_credentials(url)
+        for experiment in experiments:
+            if st.local_tip(experiment) is None:
+                raise SyncError(f"the store has no experiment {experiment!r} to push")
+        _pack_before_sending(st, progress)
+        selected = _selected(experiments)
+        local = {
+            ref: sha
+            for ref, sha in st.repo.refs.as_dict(cast("Ref", b"refs/heads/mitosis")).items()
+        }
+        ours = {cast("Ref", BRANCH_PREFIX + ref): sha for ref, sha in local.items()}
+        ours = {ref: sha for ref, sha in ours.items() if selected(ref)}
+        report: dict[str, str] = {}
+        behind: list[str] = []
+
+        def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
+            new = dict(refs)
+            for ref, sha in ours.items():
+                name = ref[len(BRANCH_PREFIX) :].decode()
+                theirs = refs.get(ref)
+                if theirs == sha:
+                    report[name] = "up to date"
+                elif theirs is None:
+                    new[ref] = sha
+                    report[name] = "new"
+                elif is_ancestor(st, theirs, sha):
+                    new[ref] = sha
+                    report[name] = "pushed"
+                else:
+                    behind.append(name)
+            if behind:  # push nothing rather than part
+                return dict(refs)
+            return new
+
+        client, path = _client(st, url)
+        try:
+            result = client.send_pack(
+                path, update_refs, generate_pack_data=st.repo.generate_pack_data, progress=progress
+            )
+        except Exception as exc:
+            raise SyncError(f"push to {shown} failed: {exc}") from None
+        if behind:
+            raise SyncError(
+                f"{shown} has trials of {', '.join(sorted(behind))} that this store lacks: "
+                f"pull first (`mitosis pull {remote}`), then push again"
+            )
+        refused = {
+            ref.decode(): why for ref, why in (result.ref_status or {}).items() if why is not None
+        }
+        if refused:
+            raise SyncError(f"{shown} refused {refused}")
+        return SyncReport(remote=remote if name == remote else shown, experiments=report)
+
+
+# -- fetch and merge -------------------------------------------------------------------------
+
+
+def _fetch(
+    st: Store,
+    remote: str,
+    experiments: Sequence[str],
+    progress: Callable[[bytes], None] | None = None,
+) -> tuple[str, str, dict[str, ObjectID]]:
+    """Fetch the remote's trial branches into ``refs/remotes/<name>/mitosis/*``.
+
+    Returns:
+        The name for remote-tracking refs, the location shown, and experiment to fetched tip.
+    """
+    selected = _selected(experiments)
+    if _is_bundle(remote):
+        from dulwich.bundle import read_bundle
+        from dulwich.pack import PackInflater
+
+        name = "bundle"
+        try:
+            with open(remote, "rb") as f, read_bundle(f) as data:
+                missing = [p for p, _ in data.prerequisites if p not in st.repo.object_store]
+                if missing:
+                    raise SyncError(
+                        f"the bundle {remote} builds on {len(missing)} commits this store lacks "
+                        f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
+                    )
+                # An incremental bundle may hold deltas against objects this store has.
+                objects = st.repo.object_store
+                for obj in PackInflater.for_pack_data(
+                    data.pack_data,  # type: ignore[arg-type]  # a file-backed PackData here
+                    resolve_ext_ref=objects.get_raw,
+                ):
+                    st.add(obj)
+                refs = {r: sha for r, sha in data.references.items() if selected(r)}
+        except SyncError:
+            raise
+        except Exception as exc:
+            raise SyncError(
+                f"cannot read the bundle {remote}: {type(exc).__name__}: {exc}"
+            ) from None
+        shown = remote
+    else:
+        name, url = _resolve(st, remote)
+        shown = strip_credentials(url)
+        client, path = _client(st, url)
+
+        def determine_wants(refs: dict[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+            return [
+                sha
+                for ref, sha in refs.items()
+                if selected(ref) and sha not in st.repo.object_store
+            ]
+
+        try:
+            result = client.fetch(path, st.repo, determine_wants=determine_wants, progress=progress)
+        except Exception as exc:
+            raise SyncError(f"fetch from {shown} failed: {exc}") from None
+        refs = {r: sha for r, sha in result.refs.items() if selected(r)}
+    fetched: dict[str, ObjectID] = {}
+    for ref, sha in refs.items():
+        experiment = ref[len(BRANCH_PREFIX) :].decode()
+        tracking = cast("Ref", tracking_branch(name, experiment))
+        st.repo.refs.set_if_equals(tracking, None, sha, message=b"mitosis: fetch")
+        fetched[experiment] = sha
+    for experiment in experiments:
+        if experiment not in fetched:
+            raise SyncError(f"{shown} has no experiment {experiment!r}")
+    return name, shown, fetched
+
+
+def pull(
+    remote: str = "origin",
+    experiments: Sequence[str] = (),
+    *,
+    store: str | os.PathLike[str] | None = None,
+    progress: Callable[[bytes], None] | None = None,
+) -> SyncReport:
+    """Fetch a remote's (or a bundle file's) trial branches and merge them into the store's.
+
+    Each experiment fast-forwards where it can, else gets a merge commit whose tree is the union
+    of both sides. An experiment whose two sides locked one variant name to different values
+    is left as it was (its fetched history stays in ``refs/remotes/<remote>/mitosis/``); the
+    others are merged all the same.
+
+    Raises:
+        SyncError: the remote cannot be reached, or has no such experiment.
+        SyncConflict: some experiment had variant conflicts (``.conflicts``, ``.report``).
+    """
+    with Store.open(store, create=True) as st:
+        # The store reads an experiment it has no branch of from a remote-tracking branch (after
+        # git clone): make that its branch before fetching moves the remote-tracking refs.
+        for experiment in st.experiments():
+            adopted = st.tip(experiment)
+            if st.local_tip(experiment) is None and adopted is not None:
+                st.repo.refs.add_if_new(st.ref(experiment), adopted, message=b"mitosis: adopt")
+        name, shown, fetched = _fetch(st, remote, experiments, progress)
+        report: dict[str, str] = {}
+        found: list[Conflict] = []
+        for experiment, theirs in sorted(fetched.items()):
+            report[experiment], conflicts_here = integrate(st, experiment, theirs, shown)
+            found += conflicts_here
+    result = SyncReport(
+        remote=remote if name == remote else shown, experiments=report, conflicts=found
+    )
+    if found:
+        raise SyncConflict(found, result)
+    return result
+
+
+def bundle(
+    file: str | os.PathLike[str],
+    experiments: Sequence[str] = (),
+    *,
+    since: str | os.PathLike[str] | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> int:
+    """Write the trial branches (all, or the named experiments) to a git bundle file, for
+    machines without a network path to each other; ``mitosis.pull(FILE)`` reads it.
+
+    Args:
+        since: an earlier bundle: leave out what it already carried.
+
+    Returns:
+        The number of branches written.
+    """
+    from dulwich.bundle import create_bundle_from_repo, read_bundle, write_bundle
+
+    with Store.open(store) as st:
+        selected = _selected(experiments)
+        refs = [
+            cast("Ref", branch(name))
+            for name in st.experiments()
+            if st.local_tip(name) is not None and selected(branch(name))
+        ]
+        if not refs:
+            raise SyncError(
+                "no trial branches to bundle"
+                + (f" among {list(experiments)}" if experiments else "")
+            )
+        prerequisites: list[bytes] = []
+        if since is not None:
+            if not _is_bundle(str(since)):
+                raise SyncError(f"{since} is not a git bundle")
+            with open(since, "rb") as f, read_bundle(f) as earlier:
+                prerequisites = [
+                    sha for sha in earlier.references.values() if sha in st.repo.object_store
+                ]
+        try:
+            with (
+                create_bundle_from_repo(st.repo, refs=refs, prerequisites=prerequisites) as data,
+                open(file, "wb") as out,
+            ):
+                write_bundle(out, data)
+        except OSError as exc:
+            raise SyncError(f"cannot write the bundle {file}: {exc}") from None
+    return len(refs)

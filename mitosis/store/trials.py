@@ -1,0 +1,191 @@
+"""Reading trials back from their experiments' branches: listing, loading by id, and the
+files of a trial.
+
+Reading touches JSON only: listing and loading trials never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ..exceptions import (
+    StoreError,
+    UnknownExperiment,
+)
+from ..model.layout import FORMAT, TRIAL, TRIALS, trial_dir
+from ..model.query import select
+from ..model.records import Trial, trial_from_json
+from ..model.values import decode
+from .cache import ListingCache
+from .repo import Store
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+
+__all__ = ["StoreFiles", "load", "load_json", "read_trials", "trials"]
+
+# trial.json records, by the id of their folder's tree: content-addressed, so never stale.
+_CACHE: dict[tuple[str, bytes], Any] = {}
+_SHARDS: dict[tuple[str, bytes], list[tuple[str, ObjectID]]] = {}
+_CACHE_LIMIT = 200_000
+_CONTAINERS = (dict, list)
+
+
+@attrs.frozen
+class StoreFiles:
+    """The files of trials in the store at ``location``: what :meth:`Trial.read` reads.
+
+    Each read opens the store (a trial outlives the store it was read from); nothing here
+    unpickles.
+    """
+
+    location: str
+
+    def read(self, trial: Trial, name: str) -> bytes | None:
+        with Store.open(self.location) as store:
+            return store.read_file(trial.experiment, f"{trial.path}/{name}")
+
+
+def _parse(raw: Any, where: str, source: StoreFiles) -> Trial:
+    try:
+        if raw.get("format", 1) > FORMAT:
+            raise StoreError(
+                f"{where} was written by a newer mitosis (store format {raw['format']}); "
+                "upgrade mitosis to read it"
+            )
+        return trial_from_json(_results(raw), source.location, source)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{where} is not a readable trial record: {exc!r}") from None
+
+
+def _tagged(value: Any) -> bool:
+    """Whether a result may hold a tag (only containers can): most hold plain numbers."""
+    if type(value) is dict:
+        return "py/float" in value or any(type(v) in _CONTAINERS for v in value.values())
+    return type(value) is list
+
+
+def _decoded(value: Any) -> Any:
+    return decode(value) if _tagged(value) else value
+
+
+def _results(record: dict[str, Any]) -> dict[str, Any]:
+    """A record with its results' tags (``{"py/float": "nan"}``) decoded."""
+    decoded = {
+        **record,
+        "main": _decoded(record.get("main")),
+        "metrics": _decoded(record.get("metrics") or {}),
+    }
+    steps = record.get("steps") or []
+    if any(_tagged(s.get("main")) or _tagged(s.get("metrics")) for s in steps):
+        decoded["steps"] = [
+            {**s, "main": _decoded(s.get("main")), "metrics": _decoded(s.get("metrics") or {})}
+            for s in steps
+        ]
+    return decoded
+
+
+def load_json(data: bytes, where: str) -> Any:
+    """JSON from the store; what is not JSON is a :class:`StoreError` naming ``where``."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise StoreError(f"{where} is not readable JSON: {exc}") from None
+
+
+def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -> list[Trial]:
+    """The trials on an experiment's branch (or at ``commit`` of it), read from their
+    ``trial.json`` blobs alone.
+
+    Records are kept by the id of their folder's tree, in memory and in the store's listing
+    cache (see :mod:`mitosis.store.cache`): content-addressed, so never stale. Each call builds
+    new ``Trial`` objects from them, so that changing one changes no later listing.
+    """
+    root = store.tree_of(commit or store.tip(experiment))
+    source = StoreFiles(store.path)
+    found = []
+    with ListingCache(store, experiment) as cache:
+        for _shard, shard_id in store.children(root, TRIALS):
+            entries = _SHARDS.get((store.path, shard_id)) or cache.shard(shard_id)
+            if entries is None:
+                entries = store.children(shard_id, "")
+            cache.keep_shard(shard_id, entries)
+            _SHARDS[store.path, shard_id] = entries
+            for trial_id, tree_id in entries:
+                key = (store.path, tree_id)
+                where = f"trial {trial_id} of {experiment}"
+                record = _CACHE.get(key)
+                if record is not None:
+                    cache.keep(tree_id, record)
+                else:
+                    record = cache.record(tree_id)
+                    if record is None:
+                        data = store.read_file(experiment, TRIAL, tree_id)
+                        if data is None:
+                            continue
+                        record = load_json(data, where)
+                        cache.keep(tree_id, record)
+                    if len(_CACHE) >= _CACHE_LIMIT:
+                        _CACHE.clear()
+                        _SHARDS.clear()
+                    _CACHE[key] = record
+                found.append(_parse(record, where, source))
+    return found
+
+
+def trials(
+    experiment: str | None = None,
+    *,
+    where: str | Sequence[str] | None = None,
+    sort: str | None = None,
+    store: str | os.PathLike[str] | None = None,
+) -> list[Trial]:
+    """The recorded trials of an experiment (or of all experiments), oldest first.
+
+    Reads JSON only: nothing is unpickled.
+
+    Args:
+        experiment: the experiment (default: every experiment in the store).
+        where: keep the trials meeting every clause, ``NAME OP VALUE`` joined with ``and``
+            (``"noise=low and main<0.1"``; OP one of ``= != < > <= >=``). A parameter matches
+            by variant name, or by value where both sides are numbers.
+        sort: order by this parameter, metric or field (``main``, ``duration``, ...): numbers
+            first, ascending, then text; trials without it last.
+        store: the store (default as for :func:`mitosis.run`).
+
+    Raises:
+        UnknownExperiment: the store has no branch for ``experiment``.
+        UnknownField: ``where`` or ``sort`` names a field no trial has.
+        BadQuery: a ``where`` clause is not ``NAME OP VALUE``.
+    """
+    with Store.open(store) as st:
+        names = st.experiments()
+        if experiment is not None:
+            if experiment not in names:
+                raise UnknownExperiment(experiment, names, st.path)
+            names = [experiment]
+        found = [t for name in names for t in read_trials(st, name)]
+    return select(sorted(found, key=lambda t: (t.started, t.id)), where, sort)
+
+
+def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Trial:
+    """The trial whose id starts with ``id_prefix`` (4 or more hex digits).
+
+    Raises:
+        UnknownTrial: no trial matches.
+        AmbiguousTrialId: several trials match; give more characters.
+    """
+    with Store.open(store) as st:
+        experiment, trial_id = st.find(id_prefix)
+        data = st.read_file(experiment, f"{trial_dir(trial_id)}/{TRIAL}")
+        if data is None:
+            raise StoreError(f"trial {trial_id} of {experiment} has no {TRIAL}")
+        where = f"trial {trial_id}"
+        return _parse(load_json(data, where), where, StoreFiles(st.path))

@@ -1,0 +1,260 @@
+"""Variant locks: a variant name, once used, is locked to its value on the experiment's branch.
+
+Locks are written (before a trial runs, and with it), checked against the branch at every
+commit, renamed to settle a conflict, and listed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import (
+    StoreError,
+    UnknownExperiment,
+    UnknownVariant,
+    VariantConflict,
+    VariantRenamed,
+)
+from ..model.layout import VARIANTS, alias_path, variant_path
+from ..model.records import Variant, VariantLock
+from ..model.values import dumps_json
+from .repo import Check, Store
+from .trials import load_json, read_trials
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+
+__all__ = [
+    "describe_lock",
+    "lock_check",
+    "lock_new",
+    "rename_variant",
+    "variant_files",
+    "variants",
+]
+
+
+def variant_files(locks: Iterable[VariantLock]) -> dict[str, bytes]:
+    """The lock files of ``locks`` (the same bytes on every server for the same value, so that
+    histories merge)."""
+    files: dict[str, bytes] = {}
+    for r in locks:
+        base = variant_path(r.param, r.variant)
+        dill_name = None
+        if r.encoded.pickled is not None:
+            dill_name = base.rsplit("/", 1)[1] + ".dill"
+            files[base + ".dill"] = r.encoded.pickled
+        record = {
+            "param": r.param,
+            "variant": r.variant,
+            "value": r.encoded.json,
+            "type": r.encoded.type,
+            "fingerprint": r.encoded.fingerprint,
+            "dill": dill_name,
+        }
+        files[base + ".json"] = dumps_json(record, indent=2).encode()
+    return files
+
+
+def describe_lock(record: dict[str, Any]) -> str:
+    """A locked value as people read it: its JSON and type, or its type and fingerprint."""
+    if record.get("value") is not None or record.get("dill") is None:
+        return f"{dumps_json(record.get('value'))} ({record.get('type')})"
+    return f"a pickled {record.get('type')} ({record.get('fingerprint')})"
+
+
+def lock_check(experiment: str, locks: Sequence[VariantLock]) -> Check:
+    """A store check refusing a variant name already locked to a different value."""
+
+    def check(store: Store, tree_id: ObjectID | None) -> None:
+        if tree_id is None:
+            return
+        for r in locks:
+            base = variant_path(r.param, r.variant)
+            raw = store.read_file(experiment, base + ".json", tree_id)
+            locked = load_json(raw, f"the lock of {r.param}={r.variant}") if raw else None
+            if locked is not None and locked.get("fingerprint") == r.encoded.fingerprint:
+                continue
+            alias = store.read_file(experiment, alias_path(base, r.encoded.fingerprint), tree_id)
+            if alias is not None:  # this value had this name here once; it has another now
+                renamed = load_json(alias, f"the rename of {r.param}={r.variant}")
+                raise VariantRenamed(experiment, r.param, r.variant, renamed.get("renamed_to"))
+            if locked is None:
+                continue
+            mine = {
+                "value": r.encoded.json,
+                "type": r.encoded.type,
+                "dill": "",
+                "fingerprint": r.encoded.fingerprint,
+            }
+            raise VariantConflict(
+                experiment,
+                r.param,
+                r.variant,
+                describe_lock(locked),
+                describe_lock(mine),
+                _locked_by(store, experiment, r.param, r.variant),
+            )
+
+    return check
+
+
+def lock_new(store: Store, experiment: str, locks: Sequence[VariantLock]) -> None:
+    """Lock the variant names not locked yet in a commit of their own, before a trial runs, so
+    that two trials meaning different values by one new name cannot both run: the second is
+    refused.
+
+    Raises:
+        VariantConflict: a name is locked to another value.
+        VariantRenamed: a name meant this value once, and has been renamed since.
+    """
+    check = lock_check(experiment, locks)
+    tree = store.tree_of(store.tip(experiment))
+    check(store, tree)
+    new = [
+        r
+        for r in locks
+        if store.read_file(experiment, variant_path(r.param, r.variant) + ".json", tree) is None
+    ]
+    if new:
+        names = " ".join(f"{r.param}={r.variant}" for r in new)
+        message = f"{experiment}: lock {names}\n\nMitosis-Lock: {names}\n"
+        store.commit(experiment, variant_files(new), message, check)
+
+
+def rename_variant(
+    experiment: str,
+    param: str,
+    old: str,
+    new: str,
+    *,
+    store: str | os.PathLike[str] | None = None,
+) -> None:
+    """Give a locked variant a new name, to settle a variant conflict between two stores.
+
+    Nothing recorded changes: trials keep their records (which hold the value, not only the
+    name). The lock moves from ``old`` to ``new`` in a new commit, and a note records that
+    ``old`` with this value is now ``new``; running with ``old`` meaning this value is then
+    refused with a pointer to ``new``, and a pull can bring in the other store's ``old``.
+
+    Raises:
+        UnknownVariant: ``old`` is not locked.
+        VariantConflict: ``new`` is already locked to another value.
+    """
+    with Store.open(store) as st:
+        source, target = variant_path(param, old), variant_path(param, new)
+
+        def check(s: Store, tree: ObjectID | None) -> None:
+            raw = s.read_file(experiment, source + ".json", tree)
+            if raw is None:
+                known = [v.name for v in variants(experiment, param, store=s.path)]
+                raise UnknownVariant(f"{param}", old, known)
+            lock = load_json(raw, f"the lock of {param}={old}")
+            taken = s.read_file(experiment, target + ".json", tree)
+            if taken is not None:
+                other = load_json(taken, f"the lock of {param}={new}")
+                if other.get("fingerprint") != lock.get("fingerprint"):
+                    raise VariantConflict(
+                        experiment,
+                        param,
+                        new,
+                        describe_lock(other),
+                        describe_lock(lock),
+                        _locked_by(s, experiment, param, new),
+                    )
+
+        tree = st.tree_of(st.tip(experiment))
+        check(st, tree)
+        lock = load_json(st.read_file(experiment, source + ".json", tree) or b"{}", source)
+        pickled = st.read_file(experiment, source + ".dill", tree)
+        moved = {
+            **lock,
+            "variant": new,
+            "dill": f"{target.rsplit('/', 1)[1]}.dill" if pickled else None,
+        }
+        files: dict[str, bytes | None] = {
+            source + ".json": None,
+            source + ".dill": None,
+            target + ".json": dumps_json(moved, indent=2).encode(),
+            alias_path(source, lock.get("fingerprint", "")): dumps_json(
+                {
+                    "param": param,
+                    "variant": old,
+                    "renamed_to": new,
+                    "fingerprint": lock.get("fingerprint"),
+                },
+                indent=2,
+            ).encode(),
+        }
+        if pickled is not None:
+            files[target + ".dill"] = pickled
+        message = (
+            f"{experiment}: rename {param}={old} to {new}\n\n"
+            f"Mitosis-Rename: {param}={old} -> {new}\n"
+        )
+        st.commit(experiment, files, message, check)
+
+
+def _locked_by(store: Store, experiment: str, param: str, variant: str) -> str:
+    users = [
+        t
+        for t in read_trials(store, experiment)
+        if param in t.params
+        and t.params[param].source == "variant"
+        and t.params[param].variant == variant
+    ]
+    return min(users, key=lambda t: (t.started, t.id)).id if users else "(unknown: merged in)"
+
+
+def variants(
+    experiment: str, param: str | None = None, *, store: str | os.PathLike[str] | None = None
+) -> list[Variant]:
+    """The locked variants of an experiment (or of one of its parameters), sorted by name.
+
+    Raises:
+        UnknownExperiment: the store has no branch for ``experiment``.
+    """
+    with Store.open(store) as st:
+        if st.tip(experiment) is None:
+            raise UnknownExperiment(experiment, st.experiments(), st.path)
+        root = st.tree_of(st.tip(experiment))
+        used: dict[tuple[str, str, str], int] = {}  # by name and value: renames move names
+        for trial in read_trials(st, experiment):
+            for name, p in trial.params.items():
+                if p.source == "variant":
+                    key = (name, p.variant, p.fingerprint)
+                    used[key] = used.get(key, 0) + 1
+        params = [param] if param else [name for name, _ in st.children(root, "variants")]
+        found = []
+        for name in params:
+            renamed: dict[tuple[str, str], int] = {}  # (new name, fingerprint) -> trials
+            for folder, _ in st.children(root, f"{VARIANTS}/{name}"):
+                if folder.endswith(".renamed"):
+                    for _, alias_id in st.children(root, f"{VARIANTS}/{name}/{folder}"):
+                        alias = load_json(st.read_file(experiment, "", alias_id) or b"", folder)
+                        target = (alias.get("renamed_to", ""), alias.get("fingerprint", ""))
+                        renamed[target] = renamed.get(target, 0) + used.get(
+                            (name, alias.get("variant", ""), target[1]), 0
+                        )
+            for file, blob_id in st.children(root, f"{VARIANTS}/{name}"):
+                if not file.endswith(".json"):
+                    continue
+                where = f"{VARIANTS}/{name}/{file} of {experiment}"
+                record = load_json(st.read_file(experiment, "", blob_id) or b"", where)
+                if not isinstance(record, dict) or not isinstance(record.get("variant"), str):
+                    raise StoreError(f"{where} is not a readable variant lock")
+                found.append(
+                    Variant(
+                        param=name,
+                        name=record["variant"],
+                        value=record.get("value"),
+                        type=record.get("type", ""),
+                        fingerprint=record.get("fingerprint", ""),
+                        pickled=record.get("dill") is not None,
+                        trials=used.get((name, record["variant"], record.get("fingerprint", "")), 0)
+                        + renamed.get((record["variant"], record.get("fingerprint", "")), 0),
+                    )
+                )
+    return sorted(found, key=lambda v: (v.param, v.name))
