@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -211,7 +210,6 @@ def test_worker_that_cannot_import_the_function(investigation, tmp_path):
         import vanishing
 
         module.unlink()
-        time.sleep(0.01)
         with pytest.raises(mitosis.TrialFailed, match="ModuleNotFoundError"):
             mitosis.run(vanishing.f)
     finally:

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -199,13 +198,24 @@ def test_a_stale_ref_lock_is_cleared_with_a_message(investigation):
     assert not lock.exists() and len(mitosis.trials("bare_number")) == 2
 
 
-def test_a_live_lock_is_waited_for(investigation, capfd):
+def test_a_live_lock_is_waited_for(investigation, capfd, monkeypatch):
+    from mitosis.store import repo as _store
+
     mitosis.run(investigation.bare_number)
     lock = Path(".git/refs/heads/mitosis/bare_number.lock")
     lock.write_text("held by a writer right now\n")
-    threading.Timer(0.3, lock.unlink).start()
+    attempts = []
+
+    def release_at_the_second_attempt(point: str) -> None:
+        if point == "commit":  # the commit is written; the ref moves next
+            attempts.append(point)
+            if len(attempts) == 2:
+                lock.unlink()  # the other writer is done
+
+    monkeypatch.setattr(_store, "fault", release_at_the_second_attempt)
     capfd.readouterr()
     mitosis.run(investigation.bare_number, {"x": 3.0})
+    assert len(attempts) == 2  # the first attempt met the lock, waited, and tried again
     assert "stale" not in capfd.readouterr().err
     assert len(mitosis.trials("bare_number")) == 2
 
@@ -232,3 +242,18 @@ def test_the_fast_reader_of_records_agrees_with_the_converter(investigation):
         assert trial_from_json(_results(raw), "here", None).code == trial.code
     with pytest.raises(KeyError, match="experiment"):  # not a record: the converter says why
         trial_from_json({"id": "x"}, None, None)
+
+
+def test_commit_dates_follow_git_s_environment_variables(investigation, monkeypatch):
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2024-03-01T12:00:00+01:00")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1700000000 -0230")
+    mitosis.run(investigation.bare_number)
+    dates = git("log", "-1", "--format=%aI %cI", "mitosis/bare_number").split()
+    assert dates == ["2024-03-01T12:00:00+01:00", "2023-11-14T19:43:20-02:30"]
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "yesterday-ish")
+    with pytest.raises(
+        mitosis.StoreError, match="GIT_COMMITTER_DATE='yesterday-ish' is not a date"
+    ):
+        mitosis.run(investigation.bare_number, {"x": 5.0})
+    assert len(mitosis.trials("bare_number")) == 1  # nothing half-written
+    git("fsck", "--strict")

@@ -153,12 +153,16 @@ def test_variant_conflict_stops_the_pull_and_reports_both_sides(investigation, t
     assert "conflict" in result.output.splitlines()[1]
 
 
-def test_same_value_locked_on_both_sides_merges(investigation, tmp_path, hub):
+def test_same_value_locked_on_both_sides_merges(investigation, tmp_path, hub, monkeypatch):
     a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000000 +0000")
     record(investigation, a, 1)
     mitosis.push(store=a)
-    time.sleep(1.1)  # another second: the two lock commits differ, the lock files do not
+    # another time: the two lock commits differ, the lock files do not
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "1700000001 +0000")
     record(investigation, b, 2)
+    locks = [git("log", "--format=%H %s", "mitosis/sine", cwd=s).splitlines()[-1] for s in (a, b)]
+    assert locks[0] != locks[1] and locks[0].endswith("lock noise=low")
     assert mitosis.pull(store=b).experiments == {"sine": "merged"}
     assert mitosis.conflicts(store=b) == []
     assert len(ids(b)) == 2
@@ -265,6 +269,7 @@ WRITER = textwrap.dedent("""
     for i in range(int(sys.argv[3])):
         mitosis.run(experiments.sine, {"amplitude": i, "noise": "low"},
                     lookup=experiments.lookup, store=sys.argv[4])
+        print("recorded", i, file=sys.stderr, flush=True)
 """)
 
 
@@ -280,11 +285,14 @@ def test_writers_and_a_pull_at_once_lose_nothing(investigation, tmp_path, hub):
         )
         for _ in range(8)
     ]
-    time.sleep(1.0)
+    for writer in writers:  # each writer has recorded its first trial: they are at work
+        assert writer.stderr is not None
+        assert writer.stderr.readline() == b"recorded 0\n"
     mitosis.pull(store=a)  # while the writers commit
     for writer in writers:
         _, err = writer.communicate(timeout=900)
         assert writer.returncode == 0, err.decode()
+    assert len(ids(a)) == 203  # the pull went in between, not after: all 8 x 25 still recorded
     found = ids(a)
     assert len(found) == 203 and pulled <= found
     trial_files = git("ls-tree", "-r", "--name-only", "mitosis/sine", cwd=a).split()

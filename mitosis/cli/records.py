@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
+from .. import load, rename_variant, trials, variants
 from ..model.query import select
 from ..model.records import Trial, converter
 from ..model.values import dumps_json
+from ..run.compare import diff_trials, recorded_environment
 from ..run.config import Config
 from ..store.repo import Store, default_store_path
-from ..store.trials import load, load_json, trials
-from ..store.variants import rename_variant, variants
 from .support import (
     cell,
     complete_experiment,
@@ -97,11 +97,7 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
     trial = load(trial_id, store=store_path(ctx, store))
     branch = f"mitosis/{trial.experiment}"
     paths = {name: f"{branch}:{trial.path}/{name}" for name in trial.files}
-    environment = (
-        load_json(trial.read("environment.json"), f"environment.json of {trial.id}")
-        if "environment.json" in trial.files
-        else {}
-    )
+    environment = recorded_environment(trial)
     if as_json:
         record = converter().unstructure(trial)
         record.update(store=trial.location, branch=branch, paths=paths, environment=environment)
@@ -151,8 +147,6 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
 @click.pass_context
 def diff(ctx: click.Context, first: str, second: str, store: Path | None) -> None:
     """What differs between two trials: parameters, results, code, environment, packages."""
-    from ..run.compare import diff_trials
-
     path = store_path(ctx, store)
     a, b = load(first, store=path), load(second, store=path)
     differences = diff_trials(a, b)
@@ -202,7 +196,7 @@ def variants_command(
         click.echo(f"{experiment}: {param}={rename[0]} is now {param}={rename[1]}")
         return
     if show_conflicts:
-        from ..store.merge import conflicts
+        from .. import conflicts  # on first need: sync stays out of `mitosis log`
 
         clashes = [
             c

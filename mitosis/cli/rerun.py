@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..store.trials import load
+from .. import load
 from .support import cell, fail, store_path, table
 
 __all__ = ["export", "rerun"]
@@ -42,8 +42,8 @@ def rerun(
 
     Exits 1 when a result differs from the record (beyond --rtol/--atol).
     """
+    from .. import rerun as rerun_trial  # on first need: each command loads its own modules
     from ..run.rerun import environment_differences
-    from ..run.rerun import rerun as rerun_trial
 
     path = store_path(ctx, store)
     original = load(trial_id, store=path)
@@ -82,7 +82,7 @@ def export(
 ) -> None:
     """Write FOLDER, which reproduces TRIAL without mitosis: code, requirements.txt,
     parameter values, run.py and the record."""
-    from ..run.export import export as export_trial
+    from .. import export as export_trial  # on first need
 
     out = export_trial(trial_id, folder, store=store_path(ctx, store), code=code)
     click.echo(f"wrote {out}; reproduce with: cd {out} && python run.py")

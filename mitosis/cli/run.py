@@ -133,7 +133,7 @@ def run(
             fail(_failure(failed))
         click.echo(summary(trial))
         return
-    from ..run.sweep import run_sweep
+    from ..run.sweep import run_sweep  # on first need: `mitosis log` starts quicker without it
 
     try:
         items = run_sweep(

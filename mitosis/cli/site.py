@@ -44,7 +44,8 @@ def plot_command(
       mitosis plot sine --x amplitude --hue noise -o sine.png
       mitosis plot sine --x noise --y err --where 'amplitude>1' -o err.svg
     """
-    from ..site.plot import check_format, plot, save
+    from .. import plot  # on first need: each command loads its own modules
+    from ..site.plot import check_format, save
 
     check_format(out)
     figure = plot(experiment, x, y, hue=hue, where=where, store=store_path(ctx, store))
@@ -85,7 +86,7 @@ def browse_command(
       mitosis browse                      # then open the index.html it names
       mitosis browse --out site/ --serve --port 8000
     """
-    from ..site.build import browse
+    from .. import browse  # on first need
     from ..site.serve import serve as serve_site
 
     if port is not None and not serve:

@@ -13,7 +13,7 @@ from ..store.repo import Store, default_store_path
 from .support import store_path, table
 
 if TYPE_CHECKING:
-    from ..store.sync import SyncReport
+    from .. import SyncReport
 
 __all__ = ["bundle_command", "gc_command", "pull", "push"]
 
@@ -23,7 +23,7 @@ def _sync_arguments(
 ) -> tuple[str, list[str]]:
     """``[REMOTE] [EXPERIMENT...]``: the first word is the remote when it names a configured
     remote, a URL or a path; else the remote is ``origin``."""
-    from ..store.sync import is_location, remote_names
+    from ..store.sync import is_location, remote_names  # on first need
 
     if not args:
         return "origin", []
@@ -61,7 +61,7 @@ def _report(report: SyncReport) -> None:
 @click.pass_context
 def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path)."""
-    from ..store.sync import push as sync_push
+    from .. import push as sync_push  # on first need: each command loads its own modules
 
     remote, names = _sync_arguments(ctx, args, store)
     _report(sync_push(remote, names, store=store_path(ctx, store), progress=_progress))
@@ -73,7 +73,7 @@ def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
 @click.pass_context
 def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Fetch trial branches from REMOTE (or a bundle file) and merge them in."""
-    from ..store.sync import pull as sync_pull
+    from .. import pull as sync_pull  # on first need
 
     remote, names = _sync_arguments(ctx, args, store)
     try:
@@ -103,7 +103,7 @@ def bundle_command(
 ) -> None:
     """Write trial branches to a git bundle FILE, for a machine without a network path;
     `mitosis pull FILE` there reads it."""
-    from ..store.sync import bundle as sync_bundle
+    from .. import bundle as sync_bundle  # on first need
 
     count = sync_bundle(file, experiments, since=since, store=store_path(ctx, store))
     click.echo(f"wrote {count} trial branch(es) to {file}")
@@ -114,7 +114,7 @@ def bundle_command(
 @click.pass_context
 def gc_command(ctx: click.Context, store: Path | None) -> None:
     """Pack the store's loose objects (with deltas), so that thousands of trials stay small."""
-    from ..store.gc import gc as sync_gc
+    from .. import gc as sync_gc  # on first need
 
     packed = sync_gc(store=store_path(ctx, store), progress=lambda text: click.echo(text, err=True))
     mib = 1024 * 1024

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from .._version import __version__
 from ..exceptions import MitosisError, PlotError, SiteError
 from ..model.portable import plain
 from ..model.records import Trial
@@ -40,6 +41,7 @@ from ..store.repo import Store
 from ..store.trials import load_json, read_trials
 from . import pages as _pages
 from .assets import SCRIPT, STYLE
+from .plot import draw
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -170,8 +172,6 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 def _assets_hash() -> str:
     """Pages depend on the assets and the page code: a new mitosis rebuilds them all."""
-    from .._version import __version__
-
     digest = hashlib.sha256(f"{__version__}\0{STYLE}\0{SCRIPT}".encode())
     digest.update(Path(_pages.__file__).read_bytes())
     return digest.hexdigest()[:16]
@@ -429,8 +429,6 @@ def _plottable(found: Iterable[Trial]) -> list[tuple[str, str]]:
 
 def _plot_png(found: list[Trial], name: str, param: str) -> bytes | None:
     import io
-
-    from .plot import draw
 
     try:
         figure = draw(found, name, param)

@@ -351,8 +351,13 @@ class Store:
 
     def new_commit(self, tree: ObjectID, parents: list[ObjectID], message: str) -> Commit:
         """The one commit builder: a commit of ``tree`` on ``parents``, by the user git's
-        configuration names (``user.name``, ``GIT_AUTHOR_*``, ...), at this time in the local
-        time zone, stored (no ref moves)."""
+        configuration names (``user.name``, ``GIT_AUTHOR_NAME``, ...), now in the local time
+        zone unless ``GIT_AUTHOR_DATE`` / ``GIT_COMMITTER_DATE`` say otherwise (as for git),
+        stored (no ref moves).
+
+        Raises:
+            StoreError: a ``GIT_*_DATE`` that is not a date.
+        """
         from dulwich.objects import Commit
         from dulwich.repo import get_user_identity
 
@@ -362,8 +367,8 @@ class Store:
         commit.parents = parents
         commit.author = get_user_identity(config, "AUTHOR")
         commit.committer = get_user_identity(config, "COMMITTER")
-        commit.author_time = commit.commit_time = int(time.time())
-        commit.author_timezone = commit.commit_timezone = _local_offset()
+        commit.author_time, commit.author_timezone = _when("GIT_AUTHOR_DATE")
+        commit.commit_time, commit.commit_timezone = _when("GIT_COMMITTER_DATE")
         commit.encoding = b"UTF-8"
         commit.message = message.encode()
         self.add(commit)
@@ -479,6 +484,35 @@ def _clear_if_stale(locked: FileLocked) -> None:
 def backoff(attempt: int) -> None:
     """Randomized exponential backoff: 2 ms doubling to about 32 ms."""
     time.sleep(random.uniform(0.5, 1.0) * 0.002 * 2 ** min(attempt, 4))
+
+
+def _when(variable: str) -> tuple[int, int]:
+    """``(seconds since 1970, offset from UTC in seconds)`` from the environment variable
+    ``variable`` as git reads it (``1700000000 +0100``, ``@1700000000``, or ISO 8601), else now
+    in the local time zone."""
+    import datetime as dt
+
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return int(time.time()), _local_offset()
+    seconds, _, zone = value.removeprefix("@").partition(" ")
+    try:
+        if seconds.isdigit():
+            sign = -1 if zone.startswith("-") else 1
+            digits = zone.lstrip("+-") or "0000"
+            if len(digits) != 4 or not digits.isdigit():
+                raise ValueError(zone)
+            return int(seconds), sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise StoreError(
+            f"{variable}={value!r} is not a date: give seconds since 1970 and a zone "
+            "('1700000000 +0100') or an ISO 8601 time ('2026-11-29T12:00:00+01:00')"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    offset = moment.utcoffset()
+    return int(moment.timestamp()), int(offset.total_seconds()) if offset else 0
 
 
 def _local_offset() -> int:

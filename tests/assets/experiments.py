@@ -230,3 +230,10 @@ def fails_with_a_broken_figure():
     figure = plt.figure()
     figure.savefig = BrokenFigure().savefig
     raise ValueError("the step's own error")
+
+
+def loaded_modules():
+    """Which modules the trial process has loaded when the experiment runs."""
+    import sys
+
+    return {"main": len(sys.modules), "data": sorted(sys.modules)}
