@@ -245,3 +245,28 @@ def test_changing_a_listed_trial_changes_no_later_listing(investigation):
     first.params.clear()
     (again,) = mitosis.trials("bare_number")
     assert again.metrics == {} and "x" in again.params
+
+
+def test_trials_filters_and_sorts_from_python(investigation):
+    made = {}
+    for amplitude, noise in [(4, "low"), (1, "high"), (2, "low"), (3, "high")]:
+        trial = mitosis.run(
+            investigation.sine,
+            {"amplitude": amplitude, "noise": noise},
+            lookup=investigation.lookup,
+        )
+        made[amplitude, noise] = trial.id
+    low = mitosis.trials("sine", where="noise=low")
+    assert [t.id for t in low] == [made[4, "low"], made[2, "low"]]  # oldest first
+    by_main = mitosis.trials("sine", where=["main>0.02", "noise=high"], sort="main")
+    assert [t.main for t in by_main] == [0.5, 1.5]
+    assert [t.variants["noise"] for t in mitosis.trials(sort="amplitude")] == [
+        "high",
+        "low",
+        "high",
+        "low",
+    ]
+    with pytest.raises(mitosis.UnknownField, match="sort: no parameter or metric 'mian'"):
+        mitosis.trials("sine", sort="mian")
+    with pytest.raises(mitosis.BadQuery, match="write NAME OP VALUE"):
+        mitosis.trials("sine", where="noise low")

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from ..model.layout import split_qualified
 from ..run.experiment import Chain
 from .support import fail
 
@@ -45,20 +46,19 @@ def parse_assignments(
         name = name.lstrip("+").strip()
         if not eq or not name:
             fail(f"{flag} {option!r}: write it as {flag} [+]name=value")
-        step, dot, arg = name.rpartition(".")
-        if not dot and not chain.single:
+        step, arg = split_qualified(name)
+        if step is None and not chain.single:
             fail(
                 f"{flag} {option!r}: in the chain {' -> '.join(steps)}, address the parameter "
                 f"as step.name (e.g. {flag} {steps[-1]}.{name}={value})"
             )
-        if dot and step not in (steps if not chain.single else [steps[0], chain.name]):
+        if step is not None and step not in (steps if not chain.single else [steps[0], chain.name]):
             fail(
                 f"{flag} {option!r} addresses step {step!r}, which is not in the experiment "
                 f"{chain.name!r} (steps: {', '.join(steps)}); write {flag} {steps[-1]}.{arg}=..."
             )
-        index = steps.index(step) if dot and not chain.single else 0
-        full = arg if chain.single or not dot else f"{step}.{arg}"
-        parsed.append((full, index, arg if dot else name, value, untracked))
+        index = steps.index(step) if step is not None and not chain.single else 0
+        parsed.append((chain.name_of(index, arg), index, arg, value, untracked))
     return parsed
 
 

@@ -1,6 +1,7 @@
-"""Fields of trials and the ``where`` filter, shared by ``log``, :func:`mitosis.plot` and the
-browser: ``NAME OP VALUE`` clauses joined with ``and``; a parameter matches by variant name, or
-by value where both sides are numbers."""
+"""Fields of trials, the ``where`` filter and the sort, shared by :func:`mitosis.trials`,
+``mitosis log`` and :func:`mitosis.plot` (the browser shows fields as text the same way):
+``NAME OP VALUE`` clauses joined with ``and``; a parameter matches by variant name, or by value
+where both sides are numbers."""
 
 from __future__ import annotations
 

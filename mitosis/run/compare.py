@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from ..exceptions import StoreError
+from ..model.layout import CODE_DIFF, ENVIRONMENT, REQUIREMENTS
 from ..model.records import Param, Trial
 from ..model.values import dumps_json
 from ..store.trials import load_json
@@ -86,7 +87,7 @@ def _read_text(trial: Trial, name: str) -> str:
 
 def recorded_environment(trial: Trial) -> dict[str, Any]:
     """The trial's ``environment.json`` (empty when it recorded none)."""
-    text = _read_text(trial, "environment.json")
+    text = _read_text(trial, ENVIRONMENT)
     env: dict[str, Any] = (
         load_json(text.encode(), f"environment.json of {trial.id}") if text else {}
     )
@@ -121,7 +122,7 @@ def diff_trials(a: Trial, b: Trial) -> list[Difference]:
         if code_b
         else {},
     )
-    diff_a, diff_b = _read_text(a, "code.diff"), _read_text(b, "code.diff")
+    diff_a, diff_b = _read_text(a, CODE_DIFF), _read_text(b, CODE_DIFF)
     if diff_a != diff_b:
         found.append(
             Difference(
@@ -140,7 +141,7 @@ def diff_trials(a: Trial, b: Trial) -> list[Difference]:
     )
     found += _pairs(
         "packages",
-        packages(_read_text(a, "requirements.txt")),
-        packages(_read_text(b, "requirements.txt")),
+        packages(_read_text(a, REQUIREMENTS)),
+        packages(_read_text(b, REQUIREMENTS)),
     )
     return found

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..exceptions import RerunError
+from ..model.layout import REQUIREMENTS
 from ..model.records import Trial
 from ..model.values import dumps_json
 from ..store.repo import Store
@@ -125,10 +126,8 @@ def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> No
                 target = out / "record" / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-    (out / "requirements.txt").write_bytes(
-        (out / "record" / "requirements.txt").read_bytes()
-        if "requirements.txt" in trial.files
-        else b""
+    (out / REQUIREMENTS).write_bytes(
+        (out / "record" / REQUIREMENTS).read_bytes() if REQUIREMENTS in trial.files else b""
     )
     (out / "params").mkdir()
     per_step: list[dict[str, str]] = [{} for _ in chain.steps]

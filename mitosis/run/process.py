@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import attrs
 
+from ..model.layout import ENVIRONMENT, REQUIREMENTS
 from ..model.records import converter
 from ..model.values import dumps_json
 from . import environment as _environment
@@ -160,8 +161,8 @@ def environment_files() -> dict[str, bytes]:
         files: dict[str, bytes] = {}
         try:
             env = _environment.environment()
-            files["environment.json"] = dumps_json(converter().unstructure(env), indent=2).encode()
-            files["requirements.txt"] = _environment.requirements().encode()
+            files[ENVIRONMENT] = dumps_json(converter().unstructure(env), indent=2).encode()
+            files[REQUIREMENTS] = _environment.requirements().encode()
         except Exception:  # a trial is never lost for want of a detail of its environment
             files = {"environment-error.txt": traceback.format_exc().encode()}
         _ENVIRONMENT.clear()

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from .._version import __version__
-from ..model.layout import CODE_DIFF, OUTPUT, figure_name, param_name, result_name
+from ..model.layout import CODE_DIFF, OUTPUT, figure_name, param_name, qualified, result_name
 from ..model.records import InMemory, Param, StepRecord, StepStatus, Trial, VariantLock
 from ..model.values import decode
 from ..store.trials import StoreFiles
@@ -21,7 +21,7 @@ from .params import Resolved, locks_of
 from .process import Ran
 from .reuse import Reuse
 
-__all__ = ["Recipe", "finish", "recipe"]
+__all__ = ["Recipe", "finish", "recipe_of"]
 
 
 @attrs.frozen
@@ -48,7 +48,7 @@ class Recipe:
     rerun_of: str | None = None
 
 
-def recipe(chain: Chain, resolved: list[Resolved], rerun_of: str | None = None) -> Recipe:
+def recipe_of(chain: Chain, resolved: list[Resolved], rerun_of: str | None = None) -> Recipe:
     """The :class:`Recipe` of a trial of ``chain`` with ``resolved``."""
     params: dict[bool, dict[str, Param]] = {True: {}, False: {}}
     files = {}
@@ -109,7 +109,7 @@ def finish(
     if len(steps) == 1:
         metrics = last.metrics
     else:
-        metrics = {f"{s.name}.{k}": v for s in steps for k, v in s.metrics.items()}
+        metrics = {qualified(s.name, k): v for s in steps for k, v in s.metrics.items()}
     ok = outcome["status"] == "ok"
     trial = Trial(
         id=secrets.token_hex(6),

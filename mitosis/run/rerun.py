@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..exceptions import EnvironmentDiffers, RerunError, TrialFailed, VariantRenamed
+from ..model.layout import CODE_DIFF, REQUIREMENTS, split_qualified
 from ..model.records import Trial, converter
 from ..model.values import Encoded, decode, dumps_json
 from ..store.trials import load
@@ -216,8 +217,8 @@ def environment_differences(trial: Trial) -> list[Difference]:
         for key in ("python", "implementation", "platform", "machine")
         if key in recorded and recorded[key] != now[key]
     ]
-    if "requirements.txt" in trial.files:
-        before = _comparable(packages(trial.read("requirements.txt").decode()))
+    if REQUIREMENTS in trial.files:
+        before = _comparable(packages(trial.read(REQUIREMENTS).decode()))
         after = _comparable(packages(_environment.requirements()))
         found += [
             Difference("packages", name, before.get(name), after.get(name))
@@ -278,7 +279,7 @@ def _import(trial: Trial, module: str, qualname: str) -> Any:
 
 
 def _recorded_diff(trial: Trial) -> bytes:
-    return trial.read("code.diff") if "code.diff" in trial.files else b""
+    return trial.read(CODE_DIFF) if CODE_DIFF in trial.files else b""
 
 
 def _not_recorded(trial: Trial) -> list[str]:
@@ -475,8 +476,8 @@ def recorded_params(trial: Trial) -> list[Resolved]:
         for name, p in params.items():
             step, arg = 0, name
             if len(names) > 1:
-                step_name, _, arg = name.partition(".")
-                step = names.index(step_name)
+                step_name, arg = split_qualified(name)
+                step = names.index(step_name or "")
             pickled = trial.read(p.dill) if p.dill else None
             value = Pickled(pickled) if pickled is not None else decode(p.value)
             encoded = Encoded(p.value, pickled is None, p.fingerprint, p.type, pickled)

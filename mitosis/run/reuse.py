@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from ..model.layout import result_name, split_qualified
 from ..model.records import CodeState, StepRecord, Trial
 from ..store.repo import Store
 from ..store.trials import read_trials
@@ -36,12 +37,11 @@ class Reuse:
 
 def _fingerprints(trial: Trial, index: int) -> dict[str, str]:
     """The tracked parameters of one step of ``trial``, by the function's own names."""
-    prefix = "" if len(trial.steps) == 1 else f"{trial.steps[index].name}."
-    return {
-        name[len(prefix) :]: p.fingerprint
-        for name, p in trial.params.items()
-        if name.startswith(prefix)
-    }
+    if len(trial.steps) == 1:
+        return {name: p.fingerprint for name, p in trial.params.items()}
+    step = trial.steps[index].name
+    named = {split_qualified(name): p.fingerprint for name, p in trial.params.items()}
+    return {arg: fingerprint for (of, arg), fingerprint in named.items() if of == step}
 
 
 def _matching_prefix(trial: Trial, wanted: list[tuple[str, str | None, dict[str, str]]]) -> int:
@@ -89,7 +89,7 @@ def find_reusable(
     steps, results = [], {}
     for index in range(count):
         old = source.steps[index]
-        data = store.read_file(source.experiment, f"{source.path}/results/{old.name}.dill")
+        data = store.read_file(source.experiment, f"{source.path}/{result_name(old.name)}")
         if data is None:
             break
         new_name = chain.steps[index].name

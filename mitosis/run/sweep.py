@@ -20,6 +20,7 @@ from typing import IO, Any
 import attrs
 
 from ..exceptions import BadParameter, MitosisError
+from ..model.layout import CODE_DIFF
 from ..model.records import Trial, VariantLock
 from ..store.repo import Store
 from ..store.trials import read_trials
@@ -29,7 +30,7 @@ from .environment import CodeSnapshot, hostname, read_code, username
 from .experiment import Chain, Lookup, chain_of
 from .params import locks_of, resolve
 from .process import Job, Ran, interrupt_running, perform
-from .record import Recipe, finish, recipe
+from .record import Recipe, finish, recipe_of
 from .reuse import Reuse, find_reusable
 from .trial import Origin, check_dpi, code_start, prepare
 
@@ -205,12 +206,12 @@ def run_sweep(
         return sweep.run(jobs, executor, fail_fast, keys, commit_in_workers)
 
 
-def perform_and_commit(job: Job, plan: Recipe, code: CodeSnapshot, store: str) -> Trial:
+def perform_and_commit(job: Job, recipe: Recipe, code: CodeSnapshot, store: str) -> Trial:
     """An executor's task that records its own trial in ``store`` (compare-and-swap)."""
     ran = perform(job)
     with Store.open(store) as st:
-        trial, files = finish(plan, ran, code, st.path)
-        write_trial(st, trial, files, plan.locks)
+        trial, files = finish(recipe, ran, code, st.path)
+        write_trial(st, trial, files, recipe.locks)
     return trial
 
 
@@ -285,7 +286,7 @@ class _Sweep:
         if self.reuse and self.store is not None:
             reused = find_reusable(self.store, self.chain, resolved, self.code.state)
         job = prepare(self.chain, resolved, reused=reused, origin=self.origin, echo=False)
-        return _Task(index, job, recipe(self.chain, resolved), reused)
+        return _Task(index, job, recipe_of(self.chain, resolved), reused)
 
     def _collect(self, future: Future[Any], task: _Task) -> Trial | None:
         try:
@@ -297,9 +298,9 @@ class _Sweep:
                 trial = result
             else:
                 location = self.store.path if self.store else None
-                trial, files = finish(task.plan, result, self.code, location, task.reused)
+                trial, files = finish(task.recipe, result, self.code, location, task.reused)
                 if self.store is not None:
-                    write_trial(self.store, trial, files, task.plan.locks)
+                    write_trial(self.store, trial, files, task.recipe.locks)
         except MitosisError as error:  # e.g. a variant locked meanwhile by a pull
             self.items[task.index] = attrs.evolve(self.items[task.index], error=str(error))
             self.progress.finished(None)
@@ -336,7 +337,7 @@ class _Sweep:
             code = trial.code
             if trial.status != "ok" or code is None or code.commit != state.commit:
                 continue
-            if code.dirty != state.dirty or (code.dirty and trial.read("code.diff") != diff):
+            if code.dirty != state.dirty or (code.dirty and trial.read(CODE_DIFF) != diff):
                 continue
             done.setdefault(_key(trial.params.items()), trial)
         left = []
@@ -356,7 +357,7 @@ class _Task:
 
     index: int
     job: Job
-    plan: Recipe
+    recipe: Recipe
     reused: Reuse | None
 
     def submit(
@@ -367,7 +368,7 @@ class _Task:
         in_workers: bool,
     ) -> Future[Any]:
         if in_workers and store is not None:
-            return pool.submit(perform_and_commit, self.job, self.plan, code, store.path)
+            return pool.submit(perform_and_commit, self.job, self.recipe, code, store.path)
         return pool.submit(perform, self.job)
 
 

@@ -25,7 +25,7 @@ from .environment import CodeSnapshot, read_code
 from .experiment import Chain, Lookup, chain_of
 from .params import Resolved, locks_of, resolve
 from .process import Job, perform
-from .record import finish, recipe
+from .record import finish, recipe_of
 from .reuse import Reuse, find_reusable
 
 __all__ = ["Origin", "check_dpi", "code_start", "prepare", "record", "run", "run_experiment"]
@@ -223,8 +223,9 @@ def _execute(
     assert collector.code is not None
     if collector.error:
         ran = attrs.evolve(ran, environment={**ran.environment, "code-error.txt": collector.error})
-    plan = recipe(chain, resolved, origin.rerun_of)
-    trial, files = finish(plan, ran, collector.code, exclude, reused)
+    trial, files = finish(
+        recipe_of(chain, resolved, origin.rerun_of), ran, collector.code, exclude, reused
+    )
     return trial, files, ran.interrupted
 
 

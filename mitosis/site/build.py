@@ -35,6 +35,7 @@ import attrs
 
 from .._version import __version__
 from ..exceptions import MitosisError, PlotError, SiteError
+from ..model.layout import CODE_DIFF, ENVIRONMENT, OUTPUT, REQUIREMENTS
 from ..model.portable import plain
 from ..model.records import Trial
 from ..store.repo import Store
@@ -284,7 +285,7 @@ def _environment(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        found = load_json(raw, "environment.json")
+        found = load_json(raw, ENVIRONMENT)
     except MitosisError:  # unreadable: the page says none was recorded
         return {}
     return found if isinstance(found, dict) else {}
@@ -298,16 +299,16 @@ def _requirements(raw: bytes | None) -> list[str]:
 def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, folder: str) -> None:
     """A trial's page, its data for compare.html and its figures."""
     files = blobs.files(tree)
-    environment = blobs.once("env", files.get("environment.json"), _environment)
+    environment = blobs.once("env", files.get(ENVIRONMENT), _environment)
     environment_html = blobs.once(
         "env-html",
-        files.get("environment.json"),
+        files.get(ENVIRONMENT),
         lambda raw: _pages.environment_html(_environment(raw)),
     )
     requirements = blobs.once(
-        "req", files.get("requirements.txt"), lambda raw: safe_json(_requirements(raw))
+        "req", files.get(REQUIREMENTS), lambda raw: safe_json(_requirements(raw))
     )
-    packages = blobs.once("req-html", files.get("requirements.txt"), _pages.packages_html)
+    packages = blobs.once("req-html", files.get(REQUIREMENTS), _pages.packages_html)
     base = trial_folder(trial.id)
     figures = []
     for n, path in enumerate(trial.figures):
@@ -322,8 +323,8 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
         figures=figures,
         environment=environment_html,
         packages=packages,
-        log=blobs.read(files.get("output.log")),
-        diff=blobs.read(files.get("code.diff")),
+        log=blobs.read(files.get(OUTPUT)),
+        diff=blobs.read(files.get(CODE_DIFF)),
     )
     writer.write(f"{base}/index.html", page)
     record = _trial_data(trial, environment)

@@ -33,15 +33,16 @@ if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `impor
 __all__ = ["Check", "Store", "backoff", "default_store_path", "disk_size"]
 
 #: Where the store says what it did on its own (a store created, a stale lock file removed):
-#: the command line shows these on stderr; a Python user sees warnings as logging shows them.
+#: warnings, which Python shows on stderr unless logging is configured to put them elsewhere.
 log = logging.getLogger("mitosis")
 _RETRIES = 400
 #: A lock file older than this was left by a writer that died: git holds them for milliseconds.
 STALE_LOCK_SECONDS = 10.0
 #: Past about this many loose objects (a few hundred trials), a background packer starts.
 AUTO_PACK_OBJECTS = 8000
-#: Test hook: called with the name of each point of a commit ("blobs", "tree", "commit",
-#: "ref"), so that tests can kill the writer there. None in normal use.
+#: Test hook: called with the name of each point of a commit ("blobs": its blobs are written;
+#: "tree": its tree; "commit": the commit, before the ref moves), so that tests can kill the
+#: writer there or act at that moment. None in normal use.
 fault: Callable[[str], None] | None = None
 _MIN_PREFIX = 4
 
