@@ -32,7 +32,7 @@ from .exceptions import (
 )
 from .model.records import CodeState, Param, Trial, Variant
 from .run.experiment import experiment
-from .run.trial import run
+from .run.trial import run  # binds `mitosis.run` to the function, after the package `mitosis.run`
 from .store.trials import load, trials
 from .store.variants import rename_variant, variants
 

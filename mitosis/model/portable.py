@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["NeedsDill", "dumps", "plain"]
+__all__ = ["NeedsDill", "dumps", "plain", "write_file"]
 
 
 class NeedsDill(Exception):
@@ -67,3 +67,9 @@ def plain(value: Any, nonfinite: Callable[[float], Any] | None = None) -> Any:
         except (TypeError, ValueError):
             pass
     return repr(value)
+
+
+def write_file(path: str, data: bytes) -> None:
+    """Write ``data`` to the file ``path`` (the trial process's folders are its own)."""
+    with open(path, "wb") as f:
+        f.write(data)

@@ -5,7 +5,7 @@ converter between them and JSON. No I/O: a :class:`Trial` reads its files throug
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import attrs
 
@@ -335,8 +335,7 @@ class Variant:
     trials: int
 
 
-@attrs.frozen
-class VariantLock:
+class VariantLock(NamedTuple):  # a named tuple: cheaper to define than attrs, at import
     """A variant name meant for a value: what a lock file on an experiment's branch holds.
 
     Attributes:
@@ -350,8 +349,7 @@ class VariantLock:
     encoded: Encoded
 
 
-@attrs.frozen
-class InMemory:
+class InMemory(NamedTuple):
     """The files of a debug trial, which nothing stored: they live as long as its record."""
 
     files: dict[str, bytes]

@@ -25,10 +25,10 @@ from typing import IO, Any
 import attrs
 
 from ..model.layout import ENVIRONMENT, REQUIREMENTS
+from ..model.portable import write_file
 from ..model.records import converter
 from ..model.values import dumps_json
 from . import environment as _environment
-from .worker import write_file
 
 __all__ = ["Job", "Ran", "interrupt_running", "perform"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -19,7 +19,9 @@ from .environment import CodeSnapshot
 from .experiment import Chain
 from .params import Resolved, locks_of
 from .process import Ran
-from .reuse import Reuse
+
+if TYPE_CHECKING:
+    from .reuse import Reuse
 
 __all__ = ["Recipe", "finish", "recipe_of"]
 

@@ -11,7 +11,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,7 +26,9 @@ from .experiment import Chain, Lookup, chain_of
 from .params import Resolved, locks_of, resolve
 from .process import Job, perform
 from .record import finish, recipe_of
-from .reuse import Reuse, find_reusable
+
+if TYPE_CHECKING:
+    from .reuse import Reuse
 
 __all__ = ["Origin", "check_dpi", "code_start", "prepare", "record", "run", "run_experiment"]
 
@@ -215,7 +217,11 @@ def _execute(
     code = origin.code
     if code is None and reuse and store is not None:
         code = read_code(start, exclude)
-    reused = find_reusable(store, chain, resolved, code.state) if reuse and code and store else None
+    reused = None
+    if reuse and code and store:
+        from .reuse import find_reusable  # on first need: few trials reuse
+
+        reused = find_reusable(store, chain, resolved, code.state)
     collector = _Collector(start, code, exclude)
     collector.start()
     ran = perform(prepare(chain, resolved, reused=reused, origin=origin))

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:  # imported by mitosis, in the caller's process
-    from ..model.portable import dumps, plain
+    from ..model.portable import dumps, plain, write_file
 else:  # the trial process: the one module it shares with mitosis, loaded without the package
 
     def _portable() -> Any:
@@ -43,7 +43,7 @@ else:  # the trial process: the one module it shares with mitosis, loaded withou
         return module
 
     _shared = _portable()
-    dumps, plain = _shared.dumps, _shared.plain
+    dumps, plain, write_file = _shared.dumps, _shared.plain, _shared.write_file
 
 RETURN_KEYS = ("main", "metrics", "data", "figures")
 
@@ -137,11 +137,6 @@ def _save_figures(folder: str, returned: Any) -> int:
     if pyplot is not None:
         pyplot.close("all")
     return len(figures)
-
-
-def write_file(path: str, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
 
 
 def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) -> None:

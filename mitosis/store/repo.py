@@ -9,7 +9,6 @@ retrying against the new tip when another writer got there first.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import random
 import stat
@@ -22,7 +21,6 @@ from typing import TYPE_CHECKING, cast
 
 from ..exceptions import AmbiguousTrialId, StoreError, UnknownTrial
 from ..model.layout import BRANCH_PREFIX, TRIALS, branch, tracking_branch
-from .background import start as start_packer
 
 if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `import mitosis` light
     from dulwich.file import FileLocked
@@ -30,11 +28,8 @@ if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `impor
     from dulwich.refs import Ref
     from dulwich.repo import Repo
 
-__all__ = ["Check", "Store", "backoff", "default_store_path", "disk_size"]
+__all__ = ["Check", "Store", "backoff", "default_store_path", "disk_size", "warn"]
 
-#: Where the store says what it did on its own (a store created, a stale lock file removed):
-#: warnings, which Python shows on stderr unless logging is configured to put them elsewhere.
-log = logging.getLogger("mitosis")
 _RETRIES = 400
 #: A lock file older than this was left by a writer that died: git holds them for milliseconds.
 STALE_LOCK_SECONDS = 10.0
@@ -98,7 +93,7 @@ class Store:
                 repo = Repo.init_bare(str(target), mkdir=True)
             except OSError as exc:
                 raise StoreError(f"cannot create a store at {target}: {exc}") from exc
-            log.warning("mitosis: created a new store (bare git repository) at %s", target)
+            warn("mitosis: created a new store (bare git repository) at %s", target)
             return cls(repo)
         try:
             return cls(Repo(str(target)))
@@ -141,7 +136,9 @@ class Store:
         except OSError:
             return
         if estimate > AUTO_PACK_OBJECTS:
-            start_packer(self.repo.controldir())
+            from .background import start  # on first need: it starts a process
+
+            start(self.repo.controldir())
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -445,6 +442,15 @@ class Store:
         )
 
 
+def warn(message: str, *args: object) -> None:
+    """Say what the store did on its own (a store created, a stale lock file removed): a
+    warning of the logger ``mitosis``, which Python shows on stderr unless logging is
+    configured to put it elsewhere."""
+    import logging  # on first need: most runs have nothing to say
+
+    logging.getLogger("mitosis").warning(message, *args)
+
+
 def _fault(point: str) -> None:
     if fault is not None:
         fault(point)
@@ -477,7 +483,7 @@ def _clear_if_stale(locked: FileLocked) -> None:
             os.remove(aside)
             return
         os.remove(aside)
-    log.warning(
+    warn(
         "mitosis: removed a stale lock file %s, left %.0f s ago by a writer that stopped", path, age
     )
 

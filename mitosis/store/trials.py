@@ -9,16 +9,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..exceptions import (
     StoreError,
     UnknownExperiment,
 )
 from ..model.layout import FORMAT, TRIAL, TRIALS, trial_dir
-from ..model.query import select
 from ..model.records import Trial, trial_from_json
 from ..model.values import decode
 from .cache import ListingCache
@@ -36,8 +33,7 @@ _CACHE_LIMIT = 200_000
 _CONTAINERS = (dict, list)
 
 
-@attrs.frozen
-class StoreFiles:
+class StoreFiles(NamedTuple):
     """The files of trials in the store at ``location``: what :meth:`Trial.read` reads.
 
     Each read opens the store (a trial outlives the store it was read from); nothing here
@@ -172,7 +168,12 @@ def trials(
                 raise UnknownExperiment(experiment, names, st.path)
             names = [experiment]
         found = [t for name in names for t in read_trials(st, name)]
-    return select(sorted(found, key=lambda t: (t.started, t.id)), where, sort)
+    found.sort(key=lambda t: (t.started, t.id))
+    if where is None and sort is None:
+        return found
+    from ..model.query import select  # on first need: plain listings start quicker
+
+    return select(found, where, sort)
 
 
 def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Trial:
