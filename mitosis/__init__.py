@@ -12,6 +12,7 @@ from ._version import __version__
 from .exceptions import (
     AmbiguousTrialId,
     BadParameter,
+    BadRecord,
     BadQuery,
     ConfigError,
     EnvironmentDiffers,
@@ -81,6 +82,7 @@ __all__ = [
     "Agreement",
     "AmbiguousTrialId",
     "BadParameter",
+    "BadRecord",
     "BadQuery",
     "CodeState",
     "ConfigError",

@@ -13,6 +13,7 @@ __all__ = [
     "AmbiguousTrialId",
     "BadParameter",
     "BadQuery",
+    "BadRecord",
     "ConfigError",
     "EnvironmentDiffers",
     "MitosisError",
@@ -117,6 +118,12 @@ class ConfigError(MitosisError, ValueError):
 
 class StoreError(MitosisError, OSError):
     """The store cannot be opened, read or written."""
+
+
+class BadRecord(StoreError, ValueError):
+    """A record or tree read from the store fails validation (a field of the wrong type, a path
+    that leaves its folder, an id that is not its folder's name): written by hand, damaged, or
+    forged on a branch from elsewhere. Listings skip such records and say so."""
 
 
 class SyncError(MitosisError, RuntimeError):

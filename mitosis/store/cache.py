@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ListingCache"]
 
-_VERSION = 1
+_VERSION = 2  # 2: only records that passed the checks of mitosis.model.checks
 
 
 class ListingCache:

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
 from ..exceptions import AmbiguousTrialId, StoreError, UnknownTrial
+from ..model.checks import experiment_problem
 from ..model.layout import BRANCH_PREFIX, TRIALS, branch, tracking_branch
 
 if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `import mitosis` light
@@ -149,30 +150,25 @@ class Store:
         Raises:
             StoreError: the name cannot be part of a git branch name.
         """
-        from dulwich.refs import check_ref_format
-
-        ref = cast("Ref", branch(experiment))
-        if not experiment or not check_ref_format(ref) or "/" in experiment:
-            raise StoreError(
-                f"experiment name {experiment!r} cannot name a git branch; use letters, digits, "
-                f"'-', '_', '+' and '.' (no spaces, '/', '..', '~', '^', ':' or trailing '.lock')"
-            )
-        return ref
+        problem = experiment_problem(experiment)
+        if problem is not None:
+            raise StoreError(problem)
+        return cast("Ref", branch(experiment))
 
     def experiments(self) -> list[str]:
         """Names of the experiments that have a branch in the store, or only a remote-tracking
         branch (``refs/remotes/<remote>/mitosis/<experiment>``, e.g. after ``git clone``)."""
         keys: set[bytes] = set(self.repo.refs.keys(base=cast("Ref", BRANCH_PREFIX.rstrip(b"/"))))
         keys.update(name for _, name in self.tracking())
-        return sorted(k.decode() for k in keys)
+        return sorted(name for name in map(_experiment_of, keys) if name is not None)
 
     def tracking(self) -> list[tuple[str, bytes]]:
         """``(remote, experiment)`` of every remote-tracking trial branch, origin first."""
         found = []
         for key in self.repo.refs.keys(base=cast("Ref", b"refs/remotes")):
             remote, _, rest = key.partition(b"/")
-            if rest.startswith(b"mitosis/"):
-                found.append((remote.decode(), rest[len(b"mitosis/") :]))
+            if rest.startswith(b"mitosis/") and _experiment_of(rest[len(b"mitosis/") :]):
+                found.append((remote.decode(errors="replace"), rest[len(b"mitosis/") :]))
         return sorted(found, key=lambda item: (item[0] != "origin", item))
 
     def local_tip(self, experiment: str) -> ObjectID | None:
@@ -440,6 +436,25 @@ class Store:
             f"could not move {ref.decode()} in {self.path} after {_RETRIES} attempts: "
             "too many writers at once; the trial was not recorded"
         )
+
+
+_REPORTED: set[bytes] = set()
+
+
+def _experiment_of(ref_name: bytes) -> str | None:
+    """The experiment a branch under ``mitosis/`` names, or None (said once) for a name that
+    is none: a branch ``mitosis/a/b`` or with control characters, arrived from elsewhere."""
+    try:
+        name = ref_name.decode()
+    except UnicodeDecodeError:
+        name = ref_name.decode(errors="replace")
+    problem = experiment_problem(name)
+    if problem is None:
+        return name
+    if ref_name not in _REPORTED:
+        _REPORTED.add(ref_name)
+        warn("mitosis: skipped the branch mitosis/%s: %s", ascii(name)[1:-1], problem)
+    return None
 
 
 def warn(message: str, *args: object) -> None:

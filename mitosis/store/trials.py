@@ -11,15 +11,13 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..exceptions import (
-    StoreError,
-    UnknownExperiment,
-)
+from ..exceptions import BadRecord, StoreError, UnknownExperiment
+from ..model.checks import check_record
 from ..model.layout import FORMAT, TRIAL, TRIALS, trial_dir
 from ..model.records import Trial, trial_from_json
 from ..model.values import decode
 from .cache import ListingCache
-from .repo import Store
+from .repo import Store, warn
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -31,6 +29,8 @@ _CACHE: dict[tuple[str, bytes], Any] = {}
 _SHARDS: dict[tuple[str, bytes], list[tuple[str, ObjectID]]] = {}
 _CACHE_LIMIT = 200_000
 _CONTAINERS = (dict, list)
+# Records already reported as bad (by the id of their folder's tree), said once per process.
+_BAD: set[tuple[str, bytes]] = set()
 
 
 class StoreFiles(NamedTuple):
@@ -47,18 +47,25 @@ class StoreFiles(NamedTuple):
             return store.read_file(trial.experiment, f"{trial.path}/{name}")
 
 
-def _parse(raw: Any, where: str, source: StoreFiles) -> Trial:
+def _parse(raw: Any, trial_id: str, experiment: str, source: StoreFiles) -> Trial:
+    """A :class:`Trial` from its parsed ``trial.json``, checked first (see
+    :mod:`mitosis.model.checks`).
+
+    Raises:
+        BadRecord: the record fails its checks (a field, or its place in the tree).
+        StoreError: it was written by a newer mitosis.
+    """
+    where = f"trial {trial_id} on mitosis/{experiment}"
+    record = check_record(raw, trial_id=trial_id, experiment=experiment, where=where)
+    if record.get("format", 1) > FORMAT:
+        raise StoreError(
+            f"{where} was written by a newer mitosis (store format {record['format']}); "
+            "upgrade mitosis to read it"
+        )
     try:
-        if raw.get("format", 1) > FORMAT:
-            raise StoreError(
-                f"{where} was written by a newer mitosis (store format {raw['format']}); "
-                "upgrade mitosis to read it"
-            )
-        return trial_from_json(_results(raw), source.location, source)
-    except StoreError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"{where} is not a readable trial record: {exc!r}") from None
+        return trial_from_json(_results(record), source.location, source)
+    except Exception as exc:  # what the checks let through and the converter refuses
+        raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
 
 
 def _tagged(value: Any) -> bool:
@@ -108,32 +115,57 @@ def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -
     source = StoreFiles(store.path)
     found = []
     with ListingCache(store, experiment) as cache:
-        for _shard, shard_id in store.children(root, TRIALS):
+        for shard, shard_id in store.children(root, TRIALS):
             entries = _SHARDS.get((store.path, shard_id)) or cache.shard(shard_id)
             if entries is None:
                 entries = store.children(shard_id, "")
             cache.keep_shard(shard_id, entries)
             _SHARDS[store.path, shard_id] = entries
             for trial_id, tree_id in entries:
-                key = (store.path, tree_id)
-                where = f"trial {trial_id} of {experiment}"
-                record = _CACHE.get(key)
-                if record is not None:
-                    cache.keep(tree_id, record)
-                else:
-                    record = cache.record(tree_id)
-                    if record is None:
-                        data = store.read_file(experiment, TRIAL, tree_id)
-                        if data is None:
-                            continue
-                        record = load_json(data, where)
-                        cache.keep(tree_id, record)
-                    if len(_CACHE) >= _CACHE_LIMIT:
-                        _CACHE.clear()
-                        _SHARDS.clear()
-                    _CACHE[key] = record
-                found.append(_parse(record, where, source))
+                trial = _trial(store, experiment, shard, trial_id, tree_id, cache, source)
+                if trial is not None:
+                    found.append(trial)
     return found
+
+
+def _trial(
+    store: Store,
+    experiment: str,
+    shard: str,
+    trial_id: str,
+    tree_id: ObjectID,
+    cache: ListingCache,
+    source: StoreFiles,
+) -> Trial | None:
+    """One trial of a listing, or None (said once) when its record is missing or fails its
+    checks: one bad record never stops the listing of the others."""
+    key = (store.path, tree_id)
+    record = _CACHE.get(key)
+    if record is None:
+        record = cache.record(tree_id)
+    try:
+        if record is None:
+            if shard != trial_id[:2]:
+                raise BadRecord(
+                    f"trial {trial_id} on mitosis/{experiment} is in the folder trials/{shard}, "
+                    f"not trials/{trial_id[:2]}"
+                )
+            data = store.read_file(experiment, TRIAL, tree_id)
+            if data is None:
+                raise BadRecord(f"trial {trial_id} on mitosis/{experiment} has no {TRIAL}")
+            record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
+        trial = _parse(record, trial_id, experiment, source)
+    except StoreError as bad:
+        if key not in _BAD:
+            _BAD.add(key)
+            warn("mitosis: skipped a trial: %s", str(bad))
+        return None
+    cache.keep(tree_id, record)  # only records that passed their checks are kept
+    if len(_CACHE) >= _CACHE_LIMIT:
+        _CACHE.clear()
+        _SHARDS.clear()
+    _CACHE[key] = record
+    return trial
 
 
 def trials(
@@ -187,6 +219,6 @@ def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Tria
         experiment, trial_id = st.find(id_prefix)
         data = st.read_file(experiment, f"{trial_dir(trial_id)}/{TRIAL}")
         if data is None:
-            raise StoreError(f"trial {trial_id} of {experiment} has no {TRIAL}")
-        where = f"trial {trial_id}"
-        return _parse(load_json(data, where), where, StoreFiles(st.path))
+            raise BadRecord(f"trial {trial_id} on mitosis/{experiment} has no {TRIAL}")
+        record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
+        return _parse(record, trial_id, experiment, StoreFiles(st.path))

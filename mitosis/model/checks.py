@@ -1,0 +1,214 @@
+"""The validation layer: what comes from a store is checked here before anything uses it.
+
+A store may hold a collaborator's branches, a bundle or a remote's history, so every tree entry
+name, every path that names a file and every record field is untrusted input until checked:
+
+- :func:`path_problem` / :func:`name_problem`: a path (``a/b/c``) or one tree entry name is
+  relative, has no ``..``, ``.`` or empty part, no NUL, no ``.git`` (as ``git fsck`` refuses);
+- :func:`check_record`: a ``trial.json`` record has every field of the right type and range,
+  and its id and experiment match where it sits in the tree (``trials/<id[:2]>/<id>`` on
+  ``mitosis/<experiment>``);
+- :func:`experiment_problem`: a branch name is one mitosis can read and write.
+
+Nothing here does I/O; what reads the store (``mitosis.store``) calls it, and a record that
+fails is reported in one line naming the trial, the branch and the field, and skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, NoReturn
+
+from ..exceptions import BadRecord
+
+__all__ = [
+    "STATUSES",
+    "STEP_STATUSES",
+    "VALUE_SOURCES",
+    "check_record",
+    "experiment_problem",
+    "name_problem",
+    "path_problem",
+    "printable_problem",
+]
+
+STATUSES = ("ok", "failed", "killed", "interrupted")
+STEP_STATUSES = (*STATUSES, "not run")
+VALUE_SOURCES = ("variant", "literal", "default")
+_HEX_ID = re.compile(r"[0-9a-f]{4,64}")
+_COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+#: C0 controls but tab, DEL, C1 controls, and the bidirectional overrides and isolates.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What git refuses in one component of a ref name (git check-ref-format), and "/": an
+# experiment's branch is exactly one component under refs/heads/mitosis/.
+_REF_REFUSED = re.compile(r"[\x00-\x20\x7f~^:?*\[\\/]|\.\.|@\{")
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as one entry of a tree, a file or folder name, or None."""
+    if name in ("", ".", ".."):
+        return f"the name {name!r} is not a file name"
+    if "/" in name or "\\" in name or "\x00" in name:
+        return f"the name {name!r} holds a path separator or NUL"
+    if name.lower() == ".git":
+        return "the name .git is refused (git fsck refuses it too)"
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """What is wrong with ``path`` as a relative path inside a folder, or None."""
+    if not isinstance(path, str) or not path:
+        return f"the path {path!r} is not a relative path"
+    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+        return f"the path {path!r} is absolute"
+    for part in path.split("/"):
+        problem = name_problem(part)
+        if problem is not None:
+            return f"the path {path!r}: {problem}"
+    return None
+
+
+def printable_problem(text: str, what: str) -> str | None:
+    """What is wrong with ``text`` as a one-line name (no control characters), or None."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return None
+    return f"{what} {text!r} holds the control character {found.group()!r}"
+
+
+def experiment_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as an experiment's name (and so its branch's), or None."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or _REF_REFUSED.search(name)
+        or _CONTROL.search(name)
+        or name.startswith(".")
+        or name.endswith((".", ".lock"))
+        or name == "@"
+    ):
+        return (
+            f"experiment name {name!r} cannot name a git branch; use letters, digits, "
+            "'-', '_', '+' and '.' (no spaces, '/', '..', '~', '^', ':' or trailing '.lock')"
+        )
+    return None
+
+
+class _Checker:
+    """Checks one record's fields; the first problem raises :class:`BadRecord`."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, field: str, problem: str) -> NoReturn:
+        raise BadRecord(f"{self.where} is not a readable trial record: field {field!r} {problem}")
+
+    def text(self, value: Any, field: str, *, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str):
+            self.fail(field, f"must be text, not {type(value).__name__}")
+
+    def number(self, value: Any, field: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(field, f"must be a number, not {type(value).__name__}")
+        if not math.isfinite(value) or value < 0:
+            self.fail(field, f"must be a finite number of seconds, not {value!r}")
+
+    def mapping(self, value: Any, field: str) -> dict[str, Any]:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            self.fail(field, "must map names (text) to values")
+        return value
+
+    def choice(self, value: Any, field: str, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            self.fail(field, f"must be one of {', '.join(allowed)}, not {value!r}")
+
+    def path(self, value: Any, field: str) -> None:
+        self.text(value, field)
+        problem = path_problem(value)
+        if problem is not None:
+            self.fail(field, problem)
+
+    def param(self, value: Any, field: str) -> None:
+        param = self.mapping(value, field)
+        self.text(param.get("variant"), f"{field}.variant")
+        self.choice(param.get("source"), f"{field}.source", VALUE_SOURCES)
+        self.text(param.get("type"), f"{field}.type")
+        self.text(param.get("fingerprint"), f"{field}.fingerprint")
+        if param.get("dill") is not None:
+            self.path(param["dill"], f"{field}.dill")
+
+    def code(self, value: Any) -> None:
+        if value is None:
+            return
+        code = self.mapping(value, "code")
+        self.text(code.get("repository"), "code.repository")
+        commit = code.get("commit")
+        if commit is not None and not (isinstance(commit, str) and _COMMIT.fullmatch(commit)):
+            self.fail("code.commit", f"must be a commit id (40 hex digits) or null, not {commit!r}")
+        self.text(code.get("branch"), "code.branch", optional=True)
+        remotes = self.mapping(code.get("remotes"), "code.remotes")
+        for name, url in remotes.items():
+            self.text(url, f"code.remotes.{name}")
+        if not isinstance(code.get("dirty"), bool):
+            self.fail("code.dirty", "must be true or false")
+
+    def step(self, value: Any, field: str) -> None:
+        step = self.mapping(value, field)
+        self.text(step.get("name"), f"{field}.name")
+        self.text(step.get("function"), f"{field}.function")
+        self.choice(step.get("status"), f"{field}.status", STEP_STATUSES)
+        self.mapping(step.get("metrics", {}), f"{field}.metrics")
+        self.number(step.get("duration", 0.0), f"{field}.duration")
+        self.text(step.get("reused_from"), f"{field}.reused_from", optional=True)
+        self.text(step.get("code"), f"{field}.code", optional=True)
+
+
+def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dict[str, Any]:
+    """``raw`` (a parsed ``trial.json``) when every field has its type and range and the record
+    sits where its id and experiment say; else :class:`BadRecord` naming ``where`` and the field.
+
+    ``trial_id`` is the name of the record's folder, ``experiment`` its branch's experiment.
+    """
+    check = _Checker(where)
+    record = check.mapping(raw, "(the record)")
+    if record.get("id") != trial_id or not _HEX_ID.fullmatch(trial_id):
+        check.fail(
+            "id", f"must be the hex name of its folder {trial_id!r}, not {record.get('id')!r}"
+        )
+    if record.get("experiment") != experiment:
+        check.fail(
+            "experiment",
+            f"must be the branch's experiment {experiment!r}, not {record.get('experiment')!r}",
+        )
+    check.choice(record.get("status"), "status", STATUSES)
+    for field in ("started", "ended", "host", "user", "function"):
+        check.text(record.get(field), field)
+    check.number(record.get("duration"), "duration")
+    check.text(record.get("error"), "error", optional=True)
+    check.text(record.get("rerun_of"), "rerun_of", optional=True)
+    check.mapping(record.get("metrics", {}), "metrics")
+    for kind in ("params", "untracked"):
+        for name, param in check.mapping(record.get(kind, {}), kind).items():
+            check.param(param, f"{kind}.{name}")
+    check.code(record.get("code"))
+    files = record.get("files", [])
+    if not isinstance(files, list):
+        check.fail("files", f"must be a list of paths, not {type(files).__name__}")
+    for n, path in enumerate(files):
+        check.path(path, f"files[{n}]")
+    for path, caption in check.mapping(record.get("captions", {}), "captions").items():
+        check.path(path, "captions")
+        check.text(caption, f"captions.{path}")
+    steps = record.get("steps", [])
+    if not isinstance(steps, list):
+        check.fail("steps", f"must be a list, not {type(steps).__name__}")
+    for n, step in enumerate(steps):
+        check.step(step, f"steps[{n}]")
+    version = record.get("format", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        check.fail("format", f"must be a format version (1, 2, ...), not {version!r}")
+    check.text(record.get("mitosis", ""), "mitosis")
+    return record
