@@ -22,6 +22,7 @@ __all__ = [
     "StoreError",
     "SyncConflict",
     "SyncError",
+    "SyncRefused",
     "TrialFailed",
     "UnknownExperiment",
     "UnknownField",
@@ -147,6 +148,35 @@ class SyncConflict(SyncError):
             f"fetched trials wait in refs/remotes/): {listed}. A name keeps one value: give the "
             "other value a new name on one side (`mitosis variants EXPERIMENT PARAM --rename "
             "OLD NEW`), then pull again"
+        )
+
+
+class SyncRefused(SyncError):
+    """What a remote or a bundle brought would rewrite this store's history (delete or change
+    a trial or a variant lock), or is malformed: the experiment's branch was left as it was.
+
+    Attributes:
+        experiment: the experiment whose branch did not move.
+        source: the remote or bundle, as shown.
+        problems: what it would have done, one line each.
+        report: the whole pull's report, once the other experiments are pulled (or None).
+    """
+
+    def __init__(
+        self, experiment: str, source: str, problems: list[str], report: Any = None
+    ) -> None:
+        self.experiment = experiment
+        self.source = source
+        self.problems = problems
+        self.report = report
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        super().__init__(
+            f"refused the history of {experiment} from {source}: it {shown}. A store only adds "
+            f"trials and locks; nothing changed here (what was fetched waits in "
+            f"refs/remotes/ when it is well formed; compare it with git log). Ask whoever wrote "
+            f"it, and pull from a store that did not rewrite history"
         )
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..exceptions import SyncConflict
+from ..exceptions import SyncConflict, SyncRefused
 from ..store.repo import Store, default_store_path
 from .support import store_path, table
 
@@ -78,8 +78,9 @@ def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     remote, names = _sync_arguments(ctx, args, store)
     try:
         report = sync_pull(remote, names, store=store_path(ctx, store), progress=_progress)
-    except SyncConflict as conflict:
-        _report(conflict.report)
+    except (SyncConflict, SyncRefused) as stopped:
+        if stopped.report is not None:
+            _report(stopped.report)
         raise
     _report(report)
 

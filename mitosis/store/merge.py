@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from ..exceptions import StoreError
+from ..exceptions import StoreError, SyncRefused
 from ..model.layout import VARIANTS, tracking_branch
+from .incoming import removals
 from .repo import Store, backoff
 from .trials import load_json, read_trials
 from .variants import describe_lock
@@ -198,7 +199,11 @@ def _merge(
 def integrate(
     st: Store, experiment: str, theirs: ObjectID, source: str
 ) -> tuple[str, list[Conflict]]:
-    """Bring the fetched tip into the local branch: new, fast-forward, merge or conflict."""
+    """Bring the fetched tip into the local branch: new, fast-forward, merge or conflict.
+
+    Raises:
+        SyncRefused: a fast-forward would delete or change a trial or a lock of this store.
+    """
     from dulwich.file import FileLocked
 
     ref = st.ref(experiment)
@@ -210,7 +215,11 @@ def integrate(
             elif is_ancestor(st, theirs, ours):
                 return "up to date", []
             elif is_ancestor(st, ours, theirs):
-                moved = st.repo.refs.set_if_equals(ref, ours, theirs, message=b"mitosis: pull")
+                lost = removals(st, st.tree_of(ours), st.tree_of(theirs))  # type: ignore[arg-type]
+                if lost:
+                    raise SyncRefused(experiment, source, lost)
+                message = f"mitosis: pull {source}".encode()
+                moved = st.repo.refs.set_if_equals(ref, ours, theirs, message=message)
                 outcome = "fast-forward" if moved else "retry"
             else:
                 outcome, found = _merge(st, experiment, ours, theirs, source)

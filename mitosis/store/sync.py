@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from ..exceptions import SyncConflict, SyncError
+from ..exceptions import SyncConflict, SyncError, SyncRefused
+from ..model.checks import experiment_problem
 from ..model.layout import BRANCH_PREFIX, branch, tracking_branch
 from ..model.redact import strip_credentials
 from .gc import packing
+from .incoming import admit, ancestors, history_problem, quarantine
 from .merge import Conflict, integrate, is_ancestor
 from .pack import pack_loose
-from .repo import Store
+from .repo import Store, warn
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -123,8 +125,24 @@ def _pack_before_sending(st: Store, progress: Callable[[bytes], None] | None) ->
 
 
 def _selected(experiments: Sequence[str]) -> Callable[[bytes], bool]:
+    """Which refs to send or take: the trial branches (all, or those of ``experiments``) whose
+    names can be an experiment's (others, arrived from elsewhere, are left where they are)."""
     wanted = {branch(e) for e in experiments}
-    return lambda ref: ref.startswith(BRANCH_PREFIX) and (not wanted or ref in wanted)
+
+    def selected(ref: bytes) -> bool:
+        if not ref.startswith(BRANCH_PREFIX) or (wanted and ref not in wanted):
+            return False
+        name = ref[len(BRANCH_PREFIX) :].decode("utf-8", "replace")
+        problem = experiment_problem(name)
+        if problem is not None:
+            warn(
+                "mitosis: left out the branch %s: %s",
+                ascii(ref.decode("utf-8", "replace")),
+                problem,
+            )
+        return problem is None
+
+    return selected
 
 
 # -- push ----------------------------------------------------------------------------------
@@ -214,67 +232,101 @@ def _fetch(
     experiments: Sequence[str],
     progress: Callable[[bytes], None] | None = None,
 ) -> tuple[str, str, dict[str, ObjectID]]:
-    """Fetch the remote's trial branches into ``refs/remotes/<name>/mitosis/*``.
+    """Fetch the remote's trial branches into ``refs/remotes/<name>/mitosis/*``, once their new
+    commits and trees are checked in quarantine (see :mod:`mitosis.store.incoming`).
 
     Returns:
         The name for remote-tracking refs, the location shown, and experiment to fetched tip.
+
+    Raises:
+        SyncRefused: some fetched history is malformed; nothing entered the store.
     """
     selected = _selected(experiments)
-    if _is_bundle(remote):
-        from dulwich.bundle import read_bundle
-        from dulwich.pack import PackInflater
+    with quarantine(st) as held:
+        if _is_bundle(remote):
+            name, shown = "bundle", remote
+            refs = _read_bundle(held, remote, selected)
+        else:
+            name, url = _resolve(st, remote)
+            shown = strip_credentials(url)
+            client, path = _client(st, url)
 
-        name = "bundle"
-        try:
-            with open(remote, "rb") as f, read_bundle(f) as data:
-                missing = [p for p, _ in data.prerequisites if p not in st.repo.object_store]
-                if missing:
-                    raise SyncError(
-                        f"the bundle {remote} builds on {len(missing)} commits this store lacks "
-                        f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
-                    )
-                # An incremental bundle may hold deltas against objects this store has.
-                objects = st.repo.object_store
-                for obj in PackInflater.for_pack_data(
-                    data.pack_data,  # type: ignore[arg-type]  # a file-backed PackData here
-                    resolve_ext_ref=objects.get_raw,
-                ):
-                    st.add(obj)
-                refs = {r: sha for r, sha in data.references.items() if selected(r)}
-        except SyncError:
-            raise
-        except Exception as exc:
-            raise SyncError(
-                f"cannot read the bundle {remote}: {type(exc).__name__}: {exc}"
-            ) from None
-        shown = remote
-    else:
-        name, url = _resolve(st, remote)
-        shown = strip_credentials(url)
-        client, path = _client(st, url)
+            def determine_wants(
+                refs: dict[Ref, ObjectID], depth: int | None = None
+            ) -> list[ObjectID]:
+                return [
+                    sha
+                    for ref, sha in refs.items()
+                    if selected(ref) and sha not in held.repo.object_store
+                ]
 
-        def determine_wants(refs: dict[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
-            return [
-                sha
-                for ref, sha in refs.items()
-                if selected(ref) and sha not in st.repo.object_store
-            ]
-
-        try:
-            result = client.fetch(path, st.repo, determine_wants=determine_wants, progress=progress)
-        except Exception as exc:
-            raise SyncError(f"fetch from {shown} failed: {exc}") from None
-        refs = {r: sha for r, sha in result.refs.items() if selected(r)}
+            try:
+                result = client.fetch(
+                    path, held.repo, determine_wants=determine_wants, progress=progress
+                )
+            except Exception as exc:
+                raise SyncError(f"fetch from {shown} failed: {exc}") from None
+            refs = {r: sha for r, sha in result.refs.items() if selected(r)}
+        # Checked in quarantine: what is malformed never enters the store.
+        malformed = []
+        for ref, sha in sorted(refs.items()):
+            experiment = ref[len(BRANCH_PREFIX) :].decode()
+            tracked = cast("ObjectID | None", st.repo.refs.read_ref(_tracking(name, experiment)))
+            known = ancestors(st, [st.local_tip(experiment), tracked])
+            problem = history_problem(held, sha, known)
+            if problem is not None:
+                malformed.append(f"{experiment}: {problem}")
+        if malformed:
+            raise SyncRefused(
+                ", ".join(sorted({m.split(":")[0] for m in malformed})),
+                shown,
+                [f"brings malformed objects ({m})" for m in malformed],
+            )
+        admit(held, st)
     fetched: dict[str, ObjectID] = {}
     for ref, sha in refs.items():
         experiment = ref[len(BRANCH_PREFIX) :].decode()
-        tracking = cast("Ref", tracking_branch(name, experiment))
-        st.repo.refs.set_if_equals(tracking, None, sha, message=b"mitosis: fetch")
+        st.repo.refs.set_if_equals(
+            _tracking(name, experiment), None, sha, message=b"mitosis: fetch"
+        )
         fetched[experiment] = sha
     for experiment in experiments:
         if experiment not in fetched:
             raise SyncError(f"{shown} has no experiment {experiment!r}")
     return name, shown, fetched
+
+
+def _tracking(remote: str, experiment: str) -> Ref:
+    return cast("Ref", tracking_branch(remote, experiment))
+
+
+def _read_bundle(
+    held: Store, bundle: str, selected: Callable[[bytes], bool]
+) -> dict[Ref, ObjectID]:
+    """Add a bundle file's objects to the quarantine ``held``; its selected refs."""
+    from dulwich.bundle import read_bundle
+    from dulwich.pack import PackInflater
+
+    try:
+        with open(bundle, "rb") as f, read_bundle(f) as data:
+            missing = [p for p, _ in data.prerequisites if p not in held.repo.object_store]
+            if missing:
+                raise SyncError(
+                    f"the bundle {bundle} builds on {len(missing)} commits this store lacks "
+                    f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
+                )
+            # An incremental bundle may hold deltas against objects this store has.
+            objects = held.repo.object_store
+            for obj in PackInflater.for_pack_data(
+                data.pack_data,  # type: ignore[arg-type]  # a file-backed PackData here
+                resolve_ext_ref=objects.get_raw,
+            ):
+                held.add(obj)
+            return {r: sha for r, sha in data.references.items() if selected(r)}
+    except SyncError:
+        raise
+    except Exception as exc:
+        raise SyncError(f"cannot read the bundle {bundle}: {type(exc).__name__}: {exc}") from None
 
 
 def pull(
@@ -291,8 +343,13 @@ def pull(
     is left as it was (its fetched history stays in ``refs/remotes/<remote>/mitosis/``); the
     others are merged all the same.
 
+    What arrives is checked first: a history with malformed commits or trees (that ``git fsck
+    --strict`` would refuse), or that would delete or change a trial or a lock of this store,
+    is refused (its branch left as it was); the other experiments are pulled all the same.
+
     Raises:
         SyncError: the remote cannot be reached, or has no such experiment.
+        SyncRefused: some experiment's history was refused (``.problems``, ``.report``).
         SyncConflict: some experiment had variant conflicts (``.conflicts``, ``.report``).
     """
     with Store.open(store, create=True) as st:
@@ -303,14 +360,22 @@ def pull(
             if st.local_tip(experiment) is None and adopted is not None:
                 st.repo.refs.add_if_new(st.ref(experiment), adopted, message=b"mitosis: adopt")
         name, shown, fetched = _fetch(st, remote, experiments, progress)
+        refused: list[SyncRefused] = []
         report: dict[str, str] = {}
         found: list[Conflict] = []
         for experiment, theirs in sorted(fetched.items()):
-            report[experiment], conflicts_here = integrate(st, experiment, theirs, shown)
+            try:
+                report[experiment], conflicts_here = integrate(st, experiment, theirs, shown)
+            except SyncRefused as refusal:
+                report[experiment], conflicts_here = "refused", []
+                refused.append(refusal)
             found += conflicts_here
     result = SyncReport(
         remote=remote if name == remote else shown, experiments=report, conflicts=found
     )
+    if refused:
+        refused[0].report = result
+        raise refused[0]
     if found:
         raise SyncConflict(found, result)
     return result

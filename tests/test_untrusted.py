@@ -1,0 +1,256 @@
+"""A pulled trial is untrusted input: hostile histories, records and names, built with real git
+objects (the git CLI and dulwich, as a hostile collaborator would) and pulled with mitosis's own
+commands. Nothing may move a ref, reach the file system outside its folder, or stop a listing."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+import mitosis
+from mitosis.store.repo import Store
+
+MITOSIS = shutil.which("mitosis")
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed `mitosis` command, as a user runs it."""
+    assert MITOSIS is not None, "the mitosis console script is installed by pip install -e ."
+    return subprocess.run([MITOSIS, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Path:
+    path = tmp_path / "hub.git"
+    git("init", "-q", "--bare", str(path))
+    return path
+
+
+def server(tmp_path: Path, name: str, hub: Path) -> Path:
+    path = tmp_path / name
+    git("init", "-q", str(path))
+    git("remote", "add", "origin", str(hub), cwd=path)
+    return path
+
+
+def record(investigation, store: Path, amplitude: int) -> str:
+    trial = mitosis.run(
+        investigation.sine,
+        {"amplitude": amplitude, "noise": "low"},
+        lookup=investigation.lookup,
+        store=store,
+    )
+    return trial.id
+
+
+def forge(hub: Path, tmp_path: Path, change, message: str = "forged") -> str:
+    """A collaborator's commit on the hub's mitosis/sine, made in a clone with the git CLI:
+    ``change(work_tree)`` edits the files. Returns the new commit id."""
+    work = tmp_path / "forger"
+    if not work.exists():
+        git("clone", "-q", str(hub), str(work))
+    git("fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*", cwd=work)
+    git("checkout", "-q", "-B", "mitosis/sine", "origin/mitosis/sine", cwd=work)
+    change(work)
+    git("add", "-A", ".", cwd=work)
+    git("commit", "-q", "-m", message, cwd=work)
+    git("push", "-q", "origin", "mitosis/sine", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+def test_a_pull_that_would_delete_trials_or_relock_a_variant_is_refused(
+    investigation, tmp_path, hub
+):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    made = {record(investigation, a, i) for i in range(1, 4)}
+    mitosis.push(store=a)
+    mitosis.pull(store=b)
+    before = git("rev-parse", "mitosis/sine", cwd=b)
+
+    def delete_and_relock(work: Path) -> None:
+        for folder in sorted((work / "trials").glob("*/*"))[:2]:
+            shutil.rmtree(folder)
+        lock = work / "variants" / "noise" / "low.json"
+        data = json.loads(lock.read_text())
+        data.update(value=0.5, fingerprint="sha256:" + "0" * 64)
+        lock.write_text(json.dumps(data))
+
+    forge(hub, tmp_path, delete_and_relock)
+    proc = cli("pull", "--store", str(b))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "refused the history of sine" in proc.stderr
+    assert "deletes trial" in proc.stderr and "changes the lock noise=low" in proc.stderr
+    assert re.search(r"^sine +refused$", proc.stdout, re.M)
+    assert git("rev-parse", "mitosis/sine", cwd=b) == before  # nothing moved
+    assert {t.id for t in mitosis.trials("sine", store=b)} == made
+    record(investigation, b, 9)  # the store's own lock still holds: running is not refused
+    git("fsck", "--strict", cwd=b)
+
+
+def test_a_rename_from_the_remote_is_no_removal(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a, 1)
+    mitosis.push(store=a)
+    mitosis.pull(store=b)
+    mitosis.rename_variant("sine", "noise", "low", "low_a", store=a)
+    mitosis.push(store=a)
+    assert mitosis.pull(store=b).experiments == {"sine": "fast-forward"}
+    assert [v.name for v in mitosis.variants("sine", store=b)] == ["low_a"]
+
+
+def _malformed_tree(hub: Path, names: list[bytes]) -> str:
+    """A commit on the hub's mitosis/sine, child of its tip, whose tree holds ``names`` (each
+    a blob), made with dulwich as a forger would (git's own tools refuse such names)."""
+    from dulwich.objects import Blob, Commit, Tree
+    from dulwich.repo import Repo
+
+    with Repo(str(hub)) as repo:
+        tip = repo.refs[b"refs/heads/mitosis/sine"]
+        base = repo[repo[tip].tree]
+        blob = Blob.from_string(b"planted\n")
+        repo.object_store.add_object(blob)
+        tree = Tree()
+        for entry in base.iteritems():
+            tree.add(entry.path, entry.mode, entry.sha)
+        for name in names:
+            tree.add(name, stat.S_IFREG | 0o644, blob.id)
+        repo.object_store.add_object(tree)
+        commit = Commit()
+        commit.tree, commit.parents = tree.id, [tip]
+        commit.author = commit.committer = b"Forger <f@example.org>"
+        commit.author_time = commit.commit_time = 1_700_000_000
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = b"forged\n"
+        repo.object_store.add_object(commit)
+        repo.refs[b"refs/heads/mitosis/sine"] = commit.id
+        return commit.id.decode()
+
+
+@pytest.mark.parametrize("name", [b"..", b".git", b"."])
+def test_malformed_trees_never_enter_the_store(investigation, tmp_path, hub, name):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a, 1)
+    mitosis.push(store=a)
+    mitosis.pull(store=b)
+    before = git("for-each-ref", cwd=b)
+    forged = _malformed_tree(hub, [name])
+    proc = cli("pull", "--store", str(b))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "brings malformed objects" in proc.stderr
+    assert git("for-each-ref", cwd=b) == before  # not even the remote-tracking ref moved
+    assert git("cat-file", "-e", forged, cwd=b, check=False) == ""
+    missing = subprocess.run(["git", "cat-file", "-e", forged], cwd=b, capture_output=True)
+    assert missing.returncode != 0  # the forged commit never entered the store
+    git("fsck", "--strict", cwd=b)
+    assert len(mitosis.trials("sine", store=b)) == 1
+
+
+def test_a_malformed_bundle_is_refused_whole(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a, 1)
+    mitosis.push(store=a)
+    _malformed_tree(hub, [b".."])
+    bundle = tmp_path / "evil.bundle"
+    git("bundle", "create", str(bundle), "--all", cwd=hub)
+    with pytest.raises(mitosis.SyncRefused, match="malformed"):
+        mitosis.pull(str(bundle), store=b)
+    assert git("for-each-ref", cwd=b) == ""
+    git("fsck", "--strict", cwd=b)
+
+
+def test_branches_that_name_no_experiment_are_left_out(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a, 1)
+    mitosis.push(store=a)
+    tip = git("rev-parse", "mitosis/sine", cwd=hub).strip()
+    git("update-ref", "refs/heads/mitosis/a/b", tip, cwd=hub)
+    (hub / "refs/heads/mitosis/with space").write_text(tip + "\n")  # git refuses to make it
+    proc = cli("pull", "--store", str(b))
+    assert proc.returncode == 0, proc.stderr
+    assert "left out the branch" in proc.stderr and "mitosis/a/b" in proc.stderr
+    assert git("for-each-ref", "--format=%(refname)", "refs/heads", cwd=b).split() == [
+        "refs/heads/mitosis/sine"
+    ]
+    # and such a branch made in the store by hand is skipped by every reading command
+    git("update-ref", "refs/heads/mitosis/a/b", tip, cwd=b)
+    for command in (["log"], ["experiments"], ["variants", "sine"]):
+        proc = cli(*command, "--store", str(b))
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert mitosis.trials(store=b)[0].experiment == "sine"
+    assert mitosis.pull(store=b).experiments == {"sine": "up to date"}
+
+
+BAD_FIELDS = [
+    {"status": None},
+    {"status": "great"},
+    {"started": None},
+    {"duration": "x"},
+    {"duration": float("nan")},
+    {"files": None},
+    {"files": ["../../outside"]},
+    {"files": ["/etc/passwd"]},
+    {"error": 12345},
+    {"code": {"repository": "r", "commit": 2, "branch": None, "remotes": {}, "dirty": False}},
+    {"params": {"noise": {"variant": "low", "source": "magic", "type": "float"}}},
+    {"steps": "one"},
+    {"id": "0123456789ab"},  # not its folder's name
+    {"experiment": "other"},  # not its branch
+]
+
+
+def _bad_trials(investigation, store: Path) -> tuple[str, list[str]]:
+    """One good trial of sine, then a branch commit adding one bad record per BAD_FIELDS."""
+    good = record(investigation, store, 1)
+    (trial,) = mitosis.trials("sine", store=store)
+    raw = json.loads(trial.read("trial.json"))
+    files, bad = {}, []
+    for n, change in enumerate(BAD_FIELDS):
+        trial_id = f"{n:02x}{'e' * 10}"
+        forged = {**raw, "id": trial_id, **change}
+        text = json.dumps(forged, allow_nan=True).encode()
+        files[f"trials/{trial_id[:2]}/{trial_id}/trial.json"] = text
+        bad.append(trial_id)
+    with Store.open(store) as st:
+        st.commit("sine", files, "sine: bad records\n")
+    return good, bad
+
+
+def test_bad_records_are_skipped_with_a_line_each(investigation, tmp_path):
+    store = tmp_path / "store"
+    git("init", "-q", str(store))
+    good, bad = _bad_trials(investigation, store)
+    assert [t.id for t in mitosis.trials("sine", store=store)] == [good]
+    proc = cli("log", "sine", "--store", str(store))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert good in proc.stdout and not any(b in proc.stdout for b in bad)
+    warnings = [line for line in proc.stderr.splitlines() if "skipped a trial" in line]
+    assert len(warnings) == len(BAD_FIELDS)  # one line each, naming the trial and the field
+    assert all("on mitosis/sine is not a readable trial record: field" in w for w in warnings)
+    for trial_id in bad:
+        proc = cli("show", trial_id, "--store", str(store))
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert f"trial {trial_id} on mitosis/sine is not a readable trial record" in proc.stderr
+    for command in (["browse", "--out", str(tmp_path / "site")], ["experiments"]):
+        proc = cli(*command, "--store", str(store))
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "outside").exists()
+
+
+def test_a_record_claiming_another_trial_s_id_is_not_listed(investigation, tmp_path):
+    store = tmp_path / "store"
+    git("init", "-q", str(store))
+    real = record(investigation, store, 1)
+    (trial,) = mitosis.trials("sine", store=store)
+    raw = json.loads(trial.read("trial.json"))
+    with Store.open(store) as st:  # a copy of the record in another folder, on another branch
+        st.commit("other", {"trials/ff/ffffffffffff/trial.json": json.dumps(raw).encode()}, "x\n")
+    assert [t.id for t in mitosis.trials(store=store)] == [real]
+    assert mitosis.load(real[:6], store=store).experiment == "sine"
