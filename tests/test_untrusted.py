@@ -254,3 +254,145 @@ def test_a_record_claiming_another_trial_s_id_is_not_listed(investigation, tmp_p
         st.commit("other", {"trials/ff/ffffffffffff/trial.json": json.dumps(raw).encode()}, "x\n")
     assert [t.id for t in mitosis.trials(store=store)] == [real]
     assert mitosis.load(real[:6], store=store).experiment == "sine"
+
+
+def _forged_trial(investigation, store: Path, changes: dict, files: dict | None = None) -> str:
+    """A real trial of sine, and beside it on its branch a copy of its record with ``changes``
+    (and extra files in its folder); the copy's id."""
+    mitosis.run(
+        investigation.sine,
+        {"amplitude": 2, "noise": "low"},
+        lookup=investigation.lookup,
+        store=store,
+    )
+    (trial,) = mitosis.trials("sine", store=store)
+    raw = json.loads(trial.read("trial.json"))
+    forged_id = "f0f0f0f0f0f0"
+    folder = f"trials/f0/{forged_id}"
+    content = {f"{folder}/trial.json": json.dumps({**raw, "id": forged_id, **changes}).encode()}
+    content.update({f"{folder}/{name}": data for name, data in (files or {}).items()})
+    with Store.open(store) as st:
+        st.commit("sine", content, "sine: forged\n")
+    return forged_id
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"files": ["../../outside"]},
+        {"files": ["/tmp/outside"]},
+        {
+            "params": {
+                "../../outside": {
+                    "variant": "1",
+                    "value": 1,
+                    "source": "literal",
+                    "type": "int",
+                    "fingerprint": "sha256:1",
+                }
+            }
+        },
+        {"id": 'f0f0"""\nimport os; os.mkdir("outside")\n"""'},
+    ],
+    ids=["dotdot-file", "absolute-file", "param-name", "id-with-code"],
+)
+def test_export_and_rerun_refuse_records_that_point_outside(investigation, tmp_path, changes):
+    forged = _forged_trial(investigation, Path.cwd(), changes)
+    out = tmp_path / "export"
+    for command in (["export", forged, str(out)], ["rerun", forged]):
+        proc = cli(*command, "--store", str(Path.cwd()), cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "is not a readable trial record" in proc.stderr
+    assert not out.exists()
+    assert not any(p.name == "outside" for p in tmp_path.rglob("outside"))
+    assert not Path("/tmp/outside").exists()
+
+
+def test_a_recorded_diff_that_leaves_its_tree_is_never_applied(investigation, tmp_path):
+    evil = (
+        b"diff --git a/../../outside.txt b/../../outside.txt\n"
+        b"new file mode 100644\n--- /dev/null\n+++ b/../../outside.txt\n@@ -0,0 +1 @@\n+pwned\n"
+    )
+    forged = _forged_trial(
+        investigation,
+        Path.cwd(),
+        {"code": None},
+        {"code.diff": evil},
+    )
+    # a record that says its code was dirty, with that diff
+    (trial,) = [t for t in mitosis.trials("sine") if t.id != forged]
+    raw = json.loads(mitosis.load(forged).read("trial.json"))
+    raw.update(code={**json.loads(trial.read("trial.json"))["code"], "dirty": True})
+    raw["files"] = sorted({*raw["files"], "code.diff"})
+    with Store.open(Path.cwd()) as st:
+        st.commit("sine", {f"trials/f0/{forged}/trial.json": json.dumps(raw).encode()}, "x\n")
+    out = tmp_path / "export"
+    proc = cli("export", forged, str(out), "--store", str(Path.cwd()), cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "uncommitted diff" in proc.stderr and "'..'" in proc.stderr
+    assert not out.exists()
+    assert not list(tmp_path.parent.rglob("outside.txt"))
+
+
+class _Trap:
+    """Unpickling this makes the folder ``path``: proof that a result was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def test_reuse_unpickles_only_trials_of_accepted_provenance(investigation, tmp_path, hub, caplog):
+    import pickle
+
+    chain = [("make_data", investigation.make_data, investigation.data_lookup), investigation.fit]
+    params = {"make_data.noise": "low", "fit.alpha": 2.0}
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    original = mitosis.run(chain, params, store=a)
+    # a forger's copy of it on another experiment's branch, with a booby-trapped result
+    marker = tmp_path / "unpickled"
+    raw = json.loads(original.read("trial.json"))
+    forged_id = "fa11fa11fa11"
+    folder = f"trials/fa/{forged_id}"
+    with Store.open(a) as st:
+        st.commit(
+            "other",
+            {
+                f"{folder}/trial.json": json.dumps(
+                    {**raw, "id": forged_id, "experiment": "other"}
+                ).encode(),
+                f"{folder}/results/make_data.dill": pickle.dumps(_Trap(str(marker))),
+            },
+            "other: forged\n",
+        )
+    mitosis.push(store=a)
+    mitosis.pull(store=b)
+    # b has both, pulled from origin, which nothing trusts yet
+    declined = mitosis.run(chain, {**params, "fit.alpha": 3.0}, store=b, reuse=True)
+    assert declined.steps[0].reused_from is None and not marker.exists()
+    said = caplog.text
+    assert f"not reusing trial {original.id} of make_data+fit, which came from origin" in said
+    assert "trusted_remotes of [tool.mitosis] (now: none)" in said
+    # the user trusts origin (in the pyproject.toml above the checkout, so the tree stays clean)
+    (tmp_path / "pyproject.toml").write_text('[tool.mitosis]\ntrusted_remotes = ["origin"]\n')
+    c = server(tmp_path, "c", hub)  # a store whose only trials are origin's
+    mitosis.pull(store=c)
+    reused = mitosis.run(chain, {**params, "fit.alpha": 4.0}, store=c, reuse=True)
+    assert reused.steps[0].reused_from == original.id
+    assert not marker.exists()  # the forged trial of the other experiment is never a candidate
+    # a trial recorded in this store is always accepted
+    own = mitosis.run(chain, {**params, "fit.alpha": 5.0}, store=b, reuse=True)
+    assert own.steps[0].reused_from is not None and not marker.exists()
+
+
+def test_trusted_remotes_must_be_a_list_of_names(tmp_path):
+    from mitosis.run.config import load_config
+
+    bad = tmp_path / "pyproject.toml"
+    bad.write_text('[tool.mitosis]\ntrusted_remotes = "origin"\n')
+    with pytest.raises(mitosis.ConfigError, match=r"trusted_remotes .* must be a list"):
+        load_config(bad)

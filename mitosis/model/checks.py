@@ -192,6 +192,9 @@ def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dic
     check.mapping(record.get("metrics", {}), "metrics")
     for kind in ("params", "untracked"):
         for name, param in check.mapping(record.get(kind, {}), kind).items():
+            problem = name_problem(name) or printable_problem(name, "the name")
+            if problem is not None:
+                check.fail(f"{kind}", f"holds a parameter name that is no name: {problem}")
             check.param(param, f"{kind}.{name}")
     check.code(record.get("code"))
     files = record.get("files", [])

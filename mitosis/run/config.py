@@ -4,6 +4,7 @@
 [tool.mitosis]
 store = "."                                   # optional, relative to this file
 figure_dpi = 150                              # optional: dots per inch of recorded figures
+trusted_remotes = ["origin"]                  # optional: --reuse may unpickle trials pulled from
 [tool.mitosis.experiments]
 sine = { run = "sine_experiment:run", lookup = "sine_experiment:lookup_dict", untracked = ["gpu"] }
 [tool.mitosis.steps]                          # the earlier format, still read
@@ -53,6 +54,7 @@ class Config:
     store: Path | None
     experiments: dict[str, Entry]
     figure_dpi: float | None = None
+    trusted_remotes: tuple[str, ...] = ()
 
     @property
     def root(self) -> Path:
@@ -214,11 +216,18 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
     tool = _read(path).get("tool", {}).get("mitosis", {})
     if not isinstance(tool, Mapping):
         raise ConfigError(f"[tool.mitosis] in {path} must be a table")
-    unknown = sorted(set(tool) - {"store", "figure_dpi", "experiments", "steps"})
+    keys = {"store", "figure_dpi", "trusted_remotes", "experiments", "steps"}
+    unknown = sorted(set(tool) - keys)
     if unknown:
         raise ConfigError(
             f"[tool.mitosis] in {path} has unknown keys {unknown}; "
-            "it may have store, figure_dpi, experiments and steps"
+            f"it may have {', '.join(sorted(keys))}"
+        )
+    trusted = tool.get("trusted_remotes", [])
+    if not isinstance(trusted, list) or not all(isinstance(r, str) for r in trusted):
+        raise ConfigError(
+            f"[tool.mitosis] trusted_remotes in {path} must be a list of remote names or URLs, "
+            f'e.g. ["origin"]; got {trusted!r}'
         )
     dpi = tool.get("figure_dpi")
     if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or dpi <= 0):
@@ -247,4 +256,5 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
         store=(path.parent / os.path.expanduser(store)).resolve() if store else None,
         experiments=experiments,
         figure_dpi=float(dpi) if dpi is not None else None,
+        trusted_remotes=tuple(trusted),
     )

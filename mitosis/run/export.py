@@ -6,25 +6,28 @@ import os
 import pickle
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 from ..exceptions import RerunError
-from ..model.layout import REQUIREMENTS
+from ..model.layout import REQUIREMENTS, TRIAL
 from ..model.records import Trial
 from ..model.values import dumps_json
 from ..store.repo import Store
 from ..store.trials import load
 from .experiment import Chain
+from .files import inside
 from .rerun import Pickled, chain_of_record, import_roots, rebuild, recorded_params
 
 __all__ = ["export"]
 
+# Every recorded value enters run.py as a Python literal (repr), never as text of its own.
 _RUN_PY = '''\
-"""Rerun trial {id} of experiment {experiment!r} without mitosis: `python run.py`.
+"""Rerun a trial of mitosis without mitosis: `python run.py` (which trial: TRIAL, below).
 
 Install the recorded packages first (`pip install -r requirements.txt`). The code is in code/
-(commit {commit} with the recorded uncommitted changes applied), the parameter values in
-params/ (pickles; params.json shows them), the original record in record/. Exits 0 when main
-equals the recorded main.
+(commit COMMIT with the recorded uncommitted changes applied), the parameter values in params/
+(pickles; params.json shows them), the original record in record/. Exits 0 when main equals
+the recorded main.
 """
 
 import json
@@ -35,6 +38,9 @@ from importlib import import_module
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+TRIAL = {id!r}
+EXPERIMENT = {experiment!r}
+COMMIT = {commit!r}
 ROOTS = {roots!r}
 STEPS = {steps!r}  # (name, module, qualname), run in order; "data" flows to the next step
 PARAMS = {params!r}  # step number -> {{argument: file in params/}}
@@ -119,13 +125,12 @@ def export(
 
 
 def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> None:
+    (out / "record").mkdir()
     with Store.open(trial.location) as st:
-        for name in ["trial.json", *trial.files]:
+        for name in [TRIAL, *trial.files]:
             data = st.read_file(trial.experiment, f"{trial.path}/{name}")
             if data is not None:
-                target = out / "record" / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+                inside(out / "record", name, f"trial {trial.id}'s file").write_bytes(data)
     (out / REQUIREMENTS).write_bytes(
         (out / "record" / REQUIREMENTS).read_bytes() if REQUIREMENTS in trial.files else b""
     )
@@ -133,9 +138,9 @@ def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> No
     per_step: list[dict[str, str]] = [{} for _ in chain.steps]
     shown = {}
     for r in recorded_params(trial):
-        file = f"{r.name}.pickle"
+        file = f"{quote(r.name, safe='')}.pickle"  # a name, never a path
         data = r.value.data if isinstance(r.value, Pickled) else pickle.dumps(r.value)
-        (out / "params" / file).write_bytes(data)
+        inside(out / "params", file, f"trial {trial.id}'s parameter").write_bytes(data)
         per_step[r.step][r.arg] = file
         shown[r.name] = {"variant": r.variant, "value": r.encoded.json, "type": r.encoded.type}
     (out / "params.json").write_text(dumps_json(shown, indent=2), encoding="utf-8")

@@ -13,7 +13,6 @@ import math
 import os
 import pickle
 import shutil
-import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..exceptions import EnvironmentDiffers, RerunError, TrialFailed, VariantRenamed
+from ..model.checks import path_problem
 from ..model.layout import CODE_DIFF, REQUIREMENTS, split_qualified
 from ..model.records import Trial, converter
 from ..model.values import Encoded, decode, dumps_json
@@ -30,11 +30,11 @@ from . import environment as _environment
 from .compare import Difference, packages, recorded_environment
 from .environment import CodeSnapshot, read_code
 from .experiment import Chain, ExperimentSpec, Step
+from .files import write_tree
 from .params import Resolved
 from .trial import Origin, code_start, record
 
 if TYPE_CHECKING:
-    from dulwich.objects import ObjectID
     from dulwich.repo import Repo
 
 __all__ = [
@@ -349,9 +349,10 @@ def _materialize(repo: Repo, commit: str, diff: bytes, dest: Path, what: str) ->
 
     head = repo[ObjectID(commit.encode())]
     assert isinstance(head, Commit)
-    _write_tree(repo, head.tree, dest)
+    write_tree(repo, head.tree, dest, f"the tree of commit {commit}")
     if not diff.strip():
         return
+    _check_diff_paths(diff, what)
     with Repo.init(str(dest)) as scratch:  # apply_patch wants a repository around the files
         try:
             porcelain.apply_patch(scratch, io.BytesIO(diff))
@@ -362,24 +363,27 @@ def _materialize(repo: Repo, commit: str, diff: bytes, dest: Path, what: str) ->
     shutil.rmtree(dest / ".git")
 
 
-def _write_tree(repo: Repo, tree: ObjectID, dest: Path) -> None:
-    from dulwich.objects import S_ISGITLINK
+def _check_diff_paths(diff: bytes, what: str) -> None:
+    """Refuse a diff that names a path outside its tree (it came with the record)."""
+    from dulwich.patch import parse_unified_diff
 
-    dest.mkdir(parents=True, exist_ok=True)
-    for entry in repo.object_store.iter_tree_contents(tree):
-        assert entry.path is not None and entry.mode is not None and entry.sha is not None
-        target = dest / os.fsdecode(entry.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if S_ISGITLINK(entry.mode):  # a submodule: its code is not in this repository
-            target.mkdir(exist_ok=True)
-            continue
-        data = repo.object_store[entry.sha].as_raw_string()
-        if stat.S_ISLNK(entry.mode):
-            os.symlink(os.fsdecode(data), target)
-            continue
-        target.write_bytes(data)
-        if entry.mode & 0o111:
-            target.chmod(0o755)
+    try:
+        patches = parse_unified_diff(diff)
+    except Exception as exc:
+        raise RerunError(f"the uncommitted diff ({what}) cannot be read: {exc}") from None
+    for patch in patches:
+        named = (patch.old_path, patch.new_path, patch.rename_from, patch.rename_to)
+        for raw in (*named, patch.copy_from, patch.copy_to):
+            if raw is None or raw == b"/dev/null":
+                continue
+            path = (
+                os.fsdecode(raw).split("/", 1)[-1]
+                if raw[:2] in (b"a/", b"b/")
+                else os.fsdecode(raw)
+            )
+            problem = path_problem(path)
+            if problem is not None:
+                raise RerunError(f"the uncommitted diff ({what}) names {problem}; nothing applied")
 
 
 def import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tuple[str, ...]:
@@ -477,7 +481,12 @@ def recorded_params(trial: Trial) -> list[Resolved]:
             step, arg = 0, name
             if len(names) > 1:
                 step_name, arg = split_qualified(name)
-                step = names.index(step_name or "")
+                if step_name not in names:
+                    raise RerunError(
+                        f"trial {trial.id} records the parameter {name!r} of no step of its "
+                        f"chain ({', '.join(names)}); its record cannot be rerun"
+                    )
+                step = names.index(step_name)
             pickled = trial.read(p.dill) if p.dill else None
             value = Pickled(pickled) if pickled is not None else decode(p.value)
             encoded = Encoded(p.value, pickled is None, p.fingerprint, p.type, pickled)

@@ -8,11 +8,14 @@ with no uncommitted changes. The last step always runs.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import attrs
 
 from ..model.layout import result_name, split_qualified
 from ..model.records import CodeState, StepRecord, Trial
-from ..store.repo import Store
+from ..store.provenance import HERE, sources
+from ..store.repo import Store, warn
 from ..store.trials import read_trials
 from .experiment import Chain
 from .params import Resolved
@@ -59,10 +62,17 @@ def _matching_prefix(trial: Trial, wanted: list[tuple[str, str | None, dict[str,
 
 
 def find_reusable(
-    store: Store, chain: Chain, resolved: list[Resolved], code: CodeState | None
+    store: Store,
+    chain: Chain,
+    resolved: list[Resolved],
+    code: CodeState | None,
+    trusted: Collection[str] = (),
 ) -> Reuse | None:
-    """The longest identical prefix of ``chain`` that a successful trial in ``store`` ran
-    (the newest such trial), or None. Never across a dirty or different code state."""
+    """The longest identical prefix of ``chain`` that a successful trial of the same experiment
+    ran (the newest such trial), or None. Never across a dirty or different code state, and
+    only from a trial whose provenance is accepted: recorded in this store, or pulled from one
+    of the ``trusted`` remotes (its results are unpickled in the trial process). A matching
+    trial from elsewhere is declined, and that is said."""
     if chain.single or code is None or code.dirty or code.commit is None:
         return None
     wanted = [
@@ -73,17 +83,37 @@ def find_reusable(
         )
         for i, step in enumerate(chain.steps[:-1])
     ]
+    provenance = sources(store, chain.name)
+    accepted = {HERE, *(f"pull {remote}" for remote in trusted)}
     best: tuple[int, str, Trial] | None = None
-    for experiment in store.experiments():
-        for trial in read_trials(store, experiment):
-            if trial.status != "ok" or trial.code is None or trial.code.dirty:
-                continue
-            if trial.code.commit != code.commit:
-                continue
-            count = _matching_prefix(trial, wanted)
-            if count and (best is None or (count, trial.started) > best[:2]):
-                best = (count, trial.started, trial)
+    declined: Trial | None = None
+    for trial in read_trials(store, chain.name) if chain.name in store.experiments() else []:
+        if trial.status != "ok" or trial.code is None or trial.code.dirty:
+            continue
+        if trial.code.commit != code.commit:
+            continue
+        count = _matching_prefix(trial, wanted)
+        if not count:
+            continue
+        if provenance.get(trial.id) not in accepted:
+            declined = trial
+            continue
+        if best is None or (count, trial.started) > best[:2]:
+            best = (count, trial.started, trial)
     if best is None:
+        if declined is not None:
+            came = provenance.get(
+                declined.id, "from no place this store saw (not pulled by mitosis)"
+            )
+            warn(
+                "mitosis: not reusing trial %s of %s, which came %s: reuse unpickles only "
+                "trials recorded in this store or pulled from the remotes named by "
+                "trusted_remotes of [tool.mitosis] (now: %s); its first steps run again",
+                declined.id,
+                chain.name,
+                came.replace("pull ", "from ") if came.startswith("pull ") else came,
+                ", ".join(trusted) or "none",
+            )
         return None
     count, _, source = best
     steps, results = [], {}

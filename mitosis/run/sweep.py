@@ -32,7 +32,7 @@ from .params import locks_of, resolve
 from .process import Job, Ran, interrupt_running, perform
 from .record import Recipe, finish, recipe_of
 from .reuse import Reuse, find_reusable
-from .trial import Origin, check_dpi, code_start, prepare
+from .trial import Origin, check_dpi, code_start, prepare, trusted_remotes
 
 __all__ = ["Item", "run_sweep", "sweep"]
 
@@ -235,6 +235,7 @@ class _Sweep:
         self.progress = progress
         self.items = [Item(c) for c in combos]
         self.code = read_code(code_start(chain.steps[0].fn), store.path if store else None)
+        self.trusted = trusted_remotes() if reuse and store is not None else ()
 
     def run(
         self,
@@ -284,7 +285,7 @@ class _Sweep:
         resolved = resolve(self.chain, self.combos[index])
         reused = None
         if self.reuse and self.store is not None:
-            reused = find_reusable(self.store, self.chain, resolved, self.code.state)
+            reused = find_reusable(self.store, self.chain, resolved, self.code.state, self.trusted)
         job = prepare(self.chain, resolved, reused=reused, origin=self.origin, echo=False)
         return _Task(index, job, recipe_of(self.chain, resolved), reused)
 

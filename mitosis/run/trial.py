@@ -165,6 +165,14 @@ def _function_ref(fn: Callable[..., Any]) -> tuple[str, str] | Callable[..., Any
     return (module, qualname) if obj is fn else fn
 
 
+def trusted_remotes() -> tuple[str, ...]:
+    """The remotes whose trials reuse may unpickle: ``trusted_remotes`` of ``[tool.mitosis]``
+    in the nearest ``pyproject.toml``."""
+    from .config import load_config  # on first need: only reuse asks
+
+    return load_config().trusted_remotes
+
+
 def code_start(fn: Callable[..., Any]) -> str:
     """Where to look for the code's repository: the function's file, else the working dir."""
     try:
@@ -221,7 +229,7 @@ def _execute(
     if reuse and code and store:
         from .reuse import find_reusable  # on first need: few trials reuse
 
-        reused = find_reusable(store, chain, resolved, code.state)
+        reused = find_reusable(store, chain, resolved, code.state, trusted_remotes())
     collector = _Collector(start, code, exclude)
     collector.start()
     ran = perform(prepare(chain, resolved, reused=reused, origin=origin))

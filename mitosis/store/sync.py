@@ -25,6 +25,7 @@ from .gc import packing
 from .incoming import admit, ancestors, history_problem, quarantine
 from .merge import Conflict, integrate, is_ancestor
 from .pack import pack_loose
+from .provenance import note, trial_ids
 from .repo import Store, warn
 
 if TYPE_CHECKING:
@@ -355,24 +356,28 @@ def pull(
     with Store.open(store, create=True) as st:
         # The store reads an experiment it has no branch of from a remote-tracking branch (after
         # git clone): make that its branch before fetching moves the remote-tracking refs.
-        for experiment in st.experiments():
+        for remote_name, tracked in st.tracking():
+            experiment = tracked.decode()
             adopted = st.tip(experiment)
             if st.local_tip(experiment) is None and adopted is not None:
                 st.repo.refs.add_if_new(st.ref(experiment), adopted, message=b"mitosis: adopt")
+                note(st, experiment, trial_ids(st, adopted), f"pull {remote_name}")
         name, shown, fetched = _fetch(st, remote, experiments, progress)
         refused: list[SyncRefused] = []
         report: dict[str, str] = {}
         found: list[Conflict] = []
+        source = remote if name == remote else shown
         for experiment, theirs in sorted(fetched.items()):
+            before = trial_ids(st, st.local_tip(experiment))
             try:
                 report[experiment], conflicts_here = integrate(st, experiment, theirs, shown)
             except SyncRefused as refusal:
                 report[experiment], conflicts_here = "refused", []
                 refused.append(refusal)
+            if report[experiment] in ("new", "fast-forward", "merged"):
+                note(st, experiment, trial_ids(st, theirs) - before, f"pull {source}")
             found += conflicts_here
-    result = SyncReport(
-        remote=remote if name == remote else shown, experiments=report, conflicts=found
-    )
+    result = SyncReport(remote=source, experiments=report, conflicts=found)
     if refused:
         refused[0].report = result
         raise refused[0]

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from ..model.layout import TRIAL, trial_dir
 from ..model.records import Trial, VariantLock, converter
 from ..model.values import dumps_json
+from .provenance import HERE, note
 from .repo import Store
 from .variants import lock_check, variant_files
 
@@ -34,6 +35,7 @@ def write_trial(
     branch.update(variant_files(locks))
     check = lock_check(trial.experiment, locks)
     store.commit(trial.experiment, branch, commit_message(trial), check)
+    note(store, trial.experiment, [trial.id], HERE)
 
 
 def commit_message(trial: Trial) -> str:
