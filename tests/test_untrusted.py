@@ -4,6 +4,7 @@ commands. Nothing may move a ref, reach the file system outside its folder, or s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -396,3 +397,90 @@ def test_trusted_remotes_must_be_a_list_of_names(tmp_path):
     bad.write_text('[tool.mitosis]\ntrusted_remotes = "origin"\n')
     with pytest.raises(mitosis.ConfigError, match=r"trusted_remotes .* must be a list"):
         load_config(bad)
+
+
+# -- fuzz: any record, any folder name, through every reading path ---------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_ODD_TEXT = st.lists(
+    st.sampled_from(["a", "0", "/", ".", "..", "\x1b[31m", "\n", "\u202e", "é", "'", '"']),
+    max_size=8,
+).map("".join)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | _ODD_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ODD_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+_FIELDS = [
+    "id",
+    "experiment",
+    "status",
+    "main",
+    "metrics",
+    "params",
+    "untracked",
+    "started",
+    "ended",
+    "duration",
+    "host",
+    "user",
+    "function",
+    "code",
+    "error",
+    "files",
+    "captions",
+    "steps",
+    "rerun_of",
+    "mitosis",
+    "format",
+]
+
+
+_GOOD: dict[Path, str] = {}
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    changes=st.dictionaries(st.sampled_from(_FIELDS), _JSON, min_size=1, max_size=4),
+    folder=st.one_of(st.just(None), _ODD_TEXT.filter(lambda s: s and "/" not in s)),
+)
+def test_any_record_or_folder_name_never_breaks_reading(investigation, tmp_path, changes, folder):
+    store = Path.cwd()  # one store for all examples (the fixture lives as long as the test)
+    if store not in _GOOD:
+        _GOOD[store] = mitosis.run(
+            investigation.sine, {"amplitude": 2, "noise": "low"}, lookup=investigation.lookup
+        ).id
+    raw = json.loads(mitosis.load(_GOOD[store]).read("trial.json"))
+    name = folder if folder not in (None, ".", "..") else f"{len(changes):02x}{'d' * 10}"
+    shard = name[:2] if len(name) >= 2 and "." not in name[:2] else "zz"
+    record = json.dumps({**raw, **changes}, allow_nan=True).encode()
+    with Store.open(store) as st_:
+        st_.commit("sine", {f"trials/{shard}/{name}/trial.json": record}, "sine: fuzz\n")
+    listed = mitosis.trials()  # never raises, whatever the record holds
+    assert _GOOD[store] in {t.id for t in listed}
+    for trial in listed:
+        assert trial.status in ("ok", "failed", "killed", "interrupted")
+    with contextlib.suppress(mitosis.MitosisError):  # a bad record, or a name that is no id
+        mitosis.load(name)
+    site = mitosis.browse(tmp_path / "site")
+    assert site.index.exists()
+    outside = {p.name for p in tmp_path.iterdir()} - {"site", "investigation", "home"}
+    assert not outside
+
+
+def test_the_fuzzed_store_reads_from_the_command_line(investigation, tmp_path):
+    # the same kinds of records, read by the installed command as a user would
+    good, _ = _bad_trials(investigation, Path.cwd())
+    for command in (["log"], ["log", "--json"], ["show", good], ["experiments"]):
+        proc = cli(*command, cwd=Path.cwd())
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
