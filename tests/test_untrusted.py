@@ -376,7 +376,9 @@ def test_reuse_unpickles_only_trials_of_accepted_provenance(investigation, tmp_p
     declined = mitosis.run(chain, {**params, "fit.alpha": 3.0}, store=b, reuse=True)
     assert declined.steps[0].reused_from is None and not marker.exists()
     said = caplog.text
-    assert f"not reusing trial {original.id} of make_data+fit, which came from origin" in said
+    assert "not reusing for make_data+fit the matching trials" in said
+    assert f"{original.id} of make_data+fit (from origin)" in said
+    assert f"{forged_id} of other (from origin)" in said
     assert "trusted_remotes of [tool.mitosis] (now: none)" in said
     # the user trusts origin (in the pyproject.toml above the checkout, so the tree stays clean)
     (tmp_path / "pyproject.toml").write_text('[tool.mitosis]\ntrusted_remotes = ["origin"]\n')

@@ -68,11 +68,12 @@ def find_reusable(
     code: CodeState | None,
     trusted: Collection[str] = (),
 ) -> Reuse | None:
-    """The longest identical prefix of ``chain`` that a successful trial of the same experiment
-    ran (the newest such trial), or None. Never across a dirty or different code state, and
-    only from a trial whose provenance is accepted: recorded in this store, or pulled from one
-    of the ``trusted`` remotes (its results are unpickled in the trial process). A matching
-    trial from elsewhere is declined, and that is said."""
+    """The longest identical prefix of ``chain`` that a successful trial in the store ran (the
+    newest such trial, of any experiment with the same first steps), or None. Never across a
+    dirty or different code state, and only from a trial whose provenance is accepted:
+    recorded in this store, or pulled from one of the ``trusted`` remotes (its results are
+    unpickled in the trial process). A matching trial from elsewhere is declined, and that is
+    said."""
     if chain.single or code is None or code.dirty or code.commit is None:
         return None
     wanted = [
@@ -83,46 +84,65 @@ def find_reusable(
         )
         for i, step in enumerate(chain.steps[:-1])
     ]
-    provenance = sources(store, chain.name)
     accepted = {HERE, *(f"pull {remote}" for remote in trusted)}
     best: tuple[int, str, Trial] | None = None
-    declined: Trial | None = None
-    for trial in read_trials(store, chain.name) if chain.name in store.experiments() else []:
-        if trial.status != "ok" or trial.code is None or trial.code.dirty:
-            continue
-        if trial.code.commit != code.commit:
-            continue
-        count = _matching_prefix(trial, wanted)
-        if not count:
-            continue
-        if provenance.get(trial.id) not in accepted:
-            declined = trial
-            continue
-        if best is None or (count, trial.started) > best[:2]:
-            best = (count, trial.started, trial)
+    declined: list[tuple[Trial, str]] = []
+    for experiment in store.experiments():
+        provenance = sources(store, experiment)
+        for trial in read_trials(store, experiment):
+            count = _matches(trial, wanted, code)
+            if count == 0:
+                continue
+            came = provenance.get(trial.id, "")
+            if came not in accepted:
+                declined.append((trial, came))
+                continue
+            if best is None or (count, trial.started) > best[:2]:
+                best = (count, trial.started, trial)
     if best is None:
-        if declined is not None:
-            came = provenance.get(
-                declined.id, "from no place this store saw (not pulled by mitosis)"
-            )
-            warn(
-                "mitosis: not reusing trial %s of %s, which came %s: reuse unpickles only "
-                "trials recorded in this store or pulled from the remotes named by "
-                "trusted_remotes of [tool.mitosis] (now: %s); its first steps run again",
-                declined.id,
-                chain.name,
-                came.replace("pull ", "from ") if came.startswith("pull ") else came,
-                ", ".join(trusted) or "none",
-            )
+        if declined:
+            _decline(declined, chain.name, trusted)
         return None
-    count, _, source = best
+    return _reuse(store, chain, best[2], best[0])
+
+
+def _matches(
+    trial: Trial, wanted: list[tuple[str, str | None, dict[str, str]]], code: CodeState
+) -> int:
+    """How many first steps ``trial`` ran as ``wanted`` at the clean commit of ``code``."""
+    if trial.status != "ok" or trial.code is None or trial.code.dirty:
+        return 0
+    if trial.code.commit != code.commit:
+        return 0
+    return _matching_prefix(trial, wanted)
+
+
+def _decline(declined: list[tuple[Trial, str]], experiment: str, trusted: Collection[str]) -> None:
+    shown = [
+        f"{trial.id} of {trial.experiment} "
+        f"({came.replace('pull ', 'from ', 1) if came else 'from no place this store saw'})"
+        for trial, came in declined[:5]
+    ]
+    more = f" and {len(declined) - 5} more" if len(declined) > 5 else ""
+    warn(
+        "mitosis: not reusing for %s the matching trials %s%s: reuse unpickles only trials "
+        "recorded in this store or pulled from the remotes named by trusted_remotes of "
+        "[tool.mitosis] (now: %s); its first steps run again",
+        experiment,
+        ", ".join(shown),
+        more,
+        ", ".join(trusted) or "none",
+    )
+
+
+def _reuse(store: Store, chain: Chain, source: Trial, count: int) -> Reuse | None:
+    """The first ``count`` steps of ``source``, for ``chain``."""
     steps, results = [], {}
     for index in range(count):
         old = source.steps[index]
         data = store.read_file(source.experiment, f"{source.path}/{result_name(old.name)}")
         if data is None:
             break
-        new_name = chain.steps[index].name
-        results[new_name] = data
+        results[chain.steps[index].name] = data
         steps.append(attrs.evolve(old, reused_from=old.reused_from or source.id))
     return Reuse(len(steps), steps, results) if steps else None

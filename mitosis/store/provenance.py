@@ -34,12 +34,13 @@ def _file(store: Store, experiment: str) -> Path:
 
 def note(store: Store, experiment: str, trial_ids: Iterable[str], source: str) -> None:
     """Write down that ``trial_ids`` of ``experiment`` came from ``source``."""
+    trial_ids = list(trial_ids)
     lines = "".join(f"{trial_id} {source}\n" for trial_id in trial_ids)
     if not lines:
         return
     path = _file(store, experiment)
     if not path.exists():
-        _learn_from_reflog(store, experiment, path)
+        _learn_from_reflog(store, experiment, path, set(trial_ids))
     try:
         with open(path, "a", encoding="utf-8") as f:
             f.write(lines)
@@ -51,7 +52,7 @@ def sources(store: Store, experiment: str) -> dict[str, str]:
     """Trial id to where it came from (``here``, or ``pull <remote>``), as this store saw it."""
     path = _file(store, experiment)
     if not path.exists():
-        _learn_from_reflog(store, experiment, path)
+        _learn_from_reflog(store, experiment, path, set())
     found: dict[str, str] = {}
     try:
         text = path.read_text(encoding="utf-8")
@@ -73,8 +74,9 @@ def trial_ids(store: Store, commit: ObjectID | None) -> set[str]:
     }
 
 
-def _learn_from_reflog(store: Store, experiment: str, path: Path) -> None:
-    """Start the file from the branch's reflog: trials whose commits this store wrote."""
+def _learn_from_reflog(store: Store, experiment: str, path: Path, noting: set[str]) -> None:
+    """Start the file from the branch's reflog: trials whose commits this store wrote (said
+    when there are any besides ``noting``, which are being written down anyway)."""
     own = []
     try:
         entries = list(store.repo.read_reflog(store.ref(experiment)))
@@ -97,11 +99,12 @@ def _learn_from_reflog(store: Store, experiment: str, path: Path) -> None:
             f.write("".join(f"{trial_id} {HERE}\n" for trial_id in own))
     except OSError:
         return
-    if own:
+    learnt = [trial_id for trial_id in own if trial_id not in noting]
+    if learnt:
         warn(
             "mitosis: learnt from the reflog of mitosis/%s that %d of its trials were recorded "
             "here (%s)",
             experiment,
-            len(own),
+            len(learnt),
             path,
         )
