@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -93,9 +94,13 @@ def blocks(page: Path) -> list[Block]:
 def shims(folder: Path) -> Path:
     """``python`` and ``mitosis`` commands that run this interpreter (and so this mitosis)."""
     folder.mkdir()
-    for name, command in (("python", ""), ("mitosis", " -m mitosis")):
+    # `mitosis` is the installed console script, as users run it (`python -m mitosis` would put
+    # the current folder on the import path, and hide what users meet)
+    installed = shutil.which("mitosis")
+    assert installed is not None, "pip install -e . installs the mitosis command"
+    for name, command in (("python", f'"{sys.executable}"'), ("mitosis", f'"{installed}"')):
         shim = folder / name
-        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}"{command} "$@"\n')
+        shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
         shim.chmod(0o755)
     return folder
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -50,8 +51,12 @@ class Study:
         self.model = root / pkg / "model.py"
 
     def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """The installed `mitosis` command, as a user runs it (not `python -m mitosis`, which
+        puts the current folder on the import path)."""
+        command = shutil.which("mitosis")
+        assert command is not None, "pip install -e . installs the mitosis command"
         return subprocess.run(
-            [sys.executable, "-m", "mitosis", *args],
+            [command, *args],
             cwd=cwd or self.root,
             capture_output=True,
             text=True,

@@ -15,6 +15,7 @@ import pickle
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,8 +135,10 @@ def rerun(
         raise EnvironmentDiffers(original.id, [_difference_text(d) for d in environment])
     with tempfile.TemporaryDirectory(prefix="mitosis-rerun-") as tmp:
         if here:
-            chain = chain_of_record(original, imported=True)
-            origin = Origin(rerun_of=original.id)
+            roots = _checkout_roots(original)
+            with _first_on_path(roots):  # as the trial process will have them
+                chain = chain_of_record(original, imported=True)
+            origin = Origin(path=roots, rerun_of=original.id)
             code_changes = _code_changes(
                 original, code_start(chain.steps[0].fn), location, Path(tmp)
             )
@@ -386,10 +389,10 @@ def _check_diff_paths(diff: bytes, what: str) -> None:
                 raise RerunError(f"the uncommitted diff ({what}) names {problem}; nothing applied")
 
 
-def import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tuple[str, ...]:
-    """Folders of the rebuilt ``tree`` to put first on the import path: where the experiment's
-    modules are, then the tree's counterparts of the import path entries inside the code's
-    repository (and of the folder the trial ran in)."""
+def _candidate_roots(trial: Trial, tree: Path, repo: str) -> list[str]:
+    """Folders of ``tree`` (a copy of the code's repository ``repo``) that may hold the
+    experiment's modules: its root, ``src``, the folder the trial ran in, and the counterparts
+    of this process's import path entries inside the repository."""
     relative = ["", "src"]
     places = [Path(p or os.getcwd()) for p in sys.path]
     if trial.code is not None:
@@ -399,7 +402,39 @@ def import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tup
     for place in places:
         with contextlib.suppress(OSError, ValueError):
             relative.append(str(place.resolve().relative_to(repo)))
-    roots = [str(tree / r) for r in dict.fromkeys(relative) if (tree / r).is_dir()]
+    return [str(tree / r) for r in dict.fromkeys(relative) if (tree / r).is_dir()]
+
+
+def _checkout_roots(trial: Trial) -> tuple[str, ...]:
+    """For ``--here``: the folders of the checkout around the current directory that may hold
+    the experiment's modules (none outside git), found as in the rebuilt code."""
+    from dulwich.errors import NotGitRepository
+    from dulwich.repo import Repo
+
+    try:
+        with Repo.discover(os.getcwd()) as repo:
+            root = Path(repo.path).resolve()
+    except NotGitRepository:
+        return ()
+    return tuple(_candidate_roots(trial, root, str(root)))
+
+
+@contextlib.contextmanager
+def _first_on_path(folders: tuple[str, ...]) -> Iterator[None]:
+    """``folders`` first on this process's import path for a while."""
+    saved = list(sys.path)
+    sys.path[:0] = [f for f in folders if f not in sys.path]
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tuple[str, ...]:
+    """Folders of the rebuilt ``tree`` to put first on the import path: where the experiment's
+    modules are, then the tree's counterparts of the import path entries inside the code's
+    repository (and of the folder the trial ran in)."""
+    roots = _candidate_roots(trial, tree, repo)
     first = []
     for module in modules:
         parts = module.split(".")
