@@ -14,7 +14,13 @@ import pytest
 from conftest import git, run_writers, wait_for_packer
 
 import mitosis
-from mitosis.model.redact import redact_env, redact_value, secret_name, strip_credentials
+from mitosis.model.redact import (
+    redact_env,
+    redact_value,
+    secret_name,
+    storable,
+    strip_credentials,
+)
 from mitosis.store.repo import Store
 
 
@@ -135,6 +141,15 @@ def test_redaction_rules():
     assert strip_credentials("see https://u:p@h.org/x and ssh://git@h.org/y") == (
         "see https://h.org/x and ssh://h.org/y"
     )
+
+
+def test_bytes_that_are_not_utf8_are_recorded_escaped(investigation, monkeypatch):
+    monkeypatch.setitem(os.environb, b"LATIN1_VALUE", b"caf\xe9")  # as the system gave it
+    monkeypatch.setitem(os.environb, b"NAME_\xff", b"x")
+    trial = mitosis.run(investigation.bare_number)
+    variables = json.loads(trial.read("environment.json"))["variables"]
+    assert variables["LATIN1_VALUE"] == "caf\\xe9" and variables["NAME_\\xff"] == "x"
+    assert storable("\ud800 alone") == "\\ud800 alone"
 
 
 @pytest.mark.parametrize(

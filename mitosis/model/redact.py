@@ -19,6 +19,7 @@ __all__ = [
     "redact_env",
     "redact_value",
     "secret_name",
+    "storable",
     "strip_credentials",
 ]
 
@@ -146,10 +147,25 @@ def secret_name(name: str, patterns: tuple[str, ...] = SECRET_PATTERNS) -> bool:
 def redact_env(env: dict[str, str], extra: str | None = None) -> dict[str, str]:
     """Environment variables, sorted by name: those with a secret-looking name (see
     :func:`secret_name`; ``extra`` adds comma-separated globs, from ``MITOSIS_REDACT``) are
-    ``<redacted>``, and credentials are removed from the others' values (:func:`redact_value`).
+    ``<redacted>``, and credentials are removed from the others' values (:func:`redact_value`);
+    bytes that are not UTF-8 are escaped (:func:`storable`).
     """
     patterns = (*SECRET_PATTERNS, *(p.strip() for p in (extra or "").split(",") if p.strip()))
     return {
-        name: REDACTED if secret_name(name, patterns) else redact_value(value)
+        storable(name): REDACTED if secret_name(name, patterns) else storable(redact_value(value))
         for name, value in sorted(env.items())
     }
+
+
+def storable(text: str) -> str:
+    r"""``text`` as UTF-8 can store it: bytes the operating system gave that are not UTF-8 (kept
+    by Python as lone surrogates) written as escapes, ``café``."""
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode()

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from ..model.records import CodeState, Environment
-from ..model.redact import redact_env, redact_value, strip_credentials
+from ..model.redact import redact_env, redact_value, storable, strip_credentials
 
 __all__ = [
     "UNTRACKED_NOTE",
@@ -50,12 +50,12 @@ def environment() -> Environment:
     return Environment(
         python=platform.python_version(),
         implementation=platform.python_implementation(),
-        executable=sys.executable,
+        executable=storable(sys.executable),
         platform=platform.platform(),
         machine=platform.machine(),
-        host=hostname(),
-        user=username(),
-        cwd=os.getcwd(),
+        host=storable(hostname()),
+        user=storable(username()),
+        cwd=storable(os.getcwd()),
         variables=redact_env(dict(os.environ), os.environ.get("MITOSIS_REDACT")),
     )
 
