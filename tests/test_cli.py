@@ -579,3 +579,14 @@ def test_recorded_control_characters_never_reach_the_terminal(investigation, tmp
         )
         if flag == "show":
             assert found["host"] == m.TRAP and found["error"].endswith(m.TRAP)
+
+
+def test_a_remotes_progress_is_shown_without_its_escape_sequences(capfd):
+    from mitosis.cli.sync import _progress
+
+    _progress(b"Counting objects: 50% \x1b]0;owned\x07\x1b[2J\r")
+    _progress(b"Counting objects: 100%, done.\n")
+    err = capfd.readouterr().err
+    assert err == (  # not a terminal: one message a line
+        "Counting objects: 50% \\x1b]0;owned\\x07\\x1b[2J\nCounting objects: 100%, done.\n"
+    )

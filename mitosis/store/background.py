@@ -205,9 +205,9 @@ def holder(git_dir: str) -> str | None:
     return _describe(_read(path)) if path.exists() else None
 
 
-def _mine(path: Path, pid: int | None = None) -> bool:
+def _mine(path: Path) -> bool:
     owner = _read(path)
-    return owner is not None and owner["pid"] == (pid or os.getpid()) and _here(owner)
+    return owner is not None and owner["pid"] == os.getpid() and _here(owner)
 
 
 def renew(git_dir: str) -> None:
