@@ -10,6 +10,7 @@ name (``SSH_AUTH_SOCK``, ``XDG_SESSION_ID``) is redacted too. Ordinary variables
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 
 __all__ = [
@@ -105,6 +106,12 @@ _TOKEN = re.compile(
 )
 
 
+# Whether a value may hold anything the patterns above find (most values hold none of it).
+_MAYBE = re.compile(
+    r"://|=|eyJ|-----BEGIN|gh[pousr]_|github_pat_|glpat-|xox|AKIA|ASIA|sk[-_]|rk_|AIza|hf_|npm_|pypi-"
+)
+
+
 def strip_credentials(text: str) -> str:
     """Remove user names and passwords from URLs: ``https://u:p@host`` -> ``https://host``."""
     return _URL_USERINFO.sub(r"\g<scheme>", text)
@@ -125,6 +132,8 @@ def redact_value(text: str) -> str:
     >>> redact_value("AccountName=lab;AccountKey=c2VjcmV0==;EndpointSuffix=core.windows.net")
     'AccountName=lab;AccountKey=<redacted>;EndpointSuffix=core.windows.net'
     """
+    if not _MAYBE.search(text):
+        return text
     text = _PRIVATE_KEY.sub(REDACTED, text)
     text = _WEBHOOK.sub(rf"\g<keep>{REDACTED}", text)
     text = strip_credentials(text)
@@ -138,10 +147,15 @@ def secret_name(name: str, patterns: tuple[str, ...] = SECRET_PATTERNS) -> bool:
     """Whether an environment variable called ``name`` holds a secret, by its name alone:
     it matches one of ``patterns`` (case-insensitive globs), or one of its parts is one of
     :data:`SECRET_WORDS`."""
-    upper = name.upper()
-    if any(fnmatch.fnmatchcase(upper, p.upper()) for p in patterns):
+    if _globs(patterns).match(name.upper()):
         return True
     return any(part.upper() in SECRET_WORDS for part in _NAME_PARTS.findall(name))
+
+
+@functools.lru_cache(maxsize=8)
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression matching a name (upper case) that any of the globs matches."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(p.upper())})" for p in patterns))
 
 
 def redact_env(env: dict[str, str], extra: str | None = None) -> dict[str, str]:
