@@ -496,3 +496,95 @@ def test_progress_messages_are_lines_when_stderr_is_not_a_terminal(capsys):
         _progress(message)
     err = capsys.readouterr().err
     assert err == "counting objects: 3\nchecking deltas: 0/10\nfound 0 deltas\n"
+
+
+def console_script(*args: str, cwd: Path) -> str:
+    """Run the installed `mitosis` console script, as a user runs it; its stdout and stderr."""
+    script = shutil.which("mitosis", path=str(Path(sys.executable).parent)) or "mitosis"
+    proc = subprocess.run([script, *args], cwd=cwd, capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr
+    return proc.stdout + proc.stderr
+
+
+def test_recorded_control_characters_never_reach_the_terminal(investigation, tmp_path):
+    from mitosis.model.text import UNSAFE
+
+    m, store = investigation, tmp_path / "store"
+    ok = mitosis.run(m.terminal_trap, {"note": m.Trap()}, store=store)
+    with pytest.raises(mitosis.TrialFailed) as failed:
+        mitosis.run(m.terminal_trap, {"fail": True}, store=store)
+    # A record as a pull could bring it: control characters in every field a command shows.
+    record = json.loads(ok.read("trial.json"))
+    hostile_id = "abcdef123456"
+    record.update(
+        id=hostile_id,
+        host=m.TRAP,
+        user=f"bob\n{m.TRAP}",
+        function=m.TRAP,
+        error=f"Traceback\n  {m.TRAP}\nValueError: {m.TRAP}",
+        status="failed",
+    )
+    record["params"] = {"note": {**record["params"]["note"], "variant": f"a\n{m.TRAP}"}}
+    record["code"]["branch"] = m.TRAP
+    lock = {"param": "note", "variant": f"lo{m.TRAP}", "value": 1, "type": "int", "dill": None}
+    lock["fingerprint"] = "sha256:" + "0" * 64
+    from mitosis.model.layout import trial_dir, variant_path
+
+    with Store.open(store) as st:
+        st.commit(
+            "terminal_trap",
+            {
+                f"{trial_dir(hostile_id)}/trial.json": json.dumps(record).encode(),
+                variant_path("note", lock["variant"]) + ".json": json.dumps(lock).encode(),
+            },
+            "terminal_trap: as pulled\n",
+        )
+    where = ("--store", str(store))
+    outputs = {
+        "show ok": console_script("show", ok.id, *where, cwd=tmp_path),
+        "show failed": console_script("show", failed.value.trial_id, *where, cwd=tmp_path),
+        "show hostile": console_script("show", hostile_id, *where, cwd=tmp_path),
+        "log": console_script("log", *where, cwd=tmp_path),
+        "log csv": console_script("log", "terminal_trap", "--csv", *where, cwd=tmp_path),
+        "diff": console_script("diff", ok.id, hostile_id, *where, cwd=tmp_path),
+        "variants": console_script("variants", "terminal_trap", *where, cwd=tmp_path),
+        "experiments": console_script("experiments", *where, cwd=tmp_path),
+        "error": console_script(  # an error message quoting the store's variant names
+            "variants", "terminal_trap", "note", "--rename", "nope", "new", *where, cwd=tmp_path
+        ),
+    }
+    for command, out in outputs.items():
+        unsafe = {
+            c for c in UNSAFE.findall(out) if c != "\n" and (c, command) != ("\t", "show failed")
+        }
+        assert unsafe == set(), (command, out)
+        hostile_shown = "\\x1b" in out or "\\u202e" in out
+        assert hostile_shown or command == "experiments", (command, out)
+    shown_error = outputs["show failed"].split("\nerror\n", 1)[1]
+    assert "boom \\x1b]0;owned\\x07\\x1b[2J\\x1b[31mred\\u202eevil\\u2066\\x9b31m\\x7f\\rover" in (
+        shown_error
+    )
+    assert "\n  second line\twith a tab\n" in shown_error  # a block of lines stays lines
+    hostile = outputs["show hostile"]
+    assert "by bob\\n\\x1b]0;owned" in hostile and "\nMitosis" not in hostile
+    for flag in ("show", "log"):  # JSON: escaped as JSON, so the values read back exactly
+        args = ("show", "--json", hostile_id) if flag == "show" else ("log", "--json")
+        out = console_script(*args, *where, cwd=tmp_path)
+        assert not {c for c in UNSAFE.findall(out) if c != "\n"}, out
+        parsed = json.loads(out)
+        found = parsed if flag == "show" else next(t for t in parsed if t["id"] == hostile_id)
+        if flag == "log":
+            assert found["params"] == {"note": f"a\n{m.TRAP}"}
+        else:
+            assert found["host"] == m.TRAP and found["error"].endswith(m.TRAP)
+
+
+def test_a_remotes_progress_is_shown_without_its_escape_sequences(capfd):
+    from mitosis.cli.sync import _progress
+
+    _progress(b"Counting objects: 50% \x1b]0;owned\x07\x1b[2J\r")
+    _progress(b"Counting objects: 100%, done.\n")
+    err = capfd.readouterr().err
+    assert err == (  # not a terminal: one message a line
+        "Counting objects: 50% \\x1b]0;owned\\x07\\x1b[2J\nCounting objects: 100%, done.\n"
+    )

@@ -275,3 +275,122 @@ def test_malformed_lock_file_is_a_store_error(investigation):
         mitosis.run(
             investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup
         )
+
+
+def open_ended(**params):
+    return 1.0
+
+
+def _generator():
+    yield 1
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("not me")
+
+
+class NoRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+GENERATOR = _generator()
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("\ud800", r"its value \(a str\) cannot be stored: it holds text with a lone surrogate"),
+        ({"k": ["\udfff"]}, r"its value \(a dict\) cannot be stored: .* lone surrogate"),
+        (_generator(), r"its value \(a generator\) cannot be stored: pickling failed: TypeError"),
+        (Unpicklable(), r"its value \(an? .*Unpicklable\) cannot .*: RuntimeError: not me"),
+    ],
+)
+def test_a_value_that_cannot_be_stored_is_a_bad_parameter(investigation, tmp_path, value, why):
+    store = tmp_path / "store"
+    with pytest.raises(mitosis.BadParameter, match=f"^parameter 'value': {why}"):
+        mitosis.run(investigation.echo, {"value": value}, store=store)
+    with pytest.raises(mitosis.BadParameter, match=f"^parameter 'value': {why}"):
+        mitosis.sweep(investigation.echo, {"value": [1, value]}, store=store)
+    assert not store.exists()  # refused before anything was written
+
+
+def test_a_default_that_cannot_be_stored_is_a_bad_parameter(tmp_path):
+    def takes_a_generator(source=GENERATOR):
+        return 1.0
+
+    with pytest.raises(mitosis.BadParameter, match=r"^parameter 'source': .* pickling failed"):
+        mitosis.run(takes_a_generator, store=tmp_path / "store")
+
+
+def test_a_literal_whose_repr_fails_is_named_by_its_type(investigation):
+    trial = mitosis.run(investigation.echo, {"value": NoRepr()}, debug=True)
+    assert trial.params["value"].variant == "<test_errors.NoRepr: repr failed: RuntimeError>"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["low\nMitosis-Status: forged", "low\x1b[2J", "low\x9b", "\u202ewol", "low\ud800", "a\tb"],
+)
+def test_a_variant_name_with_a_control_character_is_refused(investigation, name):
+    lookup = {"noise": {name: 0.3}}
+    with pytest.raises(
+        mitosis.BadParameter, match=r"^parameter 'noise': the variant name .* holds"
+    ):
+        mitosis.run(investigation.sine, {"amplitude": 1, "noise": name}, lookup=lookup)
+    assert branch_length("sine") == 0  # no lock was written
+
+
+def test_a_parameter_or_step_name_with_a_control_character_is_refused(investigation, tmp_path):
+    store = tmp_path / "store"
+    with pytest.raises(mitosis.BadParameter, match=r"^parameter name 'x\\n\\nMitosis-Trial: 1'"):
+        mitosis.run(open_ended, {"x\n\nMitosis-Trial: 1": 1}, store=store)
+    with pytest.raises(mitosis.BadParameter, match=r"^step name 'fit\\x1b\]0;title\\x07'"):
+        mitosis.run(
+            [("make", investigation.make_data), ("fit\x1b]0;title\x07", investigation.fit)],
+            {"make.noise": 0.1},
+            store=store,
+        )
+    assert not store.exists()
+
+
+def test_locks_and_renames_refuse_names_with_control_characters(investigation):
+    from mitosis.model.records import VariantLock
+    from mitosis.model.values import encode
+    from mitosis.store.variants import lock_new
+
+    mitosis.run(investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup)
+    before = branch_length("sine")
+    with Store.open() as st:
+        for param, variant in (("noise", "hi\nMitosis-Lock: x"), ("noise\r", "hi")):
+            with pytest.raises(mitosis.BadParameter, match="holds"):
+                lock_new(st, "sine", [VariantLock(param, variant, encode(0.4))])
+    with pytest.raises(mitosis.BadParameter, match=r"^the new name of noise='low' 'lo\\nw' holds"):
+        mitosis.rename_variant("sine", "noise", "low", "lo\nw")
+    assert branch_length("sine") == before
+    assert [v.name for v in mitosis.variants("sine")] == ["low"]
+
+
+def test_a_commit_message_holds_only_its_own_trailers(investigation):
+    import attrs
+
+    from mitosis.store.write import commit_message
+
+    trial = mitosis.run(investigation.bare_number, {"x": 1.0})
+    param = trial.params["x"]
+    hostile = attrs.evolve(
+        trial,
+        params={"x\n\nMitosis-Status: ok": attrs.evolve(param, variant="1\nMitosis-Forged: 1")},
+        rerun_of="abc\nMitosis-Forged: 2",
+    )
+    message = commit_message(hostile)
+    trailers = git("interpret-trailers", "--parse", input=message).splitlines()
+    assert [t.split(":")[0] for t in trailers] == [
+        "Mitosis-Trial",
+        "Mitosis-Experiment",
+        "Mitosis-Code-Commit",
+        "Mitosis-Status",
+        "Mitosis-Rerun-Of",
+    ]
+    assert message.splitlines()[0].startswith("bare_number: x\\n\\nMitosis-Status: ok=1 ")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import git
 
+import mitosis
 from mitosis.store import pack as _pack
 from mitosis.store.pack import pack_loose
 from mitosis.store.repo import Store
@@ -212,3 +217,238 @@ def test_recent_objects_no_branch_reaches_stay_loose(tmp_path):
     assert pack(store) == 5 * 10 + 1
     assert loose.exists() and loose_count(store) == 1
     assert git("cat-file", "-p", old.decode(), cwd=store) == "an old stray object\n"
+
+
+# -- what stopped packers leave --------------------------------------------------------------
+
+
+def mitosis_command(*args: str) -> list[str]:
+    """The installed `mitosis` console script and ``args``, as a user runs it."""
+    script = shutil.which("mitosis", path=str(Path(sys.executable).parent)) or "mitosis"
+    return [script, *args]
+
+
+def killed_at(point: str, *args: str) -> int:
+    """Run `mitosis ARGS` until it stops at ``point`` (``MITOSIS_FAULT_STOP``), then SIGKILL
+    it; its process id."""
+    env = {**os.environ, "MITOSIS_FAULT_STOP": point}
+    proc = subprocess.Popen(mitosis_command(*args), env=env, stdout=subprocess.DEVNULL)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"mitosis {' '.join(args)} ended before {point}"
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    return proc.pid
+
+
+def garbage(path: Path) -> int:
+    counts = dict(line.split(": ") for line in git("count-objects", "-v", cwd=path).splitlines())
+    return int(counts["garbage"])
+
+
+def pack_folder(path: Path) -> list[str]:
+    return sorted(p.name for p in (path / "objects" / "pack").iterdir())
+
+
+def assert_clean(store: Path, written: dict[str, bytes]) -> None:
+    """Everything packed, nothing left over, and git reads every file."""
+    names = pack_folder(store)
+    assert [n for n in names if not n.startswith("pack-")] == []
+    stems = [n.rsplit(".", 1) for n in names]
+    assert {s for s, ext in stems if ext == "pack"} == {s for s, ext in stems if ext == "idx"}
+    assert loose_count(store) == 0 and garbage(store) == 0
+    assert not (store / "mitosis" / "gc.lock").exists()
+    git("fsck", "--strict", cwd=store)
+    read_back(store, written)
+
+
+@pytest.mark.parametrize("point", ["pack-written", "pack", "index"])
+def test_the_gc_after_a_killed_gc_clears_what_it_left_and_packs(tmp_path, point):
+    store = tmp_path / "store.git"
+    written = make_store(store, range(60))
+    pid = killed_at(point, "gc", "--store", str(store))
+    claim = json.loads((store / "mitosis" / "gc.lock").read_text())
+    assert claim["pid"] == pid  # the claim of a process that is gone
+    left = [n for n in pack_folder(store) if n.startswith("tmp_mitosis_")]
+    assert left == ([] if point == "index" else left) and (point == "index" or len(left) >= 1)
+    if point == "pack":  # in place without its index: readers do not see it
+        assert [n for n in pack_folder(store) if n.endswith(".pack") and "tmp" not in n]
+    assert loose_count(store) == 60 * 10  # nothing loose was deleted
+    done = subprocess.run(mitosis_command("gc", "--store", str(store)), capture_output=True)
+    said = done.stderr.decode()
+    assert done.returncode == 0, said
+    assert f"removed the packer's stale claim {store / 'mitosis' / 'gc.lock'}" in said
+    assert f"left by process {pid} on " in said and "which is no longer running" in said
+    assert ("by a packer or a fetch that stopped" in said) is (point != "index")
+    assert "packed 600 objects" in done.stdout.decode()
+    assert_clean(store, written)
+
+
+def test_a_claim_held_by_a_live_process_refuses_until_it_ends(tmp_path):
+    store = tmp_path / "store.git"
+    written = make_store(store, range(5))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_CLAIM, str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "claimed\n"
+    refused = subprocess.run(mitosis_command("gc", "--store", str(store)), capture_output=True)
+    assert refused.returncode == 1
+    said = refused.stderr.decode()
+    assert "another packer is at work" in said and f"(process {holder.pid} on " in said
+    assert loose_count(store) > 0
+    holder.communicate("", timeout=30)  # it ends without giving the claim back
+    done = subprocess.run(mitosis_command("gc", "--store", str(store)), capture_output=True)
+    assert done.returncode == 0 and "which is no longer running" in done.stderr.decode()
+    assert_clean(store, written)
+
+
+HOLD_THE_CLAIM = """
+import sys
+from mitosis.store import background
+assert background.claim(sys.argv[1])
+print("claimed", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_claims_of_other_hosts_and_earlier_versions_go_stale_with_age(tmp_path, caplog):
+    store = tmp_path / "store.git"
+    written = make_store(store, range(3))
+    claim = store / "mitosis" / "gc.lock"
+    claim.parent.mkdir()
+    for text in (json.dumps({"pid": 1, "host": "elsewhere", "claimed": 0}), ""):
+        claim.write_text(text)  # another host's packer, whose process cannot be looked at
+        with pytest.raises(mitosis.SyncError, match="another packer is at work"):
+            mitosis.gc(store=store)
+        hour_ago = time.time() - 3601
+        os.utime(claim, (hour_ago, hour_ago))
+        with caplog.at_level("WARNING", logger="mitosis"):
+            assert mitosis.gc(store=store).objects >= 0
+        assert "removed the packer's stale claim" in caplog.text
+        assert ("'elsewhere'" in caplog.text) is bool(text)
+        caplog.clear()
+    assert_clean(store, written)
+
+
+def test_lock_files_and_temporary_packs_left_behind(tmp_path, caplog):
+    store, twin = tmp_path / "store.git", tmp_path / "twin.git"
+    written = make_store(store, range(20))
+    shutil.copytree(store, twin)
+    pack(twin)  # the same objects make the same pack: its name is known in advance
+    (name,) = [n[: -len(".pack")] for n in pack_folder(twin) if n.endswith(".pack")]
+    folder = store / "objects" / "pack"
+    folder.mkdir(exist_ok=True)
+    lock = folder / f"{name}.idx.lock"  # what an earlier packer, killed, left for this very pack
+    lock.write_bytes(b"")
+    fetching = folder / "tmp_pack_Fetching"  # a fetch at work
+    fetching.write_bytes(b"PACK")
+    left = [
+        folder / "tmp_pack_Old",
+        store / "objects" / "tmp_pack_Thin",
+        folder / "tmpab_cd123.pack",
+    ]
+    for path in left:
+        path.write_bytes(b"PACK")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    with caplog.at_level("WARNING", logger="mitosis"):
+        assert mitosis.gc(store=store).objects == 20 * 10  # the lock blocks nothing
+    assert lock.exists() and fetching.exists()  # fresh: maybe a live writer's
+    assert not any(path.exists() for path in left)
+    assert "removed 3 file(s)" in caplog.text and "pack/tmp_pack_Old" in caplog.text
+    caplog.clear()
+    os.utime(lock, (time.time() - 60, time.time() - 60))  # older than a writer holds one
+    fetching.unlink()
+    with caplog.at_level("WARNING", logger="mitosis"):
+        assert mitosis.gc(store=store).objects == 0
+    assert not lock.exists() and f"pack/{name}.idx.lock" in caplog.text
+    assert_clean(store, written)
+
+
+def test_a_lock_met_while_packing_is_a_store_error(tmp_path):
+    from dulwich.file import GitFile
+
+    from mitosis.store.gc import packing
+
+    store = tmp_path / "store.git"
+    make_store(store, range(2))
+    target = tmp_path / "index"
+    Path(f"{target}.lock").write_bytes(b"")
+    locked = pytest.raises(mitosis.StoreError, match=r"index\.lock is locked by another writer")
+    with Store.open(store) as st, locked, packing(st) as mine:
+        assert mine
+        GitFile(str(target), "wb")
+    assert not (store / "mitosis" / "gc.lock").exists()  # the claim is given back
+
+
+def test_a_store_whose_claim_cannot_be_written(tmp_path):
+    store = tmp_path / "store.git"
+    make_store(store, range(2))
+    (store / "mitosis").write_text("not a folder")
+    with pytest.raises(mitosis.StoreError, match=r"cannot claim .* for packing"):
+        mitosis.gc(store=store)
+
+
+def test_a_pack_removed_before_its_index_is_in_place_keeps_the_loose_objects(tmp_path, monkeypatch):
+    from mitosis.store import repo
+
+    store = tmp_path / "store.git"
+    written = make_store(store, range(10))
+
+    def another_packer_removes_it(point: str) -> None:
+        if point == "pack":
+            (placed,) = (store / "objects" / "pack").glob("pack-*.pack")
+            placed.unlink()
+
+    monkeypatch.setattr(repo, "fault", another_packer_removes_it)
+    with pytest.raises(mitosis.StoreError, match="was removed before its index was in place"):
+        pack(store)
+    assert pack_folder(store) == [] and loose_count(store) == 10 * 10
+    monkeypatch.setattr(repo, "fault", None)
+    assert pack(store) == 10 * 10
+    assert_clean(store, written)
+
+
+START_A_PACKER = "import sys; from mitosis.store import background; background.start(sys.argv[1])"
+
+
+def test_the_background_packer_holds_the_claim_itself(tmp_path):
+    from mitosis.store import background
+
+    store = tmp_path / "store.git"
+    written = make_store(store, range(5))
+    env = {**os.environ, "MITOSIS_FAULT_STOP": "pack-written"}  # the packer stops there
+    subprocess.run([sys.executable, "-c", START_A_PACKER, str(store)], env=env, check=True)
+    claim = json.loads((store / "mitosis" / "gc.lock").read_text())
+    packer = claim["pid"]  # its starter has ended: the claim is the packer's own
+
+    def state() -> str | None:
+        found = background._process(packer)
+        return found[0] if found else None
+
+    deadline = time.monotonic() + 60
+    while state() != "T" and time.monotonic() < deadline:  # until it stops at the point
+        time.sleep(0.02)
+    assert state() == "T"
+    with pytest.raises(mitosis.SyncError, match=f"process {packer} on "):
+        mitosis.gc(store=store)
+    os.kill(packer, signal.SIGKILL)  # gone, or a zombie its new parent has not reaped yet
+    while state() not in (None, "Z", "X") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert mitosis.gc(store=store).objects == 5 * 10
+    assert_clean(store, written)
+
+
+def test_a_push_packs_again_after_a_packer_died(tmp_path, monkeypatch):
+    from mitosis.store import sync
+
+    store, hub = tmp_path / "store.git", tmp_path / "hub.git"
+    written = make_store(store, range(10))
+    git("init", "-q", "--bare", str(hub))
+    dead = subprocess.run([sys.executable, "-c", HOLD_THE_CLAIM, str(store)], input="")
+    assert dead.returncode == 0 and (store / "mitosis" / "gc.lock").exists()
+    monkeypatch.setattr(sync, "PUSH_PACK_OBJECTS", -1)  # a small store counts as "many"
+    assert mitosis.push(str(hub), store=store).experiments == {"sine": "new"}
+    assert_clean(store, written)  # packed before sending, the dead packer's claim removed
+    git("fsck", "--strict", cwd=hub)

@@ -14,7 +14,13 @@ import pytest
 from conftest import git, run_writers, wait_for_packer
 
 import mitosis
-from mitosis.model.redact import redact_env, strip_credentials
+from mitosis.model.redact import (
+    redact_env,
+    redact_value,
+    secret_name,
+    storable,
+    strip_credentials,
+)
 from mitosis.store.repo import Store
 
 
@@ -23,22 +29,101 @@ def all_objects(cwd: Path | str | None = None) -> bytes:
     return git("cat-file", "--batch-all-objects", "--batch", cwd=cwd, text=False)
 
 
-def test_secrets_never_reach_the_store(investigation, monkeypatch):
-    secret = "s3cr3t-value-4f9a1c"
-    monkeypatch.setenv("API_TOKEN", secret)
-    monkeypatch.setenv("MY_PASSWORD", secret + "-pw")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret + "-aws")
-    monkeypatch.setenv("DATABASE_URL", f"postgres://bob:{secret}-db@db.example.org/lab")
-    monkeypatch.setenv("LAB_SAUCE", secret + "-custom")
-    monkeypatch.setenv("MITOSIS_REDACT", "*SAUCE*")
-    git("remote", "add", "origin", f"https://alice:{secret}-remote@example.org/lab.git")
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0."
+    "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+#: Secrets planted in a trial's environment, by the variable that holds them: by name, then by
+#: value (under names that look harmless). Each secret holds "s3cr3t" (in any case), which must
+#: appear nowhere in the store (the host of a URL may).
+PLANTED = {
+    "API_TOKEN": "s3cr3t-token-4f9a1c",
+    "MY_PASSWORD": "s3cr3t-password-4f9a1c",
+    "PGPASSWORD": "s3cr3t-pgpassword-4f9a1c",
+    "MYSQL_PWD": "s3cr3t-mysql-4f9a1c",
+    "AWS_SECRET_ACCESS_KEY": "s3cr3t-aws-4f9a1c",
+    "STRIPE_API_KEY": "s3cr3t-stripe-4f9a1c",
+    "NPM_AUTH": "s3cr3t-npm-auth-4f9a1c",
+    "LAB_CREDENTIALS_JSON": "s3cr3t-credentials-4f9a1c",
+    "BROWSER_COOKIE": "s3cr3t-cookie-4f9a1c",
+    "DEPLOY_PRIVATE": "s3cr3t-private-4f9a1c",
+    "GITHUB_PAT": "s3cr3t-github-pat-4f9a1c",
+    "APP_JWT": "s3cr3t-jwt-4f9a1c",
+    "FLASK_SESSION": "s3cr3t-session-4f9a1c",
+    "RELEASE_SIGNING": "s3cr3t-signing-4f9a1c",
+    "SLACK_WEBHOOK": "https://hooks.slack.com/services/T000/B000/s3cr3tSlackA",
+    "AZURE_STORAGE_CONNECTION_STRING": (
+        "DefaultEndpointsProtocol=https;AccountName=lab;AccountKey=s3cr3tAzureA==;"
+        "EndpointSuffix=core.windows.net"
+    ),
+    "LAB_SAUCE": "s3cr3t-custom-4f9a1c",  # MITOSIS_REDACT names it
+    "DATABASE_URL": "postgres://bob:s3cr3t-db-4f9a1c@db.example.org/lab",
+    "NOTIFY": "https://hooks.slack.com/services/T111/B111/s3cr3tSlackB",
+    "CHAT": "https://discord.com/api/webhooks/1234/s3cr3tDiscord",
+    "TEAMS": "https://lab.webhook.office.com/webhookb2/s3cr3tTeams",
+    "BOT": "https://api.telegram.org/bot123456:s3cr3tTelegram/sendMessage",
+    "STORAGE": "AccountName=lab;AccountKey=s3cr3tAzureB==;EndpointSuffix=core.windows.net",
+    "BUS": "Endpoint=sb://lab.servicebus.windows.net/;SharedAccessKey=s3cr3tBus=",
+    "BLOB_SAS": "https://lab.blob.core.windows.net/c?sv=2022-11-02&sig=s3cr3tSig%3D",
+    "BEARER": JWT,
+    "DEPLOY_MATERIAL": (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEs3cr3tPem\n"
+        "-----END OPENSSH PRIVATE KEY-----\n"
+    ),
+    "GH": "ghp_s3cr3tGithubClassic0123456789abcdefgh",
+    "GH_FINE": "github_pat_11ABCDEFG0s3cr3tFineGrained_0123456789abcdefghijklmnop",
+    "SLACK_BOT": "xoxb-1234567890-s3cr3tSlackBot",
+    "AWS_ID": "AKIAS3CR3TEXAMPLE123",
+    "LLM": "sk-proj-S3cr3tOpenAi0123456789abcdef",
+}
+#: Ordinary variables, recorded as they are.
+BENIGN = {
+    "PYTHONPATH": "/lab/src",
+    "LANG": "en_US.UTF-8",
+    "PROJECT_URL": "https://example.org/lab?page=2&sort=name",
+    "PATTERN": "trial-*",
+    "COMPAT_MODE": "on",
+}
+
+
+def test_secrets_never_reach_the_store(investigation, monkeypatch, tmp_path):
+    for name, value in {**PLANTED, **BENIGN}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MITOSIS_REDACT", "*SAUCE*, *NOTHING_ELSE*")
+    git("remote", "add", "origin", "https://alice:s3cr3t-remote@example.org/lab.git")
+    git("remote", "add", "hook", "https://lab.example.org/x.git?access_token=s3cr3t-query")
+    site = tmp_path / "site"  # a package installed from a URL holding a token
+    info = site / "tokened_pkg-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tokened-pkg\nVersion: 1.0\n\n")
+    direct = {"url": "https://ghp_s3cr3tInUrl0123456789abcdefghij@github.com/lab/pkg.git"}
+    direct["vcs_info"] = {"vcs": "git", "commit_id": "abc123"}
+    (info / "direct_url.json").write_text(json.dumps(direct))
+    monkeypatch.syspath_prepend(str(site))
     trial = mitosis.run(
         investigation.sine, {"amplitude": 1, "noise": "low"}, lookup=investigation.lookup
     )
-    assert secret.encode() not in all_objects()
-    env = trial.read("environment.json").decode()
-    assert '"API_TOKEN": "<redacted>"' in env and '"LAB_SAUCE": "<redacted>"' in env
-    assert '"DATABASE_URL": "postgres://db.example.org/lab"' in env
+    stored = all_objects()
+    assert b"s3cr3t" not in stored.lower()
+    assert JWT.split(".")[2].encode() not in stored  # the JWT's signature
+    variables = json.loads(trial.read("environment.json"))["variables"]
+    for name, value in BENIGN.items():
+        assert variables[name] == value
+    assert variables["PATH"] == os.environ["PATH"] and variables["HOME"] == os.environ["HOME"]
+    assert variables["API_TOKEN"] == variables["LAB_SAUCE"] == "<redacted>"
+    assert variables["DATABASE_URL"] == "postgres://db.example.org/lab"
+    assert variables["NOTIFY"] == "https://hooks.slack.com/<redacted>"
+    assert variables["STORAGE"] == (
+        "AccountName=lab;AccountKey=<redacted>;EndpointSuffix=core.windows.net"
+    )
+    assert trial.code is not None and trial.code.remotes == {
+        "hook": "https://lab.example.org/x.git?access_token=<redacted>",
+        "origin": "https://example.org/lab.git",
+    }
+    assert (
+        "tokened-pkg @ git+https://github.com/lab/pkg.git@abc123"
+        in trial.read("requirements.txt").decode()
+    )
 
 
 def test_redaction_rules():
@@ -49,9 +134,92 @@ def test_redaction_rules():
         "SSH_AUTH_SOCK": "<redacted>",
         "pwd": "/home",
     }
+    assert redact_env({"LAB_SAUCE": "x", "lab_sauce_2": "y"}, " *sauce* ,") == {
+        "LAB_SAUCE": "<redacted>",
+        "lab_sauce_2": "<redacted>",
+    }
     assert strip_credentials("see https://u:p@h.org/x and ssh://git@h.org/y") == (
         "see https://h.org/x and ssh://h.org/y"
     )
+
+
+def test_bytes_that_are_not_utf8_are_recorded_escaped(investigation, monkeypatch):
+    monkeypatch.setitem(os.environb, b"LATIN1_VALUE", b"caf\xe9")  # as the system gave it
+    monkeypatch.setitem(os.environb, b"NAME_\xff", b"x")
+    trial = mitosis.run(investigation.bare_number)
+    variables = json.loads(trial.read("environment.json"))["variables"]
+    assert variables["LATIN1_VALUE"] == "caf\\xe9" and variables["NAME_\\xff"] == "x"
+    assert storable("\ud800 alone") == "\\ud800 alone"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("GITHUB_PAT", True),
+        ("PAT", True),
+        ("AZURE_DEVOPS_PAT_2", True),
+        ("githubPat", True),
+        ("PATH", False),
+        ("PYTHONPATH", False),
+        ("MANPATH", False),
+        ("COMPAT", False),
+        ("PATTERN", False),
+        ("XDG_SESSION_ID", True),  # secret-looking names are redacted, secret or not
+        ("SLACK_WEBHOOK_URL", True),
+        ("SERVICEBUS_CONNECTION_STRING", True),
+        ("HOME", False),
+        ("LANG", False),
+    ],
+)
+def test_secret_names(name, secret):
+    assert secret_name(name) is secret
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/X", "https://hooks.slack.com/<redacted>"),
+        (
+            "https://discordapp.com/api/webhooks/1/X",
+            "https://discordapp.com/api/webhooks/<redacted>",
+        ),
+        (
+            "https://outlook.office.com/webhook/a@b/IncomingWebhook/X",
+            "https://outlook.office.com/webhook/<redacted>",
+        ),
+        ("https://api.telegram.org/bot1:X/getMe", "https://api.telegram.org/bot<redacted>"),
+        (
+            "Endpoint=sb://n/;SharedAccessKeyName=Root;SharedAccessKey=X=",
+            "Endpoint=sb://n/;SharedAccessKeyName=Root;SharedAccessKey=<redacted>",
+        ),
+        (
+            "BlobEndpoint=https://b/;SharedAccessSignature=sv=1&sig=X;",
+            "BlobEndpoint=https://b/;SharedAccessSignature=<redacted>;",
+        ),
+        ("host=db password=X user=bob", "host=db password=<redacted> user=bob"),
+        ("Server=db;Password=X;", "Server=db;Password=<redacted>;"),
+        ("token: " + JWT, "token: <redacted>"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nX\n-----END RSA PRIVATE KEY-----\nrest",
+            "<redacted>\nrest",
+        ),
+        ("-----BEGIN PRIVATE KEY-----\nX cut short", "<redacted>"),
+        ("ghs_0123456789abcdefghijABCDEFGHIJ0123 is it", "<redacted> is it"),
+        ("xoxp-123-456-abc", "<redacted>"),
+        ("id=AKIAIOSFODNN7EXAMPLE", "id=<redacted>"),
+        ("sk-ant-api03-Abcdefghij0123456789", "<redacted>"),
+        ("hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "<redacted>"),
+        # ordinary values stay
+        ("/opt/conda/envs/sk-learn-build-env-2024/bin:/usr/bin", None),
+        ("https://example.org/lab?page=2&sort=name", None),
+        ("git@github.com:lab/repo.git", None),
+        ("rs=0:di=01;34:ln=01;36:*.tar=01;31", None),
+        ("-Xmx2g -Dkey.store=/etc/x", None),
+        ("eyJhbGciOiJIUzI1NiJ9", None),  # one segment: no JWT
+    ],
+)
+def test_credentials_in_values(value, kept):
+    assert redact_value(value) == (value if kept is None else kept)
 
 
 def test_branches_are_real_git(investigation, tmp_path):

@@ -19,10 +19,12 @@ from .support import (
     cell,
     complete_experiment,
     config_of,
+    echo,
     exact,
     fail,
     log_record,
     short_commit,
+    shown,
     step_line,
     store_path,
     table,
@@ -57,7 +59,7 @@ def log(
     params = list(dict.fromkeys(n for t in found for n in t.params))
     metrics = list(dict.fromkeys(n for t in found for n in t.metrics))
     if as_json:
-        click.echo(dumps_json([log_record(t) for t in found], indent=2), nl=False)
+        echo(dumps_json([log_record(t) for t in found], indent=2), nl=False, json=True)
         return
     shown = [f"{m} (metric)" if m in params else m for m in metrics]  # a metric named as a param
     headers = ["id", "experiment", "started", "status", *params, "main", *shown, "commit"]
@@ -80,11 +82,11 @@ def log(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(headers)
         writer.writerows(row(t) for t in found)
-        click.echo(out.getvalue(), nl=False)
+        echo(out.getvalue(), nl=False)
     elif found:
-        click.echo(table(headers, [row(t) for t in found]))
+        echo(table(headers, [row(t) for t in found]))
     else:
-        click.echo("no trials" + (" match" if where else ""), err=True)
+        echo("no trials" + (" match" if where else ""), err=True)
 
 
 @click.command()
@@ -101,7 +103,7 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
     if as_json:
         record = converter().unstructure(trial)
         record.update(store=trial.location, branch=branch, paths=paths, environment=environment)
-        click.echo(dumps_json(record, indent=2), nl=False)
+        echo(dumps_json(record, indent=2), nl=False, json=True)
         return
     lines = [
         f"trial      {trial.id}  {trial.experiment}  {trial.status}",
@@ -131,13 +133,14 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
             f"{'steps' if n == 0 else '':<10} {step_line(step)}"
             for n, step in enumerate(trial.steps)
         ]
+    lines = [shown(line) for line in lines]  # each line one line, whatever the record holds
     if trial.error:
         lines.append("error")
-        lines += [f"  {line}" for line in trial.error.rstrip().splitlines()]
-    lines.append(f"store      {trial.location}")
+        lines += [f"  {shown(line, lines=True)}" for line in trial.error.rstrip().split("\n")]
+    lines.append(shown(f"store      {trial.location}"))
     for n, path in enumerate(paths.values()):
-        lines.append(f"{'files' if n == 0 else '':<10} {path}")
-    click.echo("\n".join(lines))
+        lines.append(shown(f"{'files' if n == 0 else '':<10} {path}"))
+    echo("\n".join(lines))
 
 
 @click.command()
@@ -151,10 +154,10 @@ def diff(ctx: click.Context, first: str, second: str, store: Path | None) -> Non
     a, b = load(first, store=path), load(second, store=path)
     differences = diff_trials(a, b)
     if not differences:
-        click.echo(f"trials {a.id} and {b.id} do not differ")
+        echo(f"trials {a.id} and {b.id} do not differ")
         return
     rows = [[d.section, d.key, d.a or "(none)", d.b or "(none)"] for d in differences]
-    click.echo(table(["", "", a.id, b.id], rows))
+    echo(table(["", "", a.id, b.id], rows))
 
 
 @click.command(name="variants")
@@ -193,7 +196,7 @@ def variants_command(
         if experiment is None or param is None:
             fail("--rename needs the EXPERIMENT and the PARAM: variants sine noise --rename a b")
         rename_variant(experiment, param, *rename, store=store_path(ctx, store))
-        click.echo(f"{experiment}: {param}={rename[0]} is now {param}={rename[1]}")
+        echo(f"{experiment}: {param}={rename[0]} is now {param}={rename[1]}")
         return
     if show_conflicts:
         from .. import conflicts  # on first need: sync stays out of `mitosis log`
@@ -204,10 +207,10 @@ def variants_command(
             if param is None or c.param == param
         ]
         if not clashes:
-            click.echo("no variant conflicts with the fetched remote branches")
+            echo("no variant conflicts with the fetched remote branches")
             return
         for clash in clashes:
-            click.echo(str(clash))
+            echo(shown(str(clash)))
         fail(
             f"{len(clashes)} variant conflict(s); settle one by giving one side's value a new "
             "name: mitosis variants EXPERIMENT PARAM --rename OLD NEW"
@@ -216,7 +219,7 @@ def variants_command(
         fail("name the EXPERIMENT whose variants to list (or pass --conflicts)")
     found = variants(experiment, param, store=store_path(ctx, store))
     if not found:
-        click.echo(f"no locked variants in {experiment}" + (f" for {param}" if param else ""))
+        echo(f"no locked variants in {experiment}" + (f" for {param}" if param else ""))
         return
     rows = [
         [
@@ -227,7 +230,7 @@ def variants_command(
         ]
         for v in found
     ]
-    click.echo(table(["param", "variant", "value", "trials"], rows))
+    echo(table(["param", "variant", "value", "trials"], rows))
 
 
 def _registered(config: Config, name: str) -> str:
@@ -258,6 +261,6 @@ def experiments(ctx: click.Context, store: Path | None) -> None:
     ]
     if not rows:
         where = config.path or "no pyproject.toml with [tool.mitosis] found"
-        click.echo(f"no experiments registered ({where}) or recorded")
+        echo(f"no experiments registered ({where}) or recorded")
         return
-    click.echo(table(["experiment", "run", "trials"], rows))
+    echo(table(["experiment", "run", "trials"], rows))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import load
-from .support import cell, fail, store_path, table
+from .support import cell, echo, fail, shown, store_path, table
 
 __all__ = ["export", "rerun"]
 
@@ -49,26 +49,26 @@ def rerun(
     original = load(trial_id, store=path)
     differences = environment_differences(original)
     if differences:
-        click.echo(f"the environment differs from trial {original.id}'s record:", err=True)
+        echo(f"the environment differs from trial {original.id}'s record:", err=True)
         rows = [[d.section, d.key, d.a or "(none)", d.b or "(none)"] for d in differences]
-        click.echo(table(["", "", "recorded", "now"], rows), err=True)
+        echo(table(["", "", "recorded", "now"], rows), err=True)
     where = "the current checkout" if here else "its recorded code, rebuilt"
-    click.echo(f"rerunning trial {original.id} ({original.experiment}) with {where}", err=True)
+    echo(f"rerunning trial {original.id} ({original.experiment}) with {where}", err=True)
     result = rerun_trial(
         original.id, here=here, strict=strict, rel_tol=rtol, abs_tol=atol, store=path, code=code
     )
     for line in result.code:
-        click.echo(f"code: {line}", err=True)
+        echo(shown(f"code: {line}"), err=True)
     rows = [
         [a.name, cell(a.original, 30), cell(a.rerun, 30), "yes" if a.agrees else "NO"]
         for a in result.results
     ]
-    click.echo(table(["", original.id, result.trial.id, "agrees"], rows))
+    echo(table(["", original.id, result.trial.id, "agrees"], rows))
     if result.trial.error:
-        click.echo(result.trial.error.rstrip(), err=True)
+        echo(shown(result.trial.error.rstrip(), lines=True), err=True)
     if not result.agrees:
         fail(f"trial {result.trial.id} (a rerun of {original.id}) does not reproduce its results")
-    click.echo(f"trial {result.trial.id} reproduces trial {original.id}")
+    echo(f"trial {result.trial.id} reproduces trial {original.id}")
 
 
 @click.command()
@@ -85,4 +85,4 @@ def export(
     from .. import export as export_trial  # on first need
 
     out = export_trial(trial_id, folder, store=store_path(ctx, store), code=code)
-    click.echo(f"wrote {out}; reproduce with: cd {out} && python run.py")
+    echo(f"wrote {out}; reproduce with: cd {out} && python run.py")

@@ -16,6 +16,7 @@ from .support import (
     cell,
     complete_experiment,
     config_of,
+    echo,
     fail,
     store_path,
     summary,
@@ -131,7 +132,7 @@ def run(
             )
         except TrialFailed as failed:
             fail(_failure(failed))
-        click.echo(summary(trial))
+        echo(summary(trial))
         return
     from ..run.sweep import run_sweep  # on first need: `mitosis log` starts quicker without it
 
@@ -160,10 +161,10 @@ def run(
             status = f"{item.status} (done before)" if item.skipped else item.status or ""
             main = cell(item.main) if item.status == "ok" else ""
             rows.append([item.id, status, main, shown])
-    click.echo(table(["id", "status", "main", "parameters"], rows))
+    echo(table(["id", "status", "main", "parameters"], rows))
     bad = sum(item.status != "ok" for item in items)
     if bad:
-        click.echo(f"{bad} of {len(items)} trials did not succeed (see `mitosis log`)", err=True)
+        echo(f"{bad} of {len(items)} trials did not succeed (see `mitosis log`)", err=True)
         ctx.exit(min(bad, 125))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .support import complete_experiment, fail, store_path
+from .support import complete_experiment, echo, fail, store_path
 
 __all__ = ["browse_command", "plot_command"]
 
@@ -50,7 +50,7 @@ def plot_command(
     check_format(out)
     figure = plot(experiment, x, y, hue=hue, where=where, store=store_path(ctx, store))
     save(figure, out)
-    click.echo(f"wrote {out}")
+    echo(f"wrote {out}")
 
 
 @click.command(name="browse")
@@ -97,11 +97,11 @@ def browse_command(
             store_path(ctx, store),
             8000 if port is None else port,
             interval=interval,
-            say=click.echo,
+            say=echo,
         )
         return
     site = browse(out, store=store_path(ctx, store))
-    click.echo(
+    echo(
         f"{len(site.new_trials)} new trial page(s); {site.trials} trials of "
         f"{site.experiments} experiment(s): {site.index}"
     )

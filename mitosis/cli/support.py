@@ -1,5 +1,6 @@
 """What the command line needs besides its commands: the configuration and the store it names,
-completion of experiment names, and presenting trials as tables."""
+completion of experiment names, presenting trials as tables, and printing what came from a
+record safely (:func:`shown`, :func:`echo`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import click
 
 from ..exceptions import MitosisError
 from ..model.records import StepRecord, Trial
+from ..model.text import UNSAFE, escape
 from ..model.values import dumps_json
 from ..run.config import Config, load_config
 from ..store.repo import Store
@@ -49,16 +51,48 @@ def complete_experiment(ctx: click.Context, _: click.Parameter, incomplete: str)
 
 
 def fail(message: str) -> NoReturn:
-    raise click.ClickException(message)
+    """Stop with ``Error: message`` (through :func:`shown`: messages quote records) and exit 1."""
+    raise click.ClickException(shown(message, lines=True))
+
+
+# -- printing what came from a record -----------------------------------------------------
+
+
+def shown(text: str, *, lines: bool = False) -> str:
+    r"""A string that came from a record (an error, a host, a parameter, a metric's name, a
+    path, an experiment's or a variant's name) as the terminal may show it: control characters
+    (C0, DEL, C1), bidirectional controls and lone surrogates written as escapes (``\x1b``,
+    ``\u202e``, ``\n``), so that a record can neither move the cursor, rewrite a line, set the
+    window's title nor reorder what is read. With ``lines``, newlines and tabs are kept: a block
+    meant as lines, such as a traceback.
+
+    >>> shown("boom\x1b[2J\n")
+    'boom\\x1b[2J\\n'
+    """
+    return escape(text, keep="\n\t" if lines else "")
+
+
+def echo(text: str = "", *, err: bool = False, nl: bool = True, json: bool = False) -> None:
+    """Print ``text``; every command prints through this. Fields are made safe where they are
+    formatted (:func:`shown`, :func:`cell`, :func:`table`); this is the last guard, which keeps
+    newlines and tabs and escapes any other control character left. JSON text (``json``) gets
+    ``\\uXXXX`` escapes instead, so that it stays valid JSON."""
+    if json:
+        text = UNSAFE.sub(lambda m: m[0] if m[0] == "\n" else f"\\u{ord(m[0]):04x}", text)
+    else:
+        text = shown(text, lines=True)
+    click.echo(text, err=err, nl=nl)
 
 
 # -- run arguments ---------------------------------------------------------------------
 
 
 def summary(trial: Trial) -> str:
-    metrics = " ".join(f"{k}={cell(v)}" for k, v in trial.metrics.items())
+    metrics = " ".join(f"{shown(k)}={cell(v)}" for k, v in trial.metrics.items())
     main = f"main={cell(trial.main)}" if trial.status == "ok" else ""
-    line = " ".join(part for part in (f"trial {trial.id}", trial.status, main, metrics) if part)
+    line = " ".join(
+        part for part in (f"trial {shown(trial.id)}", shown(trial.status), main, metrics) if part
+    )
     if len(trial.steps) < 2:
         return line
     return "\n".join([line, *(f"  {step_line(step)}" for step in trial.steps)])
@@ -68,7 +102,7 @@ def step_line(step: StepRecord) -> str:
     """One step of a trial: name, status, main, duration, and where a reused result came from."""
     main = f" main={cell(step.main)}" if step.status == "ok" else ""
     how = f"reused from {step.reused_from}" if step.reused_from else f"{step.duration:.3g} s"
-    return f"step {step.name} {step.status}{main} ({how})"
+    return shown(f"step {step.name} {step.status}{main} ({how})")
 
 
 # -- tables --------------------------------------------------------------------------------
@@ -81,7 +115,7 @@ def cell(value: Any, width: int = _CELL) -> str:
         return format(value, ".4g")
     if isinstance(value, int):
         return str(value)
-    text = " ".join((value if isinstance(value, str) else dumps_json(value)).split())
+    text = shown(" ".join((value if isinstance(value, str) else dumps_json(value)).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -91,8 +125,8 @@ def exact(value: Any) -> str:
 
 
 def table(headers: list[str], rows: Iterable[list[str]]) -> str:
-    """Left-aligned columns two spaces apart."""
-    table = [headers, *rows]
+    """Left-aligned columns two spaces apart, each cell one line (through :func:`shown`)."""
+    table = [[shown(c) for c in row] for row in (headers, *rows)]
     widths = [max(map(len, column)) for column in zip(*table, strict=True)]
     pattern = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(pattern.format(*row).rstrip() for row in table)

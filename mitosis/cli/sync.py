@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import click
 
 from ..exceptions import SyncConflict, SyncRefused
+from ..model.text import escape
 from ..store.repo import Store, default_store_path
-from .support import store_path, table
+from .support import echo, store_path, table
 
 if TYPE_CHECKING:
     from .. import SyncReport
@@ -41,7 +42,7 @@ def _sync_arguments(
 def _progress(message: bytes) -> None:
     """Progress messages on stderr: redrawn in place on a terminal, one per line elsewhere, and
     never run together (some messages end without a line end)."""
-    text = message.decode("utf-8", "replace")
+    text = escape(message.decode("utf-8", "replace"), keep="\r\n")  # a remote's text: no escapes
     if not sys.stderr.isatty():
         text = text.replace("\r", "\n")
     if not text.endswith(("\r", "\n")):
@@ -52,7 +53,7 @@ def _progress(message: bytes) -> None:
 
 def _report(report: SyncReport) -> None:
     rows = [[name, what] for name, what in sorted(report.experiments.items())]
-    click.echo(table(["experiment", report.remote], rows) if rows else "nothing to do")
+    echo(table(["experiment", report.remote], rows) if rows else "nothing to do")
 
 
 @click.command()
@@ -107,7 +108,7 @@ def bundle_command(
     from .. import bundle as sync_bundle  # on first need
 
     count = sync_bundle(file, experiments, since=since, store=store_path(ctx, store))
-    click.echo(f"wrote {count} trial branch(es) to {file}")
+    echo(f"wrote {count} trial branch(es) to {file}")
 
 
 @click.command(name="gc")
@@ -117,9 +118,9 @@ def gc_command(ctx: click.Context, store: Path | None) -> None:
     """Pack the store's loose objects (with deltas), so that thousands of trials stay small."""
     from .. import gc as sync_gc  # on first need
 
-    packed = sync_gc(store=store_path(ctx, store), progress=lambda text: click.echo(text, err=True))
+    packed = sync_gc(store=store_path(ctx, store), progress=lambda text: echo(text, err=True))
     mib = 1024 * 1024
-    click.echo(
+    echo(
         f"packed {packed.objects} objects: {packed.before / mib:.1f} MiB -> "
         f"{packed.after / mib:.1f} MiB"
     )

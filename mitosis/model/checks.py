@@ -21,6 +21,7 @@ import re
 from typing import Any, NoReturn
 
 from ..exceptions import BadRecord
+from .text import escape, unsafe_char
 
 __all__ = [
     "STATUSES",
@@ -38,8 +39,6 @@ STEP_STATUSES = (*STATUSES, "not run")
 VALUE_SOURCES = ("variant", "literal", "default")
 _HEX_ID = re.compile(r"[0-9a-f]{4,64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-#: C0 controls but tab, DEL, C1 controls, and the bidirectional overrides and isolates.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 # What git refuses in one component of a ref name (git check-ref-format), and "/": an
 # experiment's branch is exactly one component under refs/heads/mitosis/.
 _REF_REFUSED = re.compile(r"[\x00-\x20\x7f~^:?*\[\\/]|\.\.|@\{")
@@ -71,10 +70,10 @@ def path_problem(path: str) -> str | None:
 
 def printable_problem(text: str, what: str) -> str | None:
     """What is wrong with ``text`` as a one-line name (no control characters), or None."""
-    found = _CONTROL.search(text)
+    found = unsafe_char(text)
     if found is None:
         return None
-    return f"{what} {text!r} holds the control character {found.group()!r}"
+    return f"{what} {escape(text)!r} holds the unsafe character {escape(found)!r}"
 
 
 def experiment_problem(name: str) -> str | None:
@@ -83,7 +82,7 @@ def experiment_problem(name: str) -> str | None:
         not isinstance(name, str)
         or not name
         or _REF_REFUSED.search(name)
-        or _CONTROL.search(name)
+        or unsafe_char(name)
         or name.startswith(".")
         or name.endswith((".", ".lock"))
         or name == "@"

@@ -20,10 +20,12 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
+from ..exceptions import BadParameter
 from .portable import NeedsDill, dumps, plain
 
 __all__ = ["Encoded", "decode", "dumps_json", "encode", "loads_dill", "type_name"]
@@ -109,17 +111,46 @@ def encode(value: Any) -> Encoded:
 
     >>> encode((1, "a")).json
     {'py/tuple': [1, 'a']}
+
+    Raises:
+        BadParameter: the value cannot be stored (it cannot be pickled, or it holds text with a
+            lone surrogate); the message says why, for the caller to name the parameter.
     """
     state = {"exact": True}
     try:
         canonical = _canonical(value, state)
     except (_NotJSON, RecursionError):
-        digest = hashlib.sha256(canonical_pickle(value)).hexdigest()
-        return Encoded(None, False, f"sha256:{digest}", type_name(value), dumps(value))
-    digest = hashlib.sha256(dumps_json(canonical).encode()).hexdigest()
+        digest = hashlib.sha256(_pickled(canonical_pickle, value)).hexdigest()
+        return Encoded(None, False, f"sha256:{digest}", type_name(value), _pickled(dumps, value))
+    try:
+        text = dumps_json(canonical).encode()
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start : exc.end]
+        raise BadParameter(
+            f"its value ({_a(type_name(value))}) cannot be stored: it holds text with a lone "
+            f"surrogate ({bad!r}), which UTF-8 cannot encode; pass valid text (decode bytes with "
+            "errors='replace', say) or the bytes themselves"
+        ) from None
+    digest = hashlib.sha256(text).hexdigest()
     exact = state["exact"]
-    pickled = None if exact else dumps(value)
+    pickled = None if exact else _pickled(dumps, value)
     return Encoded(canonical, exact, f"sha256:{digest}", type_name(value), pickled)
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _pickled(pickler: Callable[[Any], bytes], value: Any) -> bytes:
+    """``pickler(value)``; a value that neither pickle nor dill can hold is a BadParameter."""
+    try:
+        return pickler(value)
+    except Exception as exc:  # whatever a value's __reduce__ or __getstate__ raises
+        raise BadParameter(
+            f"its value ({_a(type_name(value))}) cannot be stored: pickling failed: "
+            f"{type(exc).__name__}: {exc}; pass a value that pickle or dill can store (a list "
+            "rather than a generator or an iterator, a path rather than an open file)"
+        ) from None
 
 
 def _canonical_picklers() -> tuple[type[Any], type[Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from ..model.records import CodeState, Environment
-from ..model.redact import redact_env, strip_credentials
+from ..model.redact import redact_env, redact_value, storable, strip_credentials
 
 __all__ = [
     "UNTRACKED_NOTE",
@@ -24,6 +24,7 @@ __all__ = [
     "hostname",
     "read_code",
     "redact_env",
+    "redact_value",
     "requirements",
     "strip_credentials",
     "username",
@@ -49,12 +50,12 @@ def environment() -> Environment:
     return Environment(
         python=platform.python_version(),
         implementation=platform.python_implementation(),
-        executable=sys.executable,
+        executable=storable(sys.executable),
         platform=platform.platform(),
         machine=platform.machine(),
-        host=hostname(),
-        user=username(),
-        cwd=os.getcwd(),
+        host=storable(hostname()),
+        user=storable(username()),
+        cwd=storable(os.getcwd()),
         variables=redact_env(dict(os.environ), os.environ.get("MITOSIS_REDACT")),
     )
 
@@ -68,7 +69,7 @@ def _direct_url(folder: str, name: str, version: str) -> str | None:
     try:
         with open(os.path.join(folder, "direct_url.json"), encoding="utf-8") as f:
             direct = json.load(f)
-        url = strip_credentials(direct["url"])
+        url = redact_value(direct["url"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if direct.get("dir_info", {}).get("editable"):
@@ -173,7 +174,7 @@ def read_code(start: str | os.PathLike[str], exclude: str | None = None) -> Code
                     url = config.get(section, b"url").decode()
                 except KeyError:
                     continue
-                remotes[section[1].decode()] = strip_credentials(url)
+                remotes[section[1].decode()] = redact_value(url)
         diff = io.BytesIO()
         status = porcelain.status(repo, untracked_files="all")
         if head is not None:

@@ -10,6 +10,7 @@ import attrs
 
 from ..exceptions import BadParameter
 from ..model.layout import qualified, split_qualified
+from ..model.text import check_name
 
 __all__ = [
     "Chain",
@@ -236,6 +237,8 @@ def chain_of(
         )
     steps = [_step(item) for item in experiment]
     names = [s.name for s in steps]
+    for name in names:
+        check_name("step name", name, "name the step with printable text")
     dotted = [n for n in names if "." in n or "+" in n]
     if dotted:
         raise BadParameter(

@@ -10,7 +10,8 @@ import attrs
 
 from ..exceptions import BadParameter, UnknownVariant
 from ..model.records import ValueSource, VariantLock
-from ..model.values import Encoded, encode
+from ..model.text import check_name
+from ..model.values import Encoded, encode, type_name
 from .experiment import Chain
 
 __all__ = ["Resolved", "locks_of", "resolve"]
@@ -49,7 +50,12 @@ def locks_of(resolved: Iterable[Resolved]) -> tuple[VariantLock, ...]:
 
 
 def _display(value: Any) -> str:
-    text = repr(value)
+    """A literal's name: its repr, cut to fit; surrogates escaped (UTF-8 cannot store them)."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a broken __repr__ should not stop the trial
+        text = f"<{type_name(value)}: repr failed: {type(exc).__name__}>"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= _MAX_NAME else text[: _MAX_NAME - 1] + "…"
 
 
@@ -61,9 +67,18 @@ def _resolve_one(arg: str, value: Any, source: ValueSource, chain: Chain, step: 
     if source == "literal" and table is not None and isinstance(value, str):
         if value not in table:
             raise UnknownVariant(name, value, sorted(table))
+        check_name(
+            f"parameter {name!r}: the variant name",
+            value,
+            f"rename it in the lookup dictionary of {spec.name}",
+        )
         variant, value, source = value, table[value], "variant"
     tracked = arg not in spec.untracked
-    return Resolved(name, value, variant, source, tracked, encode(value), step, arg)
+    try:
+        encoded = encode(value)
+    except BadParameter as exc:
+        raise BadParameter(f"parameter {name!r}: {exc}") from None
+    return Resolved(name, value, variant, source, tracked, encoded, step, arg)
 
 
 def _resolve_step(chain: Chain, index: int, params: dict[str, Any]) -> list[Resolved]:
@@ -98,6 +113,7 @@ def _resolve_step(chain: Chain, index: int, params: dict[str, Any]) -> list[Reso
                 f"{spec.name} has no parameter {prefix + str(name)!r}; its signature is {where}. "
                 "Fix the name, or add the parameter to the function."
             )
+        check_name("parameter name", prefix + name, "give the parameter another name")
     for name in sorted(spec.untracked):
         if name not in accepted and name not in params:
             raise BadParameter(

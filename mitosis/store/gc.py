@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from ..exceptions import StoreError, SyncError
-from .background import claim, release
-from .pack import pack_loose
+from .background import claim, holder, release
+from .pack import clear_leftovers, pack_loose
 from .repo import Store, disk_size
 
 __all__ = ["Packed", "gc", "packing"]
@@ -18,16 +18,27 @@ __all__ = ["Packed", "gc", "packing"]
 
 @contextlib.contextmanager
 def packing(st: Store, why: str = "") -> Iterator[bool]:
-    """The packer's claim, and whether it was free (one packer at a time); a packing that fails
-    inside is a :class:`StoreError` (``why`` completes its message), and nothing loose is lost."""
+    """The packer's claim, and whether it was free (one packer at a time; a stale claim is
+    taken over); with it, what stopped packers left is removed first (:func:`clear_leftovers`).
+    A packing that fails inside is a :class:`StoreError` (``why`` completes its message), and
+    nothing loose is lost."""
+    from dulwich.file import FileLocked
+
     git_dir = st.repo.controldir()
     if not claim(git_dir):
         yield False
         return
     try:
+        clear_leftovers(os.fspath(st.repo.object_store.path))
         yield True
     except OSError as exc:
         raise StoreError(f"cannot pack {st.path}{why}: {exc}") from None
+    except FileLocked as exc:
+        lock = os.fsdecode(exc.lockfilename)
+        raise StoreError(
+            f"cannot pack {st.path}{why}: {lock} is locked by another writer; try again when "
+            "it is done, or remove the file if no git or mitosis process is at work there"
+        ) from None
     finally:
         release(git_dir)
 
@@ -55,9 +66,14 @@ def gc(
     with Store.open(store) as st, packing(st) as mine:
         git_dir = st.repo.controldir()
         if not mine:
+            owner = holder(git_dir)
+            if owner is None:
+                raise StoreError(
+                    f"cannot claim {st.path} for packing: {git_dir}/mitosis cannot be written"
+                )
             raise SyncError(
-                f"another packer is at work on {st.path} ({git_dir}/mitosis/gc.lock); "
-                "try again when it is done"
+                f"another packer is at work on {st.path} ({owner}; its claim is "
+                f"{git_dir}/mitosis/gc.lock); try again when it is done"
             )
         before = disk_size(git_dir)
         count = pack_loose(st, progress=progress)

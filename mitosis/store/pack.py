@@ -14,6 +14,16 @@ Delta chains stay short, so that reading an object stays fast: the versions of a
 of at most ``_RUN`` deltas, each hanging off a *head*; each head is a delta against the head of
 the run before, at most ``_HEADS`` deep, then a whole object starts anew. No chain is deeper than
 ``MAX_DEPTH``, like git's default of 50.
+
+A pack goes into place as git puts one: written and fsynced under a temporary name
+(``tmp_mitosis_*.pack``), its index too (``tmp_mitosis_pack-<checksum>.idx``), then the pack is
+renamed into place, then its index; only then are the loose copies deleted. A packer killed on
+the way leaves temporary files, or a pack without its index, which readers ignore (both git and
+dulwich find packs by their index) and which the next packer removes, under the claim, before it
+starts (:func:`clear_leftovers`): its own temporary files (no other packer can be at work), the
+pack a temporary index names when that pack has no index, the lock files of the pack folder older
+than :data:`~mitosis.store.repo.STALE_LOCK_SECONDS`, and git's and dulwich's temporary packs
+(``tmp_pack_*``, ``tmp_idx_*``, ``tmp*.pack``) older than an hour.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -32,15 +43,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
-from .background import release
-from .repo import Store
+from .background import STALE_CLAIM_SECONDS, release, renew
+from .repo import STALE_LOCK_SECONDS, Store, fault_point, warn
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
     from dulwich.objects import ObjectID
     from dulwich.pack import UnpackedObject
 
-__all__ = ["MAX_DEPTH", "main", "pack_loose"]
+__all__ = ["MAX_DEPTH", "clear_leftovers", "main", "pack_loose"]
 
 _RUN = 25
 _HEADS = 25
@@ -60,6 +71,11 @@ _READ_ONLY = 0o444
 #: started (or since), belong to a commit on its way: they stay loose for the next run.
 _RECENT = 10.0
 _TYPES = {b"commit": _COMMIT, b"tree": 2, b"blob": 3, b"tag": 4}
+#: The start of the packer's temporary files' names, in the pack folder.
+_TEMPORARY = "tmp_mitosis_"
+# Temporary packs of git (index-pack, fetch) and dulwich (a thin pack in the objects folder,
+# ``add_pack``'s tempfile in the pack folder).
+_OTHERS_TEMPORARY = re.compile(r"tmp_pack_.*|tmp_idx_.*|tmp[a-z0-9_]{8}\.pack")
 
 _Plan = list[tuple["ObjectID", "ObjectID | None"]]
 _History = list[tuple["ObjectID", "ObjectID", list["ObjectID"]]]
@@ -75,6 +91,7 @@ def pack_loose(
         The number of objects packed.
     """
     objects = store.repo.object_store
+    git_dir = store.repo.controldir()
     # The tips first: a commit written after the listing of loose objects is then never a tip,
     # so the walk from the tips meets only listed commits, or packed ones.
     started = time.time()
@@ -90,6 +107,7 @@ def pack_loose(
             nonlocal done
             if shas:
                 _write_pack(objects, len(shas), entries)
+                renew(git_dir)  # still at work: the claim is not stale
                 deleting.append(deleter.submit(_delete, objects, shas))
                 done += len(shas)
                 if progress is not None:
@@ -126,12 +144,20 @@ def _written_before(objects: DiskObjectStore, sha: ObjectID, moment: float) -> b
 def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[UnpackedObject]) -> None:
     """Write a pack of ``count`` entries and its index into the pack folder, both fsynced.
 
-    The index is made from the offsets and checksums noted while writing (dulwich's
-    ``add_pack_data`` reads the whole pack back, resolving every delta, to make it)."""
-    from dulwich.file import GitFile
+    Both are written under temporary names first, then the pack is renamed into place, then its
+    index (as git does). The index is made from the offsets and checksums noted while writing
+    (dulwich's ``add_pack_data`` reads the whole pack back, resolving every delta, to make it).
+
+    Raises:
+        StoreError: the pack vanished before its index was in place (another packer removed
+            it); its loose objects are kept.
+    """
     from dulwich.pack import write_pack_data, write_pack_index
 
-    fd, temporary = tempfile.mkstemp(dir=objects.pack_dir, suffix=".pack")  # no index: unseen
+    folder = objects.pack_dir
+    fd, temporary = tempfile.mkstemp(dir=folder, prefix=_TEMPORARY, suffix=".pack")
+    index_temporary = name = None
+    placed = False
     try:
         with os.fdopen(fd, "wb") as file:
             written, checksum = write_pack_data(
@@ -144,15 +170,112 @@ def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[Unpacked
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, _READ_ONLY)
-        name = os.path.join(objects.pack_dir, f"pack-{checksum.hex()}")
-        os.replace(temporary, name + ".pack")  # like git: the pack, then its index
-    except BaseException:
+        name = os.path.join(folder, f"pack-{checksum.hex()}")
+        # Named after its pack, so that the next packer knows whose index it is.
+        index_temporary = os.path.join(folder, f"{_TEMPORARY}pack-{checksum.hex()}.idx")
         with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
+            os.remove(index_temporary)  # left by a packer that stopped
+        index = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
+        with open(index_temporary, "wb") as file:
+            write_pack_index(file, index, checksum, version=objects.pack_index_version)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(index_temporary, _READ_ONLY)
+        fault_point("pack-written")
+        os.replace(temporary, name + ".pack")  # like git: the pack, then its index
+        placed = True
+        fault_point("pack")
+        os.replace(index_temporary, name + ".idx")
+    except BaseException:
+        for path in (temporary, index_temporary):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+        if placed and name is not None and not os.path.exists(name + ".idx"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name + ".pack")  # a pack without its index: unseen, and useless
         raise
-    index = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
-    with GitFile(name + ".idx", "wb", mask=_READ_ONLY, fsync=True) as file:
-        write_pack_index(file, index, checksum, version=objects.pack_index_version)
+    if not os.path.exists(name + ".pack"):  # removed as a dead packer's while it was placed
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(name + ".idx")
+        raise StoreError(
+            f"the pack {name}.pack was removed before its index was in place (another packer "
+            "took this one's claim?); its objects stay loose: run `mitosis gc` again"
+        )
+    fault_point("index")
+
+
+def clear_leftovers(objects_path: str) -> list[str]:
+    """Remove what packers and fetches that stopped left in the object folder (see the
+    module's docstring), saying so on the logger ``mitosis``. Call it holding the packer's
+    claim: the packer's own temporary files are removed whatever their age.
+
+    Returns:
+        The names of the files removed.
+    """
+    folder = os.path.join(objects_path, "pack")
+    removed: list[str] = []
+    now = time.time()
+
+    def age(path: str) -> float:
+        return now - os.stat(path).st_mtime
+
+    def remove(path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed.append(os.path.relpath(path, objects_path))
+
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if name.startswith(_TEMPORARY):
+                if name.endswith(".idx"):  # its pack may be in place without it
+                    pack = name[len(_TEMPORARY) : -4]
+                    if _remove_orphan(os.path.join(folder, pack)):
+                        removed.append(os.path.join("pack", pack + ".pack"))
+                remove(path)
+            elif (name.endswith(".lock") and age(path) > STALE_LOCK_SECONDS) or (
+                _OTHERS_TEMPORARY.fullmatch(name) and age(path) > STALE_CLAIM_SECONDS
+            ):
+                remove(path)
+        except FileNotFoundError:
+            continue  # gone meanwhile
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir(objects_path)):
+            path = os.path.join(objects_path, name)
+            if name.startswith("tmp_pack_") and age(path) > STALE_CLAIM_SECONDS:
+                remove(path)
+    if removed:
+        warn(
+            "mitosis: removed %d file(s) left in %s by a packer or a fetch that stopped: %s",
+            len(removed),
+            objects_path,
+            ", ".join(removed),
+        )
+    return removed
+
+
+def _remove_orphan(base: str) -> bool:
+    """Remove the pack ``base + ".pack"`` if it has no index; whether it did. It is renamed
+    aside first, and put back if its index appears meanwhile (its packer was alive after all:
+    it checks that its pack is still there before it deletes any loose object)."""
+    pack, index = base + ".pack", base + ".idx"
+    if not os.path.exists(pack) or os.path.exists(index):
+        return False
+    aside = f"{base}.orphan-{os.getpid()}"
+    try:
+        os.rename(pack, aside)
+    except FileNotFoundError:
+        return False
+    if os.path.exists(index):
+        os.rename(aside, pack)
+        return False
+    os.remove(aside)
+    return True
 
 
 def _delete(objects: DiskObjectStore, shas: list[ObjectID]) -> None:
@@ -365,6 +488,7 @@ def main(git_dir: str) -> int:
 
     try:
         with Store(Repo(git_dir)) as store:
+            clear_leftovers(os.fspath(store.repo.object_store.path))
             pack_loose(store)
     finally:
         release(git_dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import signal
 import stat
 import threading
 import time
@@ -29,7 +30,15 @@ if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `impor
     from dulwich.refs import Ref
     from dulwich.repo import Repo
 
-__all__ = ["Check", "Store", "backoff", "default_store_path", "disk_size", "warn"]
+__all__ = [
+    "Check",
+    "Store",
+    "backoff",
+    "default_store_path",
+    "disk_size",
+    "fault_point",
+    "warn",
+]
 
 _RETRIES = 400
 #: A lock file older than this was left by a writer that died: git holds them for milliseconds.
@@ -37,8 +46,10 @@ STALE_LOCK_SECONDS = 10.0
 #: Past about this many loose objects (a few hundred trials), a background packer starts.
 AUTO_PACK_OBJECTS = 8000
 #: Test hook: called with the name of each point of a commit ("blobs": its blobs are written;
-#: "tree": its tree; "commit": the commit, before the ref moves), so that tests can kill the
-#: writer there or act at that moment. None in normal use.
+#: "tree": its tree; "commit": the commit, before the ref moves) and of packing (see
+#: :mod:`mitosis.store.pack`), so that tests can kill the writer there or act at that moment.
+#: None in normal use. A process of its own (``mitosis gc``, say) is stopped there instead by
+#: ``MITOSIS_FAULT_STOP=<point>`` (SIGSTOP), for a test to kill it (see :func:`fault_point`).
 fault: Callable[[str], None] | None = None
 _MIN_PREFIX = 4
 
@@ -406,7 +417,7 @@ class Store:
         blobs = {
             path: None if data is None else self.add_blob(data) for path, data in files.items()
         }
-        _fault("blobs")
+        fault_point("blobs")
         for attempt in range(_RETRIES):
             local = self.local_tip(experiment)
             tip = local if local is not None else self.tip(experiment)
@@ -414,11 +425,11 @@ class Store:
             if check is not None:
                 check(self, base)
             tree = self.build_tree(base, blobs)
-            _fault("tree")
+            fault_point("tree")
             if tip is not None and tree == base:
                 return tip  # nothing new: another writer committed the same files already
             commit = self.new_commit(tree, [tip] if tip else [], message)
-            _fault("commit")
+            fault_point("commit")
             reflog = b"mitosis: " + message.splitlines()[0].encode()
             try:
                 if local is None:
@@ -466,9 +477,13 @@ def warn(message: str, *args: object) -> None:
     logging.getLogger("mitosis").warning(message, *args)
 
 
-def _fault(point: str) -> None:
+def fault_point(point: str) -> None:
+    """A point where tests may act (:data:`fault`); a process whose ``MITOSIS_FAULT_STOP``
+    names the point stops itself there (SIGSTOP), for a test to kill it at that moment."""
     if fault is not None:
         fault(point)
+    if os.environ.get("MITOSIS_FAULT_STOP") == point and hasattr(signal, "SIGSTOP"):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 _STALE_CHECK_MUTEX = threading.Lock()

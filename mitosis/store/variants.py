@@ -19,6 +19,7 @@ from ..exceptions import (
 )
 from ..model.layout import VARIANTS, alias_path, variant_path
 from ..model.records import Variant, VariantLock
+from ..model.text import check_name
 from ..model.values import dumps_json
 from .repo import Check, Store
 from .trials import load_json, read_trials
@@ -107,9 +108,14 @@ def lock_new(store: Store, experiment: str, locks: Sequence[VariantLock]) -> Non
     refused.
 
     Raises:
+        BadParameter: a parameter or variant name holds a control character (a newline would
+            forge a trailer of the lock's commit message).
         VariantConflict: a name is locked to another value.
         VariantRenamed: a name meant this value once, and has been renamed since.
     """
+    for r in locks:
+        check_name("parameter name", r.param, "give the parameter another name")
+        check_name(f"parameter {r.param!r}: the variant name", r.variant, "rename the variant")
     check = lock_check(experiment, locks)
     tree = store.tree_of(store.tip(experiment))
     check(store, tree)
@@ -140,9 +146,11 @@ def rename_variant(
     refused with a pointer to ``new``, and a pull can bring in the other store's ``old``.
 
     Raises:
+        BadParameter: ``new`` holds a control character (names are one line of printable text).
         UnknownVariant: ``old`` is not locked.
         VariantConflict: ``new`` is already locked to another value.
     """
+    check_name(f"the new name of {param}={old!r}", new, "choose a name of printable text")
     with Store.open(store) as st:
         source, target = variant_path(param, old), variant_path(param, new)
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 from ..model.layout import TRIAL, trial_dir
 from ..model.records import Trial, VariantLock, converter
+from ..model.text import escape
 from ..model.values import dumps_json
 from .provenance import HERE, note
 from .repo import Store
@@ -42,10 +43,12 @@ def commit_message(trial: Trial) -> str:
     """A one-line summary, then git trailers, so ``git log`` reads like a lab notebook."""
 
     def short(text: str) -> str:
-        text = " ".join(text.split())
+        text = escape(" ".join(text.split()))
         return text if len(text) <= _SUMMARY_VALUE else text[: _SUMMARY_VALUE - 1] + "…"
 
-    params = " ".join(f"{n}={short(p.variant)}" for n, p in trial.params.items())
+    # Names are checked when a trial resolves its parameters; a rerun's come from a record, which
+    # may have been pulled: every value is escaped, so no line break can forge a trailer.
+    params = " ".join(f"{escape(n)}={short(p.variant)}" for n, p in trial.params.items())
     main = trial.main
     shown = format(main, ".4g") if isinstance(main, float) else json.dumps(main)
     result = f"main={short(shown)}" if trial.status == "ok" else trial.status
@@ -53,12 +56,12 @@ def commit_message(trial: Trial) -> str:
     code = "none"
     if trial.code is not None:
         code = (trial.code.commit or "no-commit") + (" dirty" if trial.code.dirty else "")
-    rerun = f"Mitosis-Rerun-Of: {trial.rerun_of}\n" if trial.rerun_of else ""
+    rerun = f"Mitosis-Rerun-Of: {escape(trial.rerun_of)}\n" if trial.rerun_of else ""
     return (
         f"{summary}\n\n"
-        f"Mitosis-Trial: {trial.id}\n"
+        f"Mitosis-Trial: {escape(trial.id)}\n"
         f"Mitosis-Experiment: {trial.experiment}\n"
-        f"Mitosis-Code-Commit: {code}\n"
+        f"Mitosis-Code-Commit: {escape(code)}\n"
         f"Mitosis-Status: {trial.status}\n"
         f"{rerun}"
     )

@@ -237,3 +237,28 @@ def loaded_modules():
     import sys
 
     return {"main": len(sys.modules), "data": sorted(sys.modules)}
+
+
+#: What a terminal would act on: set the window's title, clear the screen, colour, reverse the
+#: text's direction, a C1 CSI, DEL, and a carriage return that overwrites the line.
+TRAP = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\u202eevil\u2066\x9b31m\x7f\rover"
+
+
+class Trap:
+    """A literal whose repr (its recorded name) holds the trap and a line break."""
+
+    def __repr__(self):
+        return f"Trap({TRAP}\nMitosis-Status: ok)"
+
+    def __eq__(self, other):
+        return isinstance(other, Trap)
+
+    __hash__ = object.__hash__
+
+
+def terminal_trap(fail: bool = False, note=None):
+    """The trap in a metric's name, in output, and (``fail``) in an error of several lines."""
+    print(TRAP, flush=True)
+    if fail:
+        raise ValueError(f"boom {TRAP}\nsecond line\twith a tab")
+    return {"main": 1.0, "metrics": {f"m{TRAP}": 2.0}}
