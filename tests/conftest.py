@@ -103,3 +103,19 @@ def investigation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Path:
+    """A bare repository that machines push to and pull from."""
+    path = tmp_path / "hub.git"
+    git("init", "-q", "--bare", str(path))
+    return path
+
+
+def server(tmp_path: Path, name: str, hub: Path) -> Path:
+    """A machine's store: a repository whose origin is the hub."""
+    path = tmp_path / name
+    git("init", "-q", str(path))
+    git("remote", "add", "origin", str(hub), cwd=path)
+    return path

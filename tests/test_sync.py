@@ -15,25 +15,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, run_writers, wait_for_packer
+from conftest import git, run_writers, server, wait_for_packer
 
 import mitosis
 from mitosis.cli import main
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Path:
-    path = tmp_path / "hub.git"
-    git("init", "-q", "--bare", str(path))
-    return path
-
-
-def server(tmp_path: Path, name: str, hub: Path) -> Path:
-    """A machine's store: a repository whose origin is the hub."""
-    path = tmp_path / name
-    git("init", "-q", str(path))
-    git("remote", "add", "origin", str(hub), cwd=path)
-    return path
 
 
 def record(investigation, store: Path, amplitude: int, noise: str = "low", lookup=None) -> str:

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, server
 
 import mitosis
 from mitosis.store.repo import Store
@@ -25,20 +25,6 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     """The installed `mitosis` command, as a user runs it."""
     assert MITOSIS is not None, "the mitosis console script is installed by pip install -e ."
     return subprocess.run([MITOSIS, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
-
-
-@pytest.fixture
-def hub(tmp_path: Path) -> Path:
-    path = tmp_path / "hub.git"
-    git("init", "-q", "--bare", str(path))
-    return path
-
-
-def server(tmp_path: Path, name: str, hub: Path) -> Path:
-    path = tmp_path / name
-    git("init", "-q", str(path))
-    git("remote", "add", "origin", str(hub), cwd=path)
-    return path
 
 
 def record(investigation, store: Path, amplitude: int) -> str:

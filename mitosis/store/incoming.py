@@ -20,7 +20,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..model.checks import name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
@@ -28,7 +28,9 @@ from .repo import Store
 from .trials import load_json
 
 if TYPE_CHECKING:
-    from dulwich.objects import ObjectID, Tree
+    from dulwich.objects import ObjectID, ShaFile, Tree
+
+_Object = TypeVar("_Object", bound="ShaFile")
 
 __all__ = ["admit", "ancestors", "history_problem", "quarantine", "removals"]
 
@@ -96,7 +98,6 @@ def ancestors(st: Store, tips: list[ObjectID | None]) -> set[ObjectID]:
 def history_problem(st: Store, tip: ObjectID, known: set[ObjectID]) -> str | None:
     """What is malformed in the commits and trees that ``tip`` brings beyond ``known`` (the
     commits the store already had), or None."""
-    from dulwich.errors import ObjectFormatException
     from dulwich.objects import Commit
 
     seen_trees: set[ObjectID] = set()
@@ -106,16 +107,9 @@ def history_problem(st: Store, tip: ObjectID, known: set[ObjectID]) -> str | Non
         if commit_id in walked:
             continue
         walked.add(commit_id)
-        try:
-            commit = st.get(commit_id)
-        except KeyError:
-            return f"commit {commit_id.decode()} is missing"
-        if not isinstance(commit, Commit):
-            return f"{commit_id.decode()} is a {commit.type_name.decode()}, not a commit"
-        try:
-            commit.check()
-        except ObjectFormatException as exc:
-            return f"commit {commit_id.decode()} is malformed: {exc}"
+        commit = _checked(st, commit_id, Commit, f"commit {commit_id.decode()}")
+        if isinstance(commit, str):
+            return commit
         problem = _tree_problem(st, commit.tree, "", seen_trees)
         if problem is not None:
             return f"commit {commit_id.decode()}: {problem}"
@@ -123,23 +117,33 @@ def history_problem(st: Store, tip: ObjectID, known: set[ObjectID]) -> str | Non
     return None
 
 
-def _tree_problem(st: Store, tree_id: ObjectID, path: str, seen: set[ObjectID]) -> str | None:
+def _checked(st: Store, object_id: ObjectID, kind: type[_Object], what: str) -> _Object | str:
+    """The object ``object_id`` of type ``kind`` when it is there and well formed (dulwich's
+    ``check``, git fsck's rules), else what is wrong with it (``what`` names it)."""
     from dulwich.errors import ObjectFormatException
+
+    try:
+        found = st.get(object_id)
+    except KeyError:
+        return f"{what} ({object_id.decode()}) is missing"
+    if not isinstance(found, kind):
+        return f"{what} is a {found.type_name.decode()}, not a {kind.type_name.decode()}"
+    try:
+        found.check()
+    except ObjectFormatException as exc:
+        return f"{what} is malformed: {exc}"
+    return found
+
+
+def _tree_problem(st: Store, tree_id: ObjectID, path: str, seen: set[ObjectID]) -> str | None:
     from dulwich.objects import Tree
 
     if tree_id in seen:
         return None
     seen.add(tree_id)
-    try:
-        tree = st.get(tree_id)
-    except KeyError:
-        return f"the tree {path or '/'} ({tree_id.decode()}) is missing"
-    if not isinstance(tree, Tree):
-        return f"{path or '/'} is a {tree.type_name.decode()}, not a tree"
-    try:
-        tree.check()
-    except ObjectFormatException as exc:
-        return f"the tree {path or '/'} is malformed: {exc}"
+    tree = _checked(st, tree_id, Tree, f"the tree {path or '/'}")
+    if isinstance(tree, str):
+        return tree
     for entry in tree.iteritems():
         name = entry.path.decode("utf-8", "replace")
         full = f"{path}/{name}" if path else name

@@ -1,10 +1,6 @@
-"""Sharing trials: push, pull (fetch, then fast-forward or merge), bundles.
-
-Trials never collide in a tree (their ids are unique), so two histories of an experiment always
-merge by taking the union of their trees. The one possible conflict is a variant name locked to
-different values on the two sides: the pull of that experiment then stops before changing the
-local branch and reports both values and the trials that used them; the fetched history stays in
-``refs/remotes/<remote>/mitosis/<experiment>``.
+"""Sharing trials: push, pull (fetch, then fast-forward or merge: see
+:mod:`mitosis.store.merge`), bundles. What a pull fetches is checked in quarantine before any
+ref moves (see :mod:`mitosis.store.incoming`).
 """
 
 from __future__ import annotations
