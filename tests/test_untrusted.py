@@ -472,3 +472,22 @@ def test_the_fuzzed_store_reads_from_the_command_line(investigation, tmp_path):
     for command in (["log"], ["log", "--json"], ["show", good], ["experiments"]):
         proc = cli(*command, cwd=Path.cwd())
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_copied_trial_folder_is_not_listed_under_another_name(investigation, tmp_path):
+    store = tmp_path / "store"
+    git("init", "-q", str(store))
+    real = record(investigation, store, 1)
+    assert [t.id for t in mitosis.trials(store=store)] == [real]  # listed: its record is cached
+    from dulwich.objects import Tree
+
+    with Store.open(store) as st:  # the whole folder (the same tree), in another place
+        folder = st.lookup(st.tree_of(st.tip("sine")), f"trials/{real[:2]}/{real}")
+        assert folder is not None
+        root, trials, shard = Tree(), Tree(), Tree()
+        shard.add(b"ffffffffffff", stat.S_IFDIR, folder.id)
+        trials.add(b"ff", stat.S_IFDIR, st.add(shard))
+        root.add(b"trials", stat.S_IFDIR, st.add(trials))
+        commit = st.new_commit(st.add(root), [], "other: copied\n")
+        st.repo.refs[b"refs/heads/mitosis/other"] = commit.id
+    assert [(t.id, t.experiment) for t in mitosis.trials(store=store)] == [(real, "sine")]

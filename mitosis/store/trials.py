@@ -47,16 +47,23 @@ class StoreFiles(NamedTuple):
             return store.read_file(trial.experiment, f"{trial.path}/{name}")
 
 
-def _parse(raw: Any, trial_id: str, experiment: str, source: StoreFiles) -> Trial:
+def _parse(
+    raw: Any, trial_id: str, experiment: str, source: StoreFiles, checked: bool = False
+) -> Trial:
     """A :class:`Trial` from its parsed ``trial.json``, checked first (see
-    :mod:`mitosis.model.checks`).
+    :mod:`mitosis.model.checks`) unless it passed its checks already (``checked``: the listing
+    caches keep only records that did, by the id of their folder's tree; a tree may stand in
+    another place too, so its place is checked all the same).
 
     Raises:
         BadRecord: the record fails its checks (a field, or its place in the tree).
         StoreError: it was written by a newer mitosis.
     """
     where = f"trial {trial_id} on mitosis/{experiment}"
-    record = check_record(raw, trial_id=trial_id, experiment=experiment, where=where)
+    if checked and raw.get("id") == trial_id and raw.get("experiment") == experiment:
+        record = raw
+    else:
+        record = check_record(raw, trial_id=trial_id, experiment=experiment, where=where)
     if record.get("format", 1) > FORMAT:
         raise StoreError(
             f"{where} was written by a newer mitosis (store format {record['format']}); "
@@ -143,18 +150,19 @@ def _trial(
     record = _CACHE.get(key)
     if record is None:
         record = cache.record(tree_id)
+    checked = record is not None
     try:
+        if shard != trial_id[:2]:
+            raise BadRecord(
+                f"trial {trial_id} on mitosis/{experiment} is in the folder trials/{shard}, "
+                f"not trials/{trial_id[:2]}"
+            )
         if record is None:
-            if shard != trial_id[:2]:
-                raise BadRecord(
-                    f"trial {trial_id} on mitosis/{experiment} is in the folder trials/{shard}, "
-                    f"not trials/{trial_id[:2]}"
-                )
             data = store.read_file(experiment, TRIAL, tree_id)
             if data is None:
                 raise BadRecord(f"trial {trial_id} on mitosis/{experiment} has no {TRIAL}")
             record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
-        trial = _parse(record, trial_id, experiment, source)
+        trial = _parse(record, trial_id, experiment, source, checked)
     except StoreError as bad:
         if key not in _BAD:
             _BAD.add(key)
