@@ -40,6 +40,7 @@ from .store.variants import rename_variant, variants
 
 if TYPE_CHECKING:
     from .run.export import export
+    from .run.legacy import load_trial_data
     from .run.rerun import Agreement, Rerun, rerun
     from .run.sweep import sweep
     from .site.build import Site, browse
@@ -54,6 +55,7 @@ _LATER = {
     "browse": "site.build",
     "plot": "site.plot",
     "export": "run.export",
+    "load_trial_data": "run.legacy",
     "Agreement": "run.rerun",
     "Rerun": "run.rerun",
     "rerun": "run.rerun",
@@ -119,6 +121,7 @@ __all__ = [
     "export",
     "gc",
     "load",
+    "load_trial_data",
     "plot",
     "pull",
     "push",
