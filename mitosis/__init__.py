@@ -40,7 +40,7 @@ from .store.variants import rename_variant, variants
 
 if TYPE_CHECKING:
     from .run.export import export
-    from .run.legacy import load_trial_data
+    from .run.legacy import Imported, import_06, load_trial_data
     from .run.rerun import Agreement, Rerun, rerun
     from .run.sweep import sweep
     from .site.build import Site, browse
@@ -56,6 +56,8 @@ _LATER = {
     "plot": "site.plot",
     "export": "run.export",
     "load_trial_data": "run.legacy",
+    "Imported": "run.legacy",
+    "import_06": "run.legacy",
     "Agreement": "run.rerun",
     "Rerun": "run.rerun",
     "rerun": "run.rerun",
@@ -91,6 +93,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "EnvironmentDiffers",
+    "Imported",
     "MitosisError",
     "Packed",
     "Param",
@@ -120,6 +123,7 @@ __all__ = [
     "experiment",
     "export",
     "gc",
+    "import_06",
     "load",
     "load_trial_data",
     "plot",
