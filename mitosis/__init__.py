@@ -40,6 +40,7 @@ from .store.variants import rename_variant, variants
 
 if TYPE_CHECKING:
     from .run.export import export
+    from .run.legacy import Imported, import_06, load_trial_data
     from .run.rerun import Agreement, Rerun, rerun
     from .run.sweep import sweep
     from .site.build import Site, browse
@@ -54,6 +55,9 @@ _LATER = {
     "browse": "site.build",
     "plot": "site.plot",
     "export": "run.export",
+    "load_trial_data": "run.legacy",
+    "Imported": "run.legacy",
+    "import_06": "run.legacy",
     "Agreement": "run.rerun",
     "Rerun": "run.rerun",
     "rerun": "run.rerun",
@@ -89,6 +93,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "EnvironmentDiffers",
+    "Imported",
     "MitosisError",
     "Packed",
     "Param",
@@ -118,7 +123,9 @@ __all__ = [
     "experiment",
     "export",
     "gc",
+    "import_06",
     "load",
+    "load_trial_data",
     "plot",
     "pull",
     "push",

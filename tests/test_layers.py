@@ -24,11 +24,9 @@ def test_the_import_contracts_hold():
 
 
 def test_every_module_lives_in_the_folder_of_its_layer():
-    loose = sorted(
-        p.name
-        for p in PACKAGE.glob("*.py")
-        if p.name not in ("__init__.py", "__main__.py", "exceptions.py", "_version.py")
-    )
+    # _typing.py: its name is mitosis 0.6's (`from mitosis._typing import ExpResults`)
+    outside = ("__init__.py", "__main__.py", "exceptions.py", "_version.py", "_typing.py")
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in outside)
     assert loose == [], f"put these in a layer's folder ({', '.join(LAYERS)}): {loose}"
     assert sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__") == (
         sorted(LAYERS)

@@ -13,6 +13,7 @@ import click
 
 from .._version import __version__
 from ..exceptions import MitosisError
+from .legacy import import_06_command
 from .records import diff, experiments, log, show, variants_command
 from .rerun import export, rerun
 from .run import run
@@ -91,5 +92,6 @@ for _command in (
     pull,
     bundle_command,
     gc_command,
+    import_06_command,
 ):
     main.add_command(_command)

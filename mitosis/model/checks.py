@@ -163,6 +163,7 @@ class _Checker:
         self.number(step.get("duration", 0.0), f"{field}.duration")
         self.text(step.get("reused_from"), f"{field}.reused_from", optional=True)
         self.text(step.get("code"), f"{field}.code", optional=True)
+        self.mapping(step.get("extra", {}), f"{field}.extra")
 
 
 def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dict[str, Any]:

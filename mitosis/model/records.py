@@ -120,6 +120,8 @@ class StepRecord:
         duration: seconds the step's function ran.
         reused_from: the trial whose stored result stood in for running this step, if any.
         code: a hash of the function's compiled code (see reuse), or None.
+        extra: what else the step returned beside ``main``, ``metrics``, ``data`` and
+            ``figures`` (JSON values; others as their repr), as the earlier mitosis allowed.
     """
 
     name: str
@@ -130,6 +132,7 @@ class StepRecord:
     duration: float = 0.0
     reused_from: str | None = None
     code: str | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -265,6 +268,11 @@ def converter() -> cattrs.Converter:
 
     conv = cattrs.Converter(forbid_extra_keys=False, detailed_validation=False)
     omit = override(omit=True)
+    # a step's "extra" is written only when it has some: records without it stay as they were
+    conv.register_unstructure_hook(
+        StepRecord,
+        make_dict_unstructure_fn(StepRecord, conv, extra=override(omit_if_default=True)),
+    )
     conv.register_unstructure_hook(
         Trial,
         make_dict_unstructure_fn(Trial, conv, location=omit, _source=omit),

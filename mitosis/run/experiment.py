@@ -21,6 +21,7 @@ __all__ = [
     "experiment",
     "function_name",
     "spec_of",
+    "table_of",
     "with_untracked",
 ]
 
@@ -102,6 +103,20 @@ def _check_lookup(lookup: Any) -> Lookup:
                 f"{{{param!r}: {{'low': 0.1, 'high': 1.0}}}}; got {type(table).__name__}"
             )
     return lookup
+
+
+def table_of(lookup: Lookup, param: str) -> Mapping[str, Any] | None:
+    """The lookup table of ``param`` in ``lookup``, or None when it has none.
+
+    Looked up through the lookup's own ``__getitem__``, so any mapping serves: a
+    ``defaultdict`` or a class with ``__missing__`` may hold a table for every name, as the
+    earlier mitosis allowed. A value that is not a mapping is no table.
+    """
+    try:
+        table = lookup[param]
+    except KeyError:
+        return None
+    return table if isinstance(table, Mapping) else None
 
 
 def spec_of(

@@ -12,7 +12,7 @@ from ..exceptions import BadParameter, UnknownVariant
 from ..model.records import ValueSource, VariantLock
 from ..model.text import check_name
 from ..model.values import Encoded, encode, type_name
-from .experiment import Chain
+from .experiment import Chain, table_of
 
 __all__ = ["Resolved", "locks_of", "resolve"]
 
@@ -61,18 +61,20 @@ def _display(value: Any) -> str:
 
 def _resolve_one(arg: str, value: Any, source: ValueSource, chain: Chain, step: int) -> Resolved:
     spec = chain.steps[step].spec
-    table = spec.lookup.get(arg)
+    table = table_of(spec.lookup, arg)
     variant = _display(value)
     name = chain.name_of(step, arg)
     if source == "literal" and table is not None and isinstance(value, str):
-        if value not in table:
-            raise UnknownVariant(name, value, sorted(table))
+        try:  # through the table's own __getitem__: a defaultdict or __missing__ may answer
+            found = table[value]
+        except KeyError:
+            raise UnknownVariant(name, value, sorted(map(str, table))) from None
         check_name(
             f"parameter {name!r}: the variant name",
             value,
             f"rename it in the lookup dictionary of {spec.name}",
         )
-        variant, value, source = value, table[value], "variant"
+        variant, value, source = value, found, "variant"
     tracked = arg not in spec.untracked
     try:
         encoded = encode(value)
@@ -94,11 +96,11 @@ def _resolve_step(chain: Chain, index: int, params: dict[str, Any]) -> list[Reso
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
     where = f"{spec.name}{signature}"
-    if index > 0:  # the first positional parameter receives the previous step's "data"
+    if index > 0:  # the first positional parameter (or *args) receives the step before's "data"
         positional = [
             n
             for n, p in signature.parameters.items()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
         ]
         if not positional:
             raise BadParameter(

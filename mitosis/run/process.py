@@ -50,6 +50,8 @@ class Job:
         reused: the pickled result standing in for the reused first steps, if any.
         echo: stream the trial's output to this process's console as it comes.
         figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
+        debug: a debug trial: where the experiment sets up no logging, DEBUG records reach its
+            log too (else INFO and above).
     """
 
     path: list[str]
@@ -59,6 +61,7 @@ class Job:
     reused: bytes | None = None
     echo: bool = True
     figure_dpi: float | None = None
+    debug: bool = False
 
 
 @attrs.frozen
@@ -106,6 +109,8 @@ def perform(job: Job) -> Ran:
         spec_file, out = os.path.join(work, "spec"), os.path.join(work, "out")
         os.mkdir(out)
         header: dict[str, Any] = {"path": job.path}
+        if job.debug:
+            header["debug"] = True
         if job.reused is not None:
             header["reused"] = os.path.join(work, "reused.pkl")
             write_file(header["reused"], job.reused)

@@ -165,6 +165,7 @@ def _step_records(
                 metrics=decode(report.get("metrics") or {}),
                 duration=round(report.get("seconds", 0.0), 6),
                 code=code,
+                extra=decode(report.get("extra") or {}),
             )
         )
     return records

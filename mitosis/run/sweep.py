@@ -193,7 +193,7 @@ def run_sweep(
             keys.append(
                 tuple(sorted((r.name, r.encoded.fingerprint) for r in resolved if r.tracked))
             )
-    origin = Origin(figure_dpi=figure_dpi)
+    origin = Origin(figure_dpi=figure_dpi, debug=debug)
     report = _Progress(len(combos), progress, stream or sys.stderr)
     if debug:
         sweep = _Sweep(chain, combos, None, reuse, origin, keep_records, report)

@@ -116,12 +116,14 @@ class Origin:
         path: folders to put first on the trial process's import path.
         rerun_of: the trial this one reruns.
         figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
+        debug: a debug trial, whose logging shows DEBUG records too (see :class:`Job`).
     """
 
     code: CodeSnapshot | None = None
     path: tuple[str, ...] = ()
     rerun_of: str | None = None
     figure_dpi: float | None = None
+    debug: bool = False
 
 
 def record(
@@ -136,7 +138,7 @@ def record(
 ) -> Trial:
     """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
     check_dpi(figure_dpi)
-    origin = attrs.evolve(origin or Origin(), figure_dpi=figure_dpi)
+    origin = attrs.evolve(origin or Origin(), figure_dpi=figure_dpi, debug=debug)
     if debug:
         trial, _, interrupted = _execute(chain, resolved, None, False, origin)
     else:
@@ -212,6 +214,7 @@ def prepare(
         reused=reused.results[chain.steps[first - 1].name] if reused else None,
         echo=echo,
         figure_dpi=origin.figure_dpi,
+        debug=origin.debug,
     )
 
 

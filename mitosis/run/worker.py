@@ -5,7 +5,8 @@ here: the trial process starts with the standard library alone (and :mod:`mitosi
 loaded by its path), and imports dill only if the spec needs it, matplotlib only if the experiment
 did.
 
-SPEC holds one JSON line (``{"path": the import path, "reused": a file}``) and then a pickle
+SPEC holds one JSON line (``{"path": the import path, "reused": a file, "debug": true}``, the last
+two only when they apply) and then a pickle
 of ``{"steps": [{"name", "function", "kwargs"}, ...], "start": k}``: the steps run in order from
 ``start`` (the result of step ``start - 1``, pickled in the ``reused`` file, stands in for the
 steps before). OUT is a folder that receives ``outcome.json``, ``results/<i>.pkl``, and
@@ -48,8 +49,12 @@ else:  # the trial process: the one module it shares with mitosis, loaded withou
 RETURN_KEYS = ("main", "metrics", "data", "figures")
 
 
-def normalize(returned: Any, who: str = "the experiment") -> dict[str, Any]:
-    """Check a step's return value against the contract; a bare number means ``{"main": n}``."""
+def normalize(returned: Any, who: str = "the experiment", last: bool = True) -> dict[str, Any]:
+    """Check a step's return value against the contract; a bare number means ``{"main": n}``.
+
+    The last step (or a plain function) must return ``"main"``; a step before it may return
+    ``"data"`` alone. Keys besides ``main``, ``metrics``, ``data`` and ``figures`` are kept: they
+    stay in the pickled result, and :func:`extra` records them."""
     import numbers
 
     if isinstance(returned, numbers.Number) and not isinstance(returned, bool):
@@ -59,12 +64,10 @@ def normalize(returned: Any, who: str = "the experiment") -> dict[str, Any]:
             f"{who} returned {type(returned).__name__} {returned!r:.80}; return a number "
             'or a dict with "main" (and optionally "metrics" and "data")'
         )
-    extra = sorted(str(k) for k in returned if k not in RETURN_KEYS)
-    if "main" not in returned or extra:
-        problem = f"unexpected keys {extra}" if extra else 'no "main" key'
+    if last and "main" not in returned:
         raise TypeError(
-            f"{who} returned a dict with {problem}; the keys it may have are "
-            '"main" (required), "metrics", "data" and "figures"'
+            f'{who} returned a dict with no "main" key (keys: {sorted(map(str, returned))}); '
+            'return {"main": ...} (and optionally "metrics", "data" and "figures")'
         )
     metrics = returned.get("metrics", {})
     if not isinstance(metrics, Mapping) or not all(isinstance(k, str) for k in metrics):
@@ -73,6 +76,11 @@ def normalize(returned: Any, who: str = "the experiment") -> dict[str, Any]:
     if not isinstance(figures, (Mapping, list, tuple)) and not hasattr(figures, "savefig"):
         raise TypeError('"figures" must be a matplotlib figure, a list of them, or a dict of them')
     return dict(returned)
+
+
+def extra(shaped: Mapping[Any, Any]) -> dict[str, Any]:
+    """The keys a step returned besides ``main``, ``metrics``, ``data`` and ``figures``."""
+    return {str(k): v for k, v in shaped.items() if k not in RETURN_KEYS}
 
 
 def _load_function(function: Any) -> Any:
@@ -139,6 +147,23 @@ def _save_figures(folder: str, returned: Any) -> int:
     return len(figures)
 
 
+def _log_to_stderr(debug: bool) -> None:
+    """Let the experiment's ``logging`` records reach the trial's log, as the earlier mitosis
+    did: INFO and above (DEBUG too in a debug trial), through a handler on stderr, when nothing
+    has configured logging (the root logger has no handler). Only once the experiment's code has
+    imported logging: importing it here would slow every trial's start."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
 def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) -> None:
     """Run the steps from ``spec["start"]`` on, each fed the previous step's ``"data"``."""
     steps = spec["steps"]
@@ -146,7 +171,7 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
     data: Any = None
     if start > 0:  # the steps before were reused: their last result stands in
         with open(spec["reused"], "rb") as f:
-            data = normalize(pickle.load(f))["data"]
+            data = normalize(pickle.load(f), last=False)["data"]
     os.mkdir(os.path.join(out, "results"))
     for i in range(start, len(steps)):
         step = steps[i]
@@ -154,6 +179,7 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
         records.append(record)
         write_file(os.path.join(out, f"step-{i}"), b"")  # tells the caller which step a kill hit
         fn = _load_function(step["function"])
+        _log_to_stderr(spec.get("debug", False))
         clock = time.perf_counter()
         returned: Any = None
         done = False
@@ -170,19 +196,23 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
                 import traceback  # the step's own error matters more: report this one aside
 
                 sys.stderr.write("mitosis could not save the figures:\n" + traceback.format_exc())
+        last = i + 1 == len(steps)
         shaped = normalize(
-            returned, "the experiment" if len(steps) == 1 else f"step {step['name']}"
+            returned, "the experiment" if len(steps) == 1 else f"step {step['name']}", last
         )
-        if i + 1 < len(steps) and "data" not in shaped:
+        if not last and "data" not in shaped:
             raise TypeError(
                 f'step {step["name"]} returned no "data" for the next step, '
-                f'{steps[i + 1]["name"]}; return {{"main": ..., "data": ...}}'
+                f'{steps[i + 1]["name"]}; return {{"data": ...}} (and optionally "main")'
             )
         if "figures" in shaped:  # saved as PNG: the pickle would need matplotlib to load
             returned = {k: v for k, v in shaped.items() if k != "figures"}
         write_file(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
-        record["main"] = plain(shaped["main"])
+        record["main"] = plain(shaped.get("main"))
         record["metrics"] = plain(shaped.get("metrics", {}))
+        others = extra(shaped)
+        if others:
+            record["extra"] = plain(others)
         record["status"] = "ok"
         # the step's report, in case the process is killed later
         write_file(os.path.join(out, f"step-{i}.json"), json.dumps(record).encode())
@@ -206,6 +236,7 @@ def main(spec_path: str, out: str) -> int:
             sys.path[:] = header["path"]
             spec = pickle.loads(f.read())
             spec["reused"] = header.get("reused")
+            spec["debug"] = bool(header.get("debug"))
         _run_steps(spec, out, records)
         outcome["status"] = "ok"
     except KeyboardInterrupt:

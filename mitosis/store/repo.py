@@ -354,11 +354,18 @@ class Store:
                 tree.add(key, stat.S_IFDIR, subtree)
         return self.add(tree)
 
-    def new_commit(self, tree: ObjectID, parents: list[ObjectID], message: str) -> Commit:
+    def new_commit(
+        self,
+        tree: ObjectID,
+        parents: list[ObjectID],
+        message: str,
+        when: tuple[int, int] | None = None,
+    ) -> Commit:
         """The one commit builder: a commit of ``tree`` on ``parents``, by the user git's
         configuration names (``user.name``, ``GIT_AUTHOR_NAME``, ...), now in the local time
-        zone unless ``GIT_AUTHOR_DATE`` / ``GIT_COMMITTER_DATE`` say otherwise (as for git),
-        stored (no ref moves).
+        zone unless ``GIT_AUTHOR_DATE`` / ``GIT_COMMITTER_DATE`` say otherwise (as for git), or
+        at ``when`` (seconds since 1970, offset from UTC in seconds: an imported trial keeps
+        its time), stored (no ref moves).
 
         Raises:
             StoreError: a ``GIT_*_DATE`` that is not a date.
@@ -372,8 +379,8 @@ class Store:
         commit.parents = parents
         commit.author = get_user_identity(config, "AUTHOR")
         commit.committer = get_user_identity(config, "COMMITTER")
-        commit.author_time, commit.author_timezone = _when("GIT_AUTHOR_DATE")
-        commit.commit_time, commit.commit_timezone = _when("GIT_COMMITTER_DATE")
+        commit.author_time, commit.author_timezone = when or _when("GIT_AUTHOR_DATE")
+        commit.commit_time, commit.commit_timezone = when or _when("GIT_COMMITTER_DATE")
         commit.encoding = b"UTF-8"
         commit.message = message.encode()
         self.add(commit)
@@ -385,9 +392,10 @@ class Store:
         files: Mapping[str, bytes | None],
         message: str,
         check: Check | None = None,
+        when: tuple[int, int] | None = None,
     ) -> ObjectID:
         """Add ``files`` (path to content; None removes the path) to the experiment's branch
-        in one new commit.
+        in one new commit (dated ``when``, if given: see :meth:`new_commit`).
 
         ``check`` runs against the tip's tree before every attempt (and may raise to abandon the
         commit). The branch moves by compare-and-swap: a writer that loses re-reads the tip and
@@ -400,7 +408,7 @@ class Store:
             StoreError: the store cannot be written.
         """
         try:
-            return self._commit(experiment, files, message, check)
+            return self._commit(experiment, files, message, check, when)
         except OSError as exc:
             raise StoreError(f"cannot write to the store {self.path}: {exc}") from exc
 
@@ -410,6 +418,7 @@ class Store:
         files: Mapping[str, bytes | None],
         message: str,
         check: Check | None,
+        when: tuple[int, int] | None = None,
     ) -> ObjectID:
         from dulwich.file import FileLocked
 
@@ -428,7 +437,7 @@ class Store:
             fault_point("tree")
             if tip is not None and tree == base:
                 return tip  # nothing new: another writer committed the same files already
-            commit = self.new_commit(tree, [tip] if tip else [], message)
+            commit = self.new_commit(tree, [tip] if tip else [], message, when)
             fault_point("commit")
             reflog = b"mitosis: " + message.splitlines()[0].encode()
             try:

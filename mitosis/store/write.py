@@ -20,10 +20,18 @@ _SUMMARY_VALUE = 40
 
 
 def write_trial(
-    store: Store, trial: Trial, files: Mapping[str, bytes], locks: Sequence[VariantLock]
+    store: Store,
+    trial: Trial,
+    files: Mapping[str, bytes],
+    locks: Sequence[VariantLock],
+    *,
+    when: tuple[int, int] | None = None,
+    trailers: str = "",
 ) -> None:
     """Commit ``trial``: its record (``trial.json``), ``files`` (paths inside its folder) and
-    the lock files of ``locks``, refused if a lock holds another value by then.
+    the lock files of ``locks``, refused if a lock holds another value by then. ``when`` dates
+    the commit (see :meth:`Store.new_commit`); ``trailers`` are more trailer lines for its
+    message (an imported trial says where it came from).
 
     Raises:
         VariantConflict, VariantRenamed: a variant was locked meanwhile to another value.
@@ -35,7 +43,7 @@ def write_trial(
     branch[f"{folder}/{TRIAL}"] = dumps_json(record, indent=2).encode()
     branch.update(variant_files(locks))
     check = lock_check(trial.experiment, locks)
-    store.commit(trial.experiment, branch, commit_message(trial), check)
+    store.commit(trial.experiment, branch, commit_message(trial) + trailers, check, when)
     note(store, trial.experiment, [trial.id], HERE)
 
 
