@@ -34,6 +34,7 @@ from .exceptions import (
 )
 from .model.records import CodeState, Param, Trial, Variant
 from .run.experiment import experiment
+from .run.params import literal
 from .run.trial import run  # binds `mitosis.run` to the function, after the package `mitosis.run`
 from .store.trials import load, trials
 from .store.variants import rename_variant, variants
@@ -124,6 +125,7 @@ __all__ = [
     "export",
     "gc",
     "import_06",
+    "literal",
     "load",
     "load_trial_data",
     "plot",

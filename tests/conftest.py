@@ -100,6 +100,71 @@ def investigation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
     sys.modules.pop(name, None)
 
 
+def console_script() -> str:
+    """The installed `mitosis` command of this environment, which a user runs."""
+    script = shutil.which("mitosis", path=str(Path(sys.executable).parent))
+    assert script is not None, "pip install -e . installs the mitosis command"
+    return script
+
+
+PYPROJECT = """\
+[project]
+name = "investigation"
+
+[tool.mitosis]
+
+[tool.mitosis.experiments]
+sine = {{ run = "{m}:sine", lookup = "{m}:lookup", untracked = ["gpu"] }}
+echo = {{ run = "{m}:echo", lookup = "{m}:lookup" }}
+fails = {{ run = "{m}:fails" }}
+log = {{ run = "{m}:bare_number" }}
+make_data = {{ run = "{m}:make_data", lookup = "{m}:data_lookup" }}
+fit = {{ run = "{m}:fit" }}
+pipeline = {{ steps = ["make_data", "fit"] }}
+
+[tool.mitosis.steps]
+legacy = ["{m}:sine", "{m}:lookup"]
+"""
+
+
+class Lab:
+    """A temporary investigation: its folder and its experiments module's name."""
+
+    def __init__(self, root: Path, module: str) -> None:
+        self.root = root
+        self.module = module
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the installed `mitosis ARGS` in the investigation, as a user would."""
+        proc = subprocess.run(
+            [console_script(), *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+        )
+        if check:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+
+@pytest.fixture
+def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
+    root = tmp_path / "lab"
+    root.mkdir()
+    module = f"lab_{uuid.uuid4().hex[:8]}"
+    shutil.copy(ASSETS / "experiments.py", root / f"{module}.py")
+    (root / "pyproject.toml").write_text(PYPROJECT.format(m=module))
+    git("init", "-q", "-b", "main", cwd=root)
+    git("add", ".", cwd=root)
+    git("commit", "-q", "-m", "investigation", cwd=root)
+    monkeypatch.chdir(root)
+    path = list(sys.path)
+    yield Lab(root, module)
+    sys.path[:] = path
+    sys.modules.pop(module, None)
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

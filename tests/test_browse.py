@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import ASSETS, git
+from conftest import ASSETS, console_script, git
 
 import mitosis
 from mitosis.cli import main
@@ -361,7 +361,7 @@ def test_cli_browse_and_its_errors(investigation, runner, tmp_path):
 
 def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mitosis", "browse", "--serve", *args],
+        [console_script(), "browse", "--serve", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -1,80 +1,21 @@
-"""The command line, through click's CliRunner and through real `python -m mitosis` processes,
-in a temporary investigation repository with its own pyproject.toml."""
+"""The command line, through click's CliRunner and through the installed `mitosis` command (and
+`python -m mitosis` once), in a temporary investigation repository with its own pyproject.toml."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ASSETS, git
+from conftest import console_script, git
 
 import mitosis
 from mitosis.cli import main
 from mitosis.store.repo import Store
-
-PYPROJECT = """\
-[project]
-name = "investigation"
-
-[tool.mitosis]
-
-[tool.mitosis.experiments]
-sine = {{ run = "{m}:sine", lookup = "{m}:lookup", untracked = ["gpu"] }}
-echo = {{ run = "{m}:echo", lookup = "{m}:lookup" }}
-fails = {{ run = "{m}:fails" }}
-log = {{ run = "{m}:bare_number" }}
-make_data = {{ run = "{m}:make_data", lookup = "{m}:data_lookup" }}
-fit = {{ run = "{m}:fit" }}
-pipeline = {{ steps = ["make_data", "fit"] }}
-
-[tool.mitosis.steps]
-legacy = ["{m}:sine", "{m}:lookup"]
-"""
-
-
-class Lab:
-    """A temporary investigation: its folder and its experiments module's name."""
-
-    def __init__(self, root: Path, module: str) -> None:
-        self.root = root
-        self.module = module
-
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run `python -m mitosis ARGS` in the investigation, as a user would."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "mitosis", *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            env={**os.environ},
-        )
-        if check:
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-
-@pytest.fixture
-def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
-    root = tmp_path / "lab"
-    root.mkdir()
-    module = f"lab_{uuid.uuid4().hex[:8]}"
-    shutil.copy(ASSETS / "experiments.py", root / f"{module}.py")
-    (root / "pyproject.toml").write_text(PYPROJECT.format(m=module))
-    git("init", "-q", "-b", "main", cwd=root)
-    git("add", ".", cwd=root)
-    git("commit", "-q", "-m", "investigation", cwd=root)
-    monkeypatch.chdir(root)
-    path = list(sys.path)
-    yield Lab(root, module)
-    sys.path[:] = path
-    sys.modules.pop(module, None)
 
 
 def ok(runner, *args: str) -> str:
@@ -152,7 +93,7 @@ def test_sweep_with_failures_says_how_many(lab, runner):
         (["run", "sine", "-p", "noise=low", "-e", "nosie=1"], "sine has no parameter 'nosie'"),
         (["run", "sine", "-p", "noise=medium", "-e", "amplitude=1"], "known variants: high, low"),
         (["run", "sine", "-p", "amplitude=4", "-p", "noise=low"], "give its value with -e"),
-        (["run", "sine", "-e", "amplitude=1+", "-p", "noise=low"], "Give a Python literal"),
+        (["run", "sine", "-e", "amplitude=1+", "-p", "noise=low"], "1+ is not a Python literal"),
         (["run", "sine", "-e", "amplitude"], "write it as -e [+]name=value"),
         (["run", "sine", "-p", "other.noise=low"], "addresses step 'other'"),
         (["run", "sine", "-p", "noise=low"], "needs a value for 'amplitude'"),
@@ -177,7 +118,7 @@ def test_store_that_is_not_a_repository(lab, runner, tmp_path):
 @pytest.mark.parametrize(
     ("table", "expected"),
     [
-        ('sine = "mod:fn"', "[tool.mitosis.experiments] sine must be a table like sine = { run ="),
+        ("sine = 3", "[tool.mitosis.experiments] sine must be a table like sine = { run ="),
         ('sine = { run = "modfn" }', 'run must be a string "module:name"'),
         ('sine = { run = "m:f", lookups = "m:l" }', "has unknown keys ['lookups']"),
         ('sine = { run = "m:f", untracked = "gpu" }', "untracked must be a list"),
@@ -489,19 +430,33 @@ def test_comma_lists_split_only_at_the_top_level():
     assert _split_top_level("low") == ["low"]
 
 
-def test_progress_messages_are_lines_when_stderr_is_not_a_terminal(capsys):
-    from mitosis.cli.sync import _progress
-
-    for message in (b"counting objects: 3\r", b"checking deltas: 0/10", b"found 0 deltas\n"):
-        _progress(message)
-    err = capsys.readouterr().err
-    assert err == "counting objects: 3\nchecking deltas: 0/10\nfound 0 deltas\n"
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
 
-def console_script(*args: str, cwd: Path) -> str:
+def test_sync_progress_is_one_line_on_a_terminal_and_nothing_elsewhere(monkeypatch):
+    from mitosis.cli.sync import _Progress
+
+    for stream in (io.StringIO(), Terminal()):
+        monkeypatch.setattr(sys, "stderr", stream)
+        progress = _Progress("pull origin")
+        with progress:
+            for message in (b"counting objects: 3\r", b"checking deltas: 0/10", b"found 0\n"):
+                progress.remote(message)
+        shown = stream.getvalue()
+        if isinstance(stream, Terminal):
+            assert shown == (
+                "\r\x1b[Kpull origin: counting objects: 3\r\x1b[Kpull origin: checking deltas: 0/10"
+                "\r\x1b[Kpull origin: found 0\r\x1b[K"
+            )
+        else:
+            assert shown == ""
+
+
+def installed(*args: str, cwd: Path) -> str:
     """Run the installed `mitosis` console script, as a user runs it; its stdout and stderr."""
-    script = shutil.which("mitosis", path=str(Path(sys.executable).parent)) or "mitosis"
-    proc = subprocess.run([script, *args], cwd=cwd, capture_output=True, text=True)
+    proc = subprocess.run([console_script(), *args], cwd=cwd, capture_output=True, text=True)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.stdout + proc.stderr
 
@@ -541,15 +496,15 @@ def test_recorded_control_characters_never_reach_the_terminal(investigation, tmp
         )
     where = ("--store", str(store))
     outputs = {
-        "show ok": console_script("show", ok.id, *where, cwd=tmp_path),
-        "show failed": console_script("show", failed.value.trial_id, *where, cwd=tmp_path),
-        "show hostile": console_script("show", hostile_id, *where, cwd=tmp_path),
-        "log": console_script("log", *where, cwd=tmp_path),
-        "log csv": console_script("log", "terminal_trap", "--csv", *where, cwd=tmp_path),
-        "diff": console_script("diff", ok.id, hostile_id, *where, cwd=tmp_path),
-        "variants": console_script("variants", "terminal_trap", *where, cwd=tmp_path),
-        "experiments": console_script("experiments", *where, cwd=tmp_path),
-        "error": console_script(  # an error message quoting the store's variant names
+        "show ok": installed("show", ok.id, *where, cwd=tmp_path),
+        "show failed": installed("show", failed.value.trial_id, *where, cwd=tmp_path),
+        "show hostile": installed("show", hostile_id, *where, cwd=tmp_path),
+        "log": installed("log", *where, cwd=tmp_path),
+        "log csv": installed("log", "terminal_trap", "--csv", *where, cwd=tmp_path),
+        "diff": installed("diff", ok.id, hostile_id, *where, cwd=tmp_path),
+        "variants": installed("variants", "terminal_trap", *where, cwd=tmp_path),
+        "experiments": installed("experiments", *where, cwd=tmp_path),
+        "error": installed(  # an error message quoting the store's variant names
             "variants", "terminal_trap", "note", "--rename", "nope", "new", *where, cwd=tmp_path
         ),
     }
@@ -569,7 +524,7 @@ def test_recorded_control_characters_never_reach_the_terminal(investigation, tmp
     assert "by bob\\n\\x1b]0;owned" in hostile and "\nMitosis" not in hostile
     for flag in ("show", "log"):  # JSON: escaped as JSON, so the values read back exactly
         args = ("show", "--json", hostile_id) if flag == "show" else ("log", "--json")
-        out = console_script(*args, *where, cwd=tmp_path)
+        out = installed(*args, *where, cwd=tmp_path)
         assert not {c for c in UNSAFE.findall(out) if c != "\n"}, out
         parsed = json.loads(out)
         found = parsed if flag == "show" else next(t for t in parsed if t["id"] == hostile_id)
@@ -579,12 +534,12 @@ def test_recorded_control_characters_never_reach_the_terminal(investigation, tmp
             assert found["host"] == m.TRAP and found["error"].endswith(m.TRAP)
 
 
-def test_a_remotes_progress_is_shown_without_its_escape_sequences(capfd):
-    from mitosis.cli.sync import _progress
+def test_a_remotes_progress_is_shown_without_its_escape_sequences(monkeypatch):
+    from mitosis.cli.sync import _Progress
 
-    _progress(b"Counting objects: 50% \x1b]0;owned\x07\x1b[2J\r")
-    _progress(b"Counting objects: 100%, done.\n")
-    err = capfd.readouterr().err
-    assert err == (  # not a terminal: one message a line
-        "Counting objects: 50% \\x1b]0;owned\\x07\\x1b[2J\nCounting objects: 100%, done.\n"
-    )
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    progress = _Progress("pull origin")
+    with progress:
+        progress.remote(b"Counting objects: 50% \x1b]0;owned\x07\x1b[2J\r")
+    shown = sys.stderr.getvalue()
+    assert shown == "\r\x1b[Kpull origin: Counting objects: 50% \\x1b]0;owned\\x07\\x1b[2J\r\x1b[K"

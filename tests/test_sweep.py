@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mitosis
-from tests.conftest import git
+from tests.conftest import console_script, git
 
 
 def _recorded(experiment: str) -> list[mitosis.Trial]:
@@ -125,7 +124,7 @@ def test_debug_sweep_records_nothing(investigation):
 
 def _sweep_cli(folder: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "mitosis", "run", "marks", *args, "-e", f"+folder='{folder}'"],
+        [console_script(), "run", "marks", *args, "-e", f"+folder='{folder}'"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, run_writers, server, wait_for_packer
+from conftest import console_script, git, run_writers, server, wait_for_packer
 
 import mitosis
 from mitosis.cli import main
@@ -188,7 +188,7 @@ def test_plain_git_push_clone_fetch_and_merge(investigation, tmp_path, hub):
     git("clone", "-q", str(hub), str(clone))
     assert ids(clone) == {first}  # read from the remote-tracking branch of the clone
     out = subprocess.run(
-        [sys.executable, "-m", "mitosis", "log", "sine"], cwd=clone, capture_output=True, text=True
+        [console_script(), "log", "sine"], cwd=clone, capture_output=True, text=True
     )
     assert out.returncode == 0 and first in out.stdout
     mine = record(investigation, clone, 5)  # builds on origin/mitosis/sine
@@ -231,13 +231,13 @@ def test_cli_push_pull_bundle(investigation, tmp_path, hub):
     assert result.exit_code == 0 and "sine        new" in result.output
     bundle = tmp_path / "t.bundle"
     out = subprocess.run(
-        [sys.executable, "-m", "mitosis", "bundle", str(bundle), "--store", str(a)],
+        [console_script(), "bundle", str(bundle), "--store", str(a)],
         capture_output=True,
         text=True,
     )
     assert out.returncode == 0 and "wrote 1 trial branch(es)" in out.stdout
     out = subprocess.run(
-        [sys.executable, "-m", "mitosis", "pull", str(bundle), "--store", str(b)],
+        [console_script(), "pull", str(bundle), "--store", str(b)],
         capture_output=True,
         text=True,
     )
@@ -550,17 +550,17 @@ def test_push_reports_the_remote_by_name(investigation, tmp_path, hub):
     assert mitosis.push("origin", ["sine"], store=a).remote == "origin"
 
 
-def test_cli_pull_shows_the_remotes_progress(investigation, tmp_path, hub, daemon):
+def test_cli_pull_prints_no_progress_when_not_on_a_terminal(investigation, tmp_path, hub, daemon):
     a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
     record(investigation, a, 1)
     mitosis.push(daemon, store=a)
     out = subprocess.run(
-        [sys.executable, "-m", "mitosis", "pull", daemon, "--store", str(b)],
+        [console_script(), "pull", daemon, "--store", str(b)],
         capture_output=True,
         text=True,
     )
     assert out.returncode == 0, out.stderr
-    assert "objects" in out.stderr  # git's own "Enumerating objects", "Counting objects", ...
+    assert out.stderr == ""  # not git's own "Enumerating objects", "Counting objects", ...
     assert "sine" in out.stdout and "new" in out.stdout
 
 

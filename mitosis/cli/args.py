@@ -8,8 +8,9 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from .. import literal
 from ..model.layout import split_qualified
-from ..run.experiment import Chain
+from ..run.experiment import Chain, table_of
 from .support import fail
 
 
@@ -62,15 +63,47 @@ def parse_assignments(
     return parsed
 
 
+def unprefixed(options: Sequence[str], module: str) -> tuple[str, ...]:
+    """``-p``/``-e`` options given with ``-m MODULE``, where mitosis 0.6 took
+    ``MODULE.name=value`` as ``name=value``: that prefix removed."""
+    prefixes = (module + ".", module.replace(":", ".") + ".")
+    found = []
+    for option in options:
+        plus = "+" if option.startswith("+") else ""
+        body = option[len(plus) :]
+        for prefix in prefixes:
+            if body.startswith(prefix):
+                body = body[len(prefix) :]
+                break
+        found.append(plus + body)
+    return tuple(found)
+
+
 def evaluate(name: str, text: str, allow_code: bool) -> Any:
+    """The value of ``-e name=text``: a Python literal (Python code with ``allow_code``)."""
     try:
         if allow_code:
             return eval(text, {"__builtins__": builtins})  # the user opted in to code
         return ast.literal_eval(text)
     except Exception as exc:
-        hint = "" if allow_code else " (a number, a 'quoted string', a list, a dict...)"
-        opt_in = "" if allow_code else ", or pass --allow-code to evaluate Python code"
-        fail(f"-e {name}={text}: {type(exc).__name__}: {exc}. Give a Python literal{hint}{opt_in}")
+        if allow_code:
+            fail(f"-e {name}={text}: {type(exc).__name__}: {exc}")
+        if text.isidentifier():  # a bare word: meant as a string, or as a variant's name
+            fail(
+                f"-e {name}={text}: {text} is not a Python literal. For the string {text!r}, "
+                f"quote it inside the shell's quotes: -e \"{name}='{text}'\"; for the variant "
+                f"named {text}, use -p {name}={text}"
+            )
+        fail(
+            f"-e {name}={text}: {text} is not a Python literal (a number, a 'quoted string', a "
+            "list, a dict...); quote the whole option for the shell, or pass --allow-code to "
+            "evaluate Python code"
+        )
+
+
+def _value(value: Any) -> Any:
+    """An ``-e`` value as the library takes it: a string is a literal, never a variant name."""
+    return literal(value) if isinstance(value, str) else value
 
 
 def grid(
@@ -79,10 +112,22 @@ def grid(
     """Every combination of the given values, and the names marked untracked."""
     choices: dict[str, list[Any]] = {}
     untracked: set[str] = set()
+    given: dict[str, tuple[str, str]] = {}
+
+    def once(full: str, flag: str, text: str) -> None:
+        if full in given:
+            first, before = given[full]
+            fail(
+                f"{flag} {full}={text}: {full} is given twice (also {first} {full}={before}); "
+                f"give it once, with several values as a comma list: {flag} {full}={before},{text}"
+            )
+        given[full] = (flag, text)
+
     for full, index, name, text, plus in parse_assignments(params, "-p", chain):
+        once(full, "-p", text)
         lookup = chain.steps[index].spec.lookup
-        if name not in lookup:
-            tables = ", ".join(sorted(lookup)) or "none"
+        if table_of(lookup, name) is None:  # any mapping: a defaultdict may answer every name
+            tables = ", ".join(sorted(map(str, lookup))) or "none"
             fail(
                 f"-p {full}={text}: {name!r} has no lookup table in "
                 f"{chain.steps[index].name!r} (tables: {tables}); give its value with "
@@ -92,7 +137,10 @@ def grid(
         if plus:
             untracked.add(full)
     for full, _, _, text, plus in parse_assignments(evals, "-e", chain):
-        choices[full] = [evaluate(full, piece, allow_code) for piece in split_top_level(text)]
+        once(full, "-e", text)
+        choices[full] = [
+            _value(evaluate(full, piece, allow_code)) for piece in split_top_level(text)
+        ]
         if plus:
             untracked.add(full)
     names = list(choices)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from .. import load, rename_variant, trials, variants
-from ..model.query import select
+from ..model.query import conditions, select
 from ..model.records import Trial, converter
 from ..model.values import dumps_json
 from ..run.compare import diff_trials, recorded_environment
@@ -87,6 +87,24 @@ def log(
         echo(table(headers, [row(t) for t in found]))
     else:
         echo("no trials" + (" match" if where else ""), err=True)
+        for hint in _unmatched(newest_first, where):
+            echo(hint, err=True)
+
+
+def _unmatched(found: list[Trial], where: tuple[str, ...]) -> list[str]:
+    """Why ``--where`` matched nothing, where it can tell: a parameter compared with ``=`` to
+    a value that none of its trials has (the names of variants are what it compares)."""
+    hints = []
+    for name, op, value in conditions(where):
+        had = {t.params[name].variant for t in found if name in t.params}
+        if op != "=" or not had or value in had:
+            continue
+        listed = ", ".join(sorted(had)[:10]) + (", ..." if len(had) > 10 else "")
+        hints.append(
+            f"no trial has {name}={value}; {name} is compared by its variant name (or by value "
+            f"for numbers), and its trials have: {listed}"
+        )
+    return hints
 
 
 @click.command()

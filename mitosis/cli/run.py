@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 from click.shell_completion import CompletionItem
 
+from .. import literal
 from ..exceptions import MitosisError, TrialFailed
 from ..run.experiment import with_untracked
 from ..run.trial import run_experiment
-from .args import grid
+from .args import grid, unprefixed
 from .support import (
     cell,
     complete_experiment,
@@ -51,7 +52,7 @@ def _complete_param(
 
 
 @click.command()
-@click.argument("experiment", nargs=-1, required=True, shell_complete=complete_experiment)
+@click.argument("experiment", nargs=-1, shell_complete=complete_experiment)
 @click.option(
     "-p",
     "--param",
@@ -64,6 +65,7 @@ def _complete_param(
 @click.option(
     "-e",
     "--eval",
+    "--eval-param",
     "evals",
     multiple=True,
     metavar="[+]NAME=LITERAL[,...]",
@@ -71,7 +73,7 @@ def _complete_param(
     help="A value written as a Python literal; + marks the parameter untracked.",
 )
 @click.option("--allow-code", is_flag=True, help="Evaluate -e values as Python code.")
-@click.option("--debug", is_flag=True, help="Run, but record nothing and lock nothing.")
+@click.option("-d", "--debug", is_flag=True, help="Run, but record nothing and lock nothing.")
 @click.option(
     "-j",
     "--jobs",
@@ -88,6 +90,23 @@ def _complete_param(
     "--reuse", is_flag=True, help="Load identical first steps from earlier trials, not rerun them."
 )
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to record in.")
+@click.option(
+    "-F",
+    "--trials-folder",
+    type=click.Path(path_type=Path),
+    help="As --store (the option of mitosis 0.6).",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="As mitosis --config, given after the experiment (as mitosis 0.6 takes it).",
+)
+@click.option(
+    "-m",
+    "--module",
+    metavar="MODULE",
+    help="A mitosis 0.6 experiment module (with run, lookup_dict and name), instead of EXPERIMENT.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -101,6 +120,9 @@ def run(
     skip_done: bool,
     reuse: bool,
     store: Path | None,
+    trials_folder: Path | None,
+    config: Path | None,
+    module: str | None,
 ) -> None:
     """Run EXPERIMENT (registered in pyproject.toml) once, or once per combination.
 
@@ -114,12 +136,32 @@ def run(
       mitosis run sine -p noise=low,high -e amplitude=1,4 --jobs 2   # 4 trials
       mitosis sine -p sine.noise=low -e sine.amplitude=4              # the earlier syntax
       mitosis run make_data fit -p make_data.noise=low -e fit.alpha=0.1 --reuse
+      mitosis -m my_package.my_exp -e seed=2                          # a mitosis 0.6 module
     """
-    config = config_of(ctx)
-    chain = config.chain(experiment)
+    settings = config_of(ctx)
+    debug = debug or bool(ctx.find_root().params.get("debug"))
+    module = module or ctx.find_root().params.get("module")
+    if module is not None:
+        if experiment:
+            fail(f"-m {module} runs that module; give it or experiment names, not both")
+        chain = settings.module_chain(module)
+        params, evals = unprefixed(params, module), unprefixed(evals, module)
+    elif not experiment:
+        fail("name the EXPERIMENT to run (see `mitosis experiments`), or -m MODULE")
+    else:
+        assignments = [word for word in experiment if "=" in word]
+        if assignments:
+            word = assignments[0]
+            fail(
+                f"{word!r} is a parameter, not an experiment: give it as -p {word} (a variant "
+                f"name) or -e {word} (a Python literal)"
+            )
+        chain = settings.chain(experiment)
+    if store is not None and trials_folder is not None:
+        fail("give --store or -F/--trials-folder, not both")
     combos, untracked = grid(chain, params, evals, allow_code)
     chain = with_untracked(chain, untracked)
-    path = store_path(ctx, store)
+    path = store_path(ctx, store or trials_folder)
     if len(combos) == 1 and not skip_done:
         try:
             trial = run_experiment(
@@ -128,11 +170,11 @@ def run(
                 store=path,
                 debug=debug,
                 reuse=reuse,
-                figure_dpi=config.figure_dpi,
+                figure_dpi=settings.figure_dpi,
             )
         except TrialFailed as failed:
             fail(_failure(failed))
-        echo(summary(trial))
+        echo(summary(trial, debug=debug))
         return
     from ..run.sweep import run_sweep  # on first need: `mitosis log` starts quicker without it
 
@@ -147,14 +189,14 @@ def run(
             fail_fast=fail_fast,
             skip_done=skip_done,
             progress=True,
-            figure_dpi=config.figure_dpi,
+            figure_dpi=settings.figure_dpi,
             keep_records=False,  # the table needs ids, statuses and mains only
         )
     except KeyboardInterrupt:
         sys.exit(130)
     rows = []
     for item in items:
-        shown = " ".join(f"{k}={cell(v)}" for k, v in item.params.items())
+        shown = " ".join(f"{k}={_given(v)}" for k, v in item.params.items())
         if item.id is None:
             rows.append(["-", "not run", "", f"{shown}: {cell(item.error or '', 80)}"])
         else:
@@ -162,10 +204,17 @@ def run(
             main = cell(item.main) if item.status == "ok" else ""
             rows.append([item.id, status, main, shown])
     echo(table(["id", "status", "main", "parameters"], rows))
+    if debug:
+        echo("debug trials: nothing was recorded", err=True)
     bad = sum(item.status != "ok" for item in items)
     if bad:
         echo(f"{bad} of {len(items)} trials did not succeed (see `mitosis log`)", err=True)
         ctx.exit(min(bad, 125))
+
+
+def _given(value: object) -> str:
+    """A value of the grid as the table shows it: a literal string under its repr."""
+    return cell(repr(value.value)) if isinstance(value, literal) else cell(value)
 
 
 def _failure(failed: TrialFailed) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .support import complete_experiment, echo, fail, store_path
+from .support import Status, complete_experiment, echo, fail, store_path
 
 __all__ = ["browse_command", "plot_command"]
 
@@ -100,7 +100,8 @@ def browse_command(
             say=echo,
         )
         return
-    site = browse(out, store=store_path(ctx, store))
+    with Status("browse") as status:
+        site = browse(out, store=store_path(ctx, store), progress=status)
     echo(
         f"{len(site.new_trials)} new trial page(s); {site.trials} trials of "
         f"{site.experiments} experiment(s): {site.index}"

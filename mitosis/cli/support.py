@@ -5,6 +5,8 @@ record safely (:func:`shown`, :func:`echo`)."""
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,14 +24,19 @@ _CELL = 28
 
 
 def config_of(ctx: click.Context) -> Config:
+    """The configuration of ``--config`` (given before or after the command), else of the
+    nearest ``pyproject.toml`` with ``[tool.mitosis]``."""
     root = ctx.find_root()
     if not isinstance(root.obj, Config):
-        root.obj = load_config(root.params.get("config"))
+        root.obj = load_config(ctx.params.get("config") or root.params.get("config"))
     return root.obj
 
 
 def store_path(ctx: click.Context, option: Path | None) -> Path | None:
-    """``--store``, else ``$MITOSIS_STORE``, else ``[tool.mitosis] store``, else the default."""
+    """``--store`` (of the command, else of ``mitosis`` itself), else ``$MITOSIS_STORE``, else
+    ``[tool.mitosis] store``, else the default."""
+    root = ctx.find_root().params
+    option = option or root.get("store") or root.get("trials_folder")
     if option is not None:
         return option
     if os.environ.get("MITOSIS_STORE"):
@@ -84,15 +91,43 @@ def echo(text: str = "", *, err: bool = False, nl: bool = True, json: bool = Fal
     click.echo(text, err=err, nl=nl)
 
 
+class Status:
+    """What a long command is doing, on a terminal: one line on stderr, ``what: text``,
+    redrawn in place and cleared at the end; nothing when stderr is not a terminal (a log, a
+    pipe). Call it with each message; use it as a context manager, so the line is cleared."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.tty = sys.stderr.isatty()
+        self.drawn = False
+
+    def __call__(self, text: str) -> None:
+        if self.tty and text.strip():
+            width = shutil.get_terminal_size().columns
+            line = shown(f"{self.what}: {text.strip()}")[: max(width - 1, 20)]
+            sys.stderr.write(f"\r\x1b[K{line}")
+            sys.stderr.flush()
+            self.drawn = True
+
+    def __enter__(self) -> Status:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
 # -- run arguments ---------------------------------------------------------------------
 
 
-def summary(trial: Trial) -> str:
+def summary(trial: Trial, *, debug: bool = False) -> str:
+    """One line for a trial run (and one per step of a chain); a debug trial's says that it
+    was not recorded."""
     metrics = " ".join(f"{shown(k)}={cell(v)}" for k, v in trial.metrics.items())
     main = f"main={cell(trial.main)}" if trial.status == "ok" else ""
-    line = " ".join(
-        part for part in (f"trial {shown(trial.id)}", shown(trial.status), main, metrics) if part
-    )
+    what = "debug trial (not recorded)" if debug else f"trial {shown(trial.id)}"
+    line = " ".join(part for part in (what, shown(trial.status), main, metrics) if part)
     if len(trial.steps) < 2:
         return line
     return "\n".join([line, *(f"  {step_line(step)}" for step in trial.steps)])

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import sys
+import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from ..exceptions import SyncConflict, SyncRefused
-from ..model.text import escape
+from ..exceptions import SyncConflict, SyncError, SyncRefused
+from ..model.redact import strip_credentials
 from ..store.repo import Store, default_store_path
-from .support import echo, store_path, table
+from .support import Status, echo, fail, store_path, table
 
 if TYPE_CHECKING:
     from .. import SyncReport
@@ -21,34 +22,70 @@ __all__ = ["bundle_command", "gc_command", "pull", "push"]
 
 def _sync_arguments(
     ctx: click.Context, args: tuple[str, ...], store: Path | None
-) -> tuple[str, list[str]]:
+) -> tuple[str, list[str], list[str]]:
     """``[REMOTE] [EXPERIMENT...]``: the first word is the remote when it names a configured
-    remote, a URL or a path; else the remote is ``origin``."""
+    remote, a URL or an existing path; else the remote is ``origin``. Also the configured
+    remotes. A word that looks like a path (``../nope.git``) but is none is refused."""
     from ..store.sync import is_location, remote_names  # on first need
 
-    if not args:
-        return "origin", []
-    first, rest = args[0], list(args[1:])
-    path = store_path(ctx, store) or default_store_path()
+    path = _path(ctx, store)
     remotes: list[str] = []
     if path.exists():
         with Store.open(path) as st:
             remotes = remote_names(st)
+    if not args:
+        return "origin", [], remotes
+    first, rest = args[0], list(args[1:])
     if first in remotes or is_location(first):
-        return first, rest
-    return "origin", [first, *rest]
+        return first, rest, remotes
+    if "/" in first or os.sep in first or first.startswith(".") or first.endswith(_FILES):
+        fail(
+            f"{_unknown(first, remotes)}, a URL, a bundle or an existing path; check the path, "
+            f"or configure the remote: git -C {path} remote add NAME URL"
+        )
+    return "origin", [first, *rest], remotes
 
 
-def _progress(message: bytes) -> None:
-    """Progress messages on stderr: redrawn in place on a terminal, one per line elsewhere, and
-    never run together (some messages end without a line end)."""
-    text = escape(message.decode("utf-8", "replace"), keep="\r\n")  # a remote's text: no escapes
-    if not sys.stderr.isatty():
-        text = text.replace("\r", "\n")
-    if not text.endswith(("\r", "\n")):
-        text += "\n"
-    sys.stderr.write(text)
-    sys.stderr.flush()
+_FILES = (".git", ".bundle")
+
+
+def _path(ctx: click.Context, store: Path | None) -> Path:
+    return store_path(ctx, store) or default_store_path()
+
+
+def _unknown(word: str, remotes: list[str]) -> str:
+    return f"{word!r} is no configured remote (remotes: {', '.join(remotes) or 'none'})"
+
+
+def _guessed(
+    error: SyncError, args: tuple[str, ...], remote: str, remotes: list[str], path: Path
+) -> str | None:
+    """When ``args[0]`` was taken as an experiment of ``origin`` and that failed (no origin,
+    or no such experiment), the message that it is an unknown remote; else None."""
+    if not args or remote != "origin" or args[0] in remotes:
+        return None
+    word = args[0]
+    if "origin" not in remotes:
+        return (
+            f"{_unknown(word, remotes)}, a URL, a bundle or an existing path (nor an experiment "
+            f"of origin: no remote origin is configured); configure one: git -C {path} remote add "
+            "origin URL"
+        )
+    if f"experiment {word!r}" in str(error):
+        return (
+            f"{_unknown(word, remotes)}, a URL, a bundle or an existing path, nor an experiment "
+            f"{'of origin' if 'to push' not in str(error) else 'in this store'}: {error}"
+        )
+    return None
+
+
+class _Progress(Status):
+    """Progress of a push or pull on a terminal (:class:`Status`): the last of dulwich's and the
+    remote's messages (``counting objects: 65``), escaped, for it is a remote's text."""
+
+    def remote(self, message: bytes) -> None:
+        pieces = re.split(r"[\r\n]", message.decode("utf-8", "replace"))
+        self(next((p for p in reversed(pieces) if p.strip()), ""))
 
 
 def _report(report: SyncReport) -> None:
@@ -64,8 +101,16 @@ def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path)."""
     from .. import push as sync_push  # on first need: each command loads its own modules
 
-    remote, names = _sync_arguments(ctx, args, store)
-    _report(sync_push(remote, names, store=store_path(ctx, store), progress=_progress))
+    remote, names, remotes = _sync_arguments(ctx, args, store)
+    try:
+        progress = _Progress(f"push {strip_credentials(remote)}")
+        with progress:
+            report = sync_push(
+                remote, names, store=store_path(ctx, store), progress=progress.remote
+            )
+    except SyncError as error:
+        fail(_guessed(error, args, remote, remotes, _path(ctx, store)) or str(error))
+    _report(report)
 
 
 @click.command()
@@ -76,13 +121,19 @@ def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     """Fetch trial branches from REMOTE (or a bundle file) and merge them in."""
     from .. import pull as sync_pull  # on first need
 
-    remote, names = _sync_arguments(ctx, args, store)
+    remote, names, remotes = _sync_arguments(ctx, args, store)
     try:
-        report = sync_pull(remote, names, store=store_path(ctx, store), progress=_progress)
+        progress = _Progress(f"pull {strip_credentials(remote)}")
+        with progress:
+            report = sync_pull(
+                remote, names, store=store_path(ctx, store), progress=progress.remote
+            )
     except (SyncConflict, SyncRefused) as stopped:
         if stopped.report is not None:
             _report(stopped.report)
         raise
+    except SyncError as error:
+        fail(_guessed(error, args, remote, remotes, _path(ctx, store)) or str(error))
     _report(report)
 
 

@@ -95,6 +95,12 @@ def conditions(where: str | Sequence[str] | None) -> list[Condition]:
             for op in _OPERATORS:
                 name, hit, value = part.partition(op)
                 if hit and name.strip():
+                    if value.startswith("="):  # Python's ==
+                        raise BadQuery(
+                            f"where {part!r}: write one '=', as in {name.strip()}="
+                            f"{value[1:].strip()} (a parameter is compared by its variant "
+                            "name, or by value for numbers)"
+                        )
                     found.append((name.strip(), op, value.strip()))
                     break
             else:

@@ -7,6 +7,7 @@ figure_dpi = 150                              # optional: dots per inch of recor
 trusted_remotes = ["origin"]                  # optional: --reuse may unpickle trials pulled from
 [tool.mitosis.experiments]
 sine = { run = "sine_experiment:run", lookup = "sine_experiment:lookup_dict", untracked = ["gpu"] }
+cosine = "sine_experiment:cosine"             # a function alone: the shorthand
 [tool.mitosis.steps]                          # the earlier format, still read
 sine = ["sine_experiment:run", "sine_experiment:lookup_dict"]
 ```
@@ -99,6 +100,32 @@ class Config:
         spec = spec_of(fn, lookup, entry.untracked or None)
         return Step(attrs.evolve(spec, name=name), fn)
 
+    def module_chain(self, ref: str) -> Chain:
+        """A mitosis 0.6 experiment module (``package.module``, or ``module:object``): an
+        object with ``run``, ``lookup_dict`` and ``name``, as the experiment ``name``. The
+        folder of ``pyproject.toml`` (else the current one) goes first on ``sys.path``."""
+        root = str(self.root)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        module, _, qualname = ref.partition(":")
+        obj = _import(f"{module}:{qualname}" if qualname else module, f"-m {ref}")
+        missing = [a for a in ("run", "lookup_dict", "name") if not hasattr(obj, a)]
+        if missing:
+            raise ConfigError(
+                f"-m {ref}: a mitosis 0.6 experiment module has run, lookup_dict and name; "
+                f"this one lacks {', '.join(missing)}. Add them, or register the function in "
+                f"pyproject.toml as name = {_ENTRY_FORM}"
+            )
+        if not callable(obj.run) or not isinstance(obj.lookup_dict, Mapping):
+            raise ConfigError(
+                f"-m {ref}: run must be a function and lookup_dict a dict of "
+                "{param: {variant: value}}"
+            )
+        if not isinstance(obj.name, str) or not obj.name:
+            raise ConfigError(f"-m {ref}: name must be the experiment's name, a string")
+        spec = spec_of(obj.run, obj.lookup_dict, None)
+        return Chain(obj.name, (Step(attrs.evolve(spec, name=obj.name), obj.run),))
+
     def chain(self, names: Sequence[str]) -> Chain:
         """The registered experiment ``names[0]`` (a function or a list of steps), or the chain
         of the registered functions ``names``."""
@@ -113,7 +140,7 @@ def _import(target: str, what: str) -> Any:
     module_name, _, attribute = target.partition(":")
     try:
         obj: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
+        for part in attribute.split(".") if attribute else ():
             obj = getattr(obj, part)
     except Exception as exc:
         raise ConfigError(
@@ -154,6 +181,8 @@ def _target(value: Any, key: str) -> str:
 
 def _entry(name: str, table: Any) -> Entry:
     key = f"[tool.mitosis.experiments] {name}"
+    if isinstance(table, str):  # the shorthand name = "module:function"
+        return Entry(name=name, run=_target(table, key))
     if isinstance(table, Mapping) and "steps" in table and "run" not in table:
         steps = table["steps"]
         if (
@@ -169,8 +198,8 @@ def _entry(name: str, table: Any) -> Entry:
         return Entry(name=name, steps=tuple(steps))
     if not isinstance(table, Mapping) or "run" not in table:
         raise ConfigError(
-            f"{key} must be a table like {name} = {_ENTRY_FORM} (or {_STEPS_ENTRY_FORM}); "
-            f"got {table!r}"
+            f"{key} must be a table like {name} = {_ENTRY_FORM} (or {_STEPS_ENTRY_FORM}, or "
+            f'{name} = "module:function"); got {table!r}'
         )
     unknown = sorted(set(table) - {"run", "lookup", "untracked"})
     if unknown:

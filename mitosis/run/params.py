@@ -14,9 +14,23 @@ from ..model.text import check_name
 from ..model.values import Encoded, encode, type_name
 from .experiment import Chain, table_of
 
-__all__ = ["Resolved", "locks_of", "resolve"]
+__all__ = ["Resolved", "literal", "locks_of", "resolve"]
 
 _MAX_NAME = 200
+
+
+@attrs.frozen
+class literal:  # lower case: used as a function, mitosis.literal("low"), as functools.partial
+    """A parameter's value to take as it is: a string wrapped in it is never looked up as a
+    variant name, even for a parameter with a lookup table. It is recorded under its repr
+    (``'low'``), as other literals are; ``mitosis run -e`` marks its values so.
+
+    >>> import mitosis
+    >>> mitosis.literal("low")  # the string 'low', not the variant named low
+    literal(value='low')
+    """
+
+    value: Any
 
 
 @attrs.frozen
@@ -62,9 +76,12 @@ def _display(value: Any) -> str:
 def _resolve_one(arg: str, value: Any, source: ValueSource, chain: Chain, step: int) -> Resolved:
     spec = chain.steps[step].spec
     table = table_of(spec.lookup, arg)
+    marked = isinstance(value, literal)
+    if marked:
+        value = value.value
     variant = _display(value)
     name = chain.name_of(step, arg)
-    if source == "literal" and table is not None and isinstance(value, str):
+    if source == "literal" and table is not None and isinstance(value, str) and not marked:
         try:  # through the table's own __getitem__: a defaultdict or __missing__ may answer
             found = table[value]
         except KeyError:
@@ -125,7 +142,8 @@ def _resolve_step(chain: Chain, index: int, params: dict[str, Any]) -> list[Reso
     if missing:
         raise BadParameter(
             f"{spec.name} needs a value for {', '.join(repr(prefix + m) for m in missing)}; its "
-            f"signature is {where}. Pass it in params (e.g. {{{prefix + missing[0]!r}: ...}})."
+            f"signature is {where}. Give it: -e {prefix + missing[0]}=... on the command line, "
+            f"or params={{{prefix + missing[0]!r}: ...}} in Python."
         )
     resolved = [_resolve_one(n, v, "literal", chain, index) for n, v in params.items()]
     resolved += [
@@ -143,7 +161,8 @@ def resolve(chain: Chain, params: Mapping[str, Any] | None) -> list[Resolved]:
 
     Raises:
         BadParameter: a parameter no step accepts, or a required one missing.
-        UnknownVariant: a string that names no variant of a parameter with a lookup table.
+        UnknownVariant: a string that names no variant of a parameter with a lookup table
+            (a string wrapped in :func:`literal` is taken as it is).
     """
     per_step: list[dict[str, Any]] = [{} for _ in chain.steps]
     for full, value in (params or {}).items():

@@ -74,7 +74,10 @@ def find_reusable(
     recorded in this store, or pulled from one of the ``trusted`` remotes (its results are
     unpickled in the trial process). A matching trial from elsewhere is declined, and that is
     said."""
-    if chain.single or code is None or code.dirty or code.commit is None:
+    if chain.single:
+        return None
+    if code is None or code.dirty or code.commit is None:
+        _not_clean(chain, code)
         return None
     wanted = [
         (
@@ -115,6 +118,27 @@ def _matches(
     if trial.code.commit != code.commit:
         return 0
     return _matching_prefix(trial, wanted)
+
+
+_said: set[str] = set()  # each reason once per process, not once per trial of a sweep
+
+
+def _not_clean(chain: Chain, code: CodeState | None) -> None:
+    if code is None:
+        why = "the code is in no git repository"
+    elif code.commit is None:
+        why = "the git repository has no commit yet"
+    else:
+        why = "the code has uncommitted changes or untracked files (see git status)"
+    first = ", ".join(step.name for step in chain.steps[:-1])
+    message = (
+        f"mitosis: not reusing the first steps ({first}) of {chain.name}: {why}, and reuse "
+        "needs a clean commit; commit the changes (or ignore the files in .gitignore) and run "
+        "again"
+    )
+    if message not in _said:
+        _said.add(message)
+        warn("%s", message)
 
 
 def _decline(declined: list[tuple[Trial, str]], experiment: str, trusted: Collection[str]) -> None:

@@ -399,25 +399,26 @@ def _lost(exc: BaseException) -> Ran:
 
 
 class _Progress:
-    """Done / failed / running, rate and time left, on one line of a terminal (else a line per
-    finished trial)."""
+    """Done / failed / interrupted / running, rate and time left, on one line of a terminal
+    (else a line per finished trial)."""
 
     def __init__(self, total: int, enabled: bool, stream: IO[str]) -> None:
         self.total, self.enabled, self.stream = total, enabled, stream
         self.tty = enabled and stream.isatty()
-        self.ok = self.failed = self.skipped = self.running = 0
+        self.ok = self.failed = self.interrupted = self.skipped = self.running = 0
         self.clock = time.perf_counter()
 
     def _line(self) -> str:
-        ran = self.ok + self.failed
+        ran = self.ok + self.failed + self.interrupted
         done = ran + self.skipped
         seconds = time.perf_counter() - self.clock
         rate = ran / seconds if seconds > 0 else 0.0
         left = self.total - done
         eta = f", {left / rate:.0f} s left" if rate > 0 and left else ""
         skipped = f", {self.skipped} skipped" if self.skipped else ""
+        interrupted = f", {self.interrupted} interrupted" if self.interrupted else ""
         return (
-            f"[{done}/{self.total}] {self.ok} ok, {self.failed} failed{skipped}, "
+            f"[{done}/{self.total}] {self.ok} ok, {self.failed} failed{interrupted}{skipped}, "
             f"{self.running} running, {rate:.2f} trials/s{eta}"
         )
 
@@ -435,6 +436,8 @@ class _Progress:
     def finished(self, trial: Trial | None) -> None:
         if trial is not None and trial.status == "ok":
             self.ok += 1
+        elif trial is not None and trial.status == "interrupted":
+            self.interrupted += 1
         else:
             self.failed += 1
         self.running = max(self.running - 1, 0)

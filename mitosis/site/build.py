@@ -27,7 +27,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +85,10 @@ def default_site(store: Store) -> Path:
 
 
 def browse(
-    out: str | os.PathLike[str] | None = None, *, store: str | os.PathLike[str] | None = None
+    out: str | os.PathLike[str] | None = None,
+    *,
+    store: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Site:
     """Write (or bring up to date) a static site of the store's experiments and trials.
 
@@ -96,13 +99,15 @@ def browse(
     Args:
         out: the site's folder (default ``<git dir>/mitosis/site`` of the store).
         store: the store to read (default as for :func:`mitosis.trials`).
+        progress: called with what it is doing (``sine: reading trials``, ``sine: trial
+            pages 200 of 10000``), as :func:`mitosis.gc` is.
 
     Raises:
         StoreError: the store cannot be read.
         SiteError: the site's folder cannot be written.
     """
     with Store.open(store) as st:
-        return build(st, Path(out) if out is not None else default_site(st))
+        return build(st, Path(out) if out is not None else default_site(st), progress=progress)
 
 
 def tips(store: Store) -> dict[str, str]:
@@ -178,14 +183,15 @@ def _assets_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def build(store: Store, out: Path) -> Site:
-    """Bring the site at ``out`` up to date with the store.
+def build(store: Store, out: Path, progress: Callable[[str], None] | None = None) -> Site:
+    """Bring the site at ``out`` up to date with the store (saying what it does to
+    ``progress``).
 
     Raises:
         SiteError: the site's folder cannot be written.
     """
     try:
-        return _build(store, out)
+        return _build(store, out, progress or (lambda _: None))
     except MitosisError:
         raise
     except OSError as exc:
@@ -195,7 +201,7 @@ def build(store: Store, out: Path) -> Site:
         ) from None
 
 
-def _build(store: Store, out: Path) -> Site:
+def _build(store: Store, out: Path, say: Callable[[str], None]) -> Site:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
@@ -211,16 +217,21 @@ def _build(store: Store, out: Path) -> Site:
     for name in store.experiments():
         tip = (store.tip(name) or b"").decode()
         folder = slug(name)
+        say(f"{name}: reading trials")
         found = [t for t in read_trials(store, name) if _ID.match(t.id)]
         trees = dict(store.trial_dirs(name))
+        pending = []
         for trial in found:
             tree = trees.get(trial.id)
             if tree is None:
                 continue
             new["trials"][trial.id] = tree.decode()
             page = out / trial_folder(trial.id) / "index.html"
-            if old["trials"].get(trial.id) == tree.decode() and page.exists():
-                continue
+            if old["trials"].get(trial.id) != tree.decode() or not page.exists():
+                pending.append((trial, tree))
+        for done, (trial, tree) in enumerate(pending):
+            if done % 50 == 0:
+                say(f"{name}: trial pages {done} of {len(pending)}")
             _write_trial(writer, blobs, trial, tree, folder)
             new_trials.append(trial.id)
         new["experiments"][name] = {"tip": tip, "slug": folder}
@@ -228,6 +239,7 @@ def _build(store: Store, out: Path) -> Site:
         if old["experiments"].get(name, {}).get("tip") != tip or not page.exists():
             _write_experiment(writer, name, folder, found)
         summaries.append(_pages.ExperimentSummary.of(name, folder, found))
+    say("writing the index")
     _remove_gone(out, old, new)
     writer.write("index.html", _pages.index_page(summaries), if_changed=True)
     writer.write(

@@ -275,7 +275,7 @@ class Store:
         if len(prefix) < _MIN_PREFIX or any(c not in "0123456789abcdef" for c in prefix):
             raise UnknownTrial(
                 f"{prefix!r} is not a trial id: give 4 or more hex digits of one "
-                "(see the ids with mitosis.trials())"
+                "(see the ids with `mitosis log`, or mitosis.trials() in Python)"
             )
         matches = [
             (experiment, trial_id)
