@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import getpass
 import io
 import json
 import os
-import platform
 import re
-import socket
 import sys
 from pathlib import Path
 
@@ -35,11 +32,15 @@ UNTRACKED_NOTE = "# untracked file not copied (over 1 MiB): "
 
 
 def hostname() -> str:
+    import socket  # on first need, as platform and getpass: a trial's caller starts quicker
+
     return socket.gethostname()
 
 
 def username() -> str:
     try:
+        import getpass
+
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
@@ -47,6 +48,8 @@ def username() -> str:
 
 def environment() -> Environment:
     """The interpreter, platform and environment variables of this process."""
+    import platform
+
     return Environment(
         python=platform.python_version(),
         implementation=platform.python_implementation(),
