@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._version import __version__
-from ..model.layout import CODE_DIFF, OUTPUT, figure_name, param_name, qualified, result_name
+from ..model.layout import (
+    CODE_DIFF,
+    FORMAT,
+    FORMAT_INLINE,
+    OUTPUT,
+    figure_name,
+    param_name,
+    qualified,
+    result_name,
+)
 from ..model.records import InMemory, Param, StepRecord, StepStatus, Trial, VariantLock
 from ..model.values import decode
 from ..store.trials import StoreFiles
@@ -105,6 +114,7 @@ def finish(
     if reused:
         for name, data in reused.results.items():
             files[result_name(name)] = data
+    detached: list[str] = []
     outcome = ran.outcome
     steps = _step_records(recipe, outcome, reused, ran.running)
     last = steps[-1]
@@ -133,7 +143,9 @@ def finish(
         captions=captions,
         steps=steps,
         rerun_of=recipe.rerun_of,
+        detached=detached,
         mitosis=__version__,
+        format=FORMAT if detached else FORMAT_INLINE,
         location=location,
         source=InMemory(files) if location is None else StoreFiles(location),
     )

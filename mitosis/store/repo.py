@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
 from ..exceptions import AmbiguousTrialId, StoreError, UnknownTrial
 from ..model.layout import BRANCH_PREFIX, TRIALS, branch, tracking_branch
+from ..model.records import FileData, InStore, OnDisk
 
 if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `import mitosis` light
     from dulwich.file import FileLocked
@@ -28,7 +29,16 @@ if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `impor
     from dulwich.refs import Ref
     from dulwich.repo import Repo
 
-__all__ = ["Check", "Store", "backoff", "default_store_path", "disk_size", "warn"]
+__all__ = [
+    "Check",
+    "Store",
+    "Written",
+    "backoff",
+    "default_store_path",
+    "disk_size",
+    "reached",
+    "warn",
+]
 
 _RETRIES = 400
 #: A lock file older than this was left by a writer that died: git holds them for milliseconds.
@@ -36,13 +46,21 @@ STALE_LOCK_SECONDS = 10.0
 #: Past about this many loose objects (a few hundred trials), a background packer starts.
 AUTO_PACK_OBJECTS = 8000
 #: Test hook: called with the name of each point of a commit ("blobs": its blobs are written;
-#: "tree": its tree; "commit": the commit, before the ref moves), so that tests can kill the
-#: writer there or act at that moment. None in normal use.
+#: "tree": its tree; "commit": the commit, before the ref moves; "stream": the first chunk of a
+#: big file streamed into its temporary object file; "streamed": that file complete, before its
+#: rename; "results": a trial's results ref set, before its branch moves), so that tests can
+#: kill the writer there or act at that moment. None in normal use.
 fault: Callable[[str], None] | None = None
 _MIN_PREFIX = 4
 
 #: Called with the tip's tree id (None for a new branch) before each attempt to commit.
 Check = Callable[["Store", "ObjectID | None"], None]
+
+
+class Written(NamedTuple):
+    """A file of a commit whose blob is in the store already (streamed there before)."""
+
+    id: ObjectID
 
 
 def default_store_path() -> Path:
@@ -228,6 +246,21 @@ class Store:
             obj = self.get(sha)
         return obj
 
+    def entry(self, tree_id: ObjectID | None, path: str) -> tuple[int, ObjectID] | None:
+        """``(mode, object id)`` of the entry at ``path`` under a tree, without reading the
+        object itself (a big blob is then opened as a stream), or None."""
+        from dulwich.objects import Tree
+
+        folder, _, name = path.rpartition("/")
+        parent = self.lookup(tree_id, folder)
+        if not isinstance(parent, Tree):
+            return None
+        try:
+            mode, sha = parent[name.encode()]
+        except KeyError:
+            return None
+        return mode, sha
+
     def read_file(
         self, experiment: str, path: str, tree_id: ObjectID | None = None
     ) -> bytes | None:
@@ -310,6 +343,53 @@ class Store:
 
         return self.add(Blob.from_string(data))
 
+    def add_data(self, data: FileData) -> ObjectID:
+        """Store a file's bytes as a blob: small ones as any object, bigger ones (and every file
+        waiting on disk) streamed (see :mod:`mitosis.store.blobs`), a blob of this store by its
+        id. Identical bytes are stored once.
+
+        Raises:
+            StoreError: a blob named by ``data`` is not in its store, or a file changed while
+                it was read.
+            OSError: the store cannot be written.
+        """
+        from . import blobs  # on first need: most files are small
+
+        objects = os.fspath(self.repo.object_store.path)
+        if isinstance(data, InStore):
+            if os.path.realpath(data.store) == self.path and self.has(data.blob):
+                return cast("ObjectID", data.blob.encode())
+            with Store.open(data.store) as other:
+                source = other.open_blob(data.blob, f"blob {data.blob} of {data.store}")
+            if source is None:
+                raise StoreError(f"the store {data.store} has no blob {data.blob} to copy")
+            with source:
+                found = blobs.write_blob(objects, source, data.size, checkpoint=reached)
+        elif isinstance(data, OnDisk):
+            with open(data.path, "rb") as file:
+                found = blobs.write_blob(objects, file, data.size, checkpoint=reached)
+        elif len(data) > blobs.BIG:
+            found = blobs.write_blob(objects, data, len(data), checkpoint=reached)
+        else:
+            return self.add_blob(data)
+        return cast("ObjectID", found.encode())
+
+    def has(self, object_id: str) -> bool:
+        """Whether the store holds the object (loose or packed)."""
+        return cast("ObjectID", object_id.encode()) in self.repo.object_store
+
+    def open_blob(self, blob_id: str, where: str) -> IO[bytes] | None:
+        """A blob's bytes as a file read as it goes, or None when the store lacks it."""
+        from . import blobs  # on first need
+
+        return blobs.open_blob(self.repo.object_store, blob_id, where)
+
+    def blob_size(self, blob_id: str) -> int | None:
+        """A blob's size, read from its header alone, or None when the store lacks it."""
+        from . import blobs  # on first need
+
+        return blobs.stored_size(self.repo.object_store, blob_id)
+
     def build_tree(
         self, tree_id: ObjectID | None, files: Mapping[str, ObjectID | None]
     ) -> ObjectID:
@@ -375,12 +455,12 @@ class Store:
     def commit(
         self,
         experiment: str,
-        files: Mapping[str, bytes | None],
+        files: Mapping[str, bytes | Written | None],
         message: str,
         check: Check | None = None,
     ) -> ObjectID:
-        """Add ``files`` (path to content; None removes the path) to the experiment's branch
-        in one new commit.
+        """Add ``files`` (path to content, or to a blob stored before; None removes the path)
+        to the experiment's branch in one new commit.
 
         ``check`` runs against the tip's tree before every attempt (and may raise to abandon the
         commit). The branch moves by compare-and-swap: a writer that loses re-reads the tip and
@@ -400,29 +480,32 @@ class Store:
     def _commit(
         self,
         experiment: str,
-        files: Mapping[str, bytes | None],
+        files: Mapping[str, bytes | Written | None],
         message: str,
         check: Check | None,
     ) -> ObjectID:
         from dulwich.file import FileLocked
 
         ref = self.ref(experiment)
-        blobs = {
-            path: None if data is None else self.add_blob(data) for path, data in files.items()
-        }
-        _fault("blobs")
+        stored: dict[str, ObjectID | None] = {}
+        for path, data in files.items():
+            if isinstance(data, Written):
+                stored[path] = data.id
+            else:
+                stored[path] = None if data is None else self.add_blob(data)
+        reached("blobs")
         for attempt in range(_RETRIES):
             local = self.local_tip(experiment)
             tip = local if local is not None else self.tip(experiment)
             base = self.tree_of(tip)
             if check is not None:
                 check(self, base)
-            tree = self.build_tree(base, blobs)
-            _fault("tree")
+            tree = self.build_tree(base, stored)
+            reached("tree")
             if tip is not None and tree == base:
                 return tip  # nothing new: another writer committed the same files already
             commit = self.new_commit(tree, [tip] if tip else [], message)
-            _fault("commit")
+            reached("commit")
             reflog = b"mitosis: " + message.splitlines()[0].encode()
             try:
                 if local is None:
@@ -451,7 +534,8 @@ def warn(message: str, *args: object) -> None:
     logging.getLogger("mitosis").warning(message, *args)
 
 
-def _fault(point: str) -> None:
+def reached(point: str) -> None:
+    """A writer reached ``point`` (see :data:`fault`)."""
     if fault is not None:
         fault(point)
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from ..exceptions import SyncConflict, SyncError
+from ..exceptions import StoreError, SyncConflict, SyncError
 from ..model.layout import BRANCH_PREFIX, branch, tracking_branch
+from ..model.records import Pointer, Trial
 from ..model.redact import strip_credentials
 from .gc import packing
 from .merge import Conflict, integrate, is_ancestor
@@ -363,3 +364,31 @@ def bundle(
         except OSError as exc:
             raise SyncError(f"cannot write the bundle {file}: {exc}") from None
     return len(refs)
+
+
+# -- results on demand -----------------------------------------------------------------------
+
+
+def fetch_missing(st: Store, trial: Trial, name: str, pointer: Pointer) -> None:
+    """Bring the blob of a file kept off the branch that this store lacks.
+
+    Raises:
+        StoreError: no remote of the store has it; the message says which
+            ``mitosis pull --results`` to run.
+    """
+    raise StoreError(
+        f"{name} of trial {trial.id} ({_size(pointer.size)}) is kept off the trial branches "
+        f"and is not in the store {st.path}: bring it with `mitosis pull --results {trial.id}` "
+        f"(or `mitosis pull REMOTE --results {trial.id}` from the store of {trial.host} "
+        "that recorded it)"
+    )
+
+
+def _size(count: int) -> str:
+    """A size in bytes for people: ``200.0 MiB``."""
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{count} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover

@@ -5,12 +5,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from ..model.layout import TRIAL, trial_dir
-from ..model.records import Trial, VariantLock, converter
+from ..exceptions import StoreError
+from ..model.layout import TRIAL, pointer_name, results_ref, trial_dir
+from ..model.records import (
+    FileData,
+    Pointer,
+    Trial,
+    VariantLock,
+    converter,
+    dump_pointer,
+    size_of,
+)
 from ..model.values import dumps_json
-from .repo import Store
+from .repo import Store, Written
+from .results import drop_results, write_results
 from .variants import lock_check, variant_files
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+
+#: Files up to this size are written as any object; bigger ones are streamed.
+_SMALL = 1 << 20
 
 __all__ = ["commit_message", "write_trial"]
 
@@ -18,22 +35,59 @@ _SUMMARY_VALUE = 40
 
 
 def write_trial(
-    store: Store, trial: Trial, files: Mapping[str, bytes], locks: Sequence[VariantLock]
+    store: Store, trial: Trial, files: Mapping[str, FileData], locks: Sequence[VariantLock]
 ) -> None:
     """Commit ``trial``: its record (``trial.json``), ``files`` (paths inside its folder) and
     the lock files of ``locks``, refused if a lock holds another value by then.
 
+    Big files (and every file waiting on disk) are streamed into the store first. The files
+    named in ``trial.detached`` are kept off the branch: a pointer takes each one's place in
+    the folder, and ``refs/mitosis-results/<id>`` keeps their blobs, set before the branch
+    moves (and removed again if the trial is refused).
+
     Raises:
         VariantConflict, VariantRenamed: a variant was locked meanwhile to another value.
-        StoreError: the store cannot be written.
+        StoreError: the store cannot be written (its ``__cause__`` is the ``OSError``).
     """
     folder = trial_dir(trial.id)
-    branch: dict[str, bytes | None] = {f"{folder}/{name}": data for name, data in files.items()}
+    check = lock_check(trial.experiment, locks)
+    branch: dict[str, bytes | Written | None] = {}
+    detached: dict[str, ObjectID] = {}
+    streamed = [name for name, data in files.items() if not _small(data)]
+    if streamed:  # refuse before streaming gigabytes, not only after
+        check(store, store.tree_of(store.tip(trial.experiment)))
+    try:
+        for name, data in files.items():
+            if name in trial.detached:
+                blob = store.add_data(data)
+                detached[name] = blob
+                pointer = Pointer(blob.decode(), size_of(data), results_ref(trial.id).decode())
+                branch[f"{folder}/{pointer_name(name)}"] = dump_pointer(pointer)
+            elif _small(data):
+                assert isinstance(data, bytes)
+                branch[f"{folder}/{name}"] = data
+            else:
+                branch[f"{folder}/{name}"] = Written(store.add_data(data))
+    except OSError as exc:
+        raise StoreError(f"cannot write to the store {store.path}: {exc}") from exc
     record = converter().unstructure(trial)
     branch[f"{folder}/{TRIAL}"] = dumps_json(record, indent=2).encode()
     branch.update(variant_files(locks))
-    check = lock_check(trial.experiment, locks)
-    store.commit(trial.experiment, branch, commit_message(trial), check)
+    if detached:
+        try:
+            write_results(store, trial, detached)
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store {store.path}: {exc}") from exc
+    try:
+        store.commit(trial.experiment, branch, commit_message(trial), check)
+    except BaseException:
+        if detached:
+            drop_results(store, trial.id)
+        raise
+
+
+def _small(data: FileData) -> bool:
+    return isinstance(data, bytes) and len(data) <= _SMALL
 
 
 def commit_message(trial: Trial) -> str:

@@ -1,0 +1,461 @@
+"""Blobs of any size, streamed into the store and out of it, never held whole in memory.
+
+A file bigger than :data:`BIG` (a result of gigabytes, a large figure) is hashed and
+zlib-compressed in chunks, straight from the file the trial process wrote, into a temporary file
+of the object folder (``objects/tmp_mitosis_obj_*``), which is fsynced and then renamed to its
+place ``objects/<id[:2]>/<id[2:]>``: no reader ever sees part of an object, and a writer killed
+mid-way leaves only its temporary file (held under ``flock`` while written, so that ``mitosis
+gc`` knows a dead writer's file and removes it). An object that exists already is not written
+again: identical results are stored once.
+
+Compression pays only where the data shrink: a sample of the first chunk is compressed first,
+and unless it shrinks to half or less (random floats shrink by 5%, at 40 times the time), the
+object is written with zlib's *stored* blocks (level 0: framing and a checksum, at the speed of
+a copy). Hashing runs in a thread beside the writing (both release the interpreter's lock).
+
+Reading streams too (:func:`open_blob`): a loose object or a whole object in a pack is inflated
+as it is read, checked against its id at the end. So is sending (:func:`pack_entry`): a big
+loose blob becomes a pack entry whose bytes are produced as the pack is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import io
+import os
+import queue
+import struct
+import tempfile
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, cast
+
+from ..exceptions import StoreError
+
+if TYPE_CHECKING:
+    from dulwich.object_store import DiskObjectStore
+    from dulwich.objects import ObjectID
+    from dulwich.pack import UnpackedObject
+
+__all__ = [
+    "BIG",
+    "TEMP_PREFIX",
+    "is_big_loose",
+    "loose_header",
+    "open_blob",
+    "out_of_space",
+    "pack_entry",
+    "packed_entry",
+    "stored_size",
+    "write_blob",
+]
+
+#: Blobs bigger than this are streamed and never delta-compressed (as git's
+#: ``core.bigFileThreshold``, though smaller: a delta of two different results is never worth
+#: the time).
+BIG = 1 << 20
+#: Temporary files of objects and packs being written begin with this (git's ``tmp_`` files are
+#: removed by ``git prune`` too).
+TEMP_PREFIX = "tmp_mitosis_"
+CHUNK = 1 << 20
+_SAMPLE = 256 << 10
+#: Compress (zlib level 1) only when a sample of the data shrinks to this fraction or less.
+_WORTH = 0.5
+_STORED_MAX = 0xFFFF
+_BLOB = 3
+_DELTAS = (6, 7)
+#: Chunks waiting for the hashing thread (so memory stays at a few chunks).
+_QUEUED = 8
+_READ_ONLY = 0o444
+#: A loose object's file cannot be smaller than its content over this (zlib's best ratio).
+_BEST_RATIO = 1032
+_HEADER_READ = 512
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _level(sample: bytes | memoryview) -> int:
+    """zlib level 1 when a sample of the data shrinks to half or less, else 0 (stored)."""
+    part = sample[:_SAMPLE]
+    if not len(part):
+        return 0
+    return 1 if len(zlib.compress(part, 1)) <= len(part) * _WORTH else 0
+
+
+def _stored(data: memoryview, final: bool = False) -> list[bytes | memoryview]:
+    """``data`` as deflate stored blocks (level 0), ready for ``os.writev``."""
+    parts: list[bytes | memoryview] = []
+    for start in range(0, len(data), _STORED_MAX):
+        piece = data[start : start + _STORED_MAX]
+        last = final and start + _STORED_MAX >= len(data)
+        parts.append(struct.pack("<BHH", int(last), len(piece), len(piece) ^ 0xFFFF))
+        parts.append(piece)
+    return parts
+
+
+def _chunks(source: IO[bytes] | memoryview, size: int) -> Iterator[memoryview]:
+    if isinstance(source, memoryview):
+        for start in range(0, size, CHUNK):
+            yield source[start : start + CHUNK]
+        return
+    left = size
+    while left > 0:
+        chunk = source.read(min(CHUNK, left))
+        if not chunk:
+            break
+        left -= len(chunk)
+        yield memoryview(chunk)
+
+
+class _Hasher(threading.Thread):
+    """SHA-1 (the object's id) and Adler-32 (the zlib trailer) of the chunks it is given,
+    beside the thread that writes them."""
+
+    def __init__(self, header: bytes) -> None:
+        super().__init__(daemon=True, name="mitosis-hash")
+        self.sha = hashlib.sha1(header)
+        self.adler = zlib.adler32(header)
+        self.queue: queue.Queue[memoryview | None] = queue.Queue(_QUEUED)
+
+    def run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            self.sha.update(chunk)
+            self.adler = zlib.adler32(chunk, self.adler)
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.join()
+
+
+def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
+    """``os.writev`` until everything is written (it may write less than asked)."""
+    while parts:
+        written = os.writev(fd, parts[:1024])
+        while parts and written >= len(parts[0]):
+            written -= len(parts[0])
+            parts.pop(0)
+        if written:
+            parts[0] = memoryview(parts[0])[written:]
+
+
+def write_blob(
+    objects_dir: str,
+    source: IO[bytes] | bytes | memoryview,
+    size: int,
+    *,
+    checkpoint: Callable[[str], None] | None = None,
+) -> str:
+    """Store ``size`` bytes read from ``source`` (a file, or bytes) as a loose blob, streamed.
+
+    ``checkpoint`` is called with ``"stream"`` once the first chunk is written and with
+    ``"streamed"`` before the object is renamed into place (the store's fault hook).
+
+    Returns:
+        The blob's id (40 hex digits).
+
+    Raises:
+        StoreError: the source did not hold ``size`` bytes.
+        OSError: the store cannot be written (a full disk, a file size limit); nothing is left
+            but, for a writer killed meanwhile, its temporary file.
+    """
+    data = memoryview(source) if isinstance(source, (bytes, memoryview)) else source
+    header = b"blob %d\0" % size
+    fd, temporary = tempfile.mkstemp(dir=objects_dir, prefix=TEMP_PREFIX + "obj_")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # `mitosis gc` leaves the files of live writers alone
+        chunks = _chunks(data, size)
+        first = next(chunks, memoryview(b""))
+        level = _level(first)
+        hasher = _Hasher(header)
+        hasher.start()
+        written = 0
+        try:
+            compressor = zlib.compressobj(level) if level else None
+            if compressor is None:
+                _write_all(fd, [b"\x78\x01", *_stored(memoryview(header))])
+            else:
+                _write_all(fd, [compressor.compress(header)])
+            for number, chunk in enumerate(_chained(first, chunks)):
+                hasher.queue.put(chunk)
+                written += len(chunk)
+                if compressor is None:
+                    _write_all(fd, _stored(chunk))
+                else:
+                    _write_all(fd, [compressor.compress(chunk)])
+                if number == 0 and checkpoint is not None:
+                    checkpoint("stream")
+        finally:
+            hasher.finish()
+        if written != size:
+            raise StoreError(
+                f"a file to store changed while it was read: {written} bytes, not {size}"
+            )
+        if compressor is None:
+            _write_all(fd, [b"\x01\x00\x00\xff\xff", struct.pack(">I", hasher.adler)])
+        else:
+            _write_all(fd, [compressor.flush()])
+        os.fsync(fd)
+        os.fchmod(fd, _READ_ONLY)
+        blob_id = hasher.sha.hexdigest()
+        if checkpoint is not None:
+            checkpoint("streamed")
+        final = os.path.join(objects_dir, blob_id[:2], blob_id[2:])
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        if os.path.exists(final):  # identical bytes stored before: keep them, freshened
+            os.utime(final)
+            os.remove(temporary)
+        else:
+            os.rename(temporary, final)
+        return blob_id
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    finally:
+        os.close(fd)
+
+
+def _chained(first: memoryview, rest: Iterator[memoryview]) -> Iterator[memoryview]:
+    if len(first):
+        yield first
+    yield from rest
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def _loose_path(objects_dir: str, blob_id: str) -> str:
+    return os.path.join(objects_dir, blob_id[:2], blob_id[2:])
+
+
+def loose_header(path: str) -> tuple[bytes, int] | None:
+    """``(type, size)`` of a loose object from the first bytes of its file, or None when there
+    is no such file (or it is no object)."""
+    inflate = zlib.decompressobj()
+    head = b""
+    try:
+        with open(path, "rb") as file:
+            # a compressed block opens with its code tables: the header may need a few reads
+            while b"\0" not in head and len(head) < 64:
+                start = inflate.unconsumed_tail or file.read(_HEADER_READ)
+                if not start:
+                    break
+                head += inflate.decompress(start, 64 - len(head))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except zlib.error:
+        return None
+    kind, space, rest = head.partition(b" ")
+    size, nul, _ = rest.partition(b"\0")
+    if not space or not nul or not size.isdigit():
+        return None
+    return kind, int(size)
+
+
+def is_big_loose(objects_dir: str, blob_id: str, big: int = BIG) -> int | None:
+    """The size of the loose blob ``blob_id`` when it is bigger than ``big``, else None (also
+    when it is not loose). Most objects are told small by their file's size alone."""
+    path = _loose_path(objects_dir, blob_id)
+    try:
+        if os.stat(path).st_size * _BEST_RATIO < big:
+            return None
+    except OSError:
+        return None
+    found = loose_header(path)
+    if found is None or found[0] != b"blob" or found[1] <= big:
+        return None
+    return found[1]
+
+
+class _Inflating(io.RawIOBase):
+    """The content of a blob, inflated from a zlib stream as it is read, and checked against
+    the blob's id once read to its end."""
+
+    def __init__(
+        self, file: IO[bytes], size: int, blob_id: str, where: str, *, loose: bool
+    ) -> None:
+        super().__init__()
+        self._file = file
+        self._z = zlib.decompressobj()
+        self._left = size
+        self._pending = memoryview(b"")
+        self._sha = hashlib.sha1(b"blob %d\0" % size)
+        self._id = blob_id
+        self._where = where
+        if loose:  # the object's header is inside its zlib stream: skip it
+            head = b""
+            while b"\0" not in head:
+                more = self._inflate()
+                if not more:
+                    raise StoreError(f"{where} is damaged: git fsck tells more")
+                head += more
+            _, _, rest = head.partition(b"\0")
+            self._pending = memoryview(rest)
+        self.size = size
+
+    def readable(self) -> bool:
+        return True
+
+    def _inflate(self) -> bytes:
+        try:
+            if self._z.unconsumed_tail:
+                return self._z.decompress(self._z.unconsumed_tail, CHUNK)
+            raw = self._file.read(CHUNK)
+            if not raw:
+                return b""
+            return self._z.decompress(raw, CHUNK)
+        except zlib.error as exc:
+            raise StoreError(f"{self._where} is damaged ({exc}): git fsck tells more") from None
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not len(self._pending) and self._left > 0:
+            more = self._inflate()
+            if not more:
+                raise StoreError(f"{self._where} ends early: git fsck tells more")
+            self._pending = memoryview(more)
+        count = min(len(buffer), len(self._pending), self._left)
+        if count == 0:
+            return 0
+        piece = self._pending[:count]
+        buffer[:count] = piece
+        self._sha.update(piece)
+        self._pending = self._pending[count:]
+        self._left -= count
+        if self._left == 0 and self._sha.hexdigest() != self._id:
+            raise StoreError(f"{self._where} does not match its id: git fsck tells more")
+        return count
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def packed_entry(objects: DiskObjectStore, blob_id: str) -> tuple[str, int, int, int] | None:
+    """``(pack file, offset of the data, type, size)`` of an object in a pack (for a delta, its
+    type in the pack and the size of the object it makes), or None."""
+    from dulwich.objects import hex_to_sha
+
+    raw_id = hex_to_sha(cast("ObjectID", blob_id.encode()))
+    for pack in objects.packs:
+        try:
+            offset = pack.index.object_offset(raw_id)
+        except KeyError:
+            continue
+        path = str(pack._data_path)  # dulwich names the pack file only here
+        with open(path, "rb") as file:
+            file.seek(offset)
+            head = file.read(32)
+            kind = (head[0] >> 4) & 7
+            size = head[0] & 15
+            shift, at = 4, 0
+            while head[at] & 0x80:
+                at += 1
+                size |= (head[at] & 0x7F) << shift
+                shift += 7
+            at += 1
+            if kind in _DELTAS:  # the size that counts is the object's, in the delta's header
+                if kind == 7:
+                    at += 20
+                else:
+                    while head[at] & 0x80:
+                        at += 1
+                    at += 1
+                file.seek(offset + at)
+                delta = zlib.decompressobj().decompress(file.read(_HEADER_READ * 8), 32)
+                _, pos = _varint(delta, 0)
+                size, _ = _varint(delta, pos)
+        return path, offset + at, kind, size
+    return None
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def stored_size(objects: DiskObjectStore, blob_id: str) -> int | None:
+    """The size of a blob in the store (loose or packed), or None when the store lacks it."""
+    found = loose_header(_loose_path(os.fspath(objects.path), blob_id))
+    if found is not None:
+        return found[1]
+    entry = packed_entry(objects, blob_id)
+    return None if entry is None else entry[3]
+
+
+def open_blob(objects: DiskObjectStore, blob_id: str, where: str) -> IO[bytes] | None:
+    """A blob's content as a file read as it goes, or None when the store lacks it.
+
+    Loose objects and whole objects in packs stream; a blob kept as a delta (small, since
+    mitosis never deltifies big blobs, though ``git gc`` may) is read whole.
+    """
+    path = _loose_path(os.fspath(objects.path), blob_id)
+    found = loose_header(path)
+    if found is not None:
+        raw = _Inflating(open(path, "rb"), found[1], blob_id, where, loose=True)  # noqa: SIM115
+        return io.BufferedReader(raw, CHUNK)
+    entry = packed_entry(objects, blob_id)
+    if entry is None:
+        return None
+    pack, offset, kind, size = entry
+    if kind == _BLOB:
+        file = open(pack, "rb")  # noqa: SIM115 - closed with the reader
+        file.seek(offset)
+        return io.BufferedReader(_Inflating(file, size, blob_id, where, loose=False), CHUNK)
+    from dulwich.objects import Blob
+
+    obj = objects[cast("ObjectID", blob_id.encode())]
+    if not isinstance(obj, Blob):
+        raise StoreError(f"{where} names {blob_id}, which is no blob")
+    return io.BytesIO(obj.as_raw_string())
+
+
+# -- sending -----------------------------------------------------------------------------------
+
+
+def pack_entry(objects: DiskObjectStore, blob_id: str, size: int) -> UnpackedObject:
+    """A pack entry for the big loose blob ``blob_id`` whose bytes (entry header, then the
+    content deflated afresh) are made as the pack is written: dulwich's pack writers take an
+    entry's ``comp_chunks`` as they come."""
+    from dulwich.objects import hex_to_sha
+    from dulwich.pack import UnpackedObject, pack_object_header
+
+    entry = UnpackedObject(
+        _BLOB, sha=hex_to_sha(cast("ObjectID", blob_id.encode())), decomp_len=size
+    )
+    header = bytes(pack_object_header(_BLOB, None, size, objects.object_format))
+    entry.comp_chunks = _entry_chunks(objects, blob_id, header)  # type: ignore[assignment]
+    return entry
+
+
+def _entry_chunks(objects: DiskObjectStore, blob_id: str, header: bytes) -> Iterable[bytes]:
+    yield header
+    where = f"object {blob_id}"
+    reader = open_blob(objects, blob_id, where)
+    if reader is None:
+        raise StoreError(f"{where} disappeared while it was being sent")
+    with reader:
+        first = reader.read(CHUNK)
+        compressor = zlib.compressobj(_level(first))
+        chunk = first
+        while chunk:
+            out = compressor.compress(chunk)
+            if out:
+                yield out
+            chunk = reader.read(CHUNK)
+        yield compressor.flush()
+
+
+def out_of_space(exc: OSError) -> bool:
+    """Whether an error says the disk (or a file size limit) is full."""
+    return exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
