@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import git
 
+import mitosis
 from mitosis.exceptions import StoreError
 from mitosis.model.records import OnDisk, Pointer, dump_pointer, load_pointer
 from mitosis.store.repo import Store
@@ -182,3 +183,137 @@ def test_temporary_object_files_do_not_trouble_git(bare, tmp_path):
     (bare / "objects" / "tmp_mitosis_obj_x1y2z3").write_bytes(b"x\x01partial")
     git("fsck", "--strict", cwd=bare)
     assert os.path.exists(bare / "objects" / "tmp_mitosis_obj_x1y2z3")
+
+
+# -- recording -------------------------------------------------------------------------------
+
+
+def objects_of(ref: str, cwd: Path | str | None = None) -> set[str]:
+    """The ids of every object reachable from ``ref``, as git lists them."""
+    return {line.split()[0] for line in git("rev-list", "--objects", ref, cwd=cwd).splitlines()}
+
+
+def pointer(trial, name: str, cwd: Path | str | None = None) -> dict:
+    path = f"mitosis/{trial.experiment}:{trial.path}/{name}.pointer"
+    return json.loads(git("cat-file", "blob", path, cwd=cwd))
+
+
+def test_a_big_result_is_streamed_and_kept_off_the_branch(investigation):
+    import numpy as np
+
+    trial = mitosis.run(investigation.big, {"mib": 6})
+    assert trial.detached == ["results/big.dill"] and trial.format == 2
+    assert "results/big.dill" in trial.files
+    found = pointer(trial, "results/big.dill")
+    blob, ref = found["blob"], f"refs/mitosis-results/{trial.id}"
+    assert found == {"blob": blob, "encoding": "blob", "ref": ref, "size": found["size"]}
+    assert found["size"] > 6 * MiB
+    assert blob not in objects_of("mitosis/big")  # a clone of the branches leaves it behind
+    assert blob in objects_of(ref)
+    assert git("cat-file", "-s", blob).strip() == str(found["size"])
+    assert git("log", "-1", "--format=%B", ref).startswith(f"big: results of trial {trial.id}")
+    record = json.loads(git("cat-file", "blob", f"mitosis/big:{trial.path}/trial.json"))
+    assert record["format"] == 2 and record["detached"] == ["results/big.dill"]
+    expected = np.random.default_rng(0).random(6 * MiB // 8)
+    assert np.array_equal(trial.results()["data"], expected)
+    assert np.array_equal(mitosis.load(trial.id).results()["data"], expected)
+    assert trial.stat("results/big.dill") == (found["size"], True, True)
+    assert os.listdir(".git/mitosis/spool") == []  # the trial process's folder is gone
+    git("fsck", "--strict", "--no-dangling")
+    small = mitosis.run(investigation.bare_number, {"x": 1.0})
+    assert small.detached == [] and small.format == 1
+    record = json.loads(git("cat-file", "blob", f"mitosis/bare_number:{small.path}/trial.json"))
+    assert record["format"] == 1 and record["detached"] == []
+    assert small.stat("results/bare_number.dill").detached is False
+
+
+def test_the_results_threshold_decides_what_leaves_the_branch(investigation, runner):
+    from mitosis.cli import main
+
+    inline = mitosis.run(investigation.big, {"mib": 3}, results_threshold="1GiB")
+    assert inline.detached == [] and inline.format == 1
+    blob = git("rev-parse", f"mitosis/big:{inline.path}/results/big.dill").strip()
+    assert git("cat-file", "-s", blob).strip() == str(inline.stat("results/big.dill").size)
+    tiny = mitosis.run(investigation.bare_number, {"x": 2.0}, results_threshold=10)
+    assert tiny.detached == ["results/bare_number.dill"] and tiny.results() == 6.0
+    with pytest.raises(mitosis.BadParameter, match=r"results_threshold: 'lots' is not a size"):
+        mitosis.run(investigation.bare_number, results_threshold="lots")
+    Path("pyproject.toml").write_text(
+        "[tool.mitosis]\n"
+        'results_threshold = "4KiB"\n'
+        "[tool.mitosis.experiments]\n"
+        f'bare = {{ run = "{investigation.__name__}:bare_number" }}\n'
+    )
+    result = runner.invoke(main, ["run", "bare", "-e", "x=3.0"])
+    assert result.exit_code == 0, result.output
+    assert mitosis.trials("bare")[0].detached == []
+    Path("pyproject.toml").write_text(
+        "[tool.mitosis]\n"
+        'results_threshold = "1"\n'
+        "[tool.mitosis.experiments]\n"
+        f'bare = {{ run = "{investigation.__name__}:bare_number" }}\n'
+    )
+    result = runner.invoke(main, ["run", "bare", "-e", "x=3.0,4.0"])  # a sweep
+    assert result.exit_code == 0, result.output
+    assert [t.detached for t in mitosis.trials("bare")[1:]] == [["results/bare.dill"]] * 2
+    Path("pyproject.toml").write_text('[tool.mitosis]\nresults_threshold = "big"\n')
+    result = runner.invoke(main, ["run", "bare"])
+    assert result.exit_code == 1
+    assert "results_threshold in" in result.output and "'big' is not a size" in result.output
+
+
+def test_a_reused_big_result_is_pointed_at_not_copied(investigation):
+    steps = [investigation.big_data, investigation.total]
+    first = mitosis.run(steps, {"big_data.mib": 4, "total.scale": 1.0})
+    second = mitosis.run(steps, {"big_data.mib": 4, "total.scale": 2.0}, reuse=True)
+    assert second.steps[0].reused_from == first.id
+    name = "results/big_data.dill"
+    assert first.detached == second.detached == [name]
+    blob = pointer(first, name, cwd=".")["blob"]
+    assert pointer(second, name)["blob"] == blob
+    assert blob in objects_of(f"refs/mitosis-results/{second.id}")
+    assert second.main == pytest.approx(2 * first.main)
+    assert float(second.results("big_data")["data"].sum()) == first.steps[0].main
+    git("fsck", "--strict", "--no-dangling")
+
+
+def test_big_results_come_back_from_any_executor(investigation, tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    with ProcessPoolExecutor(max_workers=2) as pool:  # their results travel as bytes
+        trials = mitosis.sweep(investigation.big, {"mib": [2, 3]}, executor=pool)
+    with ProcessPoolExecutor(max_workers=2) as pool:  # they record themselves
+        trials += mitosis.sweep(
+            investigation.big, {"seed": [1, 2]}, executor=pool, commit_in_workers=True
+        )
+    trials += mitosis.sweep(investigation.big, {"seed": [3]}, jobs=1)  # the local pool
+    assert [t.detached for t in trials] == [["results/big.dill"]] * 5
+    for trial in mitosis.trials("big"):
+        assert isinstance(trial.results()["data"], np.ndarray)
+    assert os.listdir(".git/mitosis/spool") == []
+    git("fsck", "--strict", "--no-dangling")
+
+
+def test_a_trial_killed_while_its_result_is_written_leaves_no_result(investigation):
+    with pytest.raises(mitosis.TrialFailed, match="killed"):
+        mitosis.run(investigation.killed_while_pickling)
+    trial = mitosis.trials("killed_while_pickling")[0]
+    assert trial.status == "killed" and not any(f.startswith("results/") for f in trial.files)
+    assert os.listdir(".git/mitosis/spool") == []
+
+
+def test_a_debug_trial_keeps_a_big_result_in_memory(investigation):
+    trial = mitosis.run(investigation.big, {"mib": 2}, debug=True)
+    assert trial.detached == [] and len(trial.results()["data"]) == 2 * MiB // 8
+    assert trial.stat("results/big.dill").here
+
+
+def test_an_export_writes_a_big_result_streamed(investigation, tmp_path):
+    trial = mitosis.run(investigation.big, {"mib": 3})
+    out = mitosis.export(trial.id, tmp_path / "export")
+    blob = pointer(trial, "results/big.dill")["blob"]
+    exported = out / "record" / "results" / "big.dill"
+    assert exported.read_bytes() == git("cat-file", "blob", blob, text=False)
+    assert not (out / "record" / "results" / "big.dill.pointer").exists()

@@ -128,6 +128,7 @@ def run(
                 debug=debug,
                 reuse=reuse,
                 figure_dpi=config.figure_dpi,
+                results_threshold=config.results_threshold,
             )
         except TrialFailed as failed:
             fail(_failure(failed))
@@ -147,6 +148,7 @@ def run(
             skip_done=skip_done,
             progress=True,
             figure_dpi=config.figure_dpi,
+            results_threshold=config.results_threshold,
             keep_records=False,  # the table needs ids, statuses and mains only
         )
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@
 [tool.mitosis]
 store = "."                                   # optional, relative to this file
 figure_dpi = 150                              # optional: dots per inch of recorded figures
+results_threshold = "1MiB"                    # optional: bigger results stay off the branches
 [tool.mitosis.experiments]
 sine = { run = "sine_experiment:run", lookup = "sine_experiment:lookup_dict", untracked = ["gpu"] }
 [tool.mitosis.steps]                          # the earlier format, still read
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +29,7 @@ import attrs
 from ..exceptions import ConfigError
 from .experiment import Chain, Step, spec_of
 
-__all__ = ["Config", "Entry", "find_pyproject", "load_config"]
+__all__ = ["Config", "Entry", "find_pyproject", "load_config", "parse_size"]
 
 _ENTRY_FORM = '{ run = "module:function", lookup = "module:dictionary", untracked = ["param"] }'
 _STEPS_ENTRY_FORM = '{ steps = ["first_experiment", "second_experiment"] }'
@@ -53,6 +55,7 @@ class Config:
     store: Path | None
     experiments: dict[str, Entry]
     figure_dpi: float | None = None
+    results_threshold: int | None = None
 
     @property
     def root(self) -> Path:
@@ -105,6 +108,29 @@ class Config:
             return Chain(entry.name, tuple(self.step(n) for n in entry.steps))
         steps = tuple(self.step(n) for n in names)
         return Chain("+".join(names), steps)
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(i?)b?|b)?\s*", re.I)
+
+
+def parse_size(value: object) -> int:
+    """A number of bytes from an integer or a text such as ``"1MiB"``, ``"512 KiB"``, ``"2MB"``
+    or ``"100"`` (``KiB``, ``MiB``, ``GiB`` are powers of 1024; ``kB``, ``MB``, ``GB`` of 1000).
+
+    Raises:
+        ValueError: not a size (the message shows the forms).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    found = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(
+            f"{value!r} is not a size: give a number of bytes (1048576) or a text such as "
+            '"1MiB", "512KiB" or "2GB"'
+        )
+    number, prefix, binary = found.groups()
+    power = "kmgt".index(prefix.lower()) + 1 if prefix else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
 
 
 def _import(target: str, what: str) -> Any:
@@ -214,12 +240,20 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
     tool = _read(path).get("tool", {}).get("mitosis", {})
     if not isinstance(tool, Mapping):
         raise ConfigError(f"[tool.mitosis] in {path} must be a table")
-    unknown = sorted(set(tool) - {"store", "figure_dpi", "experiments", "steps"})
+    unknown = sorted(
+        set(tool) - {"store", "figure_dpi", "results_threshold", "experiments", "steps"}
+    )
     if unknown:
         raise ConfigError(
             f"[tool.mitosis] in {path} has unknown keys {unknown}; "
-            "it may have store, figure_dpi, experiments and steps"
+            "it may have store, figure_dpi, results_threshold, experiments and steps"
         )
+    threshold = tool.get("results_threshold")
+    if threshold is not None:
+        try:
+            threshold = parse_size(threshold)
+        except ValueError as exc:
+            raise ConfigError(f"[tool.mitosis] results_threshold in {path}: {exc}") from None
     dpi = tool.get("figure_dpi")
     if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or dpi <= 0):
         raise ConfigError(
@@ -247,4 +281,5 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
         store=(path.parent / os.path.expanduser(store)).resolve() if store else None,
         experiments=experiments,
         figure_dpi=float(dpi) if dpi is not None else None,
+        results_threshold=threshold,
     )

@@ -120,12 +120,14 @@ def export(
 
 def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> None:
     with Store.open(trial.location) as st:
-        for name in ["trial.json", *trial.files]:
-            data = st.read_file(trial.experiment, f"{trial.path}/{name}")
-            if data is not None:
-                target = out / "record" / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
+        record = st.read_file(trial.experiment, f"{trial.path}/trial.json")
+    (out / "record").mkdir()
+    (out / "record" / "trial.json").write_bytes(record or b"")
+    for name in trial.files:  # streamed: results of any size, fetched if kept elsewhere
+        target = out / "record" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with trial.open(name) as source, open(target, "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
     (out / REQUIREMENTS).write_bytes(
         (out / "record" / REQUIREMENTS).read_bytes() if REQUIREMENTS in trial.files else b""
     )

@@ -135,6 +135,12 @@ class Store:
     def close(self) -> None:
         self.repo.close()
 
+    @property
+    def spool(self) -> str:
+        """``<git dir>/mitosis/spool``: where trial processes leave their files until their
+        trials are recorded (on the store's disk, never pushed)."""
+        return os.path.join(self.repo.controldir(), "mitosis", "spool")
+
     def loose_estimate(self, folders: int = 8) -> int:
         """About how many loose objects the store holds, from the first ``folders`` of the 256
         fan-out folders (object ids are uniform)."""

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 #: Files up to this size are written as any object; bigger ones are streamed.
 _SMALL = 1 << 20
 
-__all__ = ["commit_message", "write_trial"]
+__all__ = ["commit_message", "streamed", "write_trial"]
 
 _SUMMARY_VALUE = 40
 
@@ -53,8 +53,7 @@ def write_trial(
     check = lock_check(trial.experiment, locks)
     branch: dict[str, bytes | Written | None] = {}
     detached: dict[str, ObjectID] = {}
-    streamed = [name for name, data in files.items() if not _small(data)]
-    if streamed:  # refuse before streaming gigabytes, not only after
+    if any(streamed(data) for data in files.values()):  # refuse before streaming gigabytes
         check(store, store.tree_of(store.tip(trial.experiment)))
     try:
         for name, data in files.items():
@@ -63,8 +62,7 @@ def write_trial(
                 detached[name] = blob
                 pointer = Pointer(blob.decode(), size_of(data), results_ref(trial.id).decode())
                 branch[f"{folder}/{pointer_name(name)}"] = dump_pointer(pointer)
-            elif _small(data):
-                assert isinstance(data, bytes)
+            elif isinstance(data, bytes) and not streamed(data):
                 branch[f"{folder}/{name}"] = data
             else:
                 branch[f"{folder}/{name}"] = Written(store.add_data(data))
@@ -86,8 +84,9 @@ def write_trial(
         raise
 
 
-def _small(data: FileData) -> bool:
-    return isinstance(data, bytes) and len(data) <= _SMALL
+def streamed(data: FileData) -> bool:
+    """Whether a file is streamed into the store (big, or waiting on disk or in a store)."""
+    return not isinstance(data, bytes) or len(data) > _SMALL
 
 
 def commit_message(trial: Trial) -> str:
