@@ -30,7 +30,7 @@ from .exceptions import (
     VariantConflict,
     VariantRenamed,
 )
-from .model.records import CodeState, Param, Trial, Variant
+from .model.records import CodeState, FileInfo, Param, Trial, Variant
 from .run.experiment import experiment
 from .run.trial import run  # binds `mitosis.run` to the function, after the package `mitosis.run`
 from .store.trials import load, trials
@@ -86,6 +86,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "EnvironmentDiffers",
+    "FileInfo",
     "MitosisError",
     "Packed",
     "Param",

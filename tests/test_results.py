@@ -317,3 +317,50 @@ def test_an_export_writes_a_big_result_streamed(investigation, tmp_path):
     exported = out / "record" / "results" / "big.dill"
     assert exported.read_bytes() == git("cat-file", "blob", blob, text=False)
     assert not (out / "record" / "results" / "big.dill.pointer").exists()
+
+
+# -- reading without the results ----------------------------------------------------------------
+
+
+def clone_of(source: Path, target: Path) -> Path:
+    """A clone as a lab makes one (through git's transport, not by hard-linking objects)."""
+    git("clone", "-q", f"file://{source}", str(target))
+    return target
+
+
+def test_a_clone_brings_records_only_and_reads_them_without_results(
+    investigation, tmp_path, runner
+):
+    from mitosis.cli import main
+
+    trial = mitosis.run(investigation.big, {"mib": 6})
+    mitosis.run(investigation.big, {"mib": 0.5, "seed": 1})  # stays on the branch
+    found = pointer(trial, "results/big.dill")
+    blob = found["blob"]
+    clone = clone_of(Path.cwd(), tmp_path / "clone")
+    proc = subprocess.run(["git", "cat-file", "-e", blob], cwd=clone, capture_output=True)
+    assert proc.returncode != 0  # the result stayed behind
+    counted = dict(line.split(": ") for line in git("count-objects", "-v", cwd=clone).splitlines())
+    size = (int(counted["size"]) + int(counted["size-pack"])) * 1024
+    assert size < MiB, counted  # the result of 0.5 MiB on the branch, not the one of 6
+    os.chdir(clone)
+    listed = mitosis.trials("big")
+    assert listed[0].id == trial.id
+    here = listed[0]
+    assert here.stat("results/big.dill") == (found["size"], False, True)
+    assert here.read("output.log") == trial.read("output.log")
+    shown = runner.invoke(main, ["show", trial.id])
+    assert shown.exit_code == 0, shown.output
+    assert "results    results/big.dill  6.0 MiB  (kept off the branch, not here: " in shown.output
+    assert f"mitosis pull --results {trial.id}" in shown.output
+    assert f"refs/mitosis-results/{trial.id}:results/big.dill" in shown.output
+    record = json.loads(runner.invoke(main, ["show", trial.id, "--json"]).output)
+    assert record["results"]["results/big.dill"]["here"] is False
+    for command in (["log"], ["diff", trial.id, listed[1].id], ["browse"]):
+        result = runner.invoke(main, command)
+        assert result.exit_code == 0, (command, result.output)
+    git("init", "-q", "--bare", str(tmp_path / "empty.git"))
+    git("remote", "set-url", "origin", str(tmp_path / "empty.git"))  # no remote has it
+    with pytest.raises(StoreError, match=rf"mitosis pull --results {trial.id}"):
+        here.results()
+    assert listed[1].results()["main"] == listed[1].main  # small results are here

@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from .. import load, rename_variant, trials, variants
+from ..model.layout import is_result, results_ref
 from ..model.query import select
-from ..model.records import Trial, converter
+from ..model.records import Trial, converter, human_size
 from ..model.values import dumps_json
 from ..run.compare import diff_trials, recorded_environment
 from ..run.config import Config
@@ -96,11 +97,22 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
     """Everything recorded for one TRIAL (any unique id prefix of 4+ characters)."""
     trial = load(trial_id, store=store_path(ctx, store))
     branch = f"mitosis/{trial.experiment}"
-    paths = {name: f"{branch}:{trial.path}/{name}" for name in trial.files}
+    kept = results_ref(trial.id).decode()
+    paths = {
+        name: f"{kept}:{name}" if name in trial.detached else f"{branch}:{trial.path}/{name}"
+        for name in trial.files
+    }
+    results = {name: trial.stat(name)._asdict() for name in trial.files if is_result(name)}
     environment = recorded_environment(trial)
     if as_json:
         record = converter().unstructure(trial)
-        record.update(store=trial.location, branch=branch, paths=paths, environment=environment)
+        record.update(
+            store=trial.location,
+            branch=branch,
+            paths=paths,
+            results=results,
+            environment=environment,
+        )
         click.echo(dumps_json(record, indent=2), nl=False)
         return
     lines = [
@@ -137,6 +149,15 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
     lines.append(f"store      {trial.location}")
     for n, path in enumerate(paths.values()):
         lines.append(f"{'files' if n == 0 else '':<10} {path}")
+    for n, (name, info) in enumerate(results.items()):
+        if not info["detached"]:
+            where = "on the branch"
+        elif info["here"]:
+            where = "kept off the branch, here"
+        else:
+            where = f"kept off the branch, not here: mitosis pull --results {trial.id}"
+        label = "results" if n == 0 else ""
+        lines.append(f"{label:<10} {name}  {human_size(info['size'])}  ({where})")
     click.echo("\n".join(lines))
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "VariantLock",
     "converter",
     "dump_pointer",
+    "human_size",
     "load_pointer",
     "size_of",
     "trial_from_json",
@@ -114,6 +115,18 @@ class FileInfo(NamedTuple):
     size: int
     here: bool
     detached: bool
+
+
+def human_size(count: int) -> str:
+    """A size for people: ``812 bytes``, ``3.4 KiB``, ``200.0 MiB``, ``1.0 GiB``."""
+    if count < 1024:
+        return f"{count} bytes"
+    size = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 class Pointer(NamedTuple):

@@ -19,7 +19,7 @@ import attrs
 
 from ..exceptions import StoreError, SyncConflict, SyncError
 from ..model.layout import BRANCH_PREFIX, branch, tracking_branch
-from ..model.records import Pointer, Trial
+from ..model.records import Pointer, Trial, human_size
 from ..model.redact import strip_credentials
 from .gc import packing
 from .merge import Conflict, integrate, is_ancestor
@@ -377,18 +377,8 @@ def fetch_missing(st: Store, trial: Trial, name: str, pointer: Pointer) -> None:
             ``mitosis pull --results`` to run.
     """
     raise StoreError(
-        f"{name} of trial {trial.id} ({_size(pointer.size)}) is kept off the trial branches "
+        f"{name} of trial {trial.id} ({human_size(pointer.size)}) is kept off the trial branches "
         f"and is not in the store {st.path}: bring it with `mitosis pull --results {trial.id}` "
         f"(or `mitosis pull REMOTE --results {trial.id}` from the store of {trial.host} "
         "that recorded it)"
     )
-
-
-def _size(count: int) -> str:
-    """A size in bytes for people: ``200.0 MiB``."""
-    size = float(count)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{count} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"  # pragma: no cover
