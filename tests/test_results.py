@@ -361,6 +361,6 @@ def test_a_clone_brings_records_only_and_reads_them_without_results(
         assert result.exit_code == 0, (command, result.output)
     git("init", "-q", "--bare", str(tmp_path / "empty.git"))
     git("remote", "set-url", "origin", str(tmp_path / "empty.git"))  # no remote has it
-    with pytest.raises(StoreError, match=rf"mitosis pull --results {trial.id}"):
+    with pytest.raises(StoreError, match=rf"mitosis pull REMOTE --results {trial.id}"):
         here.results()
     assert listed[1].results()["main"] == listed[1].main  # small results are here

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BIG",
     "TEMP_PREFIX",
+    "generate_pack_data",
     "is_big_loose",
     "loose_header",
     "open_blob",
@@ -52,6 +53,7 @@ __all__ = [
     "packed_entry",
     "stored_size",
     "write_blob",
+    "write_bundle",
 ]
 
 #: Blobs bigger than this are streamed and never delta-compressed (as git's
@@ -454,6 +456,70 @@ def _entry_chunks(objects: DiskObjectStore, blob_id: str, header: bytes) -> Iter
                 yield out
             chunk = reader.read(CHUNK)
         yield compressor.flush()
+
+
+def generate_pack_data(
+    objects: DiskObjectStore,
+    have: Iterable[ObjectID],
+    want: Iterable[ObjectID],
+    *,
+    shallow: Iterable[ObjectID] | None = None,
+    progress: Callable[..., None] | None = None,
+    ofs_delta: bool = True,
+) -> tuple[int, Iterator[UnpackedObject]]:
+    """What to send for ``want`` to a side that has ``have``, as dulwich's own
+    ``generate_pack_data`` (its deltas between packed objects reused), but big loose blobs
+    are streamed (:func:`pack_entry`): never read whole, never delta-compressed.
+
+    dulwich's pack writers (``send_pack`` to a server, a bundle, a local pack) write an entry's
+    ``comp_chunks`` as they come, so a push or a bundle holds a few chunks of each big blob.
+    """
+    from dulwich.object_store import MissingObjectFinder
+    from dulwich.pack import generate_unpacked_objects
+
+    finder = MissingObjectFinder(
+        objects, haves=have, wants=want, shallow=set(shallow or ()), progress=progress
+    )
+    remote_has = finder.get_remote_has()
+    rest = []
+    big: list[tuple[str, int]] = []
+    folder = os.fspath(objects.path)
+    for sha, hint in finder:
+        size = is_big_loose(folder, sha.decode()) if hint and hint[0] == _BLOB else None
+        if size is None:
+            rest.append((sha, hint))
+        else:
+            big.append((sha.decode(), size))
+
+    def entries() -> Iterator[UnpackedObject]:
+        yield from generate_unpacked_objects(
+            objects, rest, progress=progress, ofs_delta=ofs_delta, other_haves=remote_has
+        )
+        for blob_id, size in big:
+            yield pack_entry(objects, blob_id, size)
+
+    return len(rest) + len(big), entries()
+
+
+def write_bundle(
+    file: IO[bytes],
+    objects: DiskObjectStore,
+    refs: dict[bytes, ObjectID],
+    prerequisites: Iterable[ObjectID],
+) -> None:
+    """A git bundle (v2) of ``refs``, without what ``prerequisites`` reach, its pack streamed
+    (see :func:`generate_pack_data`; dulwich's own bundle writer holds every object)."""
+    from dulwich.pack import write_pack_data
+
+    needed = list(prerequisites)
+    file.write(b"# v2 git bundle\n")
+    for sha in needed:
+        file.write(b"-" + sha + b" \n")
+    for ref, sha in sorted(refs.items()):
+        file.write(sha + b" " + ref + b"\n")
+    file.write(b"\n")
+    count, records = generate_pack_data(objects, needed, list(refs.values()))
+    write_pack_data(file.write, records, num_records=count, object_format=objects.object_format)
 
 
 def out_of_space(exc: OSError) -> bool:
