@@ -180,3 +180,5 @@ def gc_command(ctx: click.Context, store: Path | None) -> None:
         f"packed {packed.objects} objects: {packed.before / mib:.1f} MiB -> "
         f"{packed.after / mib:.1f} MiB"
     )
+    if packed.removed:
+        click.echo(f"removed {packed.removed} file(s) left by writers that stopped")

@@ -425,10 +425,16 @@ def open_blob(objects: DiskObjectStore, blob_id: str, where: str) -> IO[bytes] |
 # -- sending -----------------------------------------------------------------------------------
 
 
-def pack_entry(objects: DiskObjectStore, blob_id: str, size: int) -> UnpackedObject:
+def pack_entry(
+    objects: DiskObjectStore,
+    blob_id: str,
+    size: int,
+    checkpoint: Callable[[str], None] | None = None,
+) -> UnpackedObject:
     """A pack entry for the big loose blob ``blob_id`` whose bytes (entry header, then the
     content deflated afresh) are made as the pack is written: dulwich's pack writers take an
-    entry's ``comp_chunks`` as they come."""
+    entry's ``comp_chunks`` as they come. ``checkpoint`` is called with ``"stream"`` once the
+    first chunk is out."""
     from dulwich.objects import hex_to_sha
     from dulwich.pack import UnpackedObject, pack_object_header
 
@@ -436,11 +442,17 @@ def pack_entry(objects: DiskObjectStore, blob_id: str, size: int) -> UnpackedObj
         _BLOB, sha=hex_to_sha(cast("ObjectID", blob_id.encode())), decomp_len=size
     )
     header = bytes(pack_object_header(_BLOB, None, size, objects.object_format))
-    entry.comp_chunks = _entry_chunks(objects, blob_id, header)  # type: ignore[assignment]
+    chunks = _entry_chunks(objects, blob_id, header, checkpoint)
+    entry.comp_chunks = chunks  # type: ignore[assignment]
     return entry
 
 
-def _entry_chunks(objects: DiskObjectStore, blob_id: str, header: bytes) -> Iterable[bytes]:
+def _entry_chunks(
+    objects: DiskObjectStore,
+    blob_id: str,
+    header: bytes,
+    checkpoint: Callable[[str], None] | None,
+) -> Iterable[bytes]:
     yield header
     where = f"object {blob_id}"
     reader = open_blob(objects, blob_id, where)
@@ -454,6 +466,8 @@ def _entry_chunks(objects: DiskObjectStore, blob_id: str, header: bytes) -> Iter
             out = compressor.compress(chunk)
             if out:
                 yield out
+            if chunk is first and checkpoint is not None:
+                checkpoint("stream")
             chunk = reader.read(CHUNK)
         yield compressor.flush()
 

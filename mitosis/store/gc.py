@@ -10,6 +10,7 @@ import attrs
 
 from ..exceptions import StoreError, SyncError
 from .background import claim, release
+from .clean import clean
 from .pack import pack_loose
 from .repo import Store, disk_size
 
@@ -34,11 +35,13 @@ def packing(st: Store, why: str = "") -> Iterator[bool]:
 
 @attrs.frozen
 class Packed:
-    """What :func:`gc` did: objects packed, and the store's size on disk before and after."""
+    """What :func:`gc` did: objects packed, the store's size on disk before and after, and
+    how many files that writers which died left behind were removed."""
 
     objects: int
     before: int
     after: int
+    removed: int = 0
 
 
 def gc(
@@ -50,7 +53,9 @@ def gc(
 
     Every trial adds a few loose objects; a store of thousands of trials is much smaller and
     faster to read once packed. Objects are packed in batches (memory stays bounded), and
-    objects that trials write meanwhile stay loose for the next run.
+    objects that trials write meanwhile stay loose for the next run. Big blobs (results) are
+    packed whole, streamed, never delta-compressed. First, what writers and packers that died
+    left behind (temporary objects and packs, trial folders of the spool) is removed.
     """
     with Store.open(store) as st, packing(st) as mine:
         git_dir = st.repo.controldir()
@@ -59,6 +64,7 @@ def gc(
                 f"another packer is at work on {st.path} ({git_dir}/mitosis/gc.lock); "
                 "try again when it is done"
             )
+        removed = clean(git_dir)
         before = disk_size(git_dir)
         count = pack_loose(st, progress=progress)
-        return Packed(objects=count, before=before, after=disk_size(git_dir))
+        return Packed(objects=count, before=before, after=disk_size(git_dir), removed=len(removed))

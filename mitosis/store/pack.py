@@ -14,11 +14,21 @@ Delta chains stay short, so that reading an object stays fast: the versions of a
 of at most ``_RUN`` deltas, each hanging off a *head*; each head is a delta against the head of
 the run before, at most ``_HEADS`` deep, then a whole object starts anew. No chain is deeper than
 ``MAX_DEPTH``, like git's default of 50.
+
+Big blobs (over :data:`mitosis.store.blobs.BIG`, a trial's results) are never delta-compressed
+and never read whole: their size is read from the head of their loose file, and the pack entry
+is made as the pack is written (see :func:`mitosis.store.blobs.pack_entry`), so packing a store
+of gigabytes of results holds a few megabytes of them at a time.
+
+A pack is written to ``objects/pack/tmp_mitosis_pack_*`` and its index to ``tmp_mitosis_idx_*``,
+both held under ``flock`` until renamed into place, so that ``mitosis gc`` removes the files of a
+packer that died (see :func:`mitosis.store.gc.clean`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import stat
@@ -33,7 +43,9 @@ from typing import TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
 from .background import release
-from .repo import Store
+from .blobs import BIG, TEMP_PREFIX, is_big_loose, pack_entry
+from .clean import clean
+from .repo import Store, reached
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
@@ -60,6 +72,8 @@ _READ_ONLY = 0o444
 #: started (or since), belong to a commit on its way: they stay loose for the next run.
 _RECENT = 10.0
 _TYPES = {b"commit": _COMMIT, b"tree": 2, b"blob": 3, b"tag": 4}
+#: What :func:`_read` says of a big blob, which it does not read.
+_BIG = -1
 
 _Plan = list[tuple["ObjectID", "ObjectID | None"]]
 _History = list[tuple["ObjectID", "ObjectID", list["ObjectID"]]]
@@ -128,31 +142,60 @@ def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[Unpacked
 
     The index is made from the offsets and checksums noted while writing (dulwich's
     ``add_pack_data`` reads the whole pack back, resolving every delta, to make it)."""
-    from dulwich.file import GitFile
     from dulwich.pack import write_pack_data, write_pack_index
 
-    fd, temporary = tempfile.mkstemp(dir=objects.pack_dir, suffix=".pack")  # no index: unseen
-    try:
-        with os.fdopen(fd, "wb") as file:
-            written, checksum = write_pack_data(
-                file.write,
-                entries,
-                num_records=count,
-                compression_level=objects.pack_compression_level,
-                object_format=objects.object_format,
-            )
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, _READ_ONLY)
+    with _Temporary(objects.pack_dir, "pack_") as pack:  # no index: unseen
+        written, checksum = write_pack_data(
+            pack.file.write,
+            _announced(entries),
+            num_records=count,
+            compression_level=objects.pack_compression_level,
+            object_format=objects.object_format,
+        )
         name = os.path.join(objects.pack_dir, f"pack-{checksum.hex()}")
-        os.replace(temporary, name + ".pack")  # like git: the pack, then its index
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
-    index = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
-    with GitFile(name + ".idx", "wb", mask=_READ_ONLY, fsync=True) as file:
-        write_pack_index(file, index, checksum, version=objects.pack_index_version)
+        pack.finish(name + ".pack")  # like git: the pack, then its index
+        reached("packed")
+        index = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
+        with _Temporary(objects.pack_dir, "idx_") as idx:
+            write_pack_index(idx.file, index, checksum, version=objects.pack_index_version)
+            idx.finish(name + ".idx")
+
+
+def _announced(entries: Iterator[UnpackedObject]) -> Iterator[UnpackedObject]:
+    """The entries, telling the fault hook once the pack has some (``"packing"``)."""
+    for number, entry in enumerate(entries):
+        yield entry
+        if number == 1:
+            reached("packing")
+
+
+class _Temporary:
+    """A file written under a temporary name (``tmp_mitosis_<kind>*``), held under ``flock``
+    until it is fsynced and renamed into place (or removed, if writing fails)."""
+
+    def __init__(self, folder: str | os.PathLike[str], kind: str) -> None:
+        self.folder = folder
+        self.kind = kind
+
+    def __enter__(self) -> _Temporary:
+        fd, self.path = tempfile.mkstemp(dir=self.folder, prefix=TEMP_PREFIX + self.kind)
+        self.file = os.fdopen(fd, "wb")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.done = False
+        return self
+
+    def finish(self, name: str) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        os.chmod(self.path, _READ_ONLY)
+        os.replace(self.path, name)
+        self.done = True
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.done:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+        self.file.close()  # and so the lock
 
 
 def _delete(objects: DiskObjectStore, shas: list[ObjectID]) -> None:
@@ -203,10 +246,13 @@ def _links(commit: bytes) -> tuple[ObjectID, list[ObjectID]]:
 
 def _read(objects: DiskObjectStore, sha: ObjectID) -> tuple[int, bytes]:
     """An object's type number and content: read straight from its loose file, checked
-    against its id; from the packs if it is not loose (any more)."""
+    against its id; from the packs if it is not loose (any more). A big blob is not read:
+    its content is ``b""`` and its type :data:`_BIG` (see :func:`_big`)."""
     path = os.path.join(objects.path, sha[:2].decode(), sha[2:].decode())
     try:
         with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size * 1032 > BIG and _big(objects, sha) is not None:
+                return _BIG, b""
             data = zlib.decompress(file.read())
     except FileNotFoundError:
         return objects.get_raw(sha)
@@ -216,6 +262,11 @@ def _read(objects: DiskObjectStore, sha: ObjectID) -> tuple[int, bytes]:
         raise StoreError(f"the loose object {sha.decode()} is damaged: git fsck tells more")
     header, _, body = data.partition(b"\0")
     return _TYPES[header.partition(b" ")[0]], body
+
+
+def _big(objects: DiskObjectStore, sha: ObjectID) -> int | None:
+    """The size of a big loose blob (never delta-compressed, never read whole), else None."""
+    return is_big_loose(os.fspath(objects.path), sha.decode())
 
 
 def _shape(path: bytes) -> bytes:
@@ -315,16 +366,28 @@ def _deltas(objects: DiskObjectStore, plan: _Plan) -> Iterator[UnpackedObject]:
             cache.move_to_end(sha)
             return found
         found = _read(objects, sha)
+        if found[0] == _BIG:
+            return found
         cache[sha] = found
         held += len(found[1])
         while held > _CACHE_BYTES and len(cache) > 1:
             held -= len(cache.popitem(last=False)[1][1])
         return found
 
+    whole: set[ObjectID] = set()  # big blobs: no delta to them, none from them
     for sha, want in plan:
         type_num, data = raw(sha)
+        if type_num == _BIG:
+            size = _big(objects, sha)
+            assert size is not None
+            whole.add(sha)
+            chains[sha] = (0, 0, sha)
+            yield pack_entry(objects, sha.decode(), size, reached)
+            continue
         chain = (0, 0, sha)
         base = None
+        if want in whole:
+            want = None
         if want is not None:
             depth, run, head = chains[want]
             if run + 1 < _RUN:
@@ -349,13 +412,19 @@ def _deltas(objects: DiskObjectStore, plan: _Plan) -> Iterator[UnpackedObject]:
 
 
 def _searched(objects: DiskObjectStore, shas: list[ObjectID]) -> Iterator[UnpackedObject]:
-    """Entries for ``shas``, with deltas found by dulwich's window search."""
+    """Entries for ``shas``, with deltas found by dulwich's window search; big blobs whole,
+    streamed."""
     from dulwich.pack import pack_objects_to_data
 
+    big = {sha: size for sha in shas if (size := _big(objects, sha)) is not None}
     _, entries = pack_objects_to_data(
-        [(objects[sha], None) for sha in shas], deltify=True, delta_window_size=_DELTA_WINDOW
+        [(objects[sha], None) for sha in shas if sha not in big],
+        deltify=True,
+        delta_window_size=_DELTA_WINDOW,
     )
-    return entries
+    yield from entries
+    for sha, size in big.items():
+        yield pack_entry(objects, sha.decode(), size, reached)
 
 
 def main(git_dir: str) -> int:
@@ -364,6 +433,7 @@ def main(git_dir: str) -> int:
     from dulwich.repo import Repo
 
     try:
+        clean(git_dir)
         with Store(Repo(git_dir)) as store:
             pack_loose(store)
     finally:
