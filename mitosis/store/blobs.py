@@ -11,7 +11,9 @@ again: identical results are stored once.
 Compression pays only where the data shrink: a sample of the first chunk is compressed first,
 and unless it shrinks to half or less (random floats shrink by 5%, at 40 times the time), the
 object is written with zlib's *stored* blocks (level 0: framing and a checksum, at the speed of
-a copy). Hashing runs in a thread beside the writing (both release the interpreter's lock).
+a copy). Hashing (SHA-1, the id) runs in a thread beside the writing and its Adler-32 (zlib's
+trailer); all release the interpreter's lock. The file goes to disk as it is written (a sync
+every 64 MiB), so the fsync before the rename is short.
 
 Reading streams too (:func:`open_blob`): a loose object or a whole object in a pack is inflated
 as it is read, checked against its id at the end. So is sending (:func:`pack_entry`): a big
@@ -72,6 +74,8 @@ _BLOB = 3
 _DELTAS = (6, 7)
 #: Chunks waiting for the hashing thread (so memory stays at a few chunks).
 _QUEUED = 8
+#: Chunks written between two syncs to disk of a big object (so the last one is short).
+_SYNC_EVERY = 64
 _READ_ONLY = 0o444
 #: A loose object's file cannot be smaller than its content over this (zlib's best ratio).
 _BEST_RATIO = 1032
@@ -115,19 +119,17 @@ def _chunks(source: IO[bytes] | memoryview, size: int) -> Iterator[memoryview]:
 
 
 class _Hasher(threading.Thread):
-    """SHA-1 (the object's id) and Adler-32 (the zlib trailer) of the chunks it is given,
-    beside the thread that writes them."""
+    """SHA-1 (the object's id) of the chunks it is given, beside the thread that writes them
+    (and sums their Adler-32, zlib's trailer)."""
 
     def __init__(self, header: bytes) -> None:
         super().__init__(daemon=True, name="mitosis-hash")
         self.sha = hashlib.sha1(header)
-        self.adler = zlib.adler32(header)
         self.queue: queue.Queue[memoryview | None] = queue.Queue(_QUEUED)
 
     def run(self) -> None:
         while (chunk := self.queue.get()) is not None:
             self.sha.update(chunk)
-            self.adler = zlib.adler32(chunk, self.adler)
 
     def finish(self) -> None:
         self.queue.put(None)
@@ -176,6 +178,7 @@ def write_blob(
         hasher = _Hasher(header)
         hasher.start()
         written = 0
+        adler = zlib.adler32(header)
         try:
             compressor = zlib.compressobj(level) if level else None
             if compressor is None:
@@ -186,11 +189,14 @@ def write_blob(
                 hasher.queue.put(chunk)
                 written += len(chunk)
                 if compressor is None:
+                    adler = zlib.adler32(chunk, adler)
                     _write_all(fd, _stored(chunk))
                 else:
                     _write_all(fd, [compressor.compress(chunk)])
                 if number == 0 and checkpoint is not None:
                     checkpoint("stream")
+                if number % _SYNC_EVERY == _SYNC_EVERY - 1:
+                    os.fdatasync(fd)  # to disk as it goes, not all at the end
         finally:
             hasher.finish()
         if written != size:
@@ -198,7 +204,7 @@ def write_blob(
                 f"a file to store changed while it was read: {written} bytes, not {size}"
             )
         if compressor is None:
-            _write_all(fd, [b"\x01\x00\x00\xff\xff", struct.pack(">I", hasher.adler)])
+            _write_all(fd, [b"\x01\x00\x00\xff\xff", struct.pack(">I", adler)])
         else:
             _write_all(fd, [compressor.flush()])
         os.fsync(fd)
