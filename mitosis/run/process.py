@@ -186,11 +186,14 @@ def perform(job: Job) -> Ran:
 
 def _hold(spool: str) -> str:
     """A new folder in the spool, locked (flock) while this process holds it, so that ``mitosis
-    gc`` can tell the folders of recorders that died from the ones in use."""
+    gc`` can tell the folders of recorders that died from the ones in use. It is made as
+    ``new-*`` and renamed ``trial-*`` once held."""
     os.makedirs(spool, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="trial-", dir=spool)
-    fd = os.open(work, os.O_RDONLY)
+    made = tempfile.mkdtemp(prefix="new-", dir=spool)
+    fd = os.open(made, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    work = os.path.join(spool, "trial-" + os.path.basename(made)[len("new-") :])
+    os.rename(made, work)
     with _HELD_LOCK:
         _HELD[work] = fd
     return work

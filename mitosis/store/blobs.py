@@ -47,6 +47,7 @@ __all__ = [
     "BIG",
     "TEMP_PREFIX",
     "generate_pack_data",
+    "held_temporary",
     "is_big_loose",
     "loose_header",
     "open_blob",
@@ -65,6 +66,8 @@ BIG = 1 << 20
 #: Temporary files of objects and packs being written begin with this (git's ``tmp_`` files are
 #: removed by ``git prune`` too).
 TEMP_PREFIX = "tmp_mitosis_"
+#: What a temporary file is called between its creation and its lock (see held_temporary).
+NEW = "new_"
 CHUNK = 1 << 20
 _SAMPLE = 256 << 10
 #: Compress (zlib level 1) only when a sample of the data shrinks to this fraction or less.
@@ -169,9 +172,8 @@ def write_blob(
     """
     data = memoryview(source) if isinstance(source, (bytes, memoryview)) else source
     header = b"blob %d\0" % size
-    fd, temporary = tempfile.mkstemp(dir=objects_dir, prefix=TEMP_PREFIX + "obj_")
+    fd, temporary = held_temporary(objects_dir, "obj_")
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # `mitosis gc` leaves the files of live writers alone
         chunks = _chunks(data, size)
         first = next(chunks, memoryview(b""))
         level = _level(first)
@@ -226,6 +228,24 @@ def write_blob(
         raise
     finally:
         os.close(fd)
+
+
+def held_temporary(folder: str | os.PathLike[str], kind: str) -> tuple[int, str]:
+    """A new temporary file ``tmp_mitosis_<kind>*`` of ``folder``, open and held under
+    ``flock``, so that ``mitosis gc`` leaves it alone while this process lives. It is made as
+    ``tmp_mitosis_new_*`` and renamed once held: a file of the final name that nobody holds
+    belongs to a writer that died."""
+    fd, made = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX + NEW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = os.path.join(os.path.dirname(made), TEMP_PREFIX + kind + made.rpartition(NEW)[2])
+        os.rename(made, path)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.remove(made)
+        raise
+    return fd, path
 
 
 def _chained(first: memoryview, rest: Iterator[memoryview]) -> Iterator[memoryview]:

@@ -2,8 +2,10 @@
 background packer, which hold the packer's claim).
 
 mitosis's own temporary files (``objects/tmp_mitosis_*``, ``objects/pack/tmp_mitosis_*``) and
-the trial folders of its spool (``<git dir>/mitosis/spool/*``) are held under ``flock`` by their
-writer while in use: one that nobody holds belongs to a writer that died, and goes at once.
+the trial folders of its spool (``<git dir>/mitosis/spool/trial-*``) are held under ``flock`` by
+their writer while in use (made under another name, ``tmp_mitosis_new_*`` or ``new-*``, and
+renamed once held): one that nobody holds belongs to a writer that died, and goes at once; one
+still under its first name goes after a minute.
 Files other programs write in the pack folder without such a lock (git's ``tmp_pack_*``,
 dulwich's ``tmp*.pack``, a pack without its index) go only when nobody holds them and they
 have not changed for an hour; lock files there (``*.idx.lock``) after a minute.
@@ -17,13 +19,14 @@ import os
 import shutil
 import time
 
-from .blobs import TEMP_PREFIX
+from .blobs import NEW, TEMP_PREFIX
 
 __all__ = ["clean"]
 
 #: Files of other programs, unchanged for this long, were left by one that died.
 FOREIGN_STALE = 3600.0
-#: A lock file of the pack folder (dulwich's ``*.idx.lock``) older than this was left too.
+#: A lock file of the pack folder (dulwich's ``*.idx.lock``) older than this was left too, and
+#: so was a temporary file or folder still under its first name.
 LOCK_STALE = 60.0
 
 
@@ -72,7 +75,10 @@ def clean(git_dir: str) -> list[str]:
         with contextlib.suppress(FileNotFoundError):
             for name in os.listdir(folder):
                 path = os.path.join(folder, name)
-                if name.startswith(TEMP_PREFIX) and not _held(path):
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                young = name.startswith(TEMP_PREFIX + NEW) and _age(path) <= LOCK_STALE
+                if not young and not _held(path):
                     _remove(path, removed)
     with contextlib.suppress(FileNotFoundError):
         names = set(os.listdir(packs))
@@ -89,6 +95,7 @@ def clean(git_dir: str) -> list[str]:
     with contextlib.suppress(FileNotFoundError):
         for name in os.listdir(spool):
             path = os.path.join(spool, name)
-            if os.path.isdir(path) and not _held(path):
+            young = not name.startswith("trial-") and _age(path) <= LOCK_STALE
+            if os.path.isdir(path) and not young and not _held(path):
                 _remove(path, removed)
     return removed

@@ -28,12 +28,10 @@ packer that died (see :func:`mitosis.store.gc.clean`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import stat
 import sys
-import tempfile
 import time
 import zlib
 from collections import OrderedDict
@@ -43,7 +41,7 @@ from typing import TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
 from .background import release
-from .blobs import BIG, TEMP_PREFIX, is_big_loose, pack_entry
+from .blobs import BIG, held_temporary, is_big_loose, pack_entry
 from .clean import clean
 from .repo import Store, reached
 
@@ -178,9 +176,8 @@ class _Temporary:
         self.kind = kind
 
     def __enter__(self) -> _Temporary:
-        fd, self.path = tempfile.mkstemp(dir=self.folder, prefix=TEMP_PREFIX + self.kind)
+        fd, self.path = held_temporary(self.folder, self.kind)
         self.file = os.fdopen(fd, "wb")
-        fcntl.flock(fd, fcntl.LOCK_EX)
         self.done = False
         return self
 
