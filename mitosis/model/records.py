@@ -5,7 +5,6 @@ converter between them and JSON. No I/O: a :class:`Trial` reads its files throug
 from __future__ import annotations
 
 import io
-import re
 from functools import cache
 from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
@@ -146,7 +145,7 @@ class Pointer(NamedTuple):
     encoding: str = "blob"
 
 
-_HEX40 = re.compile(r"[0-9a-f]{40}")
+_HEX = frozenset("0123456789abcdef")
 _ENCODINGS = ("blob",)
 
 
@@ -177,7 +176,8 @@ def load_pointer(data: bytes, where: str, trial_id: str) -> Pointer:
         )
     if (
         not isinstance(pointer.blob, str)
-        or not _HEX40.fullmatch(pointer.blob)
+        or len(pointer.blob) != 40
+        or not _HEX.issuperset(pointer.blob)
         or type(pointer.size) is not int
         or pointer.size < 0
         or pointer.ref != results_ref(trial_id).decode()

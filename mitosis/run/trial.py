@@ -21,7 +21,6 @@ from ..model.portable import dumps
 from ..model.records import FileData, InStore, Trial
 from ..store.repo import Store
 from ..store.variants import lock_new
-from .config import parse_size
 from .environment import CodeSnapshot, read_code
 from .experiment import Chain, Lookup, chain_of
 from .params import Resolved, locks_of, resolve
@@ -146,6 +145,8 @@ def threshold_of(value: int | str | None) -> int:
     """
     if value is None:
         return RESULTS_THRESHOLD
+    from .config import parse_size  # on first need: most runs keep the default
+
     try:
         return parse_size(value)
     except ValueError as exc:
