@@ -364,3 +364,64 @@ def test_a_clone_brings_records_only_and_reads_them_without_results(
     with pytest.raises(StoreError, match=rf"mitosis pull REMOTE --results {trial.id}"):
         here.results()
     assert listed[1].results()["main"] == listed[1].main  # small results are here
+
+
+def test_a_big_trial_refused_at_its_commit_leaves_no_results_ref(investigation, monkeypatch):
+    from mitosis.store import repo as _store
+
+    def rename_meanwhile(point: str) -> None:  # a colleague settles a conflict meanwhile
+        if point == "results":
+            monkeypatch.setattr(_store, "fault", None)
+            mitosis.rename_variant("big", "seed", "one", "uno")
+
+    monkeypatch.setattr(_store, "fault", rename_meanwhile)
+    with pytest.raises(mitosis.VariantRenamed, match="renamed to 'uno'"):
+        mitosis.run(investigation.big, {"mib": 2, "seed": "one"}, lookup={"seed": {"one": 1}})
+    assert mitosis.trials("big") == []
+    assert git("for-each-ref", "refs/mitosis-results/") == ""
+    assert os.listdir(".git/mitosis/spool") == []
+    git("fsck", "--strict")
+
+
+def test_what_a_store_cannot_find_or_take_is_said(investigation, tmp_path):
+    from mitosis.model.records import InStore
+    from mitosis.run.process import Job, perform
+    from mitosis.store.results import write_results
+
+    trial = mitosis.run(investigation.big, {"mib": 2})
+    other = tmp_path / "other.git"
+    git("init", "-q", "--bare", str(other))
+    with Store.open() as st:
+        blob = st.add_data(b"x" * (2 * MiB))
+        with pytest.raises(StoreError, match="keeps other results"):  # a copied trial's ref
+            write_results(st, trial, {"results/big.dill": blob})
+        missing = InStore(str(other), "ab" * 20, 10)
+        with pytest.raises(StoreError, match=f"has no blob {'ab' * 20} to copy"):
+            st.add_data(missing)
+        commit = git("rev-parse", "HEAD").strip()
+        with pytest.raises(StoreError, match=f"names {commit}, which is no blob"):
+            st.open_blob(commit, "results/fit.dill of trial 0123456789ab")
+    git("repack", "-a", "-d", "-q")
+    with Store.open() as st, pytest.raises(StoreError, match="which is no blob"):
+        st.open_blob(commit, "results/fit.dill of trial 0123456789ab")  # packed
+    job = Job(path=[], payload=b"", steps=1, reused=missing, spool=str(tmp_path / "spool"))
+    with pytest.raises(StoreError, match="no longer has the reused result"):
+        perform(job)
+    assert os.listdir(tmp_path / "spool") == []
+
+
+def test_a_big_result_is_reused_through_another_executor(investigation):
+    from concurrent.futures import ProcessPoolExecutor
+
+    steps = [investigation.big_data, investigation.total]
+    first = mitosis.run(steps, {"big_data.mib": 2, "total.scale": 1.0})
+    with ProcessPoolExecutor(max_workers=1) as pool:  # the job carries the result's bytes
+        (second,) = mitosis.sweep(
+            steps, {"big_data.mib": [2], "total.scale": [3.0]}, executor=pool, reuse=True
+        )
+    assert second.steps[0].reused_from == first.id
+    assert second.main == pytest.approx(3 * first.main)
+    assert (
+        pointer(second, "results/big_data.dill")["blob"]
+        == pointer(first, "results/big_data.dill")["blob"]
+    )

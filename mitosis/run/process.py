@@ -25,6 +25,7 @@ from typing import IO, Any
 
 import attrs
 
+from ..exceptions import StoreError
 from ..model.layout import ENVIRONMENT, REQUIREMENTS
 from ..model.portable import write_file
 from ..model.records import InStore, OnDisk, converter
@@ -231,7 +232,10 @@ def _write_reused(path: str, reused: bytes | InStore) -> None:
     with Store.open(reused.store) as store:
         source = store.open_blob(reused.blob, f"the reused result {reused.blob}")
     if source is None:
-        raise FileNotFoundError(f"the store {reused.store} has no blob {reused.blob}")
+        raise StoreError(
+            f"the store {reused.store} no longer has the reused result {reused.blob}; "
+            "run the trial again without reuse"
+        )
     with source, open(path, "wb") as file:
         shutil.copyfileobj(source, file, IN_MEMORY)
 

@@ -430,12 +430,16 @@ def open_blob(objects: DiskObjectStore, blob_id: str, where: str) -> IO[bytes] |
     path = _loose_path(os.fspath(objects.path), blob_id)
     found = loose_header(path)
     if found is not None:
+        if found[0] != b"blob":
+            raise StoreError(f"{where} names {blob_id}, which is no blob")
         raw = _Inflating(open(path, "rb"), found[1], blob_id, where, loose=True)  # noqa: SIM115
         return io.BufferedReader(raw, CHUNK)
     entry = packed_entry(objects, blob_id)
     if entry is None:
         return None
     pack, offset, kind, size = entry
+    if kind not in (_BLOB, *_DELTAS):
+        raise StoreError(f"{where} names {blob_id}, which is no blob")
     if kind == _BLOB:
         file = open(pack, "rb")  # noqa: SIM115 - closed with the reader
         file.seek(offset)

@@ -35,12 +35,15 @@ def results_message(trial: Trial) -> str:
     )
 
 
-def write_results(store: Store, trial: Trial, blobs: Mapping[str, ObjectID]) -> ObjectID:
+def write_results(store: Store, trial: Trial, blobs: Mapping[str, ObjectID]) -> ObjectID | None:
     """Keep ``blobs`` (file name in the trial's folder to blob id, all in the store) reachable
     from ``refs/mitosis-results/<trial id>``: a commit of a tree of them, with no parent.
 
     Called before the trial's branch moves, so that no pointer is ever committed whose blob a
     ``git gc`` could prune.
+
+    Returns:
+        The commit the ref was set to (None if it was there already, keeping the same blobs).
 
     Raises:
         StoreError: the ref exists already and keeps other blobs.
@@ -49,21 +52,23 @@ def write_results(store: Store, trial: Trial, blobs: Mapping[str, ObjectID]) -> 
     commit = store.new_commit(tree, [], results_message(trial))
     ref = cast("Ref", results_ref(trial.id))
     if not store.repo.refs.add_if_new(ref, commit.id, message=b"mitosis: results"):
-        existing = store.tree_of(store.repo.refs[ref])
-        if existing != tree:
+        if store.tree_of(store.repo.refs[ref]) != tree:
             raise StoreError(
                 f"{ref.decode()} exists in {store.path} and keeps other results; "
                 "trial ids are random, so this store holds a copied trial: remove the ref"
             )
+        return None
     reached("results")
     return commit.id
 
 
-def drop_results(store: Store, trial_id: str) -> None:
-    """Remove a trial's results ref (its trial was not recorded after all)."""
+def drop_results(store: Store, trial_id: str, commit: ObjectID | None) -> None:
+    """Remove the results ref a writer set (``commit``) for a trial not recorded after all."""
+    if commit is None:
+        return
     ref = cast("Ref", results_ref(trial_id))
     with contextlib.suppress(Exception):  # the trial failed already: say why, not this
-        store.repo.refs.remove_if_equals(ref, None)
+        store.repo.refs.remove_if_equals(ref, commit)
 
 
 def results_refs(store: Store) -> dict[str, ObjectID]:

@@ -71,16 +71,16 @@ def write_trial(
     record = converter().unstructure(trial)
     branch[f"{folder}/{TRIAL}"] = dumps_json(record, indent=2).encode()
     branch.update(variant_files(locks))
+    kept = None
     if detached:
         try:
-            write_results(store, trial, detached)
+            kept = write_results(store, trial, detached)
         except OSError as exc:
             raise StoreError(f"cannot write to the store {store.path}: {exc}") from exc
     try:
         store.commit(trial.experiment, branch, commit_message(trial), check)
     except BaseException:
-        if detached:
-            drop_results(store, trial.id)
+        drop_results(store, trial.id, kept)
         raise
 
 
