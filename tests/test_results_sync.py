@@ -149,3 +149,16 @@ def test_bundles_carry_results_when_asked(investigation, recorded, tmp_path, run
     mitosis.pull(str(since), store=away)
     assert results_refs(away) == {first.id, second.id, later.id}
     assert small.id in {t.id for t in mitosis.trials("big", store=away)}
+
+
+def test_results_are_copied_streamed_from_a_store_on_a_path(recorded, tmp_path):
+    first, second, _ = recorded
+    # dulwich reads this store's loose objects only up to 1 MiB; mitosis streams them itself
+    git("config", "core.bigFileThreshold", "1048576")
+    clone = tmp_path / "clone"
+    git("clone", "-q", "--no-local", str(Path.cwd()), str(clone))
+    assert mitosis.load(second.id, store=clone).results()["main"] == second.main
+    report = mitosis.pull(store=clone, results=True)
+    assert report.results == [first.id]
+    assert results_refs(clone) == {first.id, second.id}
+    git("fsck", "--strict", "--no-dangling", cwd=clone)

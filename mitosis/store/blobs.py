@@ -55,6 +55,7 @@ __all__ = [
     "pack_entry",
     "packed_entry",
     "stored_size",
+    "streamable",
     "write_blob",
     "write_bundle",
 ]
@@ -419,6 +420,16 @@ def stored_size(objects: DiskObjectStore, blob_id: str) -> int | None:
         return found[1]
     entry = packed_entry(objects, blob_id)
     return None if entry is None else entry[3]
+
+
+def streamable(objects: DiskObjectStore, object_id: str) -> int | None:
+    """The size of ``object_id`` when it is a blob that :func:`open_blob` streams (loose, or
+    whole in a pack), else None (another kind of object, a delta, or not here)."""
+    found = loose_header(_loose_path(os.fspath(objects.path), object_id))
+    if found is not None:
+        return found[1] if found[0] == b"blob" else None
+    entry = packed_entry(objects, object_id)
+    return entry[3] if entry is not None and entry[2] == _BLOB else None
 
 
 def open_blob(objects: DiskObjectStore, blob_id: str, where: str) -> IO[bytes] | None:

@@ -19,7 +19,7 @@ import attrs
 
 from ..exceptions import StoreError, SyncConflict, SyncError
 from ..model.layout import BRANCH_PREFIX, RESULTS_PREFIX, branch, results_ref, tracking_branch
-from ..model.records import Pointer, Trial, human_size
+from ..model.records import InStore, Pointer, Trial, human_size
 from ..model.redact import strip_credentials
 from .gc import packing
 from .merge import Conflict, integrate, is_ancestor
@@ -474,6 +474,8 @@ def fetch_results(
     Raises:
         SyncError: the remote cannot be reached.
     """
+    from dulwich.client import LocalGitClient
+
     _, url = _resolve(st, remote)
     shown = strip_credentials(url)
     client, path = _client(st, url)
@@ -484,6 +486,12 @@ def fetch_results(
             return False
         trial_id = ref[len(RESULTS_PREFIX) :].decode()
         return trial_id not in local and (trial_ids is None or trial_id in trial_ids)
+
+    if isinstance(client, LocalGitClient):  # a store on this machine: copied, streamed
+        try:
+            return _copy_results(st, os.fsdecode(path), wanted)
+        except (OSError, StoreError) as exc:
+            raise SyncError(f"fetching results from {shown} failed: {exc}") from None
 
     def determine_wants(refs: dict[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
         shas = {sha for ref, sha in refs.items() if wanted(ref)}
@@ -499,6 +507,43 @@ def fetch_results(
             st.repo.refs.add_if_new(cast("Ref", ref), sha, message=b"mitosis: fetch results")
             brought.append(ref[len(RESULTS_PREFIX) :].decode())
     return sorted(brought)
+
+
+def _copy_results(st: Store, source: str, wanted: Callable[[bytes], bool]) -> list[str]:
+    """Copy the wanted results refs of the store at ``source`` on this machine, their big blobs
+    streamed (dulwich's local transport reads every object whole, and refuses loose objects
+    over its ``loose_object_size_limit``); each ref is set once everything it reaches is here."""
+    from dulwich.objects import Commit, Tree
+
+    from .blobs import streamable  # on first need: only copies from a path stream blobs
+
+    brought = []
+    with Store.open(source) as other:
+        for trial_id, commit_id in sorted(results_refs(other).items()):
+            ref = cast("Ref", results_ref(trial_id))
+            if not wanted(ref):
+                continue
+            todo: list[ObjectID] = [commit_id]
+            found: list[ObjectID] = []  # what the commit reaches, parents before children
+            while todo:
+                sha = todo.pop()
+                if st.has(sha.decode()):
+                    continue
+                size = streamable(other.repo.object_store, sha.decode())
+                if size is not None:  # a blob: streamed
+                    st.add_data(InStore(other.path, sha.decode(), size))
+                    continue
+                obj = other.get(sha)
+                found.append(sha)
+                if isinstance(obj, Commit):
+                    todo.append(obj.tree)
+                elif isinstance(obj, Tree):
+                    todo.extend(entry.sha for entry in obj.iteritems())
+            for sha in reversed(found):  # children first: a tree after its blobs
+                st.add(other.get(sha))
+            st.repo.refs.add_if_new(ref, commit_id, message=b"mitosis: fetch results")
+            brought.append(trial_id)
+    return brought
 
 
 def fetch_missing(st: Store, trial: Trial, name: str, pointer: Pointer) -> None:
