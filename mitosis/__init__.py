@@ -32,7 +32,7 @@ from .exceptions import (
     VariantConflict,
     VariantRenamed,
 )
-from .model.records import CodeState, Param, Trial, Variant
+from .model.records import CodeState, FileInfo, Param, Trial, Variant
 from .run.experiment import experiment
 from .run.params import literal
 from .run.trial import run  # binds `mitosis.run` to the function, after the package `mitosis.run`
@@ -94,6 +94,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "EnvironmentDiffers",
+    "FileInfo",
     "Imported",
     "MitosisError",
     "Packed",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import click
 
 from .. import load, rename_variant, trials, variants
+from ..exceptions import StoreError
+from ..model.layout import is_result, results_ref
 from ..model.query import conditions, select
-from ..model.records import Trial, converter
+from ..model.records import Trial, converter, human_size
 from ..model.values import dumps_json
 from ..run.compare import diff_trials, recorded_environment
 from ..run.config import Config
@@ -116,11 +119,22 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
     """Everything recorded for one TRIAL (any unique id prefix of 4+ characters)."""
     trial = load(trial_id, store=store_path(ctx, store))
     branch = f"mitosis/{trial.experiment}"
-    paths = {name: f"{branch}:{trial.path}/{name}" for name in trial.files}
+    kept = results_ref(trial.id).decode()
+    paths = {
+        name: f"{kept}:{name}" if name in trial.detached else f"{branch}:{trial.path}/{name}"
+        for name in trial.files
+    }
+    results = {name: _result_info(trial, name) for name in trial.files if is_result(name)}
     environment = recorded_environment(trial)
     if as_json:
         record = converter().unstructure(trial)
-        record.update(store=trial.location, branch=branch, paths=paths, environment=environment)
+        record.update(
+            store=trial.location,
+            branch=branch,
+            paths=paths,
+            results=results,
+            environment=environment,
+        )
         echo(dumps_json(record, indent=2), nl=False, json=True)
         return
     lines = [
@@ -158,7 +172,28 @@ def show(ctx: click.Context, trial_id: str, as_json: bool, store: Path | None) -
     lines.append(shown(f"store      {trial.location}"))
     for n, path in enumerate(paths.values()):
         lines.append(shown(f"{'files' if n == 0 else '':<10} {path}"))
+    for n, (name, info) in enumerate(results.items()):
+        if info["size"] is None:
+            where = "named by the record, but not in its folder"
+        elif not info["detached"]:
+            where = "on the branch"
+        elif info["here"]:
+            where = "kept off the branch, here"
+        else:
+            where = f"kept off the branch, not here: mitosis pull --results {trial.id}"
+        label = "results" if n == 0 else ""
+        size = "?" if info["size"] is None else human_size(info["size"])
+        lines.append(shown(f"{label:<10} {name}  {size}  ({where})"))
     echo("\n".join(lines))
+
+
+def _result_info(trial: Trial, name: str) -> dict[str, Any]:
+    """A result's size, whether it is here and kept off the branch; a size of None when the
+    record names a file its folder lacks (a damaged or hand-made record: shown, not fatal)."""
+    try:
+        return trial.stat(name)._asdict()
+    except StoreError:
+        return {"size": None, "here": False, "detached": False}
 
 
 @click.command()

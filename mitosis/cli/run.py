@@ -171,6 +171,7 @@ def run(
                 debug=debug,
                 reuse=reuse,
                 figure_dpi=settings.figure_dpi,
+                results_threshold=settings.results_threshold,
             )
         except TrialFailed as failed:
             fail(_failure(failed))
@@ -190,6 +191,7 @@ def run(
             skip_done=skip_done,
             progress=True,
             figure_dpi=settings.figure_dpi,
+            results_threshold=settings.results_threshold,
             keep_records=False,  # the table needs ids, statuses and mains only
         )
     except KeyboardInterrupt:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["bundle_command", "gc_command", "pull", "push"]
 
+_HEX = "0123456789abcdef"
+
 
 def _sync_arguments(
     ctx: click.Context, args: tuple[str, ...], store: Path | None
@@ -88,17 +90,41 @@ class _Progress(Status):
         self(next((p for p in reversed(pieces) if p.strip()), ""))
 
 
-def _report(report: SyncReport) -> None:
+def _report(report: SyncReport, verb: str = "") -> None:
     rows = [[name, what] for name, what in sorted(report.experiments.items())]
     echo(table(["experiment", report.remote], rows) if rows else "nothing to do")
+    if verb:
+        echo(f"{verb} the results of {len(report.results)} trial(s)")
+
+
+def _split_trials(
+    ctx: click.Context, names: list[str], store: Path | None
+) -> tuple[list[str], list[str]]:
+    """``[EXPERIMENT|TRIAL]...`` of ``pull --results``: the words that name no experiment of the
+    store but look like trial ids (4 or more hex digits) are trials."""
+    path = store_path(ctx, store) or default_store_path()
+    known: list[str] = []
+    if path.exists():
+        with Store.open(path) as st:
+            known = st.experiments()
+    trials = [
+        n for n in names if n not in known and len(n) >= 4 and all(c in _HEX for c in n.lower())
+    ]
+    return [n for n in names if n not in trials], trials
 
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="[REMOTE] [EXPERIMENT]...")
+@click.option(
+    "--no-results",
+    is_flag=True,
+    help="Send the records only, not the results kept off the branches.",
+)
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to push from.")
 @click.pass_context
-def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
-    """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path)."""
+def push(ctx: click.Context, args: tuple[str, ...], no_results: bool, store: Path | None) -> None:
+    """Send trial branches to REMOTE (a configured remote, default origin, or a URL or path),
+    with the results kept off the branches that this store has (unless --no-results)."""
     from .. import push as sync_push  # on first need: each command loads its own modules
 
     remote, names, remotes = _sync_arguments(ctx, args, store)
@@ -106,27 +132,54 @@ def push(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
         progress = _Progress(f"push {strip_credentials(remote)}")
         with progress:
             report = sync_push(
-                remote, names, store=store_path(ctx, store), progress=progress.remote
+                remote,
+                names,
+                results=not no_results,
+                store=store_path(ctx, store),
+                progress=progress.remote,
             )
     except SyncError as error:
         fail(_guessed(error, args, remote, remotes, _path(ctx, store)) or str(error))
-    _report(report)
+    _report(report, "" if no_results else "sent")
 
 
 @click.command()
-@click.argument("args", nargs=-1, metavar="[REMOTE|BUNDLE] [EXPERIMENT]...")
+@click.argument("args", nargs=-1, metavar="[REMOTE|BUNDLE] [EXPERIMENT|TRIAL]...")
+@click.option(
+    "--results",
+    is_flag=True,
+    help="Also bring the results kept off the branches: of the named trials, else of the "
+    "named experiments' trials, else of every trial.",
+)
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to pull into.")
 @click.pass_context
-def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
-    """Fetch trial branches from REMOTE (or a bundle file) and merge them in."""
+def pull(ctx: click.Context, args: tuple[str, ...], results: bool, store: Path | None) -> None:
+    """Fetch trial branches from REMOTE (or a bundle file) and merge them in.
+
+    Results bigger than the threshold stay behind (show says which are not here) until asked
+    for with --results:
+
+    \b
+      mitosis pull                           # every experiment's records
+      mitosis pull --results 3fa9c1d2        # records, and this trial's results
+      mitosis pull lab sine --results        # sine's records and results, from lab
+    """
     from .. import pull as sync_pull  # on first need
 
     remote, names, remotes = _sync_arguments(ctx, args, store)
+    wanted: bool | list[str] = results
+    if results:
+        names, trials = _split_trials(ctx, names, store)
+        wanted = trials or True
     try:
         progress = _Progress(f"pull {strip_credentials(remote)}")
         with progress:
             report = sync_pull(
-                remote, names, store=store_path(ctx, store), progress=progress.remote
+                remote,
+                names,
+                results=wanted,
+                store=store_path(ctx, store),
+                progress=progress.remote,
             )
     except (SyncConflict, SyncRefused) as stopped:
         if stopped.report is not None:
@@ -134,7 +187,7 @@ def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
         raise
     except SyncError as error:
         fail(_guessed(error, args, remote, remotes, _path(ctx, store)) or str(error))
-    _report(report)
+    _report(report, "brought" if results else "")
 
 
 @click.command(name="bundle")
@@ -145,6 +198,11 @@ def pull(ctx: click.Context, args: tuple[str, ...], store: Path | None) -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="An earlier bundle: write only what it did not carry.",
 )
+@click.option(
+    "--results",
+    is_flag=True,
+    help="Also carry the results kept off the branches that this store has.",
+)
 @click.option("--store", type=click.Path(path_type=Path), help="The git repository to bundle.")
 @click.pass_context
 def bundle_command(
@@ -152,13 +210,16 @@ def bundle_command(
     file: Path,
     experiments: tuple[str, ...],
     since: Path | None,
+    results: bool,
     store: Path | None,
 ) -> None:
     """Write trial branches to a git bundle FILE, for a machine without a network path;
     `mitosis pull FILE` there reads it."""
     from .. import bundle as sync_bundle  # on first need
 
-    count = sync_bundle(file, experiments, since=since, store=store_path(ctx, store))
+    count = sync_bundle(
+        file, experiments, since=since, results=results, store=store_path(ctx, store)
+    )
     echo(f"wrote {count} trial branch(es) to {file}")
 
 
@@ -175,3 +236,5 @@ def gc_command(ctx: click.Context, store: Path | None) -> None:
         f"packed {packed.objects} objects: {packed.before / mib:.1f} MiB -> "
         f"{packed.after / mib:.1f} MiB"
     )
+    if packed.removed:
+        click.echo(f"removed {packed.removed} file(s) left by writers that stopped")

@@ -13,23 +13,41 @@ __all__ = [
     "BRANCH_PREFIX",
     "ENVIRONMENT",
     "FORMAT",
+    "FORMAT_INLINE",
     "OUTPUT",
+    "POINTER",
     "REQUIREMENTS",
+    "RESULTS_PREFIX",
+    "RESULTS_THRESHOLD",
     "TRIAL",
     "alias_path",
     "branch",
     "figure_name",
+    "is_result",
     "param_name",
+    "pointer_name",
     "qualified",
     "result_name",
+    "results_ref",
     "split_qualified",
     "tracking_branch",
     "trial_dir",
     "variant_path",
 ]
 
-#: Version of the store format written by this mitosis (see docs/store-format.md).
-FORMAT = 1
+#: The newest store format this mitosis reads and writes (see docs/store-format.md). A trial
+#: is written in format 2 only when its folder holds pointers (results kept off the branch);
+#: any other trial is a format 1 trial, which older readers read as they always did.
+FORMAT = 2
+#: The format of a trial whose files are all on its branch.
+FORMAT_INLINE = 1
+
+#: A result bigger than this many bytes is kept off the trial branches (by default).
+RESULTS_THRESHOLD = 1 << 20
+#: Where a trial's results kept off the branches are reachable from: one ref per trial.
+RESULTS_PREFIX = b"refs/mitosis-results/"
+#: A file kept off the branch leaves a pointer of this name (plus the suffix) in the folder.
+POINTER = ".pointer"
 
 #: Every experiment's branch is this prefix and its name: ``refs/heads/mitosis/<experiment>``.
 BRANCH_PREFIX = b"refs/heads/mitosis/"
@@ -66,6 +84,22 @@ def trial_dir(trial_id: str) -> str:
 def result_name(step: str) -> str:
     """A step's returned value, pickled, inside its trial's folder."""
     return f"{RESULTS}{step}.dill"
+
+
+def is_result(name: str) -> bool:
+    """Whether a file of a trial's folder is a step's result (what may be kept off the branch)."""
+    return name.startswith(RESULTS) and not name.endswith(POINTER)
+
+
+def pointer_name(name: str) -> str:
+    """The pointer left in a trial's folder for a file kept off the branch."""
+    return name + POINTER
+
+
+def results_ref(trial_id: str) -> bytes:
+    """``refs/mitosis-results/<id>``: what keeps a trial's big results in the store, outside
+    ``refs/heads/`` so that clones and fetches of the branches leave them behind."""
+    return RESULTS_PREFIX + trial_id.encode()
 
 
 def figure_name(step: str, number: int) -> str:

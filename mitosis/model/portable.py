@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["NeedsDill", "dumps", "plain", "write_file"]
+__all__ = ["NeedsDill", "dump", "dumps", "plain", "write_file"]
 
 
 class NeedsDill(Exception):
@@ -46,6 +46,26 @@ def dumps(obj: Any) -> bytes:
         import dill
 
         return bytes(dill.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL, recurse=True))
+
+
+def dump(obj: Any, path: str) -> None:
+    """Pickle ``obj`` straight into the file ``path`` (as :func:`dumps` would: plain pickle
+    where it is enough, else dill), never holding the pickle in memory. The file appears under
+    its name only once complete (it is written as ``path.tmp``, then renamed), so a process
+    killed while pickling leaves no result that looks whole."""
+    import os
+
+    partial = path + ".tmp"
+    with open(partial, "wb") as file:
+        try:
+            _Pickler(file, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        except (NeedsDill, pickle.PicklingError, AttributeError, TypeError):
+            import dill
+
+            file.seek(0)
+            file.truncate()
+            dill.dump(obj, file, protocol=pickle.HIGHEST_PROTOCOL, recurse=True)
+    os.replace(partial, path)
 
 
 def plain(value: Any, nonfinite: Callable[[float], Any] | None = None) -> Any:

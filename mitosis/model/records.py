@@ -4,14 +4,15 @@ converter between them and JSON. No I/O: a :class:`Trial` reads its files throug
 
 from __future__ import annotations
 
+import io
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import attrs
 
 from ..exceptions import StoreError
-from .layout import FIGURES, FORMAT, result_name, trial_dir
-from .values import Encoded, decode, loads_dill
+from .layout import FIGURES, FORMAT, result_name, results_ref, trial_dir
+from .values import Encoded, decode, dumps_json, load_dill
 
 if TYPE_CHECKING:
     import cattrs
@@ -19,8 +20,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CodeState",
     "Environment",
+    "FileData",
+    "FileInfo",
     "InMemory",
+    "InStore",
+    "OnDisk",
     "Param",
+    "Pointer",
     "Source",
     "Status",
     "StepRecord",
@@ -29,6 +35,10 @@ __all__ = [
     "Variant",
     "VariantLock",
     "converter",
+    "dump_pointer",
+    "human_size",
+    "load_pointer",
+    "size_of",
     "trial_from_json",
 ]
 
@@ -47,6 +57,136 @@ class Source(Protocol):
 
     def read(self, trial: Trial, name: str) -> bytes | None:
         """The bytes of ``name`` in ``trial``'s folder, or None when it has no such file."""
+
+    def open(self, trial: Trial, name: str) -> IO[bytes] | None:
+        """``name`` in ``trial``'s folder as a file read as it goes, or None."""
+
+    def stat(self, trial: Trial, name: str) -> FileInfo | None:
+        """The size of ``name`` in ``trial``'s folder and whether its bytes are here, or None."""
+
+
+class OnDisk(NamedTuple):
+    """A file's bytes waiting in a file of this machine (the trial process wrote them), to be
+    streamed into the store without being read whole.
+
+    Attributes:
+        path: the file.
+        size: its size in bytes.
+    """
+
+    path: str
+    size: int
+
+
+class InStore(NamedTuple):
+    """A file's bytes already kept in a store, as a blob (a reused step's result).
+
+    Attributes:
+        store: the store's path.
+        blob: the blob's id (40 hex digits).
+        size: its size in bytes.
+    """
+
+    store: str
+    blob: str
+    size: int
+
+
+#: A file of a trial on its way to the store: its bytes, or where they wait.
+FileData = bytes | OnDisk | InStore
+
+
+def size_of(data: FileData) -> int:
+    """The size in bytes of a file on its way to the store."""
+    return data.size if isinstance(data, (OnDisk, InStore)) else len(data)
+
+
+class FileInfo(NamedTuple):
+    """What :meth:`Trial.stat` says of a file of a trial's folder.
+
+    Attributes:
+        size: its size in bytes.
+        here: whether its bytes are in this store (a result kept off the branch may not be,
+            until ``mitosis pull --results`` brings it).
+        detached: whether it is kept off the trial's branch (a pointer stands in its place).
+    """
+
+    size: int
+    here: bool
+    detached: bool
+
+
+def human_size(count: int) -> str:
+    """A size for people: ``812 bytes``, ``3.4 KiB``, ``200.0 MiB``, ``1.0 GiB``."""
+    if count < 1024:
+        return f"{count} bytes"
+    size = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+class Pointer(NamedTuple):
+    """What a trial's folder holds in place of a file kept off its branch (store format 2):
+    ``<name>.pointer``, a JSON object.
+
+    Attributes:
+        blob: the id of the git blob holding the file's bytes.
+        size: the file's size in bytes.
+        ref: the ref that keeps the blob in a store (``refs/mitosis-results/<trial id>``).
+        encoding: how the bytes are kept: ``blob``, one git blob of the file's bytes.
+    """
+
+    blob: str
+    size: int
+    ref: str
+    encoding: str = "blob"
+
+
+_HEX = frozenset("0123456789abcdef")
+_ENCODINGS = ("blob",)
+
+
+def dump_pointer(pointer: Pointer) -> bytes:
+    """A pointer file's bytes: JSON as every JSON file of the store is written."""
+    return dumps_json(pointer._asdict(), indent=2).encode()
+
+
+def load_pointer(data: bytes, where: str, trial_id: str) -> Pointer:
+    """A pointer file read back and checked (it may come from a collaborator's store).
+
+    Raises:
+        StoreError: the file is not a pointer, or names an encoding this mitosis does not know.
+    """
+    import json  # on first need: pointers are read only when results are asked for
+
+    try:
+        raw = json.loads(data)
+        pointer = Pointer(
+            blob=raw["blob"], size=raw["size"], ref=raw["ref"], encoding=raw["encoding"]
+        )
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StoreError(f"{where} is not a readable pointer: {exc!r}") from None
+    if pointer.encoding not in _ENCODINGS:
+        raise StoreError(
+            f"{where} keeps its file as {pointer.encoding!r}, which this mitosis cannot read; "
+            "upgrade mitosis"
+        )
+    if (
+        not isinstance(pointer.blob, str)
+        or len(pointer.blob) != 40
+        or not _HEX.issuperset(pointer.blob)
+        or type(pointer.size) is not int
+        or pointer.size < 0
+        or pointer.ref != results_ref(trial_id).decode()
+    ):
+        raise StoreError(
+            f"{where} is not a valid pointer (blob {pointer.blob!r}, size {pointer.size!r}, "
+            f"ref {pointer.ref!r})"
+        )
+    return pointer
 
 
 @attrs.frozen
@@ -160,6 +300,11 @@ class Trial:
             else the name it was returned under; empty when it has none).
         steps: each step's record, in order (one step for a plain function).
         rerun_of: the trial this one reran (see :func:`mitosis.rerun`), if any.
+        detached: the files of ``files`` kept off the trial's branch (results bigger than the
+            threshold): a pointer stands in their place, and their bytes come to a store with
+            ``mitosis pull --results`` (or when :meth:`results` asks for them).
+        mitosis: the version of mitosis that recorded the trial.
+        format: the store format of the record (2 when ``detached`` is not empty, else 1).
         location: the store's path (not recorded; None for a debug trial).
     """
 
@@ -182,6 +327,7 @@ class Trial:
     captions: dict[str, str] = attrs.field(factory=dict)
     steps: list[StepRecord] = attrs.field(factory=list)
     rerun_of: str | None = None
+    detached: list[str] = attrs.field(factory=list)
     mitosis: str = ""
     format: int = FORMAT
     location: str | None = attrs.field(default=None, eq=False, repr=False)
@@ -213,10 +359,14 @@ class Trial:
         """What the experiment (or one of its steps; default the last) returned, unpickled.
 
         This and :meth:`value` are the only methods that unpickle: call them on trials from
-        stores you trust.
+        stores you trust. The result is read as it is unpickled, never held twice. A result
+        kept off the branch that is not in this store yet is fetched from the remotes that
+        have it (``origin`` first).
 
         Raises:
-            StoreError: the step recorded no results (it failed) or the store is gone.
+            StoreError: the step recorded no results (it failed), the store is gone, or the
+                result is not here and no remote has it (the message says which
+                ``mitosis pull --results`` to run).
             KeyError: the trial has no step ``step``.
         """
         names = [s.name for s in self.steps] or [self.experiment]
@@ -224,7 +374,8 @@ class Trial:
             step = names[-1]
         elif step not in names:
             raise KeyError(f"trial {self.id} has no step {step!r}; its steps: {', '.join(names)}")
-        return loads_dill(self.read(result_name(step)))
+        with self.open(result_name(step)) as file:
+            return load_dill(file)
 
     def value(self, name: str) -> Any:
         """The value a parameter (tracked or untracked) had, loaded exactly.
@@ -241,22 +392,50 @@ class Trial:
             raise KeyError(f"trial {self.id} has no parameter {name!r}; it has: {known}")
         if param.dill is None:
             return decode(param.value)
-        return loads_dill(self.read(param.dill))
+        with self.open(param.dill) as file:
+            return load_dill(file)
 
     def read(self, name: str) -> bytes:
         """The bytes of a file in the trial's folder, e.g. ``output.log`` or a figure.
 
         Raises:
-            StoreError: the trial has no such file (it failed before writing it), or the store
-                is gone.
+            StoreError: the trial has no such file (it failed before writing it), the store
+                is gone, or the file is kept off the branch, not here, and no remote has it.
         """
         data = None if self._source is None else self._source.read(self, name)
         if data is None:
-            raise StoreError(
-                f"trial {self.id} has no {name!r} (status {self.status}); "
-                f"it recorded: {', '.join(self.files) or 'no files'}"
-            )
+            raise self._missing(name)
         return data
+
+    def open(self, name: str) -> IO[bytes]:
+        """A file of the trial's folder, read as it goes (for files of any size); close it
+        (``with trial.open("results/fit.dill") as f: ...``).
+
+        Raises:
+            StoreError: as for :meth:`read`.
+        """
+        file = None if self._source is None else self._source.open(self, name)
+        if file is None:
+            raise self._missing(name)
+        return file
+
+    def stat(self, name: str) -> FileInfo:
+        """A file's size, whether its bytes are in this store, and whether it is kept off the
+        trial's branch (reads no more than a pointer).
+
+        Raises:
+            StoreError: the trial has no such file.
+        """
+        info = None if self._source is None else self._source.stat(self, name)
+        if info is None:
+            raise self._missing(name)
+        return info
+
+    def _missing(self, name: str) -> StoreError:
+        return StoreError(
+            f"trial {self.id} has no {name!r} (status {self.status}); "
+            f"it recorded: {', '.join(self.files) or 'no files'}"
+        )
 
 
 @cache
@@ -364,3 +543,11 @@ class InMemory(NamedTuple):
 
     def read(self, trial: Trial, name: str) -> bytes | None:
         return self.files.get(name)
+
+    def open(self, trial: Trial, name: str) -> IO[bytes] | None:
+        data = self.files.get(name)
+        return None if data is None else io.BytesIO(data)
+
+    def stat(self, trial: Trial, name: str) -> FileInfo | None:
+        data = self.files.get(name)
+        return None if data is None else FileInfo(len(data), here=True, detached=False)

@@ -21,14 +21,14 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 import attrs
 
 from ..exceptions import BadParameter
 from .portable import NeedsDill, dumps, plain
 
-__all__ = ["Encoded", "decode", "dumps_json", "encode", "loads_dill", "type_name"]
+__all__ = ["Encoded", "decode", "dumps_json", "encode", "load_dill", "loads_dill", "type_name"]
 
 _TAGS = ("py/tuple", "py/set", "py/frozenset", "py/dict", "py/float", "py/type")
 
@@ -235,3 +235,11 @@ def loads_dill(data: bytes) -> Any:
     import dill
 
     return dill.loads(data)
+
+
+def load_dill(file: IO[bytes]) -> Any:
+    """Unpickle with dill from a file, read as it goes (a result of gigabytes is never held
+    twice). This runs code from the data: only for what the user asked to load."""
+    import dill
+
+    return dill.load(file)

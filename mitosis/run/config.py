@@ -5,6 +5,7 @@
 store = "."                                   # optional, relative to this file
 figure_dpi = 150                              # optional: dots per inch of recorded figures
 trusted_remotes = ["origin"]                  # optional: --reuse may unpickle trials pulled from
+results_threshold = "1MiB"                    # optional: bigger results stay off the branches
 [tool.mitosis.experiments]
 sine = { run = "sine_experiment:run", lookup = "sine_experiment:lookup_dict", untracked = ["gpu"] }
 cosine = "sine_experiment:cosine"             # a function alone: the shorthand
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +31,7 @@ import attrs
 from ..exceptions import ConfigError
 from .experiment import Chain, Step, spec_of
 
-__all__ = ["Config", "Entry", "find_pyproject", "load_config"]
+__all__ = ["Config", "Entry", "find_pyproject", "load_config", "parse_size"]
 
 _ENTRY_FORM = '{ run = "module:function", lookup = "module:dictionary", untracked = ["param"] }'
 _STEPS_ENTRY_FORM = '{ steps = ["first_experiment", "second_experiment"] }'
@@ -56,6 +58,7 @@ class Config:
     experiments: dict[str, Entry]
     figure_dpi: float | None = None
     trusted_remotes: tuple[str, ...] = ()
+    results_threshold: int | None = None
 
     @property
     def root(self) -> Path:
@@ -134,6 +137,29 @@ class Config:
             return Chain(entry.name, tuple(self.step(n) for n in entry.steps))
         steps = tuple(self.step(n) for n in names)
         return Chain("+".join(names), steps)
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(i?)b?|b)?\s*", re.I)
+
+
+def parse_size(value: object) -> int:
+    """A number of bytes from an integer or a text such as ``"1MiB"``, ``"512 KiB"``, ``"2MB"``
+    or ``"100"`` (``KiB``, ``MiB``, ``GiB`` are powers of 1024; ``kB``, ``MB``, ``GB`` of 1000).
+
+    Raises:
+        ValueError: not a size (the message shows the forms).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    found = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(
+            f"{value!r} is not a size: give a number of bytes (1048576) or a text such as "
+            '"1MiB", "512KiB" or "2GB"'
+        )
+    number, prefix, binary = found.groups()
+    power = "kmgt".index(prefix.lower()) + 1 if prefix else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
 
 
 def _import(target: str, what: str) -> Any:
@@ -245,7 +271,7 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
     tool = _read(path).get("tool", {}).get("mitosis", {})
     if not isinstance(tool, Mapping):
         raise ConfigError(f"[tool.mitosis] in {path} must be a table")
-    keys = {"store", "figure_dpi", "trusted_remotes", "experiments", "steps"}
+    keys = {"store", "figure_dpi", "trusted_remotes", "results_threshold", "experiments", "steps"}
     unknown = sorted(set(tool) - keys)
     if unknown:
         raise ConfigError(
@@ -258,6 +284,12 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
             f"[tool.mitosis] trusted_remotes in {path} must be a list of remote names or URLs, "
             f'e.g. ["origin"]; got {trusted!r}'
         )
+    threshold = tool.get("results_threshold")
+    if threshold is not None:
+        try:
+            threshold = parse_size(threshold)
+        except ValueError as exc:
+            raise ConfigError(f"[tool.mitosis] results_threshold in {path}: {exc}") from None
     dpi = tool.get("figure_dpi")
     if dpi is not None and (isinstance(dpi, bool) or not isinstance(dpi, (int, float)) or dpi <= 0):
         raise ConfigError(
@@ -286,4 +318,5 @@ def load_config(path: Path | None = None, start: Path | None = None) -> Config:
         experiments=experiments,
         figure_dpi=float(dpi) if dpi is not None else None,
         trusted_remotes=tuple(trusted),
+        results_threshold=threshold,
     )

@@ -127,10 +127,12 @@ def export(
 def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> None:
     (out / "record").mkdir()
     with Store.open(trial.location) as st:
-        for name in [TRIAL, *trial.files]:
-            data = st.read_file(trial.experiment, f"{trial.path}/{name}")
-            if data is not None:
-                inside(out / "record", name, f"trial {trial.id}'s file").write_bytes(data)
+        record = st.read_file(trial.experiment, f"{trial.path}/{TRIAL}")
+    inside(out / "record", TRIAL, f"trial {trial.id}'s record").write_bytes(record or b"")
+    for name in trial.files:  # streamed: results of any size, fetched if kept elsewhere
+        target = inside(out / "record", name, f"trial {trial.id}'s file")
+        with trial.open(name) as source, open(target, "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
     (out / REQUIREMENTS).write_bytes(
         (out / "record" / REQUIREMENTS).read_bytes() if REQUIREMENTS in trial.files else b""
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
@@ -24,18 +25,25 @@ from typing import IO, Any
 
 import attrs
 
+from ..exceptions import StoreError
 from ..model.layout import ENVIRONMENT, REQUIREMENTS
 from ..model.portable import write_file
-from ..model.records import converter
+from ..model.records import InStore, OnDisk, converter
 from ..model.values import dumps_json
 from . import environment as _environment
 
-__all__ = ["Job", "Ran", "interrupt_running", "perform"]
+__all__ = ["IN_MEMORY", "Job", "Ran", "interrupt_running", "perform"]
 
 _INTERRUPT_GRACE = 10.0
 _RUNNING: set[subprocess.Popen[bytes]] = set()
 _RUNNING_LOCK = threading.Lock()
 _ENVIRONMENT: dict[Any, dict[str, bytes]] = {}
+#: Files a trial process left that are bigger than this stay on disk (with a spool folder) and
+#: travel in the :class:`Ran` by path, to be streamed into the store.
+IN_MEMORY = 1 << 20
+#: The spool folders this process holds (folder: its descriptor, locked with flock).
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
 
 
 @attrs.frozen
@@ -47,33 +55,45 @@ class Job:
         payload: the pickled steps (see :mod:`mitosis.run.worker`).
         steps: how many steps the chain has.
         start: the first step to run (the ones before are reused).
-        reused: the pickled result standing in for the reused first steps, if any.
+        reused: the pickled result standing in for the reused first steps, if any: its bytes,
+            or the blob of the store that holds it (then copied into the trial's folder as a
+            stream).
         echo: stream the trial's output to this process's console as it comes.
         figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
         debug: a debug trial: where the experiment sets up no logging, DEBUG records reach its
             log too (else INFO and above).
+        spool: a folder of the machine that records the trial (``<git dir>/mitosis/spool``):
+            the trial process's folder is made there and kept until the trial is recorded, and
+            results and figures bigger than :data:`IN_MEMORY` travel in the :class:`Ran` by
+            path (:class:`~mitosis.model.records.OnDisk`), never read into memory. None (a job
+            for another machine): everything travels as bytes.
     """
 
     path: list[str]
     payload: bytes
     steps: int
     start: int = 0
-    reused: bytes | None = None
+    reused: bytes | InStore | None = None
     echo: bool = True
     figure_dpi: float | None = None
     debug: bool = False
+    spool: str | None = None
 
 
 @attrs.frozen
 class Ran:
     """What a trial process left behind.
 
+    A Ran is picklable. Made with a spool folder, its big files wait on disk, in its
+    ``folder``, until :meth:`release` (after the trial is recorded, or not); made without, it
+    carries every file's bytes, so that it can travel from another machine.
+
     Attributes:
         outcome: the worker's report (status, error, each step's report).
         running: the last step the trial process started.
         log: stdout and stderr, interleaved.
-        results: step index to the step's pickled result.
-        figures: step index to its PNG figures, in order.
+        results: step index to the step's pickled result (bytes, or a file on disk).
+        figures: step index to its PNG figures, in order (bytes, or files on disk).
         captions: step index to its figures' captions, in order.
         started: when the process started (UTC).
         duration: seconds it ran.
@@ -81,13 +101,14 @@ class Ran:
         environment: ``environment.json`` and ``requirements.txt`` of where it ran.
         host: where it ran.
         user: who ran it.
+        folder: the trial process's folder in the spool, kept while files wait in it.
     """
 
     outcome: dict[str, Any]
     running: int
     log: bytes
-    results: dict[int, bytes]
-    figures: dict[int, list[bytes]]
+    results: dict[int, bytes | OnDisk]
+    figures: dict[int, list[bytes | OnDisk]]
     captions: dict[int, list[str]]
     started: dt.datetime
     duration: float
@@ -95,6 +116,12 @@ class Ran:
     environment: dict[str, bytes]
     host: str
     user: str
+    folder: str | None = None
+
+    def release(self) -> None:
+        """Remove the trial process's folder and the files waiting in it (once recorded)."""
+        if self.folder is not None:
+            _release(self.folder)
 
 
 def perform(job: Job) -> Ran:
@@ -104,7 +131,8 @@ def perform(job: Job) -> Ran:
     collector.start()
     # Plain strings, not pathlib: pathlib interns every part of every path it parses, and each
     # trial's folder has a new name, which a sweep of thousands of trials would keep.
-    work = tempfile.mkdtemp(prefix="mitosis-")
+    work = _hold(job.spool) if job.spool is not None else tempfile.mkdtemp(prefix="mitosis-")
+    keep = False
     try:
         spec_file, out = os.path.join(work, "spec"), os.path.join(work, "out")
         os.mkdir(out)
@@ -113,7 +141,7 @@ def perform(job: Job) -> Ran:
             header["debug"] = True
         if job.reused is not None:
             header["reused"] = os.path.join(work, "reused.pkl")
-            write_file(header["reused"], job.reused)
+            _write_reused(header["reused"], job.reused)
         write_file(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.perf_counter()
@@ -126,20 +154,24 @@ def perform(job: Job) -> Ran:
         if "steps" not in outcome:  # the process died: the steps it finished left a report
             reports = [n for n in names if n.startswith("step-") and n.endswith(".json")]
             outcome["steps"] = [json.loads(_read(os.path.join(out, n)) or b"{}") for n in reports]
-        results = {}
-        figures: dict[int, list[bytes]] = {}
+        results: dict[int, bytes | OnDisk] = {}
+        figures: dict[int, list[bytes | OnDisk]] = {}
         captions = {}
+        on_disk = job.spool is not None
         for i in range(job.steps):
-            data = _read(os.path.join(out, "results", f"{i}.pkl"))
+            data = _take(os.path.join(out, "results", f"{i}.pkl"), on_disk)
             if data is not None:
                 results[i] = data
             folder = os.path.join(out, "figures", str(i))
             if os.path.isdir(folder):
                 pngs = sorted((n for n in os.listdir(folder) if n.endswith(".png")), key=_number)
-                figures[i] = [_read(os.path.join(folder, n)) or b"" for n in pngs]
+                figures[i] = [_take(os.path.join(folder, n), on_disk) or b"" for n in pngs]
                 captions[i] = _captions(os.path.join(folder, "captions.json"))
+        files = [*results.values(), *(f for found in figures.values() for f in found)]
+        keep = any(isinstance(f, OnDisk) for f in files)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            _release(work)
         collector.join()
     return Ran(
         outcome=outcome,
@@ -154,7 +186,63 @@ def perform(job: Job) -> Ran:
         environment=environment,
         host=_environment.hostname(),
         user=_environment.username(),
+        folder=work if keep else None,
     )
+
+
+def _hold(spool: str) -> str:
+    """A new folder in the spool, locked (flock) while this process holds it, so that ``mitosis
+    gc`` can tell the folders of recorders that died from the ones in use. It is made as
+    ``new-*`` and renamed ``trial-*`` once held."""
+    os.makedirs(spool, exist_ok=True)
+    made = tempfile.mkdtemp(prefix="new-", dir=spool)
+    fd = os.open(made, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    work = os.path.join(spool, "trial-" + os.path.basename(made)[len("new-") :])
+    os.rename(made, work)
+    with _HELD_LOCK:
+        _HELD[work] = fd
+    return work
+
+
+def _release(work: str) -> None:
+    shutil.rmtree(work, ignore_errors=True)
+    with _HELD_LOCK:
+        fd = _HELD.pop(work, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _take(path: str, on_disk: bool) -> bytes | OnDisk | None:
+    """A file the trial process left: by path when it is big and may stay on disk, else its
+    bytes; None when there is no such file."""
+    if on_disk:
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            return None
+        if size > IN_MEMORY:
+            return OnDisk(path, size)
+    return _read(path)
+
+
+def _write_reused(path: str, reused: bytes | InStore) -> None:
+    """The reused result, where the trial process reads it: a blob of a store is copied as
+    a stream."""
+    if isinstance(reused, bytes):
+        write_file(path, reused)
+        return
+    from ..store.repo import Store  # on first need: only big reused results are in a store
+
+    with Store.open(reused.store) as store:
+        source = store.open_blob(reused.blob, f"the reused result {reused.blob}")
+    if source is None:
+        raise StoreError(
+            f"the store {reused.store} no longer has the reused result {reused.blob}; "
+            "run the trial again without reuse"
+        )
+    with source, open(path, "wb") as file:
+        shutil.copyfileobj(source, file, IN_MEMORY)
 
 
 def environment_files() -> dict[str, bytes]:

@@ -6,15 +6,40 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .._version import __version__
-from ..model.layout import CODE_DIFF, OUTPUT, figure_name, param_name, qualified, result_name
-from ..model.records import InMemory, Param, StepRecord, StepStatus, Trial, VariantLock
+from ..exceptions import StoreError
+from ..model.layout import (
+    CODE_DIFF,
+    FORMAT,
+    FORMAT_INLINE,
+    OUTPUT,
+    RESULTS_THRESHOLD,
+    figure_name,
+    is_result,
+    param_name,
+    qualified,
+    result_name,
+)
+from ..model.records import (
+    FileData,
+    InMemory,
+    OnDisk,
+    Param,
+    StepRecord,
+    StepStatus,
+    Trial,
+    VariantLock,
+    size_of,
+)
 from ..model.values import decode
+from ..store.repo import Store
 from ..store.trials import StoreFiles
+from ..store.write import streamed, write_trial
 from .environment import CodeSnapshot
 from .experiment import Chain
 from .params import Resolved, locks_of
@@ -23,7 +48,7 @@ from .process import Ran
 if TYPE_CHECKING:
     from .reuse import Reuse
 
-__all__ = ["Recipe", "finish", "recipe_of"]
+__all__ = ["Recipe", "commit_trial", "finish", "recipe_of"]
 
 
 @attrs.frozen
@@ -84,13 +109,15 @@ def finish(
     code: CodeSnapshot,
     location: str | None,
     reused: Reuse | None = None,
-) -> tuple[Trial, dict[str, bytes]]:
+    threshold: int = RESULTS_THRESHOLD,
+) -> tuple[Trial, dict[str, FileData]]:
     """The trial record of what ``ran`` left, and the files of its folder (paths inside it).
 
     ``location`` is the store the trial goes to, or None for a debug trial (whose files then
-    stay in its record's memory).
+    stay in its record's memory). Results bigger than ``threshold`` bytes are to be kept off
+    the trial's branch (``Trial.detached``; store format 2).
     """
-    files: dict[str, bytes] = {**ran.environment, **recipe.param_files}
+    files: dict[str, FileData] = {**ran.environment, **recipe.param_files}
     if code.diff:
         files[CODE_DIFF] = code.diff
     files[OUTPUT] = ran.log
@@ -105,6 +132,13 @@ def finish(
     if reused:
         for name, data in reused.results.items():
             files[result_name(name)] = data
+    if location is None:  # a debug trial keeps its files in memory
+        files = {name: _bytes(data) for name, data in files.items()}
+        detached = []
+    else:
+        detached = sorted(
+            name for name, data in files.items() if is_result(name) and size_of(data) > threshold
+        )
     outcome = ran.outcome
     steps = _step_records(recipe, outcome, reused, ran.running)
     last = steps[-1]
@@ -133,11 +167,63 @@ def finish(
         captions=captions,
         steps=steps,
         rerun_of=recipe.rerun_of,
+        detached=detached,
         mitosis=__version__,
+        format=FORMAT if detached else FORMAT_INLINE,
         location=location,
-        source=InMemory(files) if location is None else StoreFiles(location),
+        source=InMemory(_in_memory(files)) if location is None else StoreFiles(location),
     )
     return trial, files
+
+
+def _bytes(data: FileData) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, OnDisk):
+        with open(data.path, "rb") as file:
+            return file.read()
+    raise TypeError(f"a debug trial has no store to read {data} from")
+
+
+def _in_memory(files: dict[str, FileData]) -> dict[str, bytes]:
+    return {name: data for name, data in files.items() if isinstance(data, bytes)}
+
+
+def commit_trial(
+    store: Store, trial: Trial, files: dict[str, FileData], locks: Sequence[VariantLock]
+) -> Trial:
+    """Commit a finished trial (:func:`mitosis.store.write.write_trial`); the trial recorded.
+
+    When the store cannot take the trial's big files (a full disk, a file size limit), the
+    trial is recorded without them, as ``failed``, its error naming the files and the cause;
+    when even that cannot be written, the error is raised and nothing is recorded.
+
+    Raises:
+        StoreError: the store cannot be written.
+        VariantConflict, VariantRenamed: a variant was locked meanwhile to another value.
+    """
+    try:
+        write_trial(store, trial, files, locks)
+        return trial
+    except StoreError as exc:
+        cause = exc.__cause__
+        big = {name: size_of(data) for name, data in files.items() if streamed(data)}
+        if not isinstance(cause, OSError) or not big:
+            raise
+    kept = {name: data for name, data in files.items() if name not in big}
+    listed = ", ".join(f"{name} ({size} bytes)" for name, size in sorted(big.items()))
+    reason = f"mitosis could not store {listed} in {store.path}: {cause}"
+    failed = attrs.evolve(
+        trial,
+        status="failed",
+        main=None,
+        error=f"{trial.error.rstrip()}\n{reason}" if trial.error else reason,
+        files=sorted(kept),
+        detached=[],
+        format=FORMAT_INLINE,
+    )
+    write_trial(store, failed, kept, locks)
+    return failed
 
 
 def _step_records(

@@ -12,10 +12,12 @@ from collections.abc import Collection
 
 import attrs
 
+from ..exceptions import StoreError
 from ..model.layout import result_name, split_qualified
-from ..model.records import CodeState, StepRecord, Trial
+from ..model.records import CodeState, InStore, StepRecord, Trial
 from ..store.provenance import HERE, sources
 from ..store.repo import Store, warn
+from ..store.results import pointer_of
 from ..store.trials import read_trials
 from .experiment import Chain
 from .params import Resolved
@@ -30,12 +32,14 @@ class Reuse:
     Attributes:
         count: how many steps are reused.
         steps: their records, with ``reused_from`` naming the trial that computed each.
-        results: step name (in the new chain) to its stored, pickled result.
+        results: step name (in the new chain) to its stored, pickled result: its bytes, or,
+            for a result kept off the branch, its blob in the store (the new trial points at
+            the same blob: it is never copied).
     """
 
     count: int
     steps: list[StepRecord]
-    results: dict[str, bytes]
+    results: dict[str, bytes | InStore]
 
 
 def _fingerprints(trial: Trial, index: int) -> dict[str, str]:
@@ -160,13 +164,33 @@ def _decline(declined: list[tuple[Trial, str]], experiment: str, trusted: Collec
 
 
 def _reuse(store: Store, chain: Chain, source: Trial, count: int) -> Reuse | None:
-    """The first ``count`` steps of ``source``, for ``chain``."""
-    steps, results = [], {}
+    """The first ``count`` steps of ``source``, for ``chain`` (a result kept off the branch is
+    referenced by its blob, not copied)."""
+    steps: list[StepRecord] = []
+    results: dict[str, bytes | InStore] = {}
     for index in range(count):
         old = source.steps[index]
-        data = store.read_file(source.experiment, f"{source.path}/{result_name(old.name)}")
+        data = _stored_result(store, source, result_name(old.name))
         if data is None:
             break
         results[chain.steps[index].name] = data
         steps.append(attrs.evolve(old, reused_from=old.reused_from or source.id))
     return Reuse(len(steps), steps, results) if steps else None
+
+
+def _stored_result(store: Store, trial: Trial, name: str) -> bytes | InStore | None:
+    """A result of ``trial`` to reuse: its bytes, or its blob when it is kept off the branch
+    (fetched from a remote that has it if it is not here); None when it cannot be had."""
+    if name not in trial.detached:
+        return store.read_file(trial.experiment, f"{trial.path}/{name}")
+    pointer = pointer_of(store, trial, name)
+    if pointer is None:
+        return None
+    if not store.has(pointer.blob):
+        from ..store.sync import fetch_missing  # on first need: results not here are rare
+
+        try:
+            fetch_missing(store, trial, name, pointer)
+        except StoreError:
+            return None  # not reusable here: the step runs again
+    return InStore(store.path, pointer.blob, pointer.size)

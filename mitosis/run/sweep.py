@@ -20,19 +20,18 @@ from typing import IO, Any
 import attrs
 
 from ..exceptions import BadParameter, MitosisError
-from ..model.layout import CODE_DIFF
+from ..model.layout import CODE_DIFF, RESULTS_THRESHOLD
 from ..model.records import Trial, VariantLock
 from ..store.repo import Store
 from ..store.trials import read_trials
 from ..store.variants import lock_new
-from ..store.write import write_trial
 from .environment import CodeSnapshot, hostname, read_code, username
 from .experiment import Chain, Lookup, chain_of
 from .params import locks_of, resolve
 from .process import Job, Ran, interrupt_running, perform
-from .record import Recipe, finish, recipe_of
+from .record import Recipe, commit_trial, finish, recipe_of
 from .reuse import Reuse, find_reusable
-from .trial import Origin, check_dpi, code_start, prepare, trusted_remotes
+from .trial import Origin, check_dpi, code_start, prepare, threshold_of, trusted_remotes
 
 __all__ = ["Item", "run_sweep", "sweep"]
 
@@ -89,6 +88,7 @@ def sweep(
     debug: bool = False,
     reuse: bool = False,
     figure_dpi: float | None = None,
+    results_threshold: int | str | None = None,
 ) -> list[Trial]:
     """Run one trial per combination of ``grid``, each in a fresh process, several at once.
 
@@ -112,7 +112,10 @@ def sweep(
         commit_in_workers: each task commits its own trial to ``store`` (which it must reach,
             e.g. on a shared disk) with compare-and-swap, instead of this process.
         progress: show progress on stderr (default: when stderr is a terminal).
-        lookup, untracked, store, debug, reuse, figure_dpi: as for :func:`mitosis.run`.
+        lookup, untracked, store, debug, reuse, figure_dpi, results_threshold: as for
+            :func:`mitosis.run`. Big results stay on the disk of the machine that runs the
+            trial until recorded with the local pool or ``commit_in_workers``; from another
+            ``executor`` they come back as bytes, in the task's result.
 
     Returns:
         The trials, in the order of the grid (failed ones included; combinations that did not
@@ -136,6 +139,7 @@ def sweep(
         commit_in_workers=commit_in_workers,
         progress=sys.stderr.isatty() if progress is None else progress,
         figure_dpi=figure_dpi,
+        results_threshold=results_threshold,
     )
     return [item.trial for item in items if item.trial is not None]
 
@@ -175,6 +179,7 @@ def run_sweep(
     stream: IO[str] | None = None,
     figure_dpi: float | None = None,
     keep_records: bool = True,
+    results_threshold: int | str | None = None,
 ) -> list[Item]:
     """:func:`sweep` with the chain decided; one :class:`Item` per combination, in order.
 
@@ -183,6 +188,7 @@ def run_sweep(
     with the sweep beyond that.
     """
     check_dpi(figure_dpi)
+    threshold = threshold_of(results_threshold)
     locks: dict[tuple[str, str], VariantLock] = {}
     keys: list[tuple[tuple[str, str], ...]] = []
     for combo in combos:  # every combination checked first
@@ -193,7 +199,7 @@ def run_sweep(
             keys.append(
                 tuple(sorted((r.name, r.encoded.fingerprint) for r in resolved if r.tracked))
             )
-    origin = Origin(figure_dpi=figure_dpi, debug=debug)
+    origin = Origin(figure_dpi=figure_dpi, debug=debug, results_threshold=threshold)
     report = _Progress(len(combos), progress, stream or sys.stderr)
     if debug:
         sweep = _Sweep(chain, combos, None, reuse, origin, keep_records, report)
@@ -206,13 +212,22 @@ def run_sweep(
         return sweep.run(jobs, executor, fail_fast, keys, commit_in_workers)
 
 
-def perform_and_commit(job: Job, recipe: Recipe, code: CodeSnapshot, store: str) -> Trial:
+def perform_and_commit(
+    job: Job,
+    recipe: Recipe,
+    code: CodeSnapshot,
+    store: str,
+    reused: Reuse | None = None,
+    threshold: int = RESULTS_THRESHOLD,
+) -> Trial:
     """An executor's task that records its own trial in ``store`` (compare-and-swap)."""
     ran = perform(job)
-    with Store.open(store) as st:
-        trial, files = finish(recipe, ran, code, st.path)
-        write_trial(st, trial, files, recipe.locks)
-    return trial
+    try:
+        with Store.open(store) as st:
+            trial, files = finish(recipe, ran, code, st.path, reused, threshold)
+            return commit_trial(st, trial, files, recipe.locks)
+    finally:
+        ran.release()
 
 
 class _Sweep:
@@ -262,8 +277,11 @@ class _Sweep:
                     index = next(queue, None)
                     if index is None:
                         break
-                    task = self._task(index)
-                    pending[task.submit(pool, self.code, self.store, in_workers)] = task
+                    task = self._task(index, spool=own or in_workers)
+                    future = task.submit(
+                        pool, self.code, self.store, in_workers, self.origin.results_threshold
+                    )
+                    pending[future] = task
                 if not pending:
                     break
                 self.progress.show(running=sum(f.running() for f in pending))
@@ -281,12 +299,17 @@ class _Sweep:
             self.progress.close(len(pending))
         return self.items
 
-    def _task(self, index: int) -> _Task:
+    def _task(self, index: int, spool: bool) -> _Task:
+        """The job of one combination; with ``spool``, its trial's big files wait on this
+        machine's disk (or the shared disk of the store) until recorded."""
         resolved = resolve(self.chain, self.combos[index])
         reused = None
         if self.reuse and self.store is not None:
             reused = find_reusable(self.store, self.chain, resolved, self.code.state, self.trusted)
-        job = prepare(self.chain, resolved, reused=reused, origin=self.origin, echo=False)
+        folder = self.store.spool if spool and self.store is not None else None
+        job = prepare(
+            self.chain, resolved, reused=reused, origin=self.origin, echo=False, spool=folder
+        )
         return _Task(index, job, recipe_of(self.chain, resolved), reused)
 
     def _collect(self, future: Future[Any], task: _Task) -> Trial | None:
@@ -299,9 +322,15 @@ class _Sweep:
                 trial = result
             else:
                 location = self.store.path if self.store else None
-                trial, files = finish(task.recipe, result, self.code, location, task.reused)
-                if self.store is not None:
-                    write_trial(self.store, trial, files, task.recipe.locks)
+                threshold = self.origin.results_threshold
+                try:
+                    trial, files = finish(
+                        task.recipe, result, self.code, location, task.reused, threshold
+                    )
+                    if self.store is not None:
+                        trial = commit_trial(self.store, trial, files, task.recipe.locks)
+                finally:
+                    result.release()
         except MitosisError as error:  # e.g. a variant locked meanwhile by a pull
             self.items[task.index] = attrs.evolve(self.items[task.index], error=str(error))
             self.progress.finished(None)
@@ -367,9 +396,12 @@ class _Task:
         code: CodeSnapshot,
         store: Store | None,
         in_workers: bool,
+        threshold: int,
     ) -> Future[Any]:
         if in_workers and store is not None:
-            return pool.submit(perform_and_commit, self.job, self.recipe, code, store.path)
+            return pool.submit(
+                perform_and_commit, self.job, self.recipe, code, store.path, self.reused, threshold
+            )
         return pool.submit(perform, self.job)
 
 

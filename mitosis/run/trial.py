@@ -16,21 +16,30 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..exceptions import BadParameter, TrialFailed
+from ..model.layout import RESULTS_THRESHOLD
 from ..model.portable import dumps
-from ..model.records import Trial
+from ..model.records import FileData, InStore, Trial
 from ..store.repo import Store
 from ..store.variants import lock_new
-from ..store.write import write_trial
 from .environment import CodeSnapshot, read_code
 from .experiment import Chain, Lookup, chain_of
 from .params import Resolved, locks_of, resolve
-from .process import Job, perform
-from .record import finish, recipe_of
+from .process import Job, Ran, perform
+from .record import commit_trial, finish, recipe_of
 
 if TYPE_CHECKING:
     from .reuse import Reuse
 
-__all__ = ["Origin", "check_dpi", "code_start", "prepare", "record", "run", "run_experiment"]
+__all__ = [
+    "Origin",
+    "check_dpi",
+    "code_start",
+    "prepare",
+    "record",
+    "run",
+    "run_experiment",
+    "threshold_of",
+]
 
 
 def run(
@@ -43,6 +52,7 @@ def run(
     debug: bool = False,
     reuse: bool = False,
     figure_dpi: float | None = None,
+    results_threshold: int | str | None = None,
 ) -> Trial:
     """Run one trial of an experiment in a fresh Python process and record it in the store.
 
@@ -66,12 +76,17 @@ def run(
             reuse trials from stores you trust.
         figure_dpi: dots per inch of the PNG figures recorded (default 100, or
             ``$MITOSIS_FIGURE_DPI``; the command line reads ``figure_dpi`` of ``[tool.mitosis]``).
+        results_threshold: results bigger than this (bytes, or a text such as ``"1MiB"``;
+            default 1 MiB; the command line reads ``results_threshold`` of ``[tool.mitosis]``)
+            are streamed into the store and kept off the trial branches, so that clones and
+            pulls of the records stay light (see :meth:`Trial.results`).
 
     Returns:
         The recorded trial (status ``ok``).
 
     Raises:
-        BadParameter: ``params`` does not fit the signatures (nothing ran).
+        BadParameter: ``params`` does not fit the signatures, or ``figure_dpi`` or
+            ``results_threshold`` is not a number of their kind (nothing ran).
         UnknownVariant: a string names no variant of its parameter (nothing ran).
         VariantConflict: a variant name is locked to another value (nothing ran).
         TrialFailed: a step raised, returned a wrong shape, was killed or interrupted; the
@@ -79,7 +94,13 @@ def run(
     """
     chain = chain_of(experiment, lookup, untracked)
     return run_experiment(
-        chain, params, store=store, debug=debug, reuse=reuse, figure_dpi=figure_dpi
+        chain,
+        params,
+        store=store,
+        debug=debug,
+        reuse=reuse,
+        figure_dpi=figure_dpi,
+        results_threshold=results_threshold,
     )
 
 
@@ -91,10 +112,19 @@ def run_experiment(
     debug: bool,
     reuse: bool = False,
     figure_dpi: float | None = None,
+    results_threshold: int | str | None = None,
 ) -> Trial:
     """:func:`run` with the experiment's steps already decided."""
     resolved = resolve(chain, params)
-    return record(chain, resolved, store=store, debug=debug, reuse=reuse, figure_dpi=figure_dpi)
+    return record(
+        chain,
+        resolved,
+        store=store,
+        debug=debug,
+        reuse=reuse,
+        figure_dpi=figure_dpi,
+        results_threshold=results_threshold,
+    )
 
 
 def check_dpi(figure_dpi: float | None) -> None:
@@ -107,6 +137,22 @@ def check_dpi(figure_dpi: float | None) -> None:
         )
 
 
+def threshold_of(value: int | str | None) -> int:
+    """The results threshold in bytes (default 1 MiB).
+
+    Raises:
+        BadParameter: not a size.
+    """
+    if value is None:
+        return RESULTS_THRESHOLD
+    from .config import parse_size  # on first need: most runs keep the default
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise BadParameter(f"results_threshold: {exc}") from None
+
+
 @attrs.frozen
 class Origin:
     """Where a trial's code comes from, when not from this process's import path.
@@ -117,6 +163,7 @@ class Origin:
         rerun_of: the trial this one reruns.
         figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
         debug: a debug trial, whose logging shows DEBUG records too (see :class:`Job`).
+        results_threshold: results bigger than this many bytes are kept off the branches.
     """
 
     code: CodeSnapshot | None = None
@@ -124,6 +171,7 @@ class Origin:
     rerun_of: str | None = None
     figure_dpi: float | None = None
     debug: bool = False
+    results_threshold: int = RESULTS_THRESHOLD
 
 
 def record(
@@ -135,19 +183,31 @@ def record(
     reuse: bool = False,
     origin: Origin | None = None,
     figure_dpi: float | None = None,
+    results_threshold: int | str | None = None,
 ) -> Trial:
     """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
     check_dpi(figure_dpi)
-    origin = attrs.evolve(origin or Origin(), figure_dpi=figure_dpi, debug=debug)
+    threshold = threshold_of(results_threshold)
+    origin = attrs.evolve(
+        origin or Origin(),
+        figure_dpi=figure_dpi,
+        debug=debug,
+        results_threshold=threshold,
+    )
     if debug:
-        trial, _, interrupted = _execute(chain, resolved, None, False, origin)
+        trial, _, ran = _execute(chain, resolved, None, False, origin)
+        interrupted = ran.interrupted
     else:
         with Store.open(store, create=True) as st:
             Store.ref(chain.name)  # a bad experiment name fails before anything runs
             locks = locks_of(resolved)
             lock_new(st, chain.name, locks)
-            trial, files, interrupted = _execute(chain, resolved, st, reuse, origin)
-            write_trial(st, trial, files, locks)
+            trial, files, ran = _execute(chain, resolved, st, reuse, origin)
+            interrupted = ran.interrupted
+            try:
+                trial = commit_trial(st, trial, files, locks)
+            finally:
+                ran.release()
     if interrupted:  # recorded; now let Ctrl-C stop the caller as it would have
         raise KeyboardInterrupt
     if trial.status != "ok":
@@ -191,10 +251,23 @@ def prepare(
     reused: Reuse | None = None,
     origin: Origin | None = None,
     echo: bool = True,
+    spool: str | None = None,
 ) -> Job:
-    """The job that runs ``chain`` with ``resolved`` in a trial process (see :func:`perform`)."""
+    """The job that runs ``chain`` with ``resolved`` in a trial process (see :func:`perform`).
+
+    With ``spool`` (the recording store's), the trial process's big files stay on this
+    machine's disk until recorded; without, the job may run anywhere and brings every byte
+    back.
+    """
     origin = origin or Origin()
     first = reused.count if reused else 0
+    given = reused.results[chain.steps[first - 1].name] if reused else None
+    if isinstance(given, InStore) and spool is None:  # for another machine: the bytes
+        with Store.open(given.store) as st:
+            source = st.open_blob(given.blob, f"the reused result {given.blob}")
+            assert source is not None, "find_reusable checked it is here"
+            with source:
+                given = source.read()
     payload = {
         "steps": [
             {
@@ -211,18 +284,20 @@ def prepare(
         payload=dumps(payload),
         steps=len(chain.steps),
         start=first,
-        reused=reused.results[chain.steps[first - 1].name] if reused else None,
+        reused=given,
         echo=echo,
         figure_dpi=origin.figure_dpi,
         debug=origin.debug,
+        spool=spool,
     )
 
 
 def _execute(
     chain: Chain, resolved: list[Resolved], store: Store | None, reuse: bool, origin: Origin
-) -> tuple[Trial, dict[str, bytes], bool]:
-    """Run the trial process; return the trial, its folder's files, and whether Ctrl-C stopped
-    it. ``store`` is None for a debug trial."""
+) -> tuple[Trial, dict[str, FileData], Ran]:
+    """Run the trial process; return the trial, its folder's files, and what the process left
+    (whose folder the caller releases once the trial is recorded). ``store`` is None for a
+    debug trial."""
     start = code_start(chain.steps[0].fn)
     exclude = store.path if store else None
     code = origin.code
@@ -235,15 +310,25 @@ def _execute(
         reused = find_reusable(store, chain, resolved, code.state, trusted_remotes())
     collector = _Collector(start, code, exclude)
     collector.start()
-    ran = perform(prepare(chain, resolved, reused=reused, origin=origin))
+    spool = store.spool if store else None
+    ran = perform(prepare(chain, resolved, reused=reused, origin=origin, spool=spool))
     collector.join()
     assert collector.code is not None
     if collector.error:
         ran = attrs.evolve(ran, environment={**ran.environment, "code-error.txt": collector.error})
-    trial, files = finish(
-        recipe_of(chain, resolved, origin.rerun_of), ran, collector.code, exclude, reused
-    )
-    return trial, files, ran.interrupted
+    try:
+        trial, files = finish(
+            recipe_of(chain, resolved, origin.rerun_of),
+            ran,
+            collector.code,
+            exclude,
+            reused,
+            origin.results_threshold,
+        )
+    except BaseException:
+        ran.release()
+        raise
+    return trial, files, ran
 
 
 class _Collector(threading.Thread):

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 if __package__:  # imported by mitosis, in the caller's process
-    from ..model.portable import dumps, plain, write_file
+    from ..model.portable import dump, plain, write_file
 else:  # the trial process: the one module it shares with mitosis, loaded without the package
 
     def _portable() -> Any:
@@ -44,7 +44,7 @@ else:  # the trial process: the one module it shares with mitosis, loaded withou
         return module
 
     _shared = _portable()
-    dumps, plain, write_file = _shared.dumps, _shared.plain, _shared.write_file
+    dump, plain, write_file = _shared.dump, _shared.plain, _shared.write_file
 
 RETURN_KEYS = ("main", "metrics", "data", "figures")
 
@@ -207,7 +207,7 @@ def _run_steps(spec: dict[str, Any], out: str, records: list[dict[str, Any]]) ->
             )
         if "figures" in shaped:  # saved as PNG: the pickle would need matplotlib to load
             returned = {k: v for k, v in shaped.items() if k != "figures"}
-        write_file(os.path.join(out, "results", f"{i}.pkl"), dumps(returned))
+        dump(returned, os.path.join(out, "results", f"{i}.pkl"))  # never whole in memory
         record["main"] = plain(shaped.get("main"))
         record["metrics"] = plain(shaped.get("metrics", {}))
         others = extra(shaped)

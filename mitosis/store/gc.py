@@ -10,6 +10,7 @@ import attrs
 
 from ..exceptions import StoreError, SyncError
 from .background import claim, holder, release
+from .clean import clean
 from .pack import clear_leftovers, pack_loose
 from .repo import Store, disk_size
 
@@ -17,7 +18,7 @@ __all__ = ["Packed", "gc", "packing"]
 
 
 @contextlib.contextmanager
-def packing(st: Store, why: str = "") -> Iterator[bool]:
+def packing(st: Store, why: str = "", clear: bool = True) -> Iterator[bool]:
     """The packer's claim, and whether it was free (one packer at a time; a stale claim is
     taken over); with it, what stopped packers left is removed first (:func:`clear_leftovers`).
     A packing that fails inside is a :class:`StoreError` (``why`` completes its message), and
@@ -29,7 +30,8 @@ def packing(st: Store, why: str = "") -> Iterator[bool]:
         yield False
         return
     try:
-        clear_leftovers(os.fspath(st.repo.object_store.path))
+        if clear:
+            clear_leftovers(os.fspath(st.repo.object_store.path))
         yield True
     except OSError as exc:
         raise StoreError(f"cannot pack {st.path}{why}: {exc}") from None
@@ -45,11 +47,13 @@ def packing(st: Store, why: str = "") -> Iterator[bool]:
 
 @attrs.frozen
 class Packed:
-    """What :func:`gc` did: objects packed, and the store's size on disk before and after."""
+    """What :func:`gc` did: objects packed, the store's size on disk before and after, and
+    how many files that writers which died left behind were removed."""
 
     objects: int
     before: int
     after: int
+    removed: int = 0
 
 
 def gc(
@@ -61,9 +65,11 @@ def gc(
 
     Every trial adds a few loose objects; a store of thousands of trials is much smaller and
     faster to read once packed. Objects are packed in batches (memory stays bounded), and
-    objects that trials write meanwhile stay loose for the next run.
+    objects that trials write meanwhile stay loose for the next run. Big blobs (results) are
+    packed whole, streamed, never delta-compressed. First, what writers and packers that died
+    left behind (temporary objects and packs, trial folders of the spool) is removed.
     """
-    with Store.open(store) as st, packing(st) as mine:
+    with Store.open(store) as st, packing(st, clear=False) as mine:
         git_dir = st.repo.controldir()
         if not mine:
             owner = holder(git_dir)
@@ -75,6 +81,7 @@ def gc(
                 f"another packer is at work on {st.path} ({owner}; its claim is "
                 f"{git_dir}/mitosis/gc.lock); try again when it is done"
             )
+        removed = clear_leftovers(os.fspath(st.repo.object_store.path)) + clean(git_dir)
         before = disk_size(git_dir)
         count = pack_loose(st, progress=progress)
-        return Packed(objects=count, before=before, after=disk_size(git_dir))
+        return Packed(objects=count, before=before, after=disk_size(git_dir), removed=len(removed))

@@ -15,6 +15,15 @@ of at most ``_RUN`` deltas, each hanging off a *head*; each head is a delta agai
 the run before, at most ``_HEADS`` deep, then a whole object starts anew. No chain is deeper than
 ``MAX_DEPTH``, like git's default of 50.
 
+Big blobs (over :data:`mitosis.store.blobs.BIG`, a trial's results) are never delta-compressed
+and never read whole: their size is read from the head of their loose file, and the pack entry
+is made as the pack is written (see :func:`mitosis.store.blobs.pack_entry`), so packing a store
+of gigabytes of results holds a few megabytes of them at a time.
+
+A pack is written to ``objects/pack/tmp_mitosis_pack_*`` and its index to ``tmp_mitosis_idx_*``,
+both held under ``flock`` until renamed into place, so that ``mitosis gc`` removes the files of a
+packer that died (see :func:`mitosis.store.gc.clean`).
+
 A pack goes into place as git puts one: written and fsynced under a temporary name
 (``tmp_mitosis_*.pack``), its index too (``tmp_mitosis_pack-<checksum>.idx``), then the pack is
 renamed into place, then its index; only then are the loose copies deleted. A packer killed on
@@ -44,6 +53,8 @@ from typing import TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
 from .background import STALE_CLAIM_SECONDS, release, renew
+from .blobs import BIG, is_big_loose, pack_entry
+from .clean import clean
 from .repo import STALE_LOCK_SECONDS, Store, fault_point, warn
 
 if TYPE_CHECKING:
@@ -76,6 +87,9 @@ _TEMPORARY = "tmp_mitosis_"
 # Temporary packs of git (index-pack, fetch) and dulwich (a thin pack in the objects folder,
 # ``add_pack``'s tempfile in the pack folder).
 _OTHERS_TEMPORARY = re.compile(r"tmp_pack_.*|tmp_idx_.*|tmp[a-z0-9_]{8}\.pack")
+
+#: What :func:`_read` says of a big blob, which it does not read.
+_BIG = -1
 
 _Plan = list[tuple["ObjectID", "ObjectID | None"]]
 _History = list[tuple["ObjectID", "ObjectID", list["ObjectID"]]]
@@ -162,7 +176,7 @@ def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[Unpacked
         with os.fdopen(fd, "wb") as file:
             written, checksum = write_pack_data(
                 file.write,
-                entries,
+                _announced(entries),
                 num_records=count,
                 compression_level=objects.pack_compression_level,
                 object_format=objects.object_format,
@@ -203,6 +217,14 @@ def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[Unpacked
             "took this one's claim?); its objects stay loose: run `mitosis gc` again"
         )
     fault_point("index")
+
+
+def _announced(entries: Iterator[UnpackedObject]) -> Iterator[UnpackedObject]:
+    """The entries, telling the fault hook once the pack has some (``"packing"``)."""
+    for number, entry in enumerate(entries):
+        yield entry
+        if number == 1:
+            fault_point("packing")
 
 
 def clear_leftovers(objects_path: str) -> list[str]:
@@ -326,10 +348,13 @@ def _links(commit: bytes) -> tuple[ObjectID, list[ObjectID]]:
 
 def _read(objects: DiskObjectStore, sha: ObjectID) -> tuple[int, bytes]:
     """An object's type number and content: read straight from its loose file, checked
-    against its id; from the packs if it is not loose (any more)."""
+    against its id; from the packs if it is not loose (any more). A big blob is not read:
+    its content is ``b""`` and its type :data:`_BIG` (see :func:`_big`)."""
     path = os.path.join(objects.path, sha[:2].decode(), sha[2:].decode())
     try:
         with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size * 1032 > BIG and _big(objects, sha) is not None:
+                return _BIG, b""
             data = zlib.decompress(file.read())
     except FileNotFoundError:
         return objects.get_raw(sha)
@@ -339,6 +364,11 @@ def _read(objects: DiskObjectStore, sha: ObjectID) -> tuple[int, bytes]:
         raise StoreError(f"the loose object {sha.decode()} is damaged: git fsck tells more")
     header, _, body = data.partition(b"\0")
     return _TYPES[header.partition(b" ")[0]], body
+
+
+def _big(objects: DiskObjectStore, sha: ObjectID) -> int | None:
+    """The size of a big loose blob (never delta-compressed, never read whole), else None."""
+    return is_big_loose(os.fspath(objects.path), sha.decode())
 
 
 def _shape(path: bytes) -> bytes:
@@ -438,16 +468,28 @@ def _deltas(objects: DiskObjectStore, plan: _Plan) -> Iterator[UnpackedObject]:
             cache.move_to_end(sha)
             return found
         found = _read(objects, sha)
+        if found[0] == _BIG:
+            return found
         cache[sha] = found
         held += len(found[1])
         while held > _CACHE_BYTES and len(cache) > 1:
             held -= len(cache.popitem(last=False)[1][1])
         return found
 
+    whole: set[ObjectID] = set()  # big blobs: no delta to them, none from them
     for sha, want in plan:
         type_num, data = raw(sha)
+        if type_num == _BIG:
+            size = _big(objects, sha)
+            assert size is not None
+            whole.add(sha)
+            chains[sha] = (0, 0, sha)
+            yield pack_entry(objects, sha.decode(), size, fault_point)
+            continue
         chain = (0, 0, sha)
         base = None
+        if want in whole:
+            want = None
         if want is not None:
             depth, run, head = chains[want]
             if run + 1 < _RUN:
@@ -472,13 +514,19 @@ def _deltas(objects: DiskObjectStore, plan: _Plan) -> Iterator[UnpackedObject]:
 
 
 def _searched(objects: DiskObjectStore, shas: list[ObjectID]) -> Iterator[UnpackedObject]:
-    """Entries for ``shas``, with deltas found by dulwich's window search."""
+    """Entries for ``shas``, with deltas found by dulwich's window search; big blobs whole,
+    streamed."""
     from dulwich.pack import pack_objects_to_data
 
+    big = {sha: size for sha in shas if (size := _big(objects, sha)) is not None}
     _, entries = pack_objects_to_data(
-        [(objects[sha], None) for sha in shas], deltify=True, delta_window_size=_DELTA_WINDOW
+        [(objects[sha], None) for sha in shas if sha not in big],
+        deltify=True,
+        delta_window_size=_DELTA_WINDOW,
     )
-    return entries
+    yield from entries
+    for sha, size in big.items():
+        yield pack_entry(objects, sha.decode(), size, fault_point)
 
 
 def main(git_dir: str) -> int:
@@ -487,6 +535,7 @@ def main(git_dir: str) -> int:
     from dulwich.repo import Repo
 
     try:
+        clean(git_dir)
         with Store(Repo(git_dir)) as store:
             clear_leftovers(os.fspath(store.repo.object_store.path))
             pack_loose(store)

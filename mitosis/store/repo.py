@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
 from ..exceptions import AmbiguousTrialId, StoreError, UnknownTrial
 from ..model.checks import experiment_problem
 from ..model.layout import BRANCH_PREFIX, TRIALS, branch, tracking_branch
+from ..model.records import FileData, InStore, OnDisk
 
 if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `import mitosis` light
     from dulwich.file import FileLocked
@@ -33,6 +34,7 @@ if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `impor
 __all__ = [
     "Check",
     "Store",
+    "Written",
     "backoff",
     "default_store_path",
     "disk_size",
@@ -46,7 +48,9 @@ STALE_LOCK_SECONDS = 10.0
 #: Past about this many loose objects (a few hundred trials), a background packer starts.
 AUTO_PACK_OBJECTS = 8000
 #: Test hook: called with the name of each point of a commit ("blobs": its blobs are written;
-#: "tree": its tree; "commit": the commit, before the ref moves) and of packing (see
+#: "tree": its tree; "commit": the commit, before the ref moves; "stream": the first chunk of a
+#: big file streamed into its temporary object file; "streamed": that file complete, before its
+#: rename; "results": a trial's results ref set, before its branch moves) and of packing (see
 #: :mod:`mitosis.store.pack`), so that tests can kill the writer there or act at that moment.
 #: None in normal use. A process of its own (``mitosis gc``, say) is stopped there instead by
 #: ``MITOSIS_FAULT_STOP=<point>`` (SIGSTOP), for a test to kill it (see :func:`fault_point`).
@@ -55,6 +59,12 @@ _MIN_PREFIX = 4
 
 #: Called with the tip's tree id (None for a new branch) before each attempt to commit.
 Check = Callable[["Store", "ObjectID | None"], None]
+
+
+class Written(NamedTuple):
+    """A file of a commit whose blob is in the store already (streamed there before)."""
+
+    id: ObjectID
 
 
 def default_store_path() -> Path:
@@ -128,6 +138,12 @@ class Store:
 
     def close(self) -> None:
         self.repo.close()
+
+    @property
+    def spool(self) -> str:
+        """``<git dir>/mitosis/spool``: where trial processes leave their files until their
+        trials are recorded (on the store's disk, never pushed)."""
+        return os.path.join(self.repo.controldir(), "mitosis", "spool")
 
     def loose_estimate(self, folders: int = 8) -> int:
         """About how many loose objects the store holds, from the first ``folders`` of the 256
@@ -235,6 +251,21 @@ class Store:
             obj = self.get(sha)
         return obj
 
+    def entry(self, tree_id: ObjectID | None, path: str) -> tuple[int, ObjectID] | None:
+        """``(mode, object id)`` of the entry at ``path`` under a tree, without reading the
+        object itself (a big blob is then opened as a stream), or None."""
+        from dulwich.objects import Tree
+
+        folder, _, name = path.rpartition("/")
+        parent = self.lookup(tree_id, folder)
+        if not isinstance(parent, Tree):
+            return None
+        try:
+            mode, sha = parent[name.encode()]
+        except KeyError:
+            return None
+        return mode, sha
+
     def read_file(
         self, experiment: str, path: str, tree_id: ObjectID | None = None
     ) -> bytes | None:
@@ -317,6 +348,53 @@ class Store:
 
         return self.add(Blob.from_string(data))
 
+    def add_data(self, data: FileData) -> ObjectID:
+        """Store a file's bytes as a blob: small ones as any object, bigger ones (and every file
+        waiting on disk) streamed (see :mod:`mitosis.store.blobs`), a blob of this store by its
+        id. Identical bytes are stored once.
+
+        Raises:
+            StoreError: a blob named by ``data`` is not in its store, or a file changed while
+                it was read.
+            OSError: the store cannot be written.
+        """
+        from . import blobs  # on first need: most files are small
+
+        objects = os.fspath(self.repo.object_store.path)
+        if isinstance(data, InStore):
+            if os.path.realpath(data.store) == self.path and self.has(data.blob):
+                return cast("ObjectID", data.blob.encode())
+            with Store.open(data.store) as other:
+                source = other.open_blob(data.blob, f"blob {data.blob} of {data.store}")
+            if source is None:
+                raise StoreError(f"the store {data.store} has no blob {data.blob} to copy")
+            with source:
+                found = blobs.write_blob(objects, source, data.size, checkpoint=fault_point)
+        elif isinstance(data, OnDisk):
+            with open(data.path, "rb") as file:
+                found = blobs.write_blob(objects, file, data.size, checkpoint=fault_point)
+        elif len(data) > blobs.BIG:
+            found = blobs.write_blob(objects, data, len(data), checkpoint=fault_point)
+        else:
+            return self.add_blob(data)
+        return cast("ObjectID", found.encode())
+
+    def has(self, object_id: str) -> bool:
+        """Whether the store holds the object (loose or packed)."""
+        return cast("ObjectID", object_id.encode()) in self.repo.object_store
+
+    def open_blob(self, blob_id: str, where: str) -> IO[bytes] | None:
+        """A blob's bytes as a file read as it goes, or None when the store lacks it."""
+        from . import blobs  # on first need
+
+        return blobs.open_blob(self.repo.object_store, blob_id, where)
+
+    def blob_size(self, blob_id: str) -> int | None:
+        """A blob's size, read from its header alone, or None when the store lacks it."""
+        from . import blobs  # on first need
+
+        return blobs.stored_size(self.repo.object_store, blob_id)
+
     def build_tree(
         self, tree_id: ObjectID | None, files: Mapping[str, ObjectID | None]
     ) -> ObjectID:
@@ -389,13 +467,14 @@ class Store:
     def commit(
         self,
         experiment: str,
-        files: Mapping[str, bytes | None],
+        files: Mapping[str, bytes | Written | None],
         message: str,
         check: Check | None = None,
         when: tuple[int, int] | None = None,
     ) -> ObjectID:
-        """Add ``files`` (path to content; None removes the path) to the experiment's branch
-        in one new commit (dated ``when``, if given: see :meth:`new_commit`).
+        """Add ``files`` (path to content, or to a blob stored before; None removes the path)
+        to the experiment's branch in one new commit (dated ``when``, if given: see
+        :meth:`new_commit`).
 
         ``check`` runs against the tip's tree before every attempt (and may raise to abandon the
         commit). The branch moves by compare-and-swap: a writer that loses re-reads the tip and
@@ -415,7 +494,7 @@ class Store:
     def _commit(
         self,
         experiment: str,
-        files: Mapping[str, bytes | None],
+        files: Mapping[str, bytes | Written | None],
         message: str,
         check: Check | None,
         when: tuple[int, int] | None = None,
@@ -423,9 +502,12 @@ class Store:
         from dulwich.file import FileLocked
 
         ref = self.ref(experiment)
-        blobs = {
-            path: None if data is None else self.add_blob(data) for path, data in files.items()
-        }
+        stored: dict[str, ObjectID | None] = {}
+        for path, data in files.items():
+            if isinstance(data, Written):
+                stored[path] = data.id
+            else:
+                stored[path] = None if data is None else self.add_blob(data)
         fault_point("blobs")
         for attempt in range(_RETRIES):
             local = self.local_tip(experiment)
@@ -433,7 +515,7 @@ class Store:
             base = self.tree_of(tip)
             if check is not None:
                 check(self, base)
-            tree = self.build_tree(base, blobs)
+            tree = self.build_tree(base, stored)
             fault_point("tree")
             if tip is not None and tree == base:
                 return tip  # nothing new: another writer committed the same files already

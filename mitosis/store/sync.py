@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
-from ..exceptions import SyncConflict, SyncError, SyncRefused
+from ..exceptions import StoreError, SyncConflict, SyncError, SyncRefused
 from ..model.checks import experiment_problem
-from ..model.layout import BRANCH_PREFIX, branch, tracking_branch
+from ..model.layout import BRANCH_PREFIX, RESULTS_PREFIX, branch, results_ref, tracking_branch
+from ..model.records import InStore, Pointer, Trial, human_size
 from ..model.redact import strip_credentials
 from .gc import packing
 from .incoming import admit, ancestors, history_problem, quarantine
@@ -23,12 +25,22 @@ from .merge import Conflict, integrate, is_ancestor
 from .pack import pack_loose
 from .provenance import note, trial_ids
 from .repo import Store, warn
+from .results import results_refs
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
     from dulwich.refs import Ref
 
-__all__ = ["SyncReport", "bundle", "is_location", "pull", "push", "remote_names"]
+__all__ = [
+    "SyncReport",
+    "bundle",
+    "fetch_missing",
+    "fetch_results",
+    "is_location",
+    "pull",
+    "push",
+    "remote_names",
+]
 
 _BUNDLE_SIGNATURES = (b"# v2 git bundle", b"# v3 git bundle")
 # Loose objects travel whole; past this many (about 200 trials), a push packs them first.
@@ -44,11 +56,13 @@ class SyncReport:
         experiments: experiment to what happened: ``new``, ``fast-forward``, ``merged``,
             ``up to date``, ``pushed``, or ``conflict``.
         conflicts: the variant conflicts that stopped pulls.
+        results: the trials whose results (kept off the branches) were sent or brought.
     """
 
     remote: str
     experiments: dict[str, str]
     conflicts: list[Conflict] = attrs.field(factory=list)
+    results: list[str] = attrs.field(factory=list)
 
 
 # -- remotes -------------------------------------------------------------------------------
@@ -149,6 +163,7 @@ def push(
     remote: str = "origin",
     experiments: Sequence[str] = (),
     *,
+    results: bool = True,
     store: str | os.PathLike[str] | None = None,
     progress: Callable[[bytes], None] | None = None,
 ) -> SyncReport:
@@ -158,12 +173,17 @@ def push(
         remote: a remote configured in the store's repository, or a URL or path (``file://``,
             ``git://``, ``ssh://``, scp-style, ``http(s)://``).
         experiments: the experiments to push (default: every ``mitosis/*`` branch).
+        results: also send the results kept off the branches (``refs/mitosis-results/<id>``)
+            of the pushed trials that this store has; False sends the records only. Big
+            results are streamed into the pack, never held whole.
         store: the store (default as for :func:`mitosis.run`).
         progress: called with the remote's progress messages (bytes), as ``git push`` shows.
 
     Raises:
         SyncError: the remote cannot be reached, or it has trials this store lacks (pull first).
     """
+    from .blobs import generate_pack_data  # on first need: only pushes send packs
+
     with Store.open(store) as st:
         name, url = _resolve(st, remote)
         shown = strip_credentials(url)
@@ -178,7 +198,16 @@ def push(
         }
         ours = {cast("Ref", BRANCH_PREFIX + ref): sha for ref, sha in local.items()}
         ours = {ref: sha for ref, sha in ours.items() if selected(ref)}
+        kept: dict[Ref, ObjectID] = {}
+        if results:
+            pushed = {name for ref in ours for name in _trial_ids(st, _experiment_of(ref))}
+            kept = {
+                cast("Ref", results_ref(trial_id)): sha
+                for trial_id, sha in results_refs(st).items()
+                if trial_id in pushed
+            }
         report: dict[str, str] = {}
+        sent: list[str] = []
         behind: list[str] = []
 
         def update_refs(refs: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
@@ -198,12 +227,22 @@ def push(
                     behind.append(name)
             if behind:  # push nothing rather than part
                 return dict(refs)
+            for ref, sha in kept.items():
+                if ref not in refs:  # a results ref never moves once set
+                    new[ref] = sha
+                    sent.append(ref[len(RESULTS_PREFIX) :].decode())
             return new
+
+        def pack_data(
+            have: Any, want: Any, *, ofs_delta: bool = True, progress: Any = None, **_: Any
+        ) -> Any:
+            objects = st.repo.object_store
+            return generate_pack_data(objects, have, want, ofs_delta=ofs_delta, progress=progress)
 
         client, path = _client(st, url)
         try:
             result = client.send_pack(
-                path, update_refs, generate_pack_data=st.repo.generate_pack_data, progress=progress
+                path, update_refs, generate_pack_data=pack_data, progress=progress
             )
         except Exception as exc:
             raise SyncError(f"push to {shown} failed: {exc}") from None
@@ -217,7 +256,17 @@ def push(
         }
         if refused:
             raise SyncError(f"{shown} refused {refused}")
-        return SyncReport(remote=remote if name == remote else shown, experiments=report)
+        return SyncReport(
+            remote=remote if name == remote else shown, experiments=report, results=sorted(sent)
+        )
+
+
+def _experiment_of(ref: bytes) -> str:
+    return ref[len(BRANCH_PREFIX) :].decode()
+
+
+def _trial_ids(st: Store, experiment: str) -> list[str]:
+    return [trial_id for trial_id, _ in st.trial_dirs(experiment)]
 
 
 # -- fetch and merge -------------------------------------------------------------------------
@@ -242,8 +291,9 @@ def _fetch(
     with quarantine(st) as held:
         if _is_bundle(remote):
             name, shown = "bundle", remote
-            refs = _read_bundle(held, remote, selected)
+            refs, carried = _read_bundle(held, remote, selected)
         else:
+            carried = {}
             name, url = _resolve(st, remote)
             shown = strip_credentials(url)
             client, path = _client(st, url)
@@ -280,6 +330,8 @@ def _fetch(
                 [f"brings malformed objects ({m})" for m in malformed],
             )
         admit(held, st)
+    for ref, sha in carried.items():  # a bundle's results came with it: keep them
+        st.repo.refs.add_if_new(ref, sha, message=b"mitosis: results")
     fetched: dict[str, ObjectID] = {}
     for ref, sha in refs.items():
         experiment = ref[len(BRANCH_PREFIX) :].decode()
@@ -299,8 +351,9 @@ def _tracking(remote: str, experiment: str) -> Ref:
 
 def _read_bundle(
     held: Store, bundle: str, selected: Callable[[bytes], bool]
-) -> dict[Ref, ObjectID]:
-    """Add a bundle file's objects to the quarantine ``held``; its selected refs."""
+) -> tuple[dict[Ref, ObjectID], dict[Ref, ObjectID]]:
+    """Add a bundle file's objects to the quarantine ``held``; its selected refs, and the refs
+    of the results it carries (``refs/mitosis-results/<trial id>``, ids checked)."""
     from dulwich.bundle import read_bundle
     from dulwich.pack import PackInflater
 
@@ -319,7 +372,14 @@ def _read_bundle(
                 resolve_ext_ref=objects.get_raw,
             ):
                 held.add(obj)
-            return {r: sha for r, sha in data.references.items() if selected(r)}
+            refs = {r: sha for r, sha in data.references.items() if selected(r)}
+            carried = {
+                r: sha
+                for r, sha in data.references.items()
+                if r.startswith(RESULTS_PREFIX)
+                and re.fullmatch(rb"[0-9a-f]{4,64}", r[len(RESULTS_PREFIX) :])
+            }
+            return refs, carried
     except SyncError:
         raise
     except Exception as exc:
@@ -330,6 +390,7 @@ def pull(
     remote: str = "origin",
     experiments: Sequence[str] = (),
     *,
+    results: bool | Sequence[str] = False,
     store: str | os.PathLike[str] | None = None,
     progress: Callable[[bytes], None] | None = None,
 ) -> SyncReport:
@@ -343,11 +404,23 @@ def pull(
     What arrives is checked first: a history with malformed commits or trees (that ``git fsck
     --strict`` would refuse), or that would delete or change a trial or a lock of this store,
     is refused (its branch left as it was); the other experiments are pulled all the same.
+    Results kept off the branches (bigger than the threshold) stay behind unless asked for.
+
+    Args:
+        remote: a remote configured in the store's repository, a URL or path, or a bundle file
+            (whose results, if it carries any, come with it).
+        experiments: the experiments to pull (default: all the remote has).
+        results: True brings the results of the pulled experiments' trials (of every trial,
+            when no experiment is named); a list of trial ids (or unique prefixes) brings
+            those trials' results only.
+        store: the store (default as for :func:`mitosis.run`).
+        progress: called with the remote's progress messages (bytes).
 
     Raises:
         SyncError: the remote cannot be reached, or has no such experiment.
         SyncRefused: some experiment's history was refused (``.problems``, ``.report``).
         SyncConflict: some experiment had variant conflicts (``.conflicts``, ``.report``).
+        UnknownTrial, AmbiguousTrialId: a trial of ``results`` is not in the store.
     """
     with Store.open(store, create=True) as st:
         # The store reads an experiment it has no branch of from a remote-tracking branch (after
@@ -373,7 +446,16 @@ def pull(
             if report[experiment] in ("new", "fast-forward", "merged"):
                 note(st, experiment, trial_ids(st, theirs) - before, f"pull {source}")
             found += conflicts_here
-    result = SyncReport(remote=source, experiments=report, conflicts=found)
+        brought: list[str] = []
+        if results is not False and not _is_bundle(remote):
+            if results is True:
+                wanted = None
+                if experiments:
+                    wanted = {t for e in experiments for t in _trial_ids(st, e)}
+            else:
+                wanted = {st.find(prefix)[1] for prefix in results}
+            brought = fetch_results(st, remote, wanted, progress)
+    result = SyncReport(remote=source, experiments=report, conflicts=found, results=brought)
     if refused:
         refused[0].report = result
         raise refused[0]
@@ -387,6 +469,7 @@ def bundle(
     experiments: Sequence[str] = (),
     *,
     since: str | os.PathLike[str] | None = None,
+    results: bool = False,
     store: str | os.PathLike[str] | None = None,
 ) -> int:
     """Write the trial branches (all, or the named experiments) to a git bundle file, for
@@ -394,11 +477,15 @@ def bundle(
 
     Args:
         since: an earlier bundle: leave out what it already carried.
+        results: also carry the results kept off the branches (``refs/mitosis-results/*``)
+            of the bundled trials that this store has; big ones are streamed into the file.
 
     Returns:
         The number of branches written.
     """
-    from dulwich.bundle import create_bundle_from_repo, read_bundle, write_bundle
+    from dulwich.bundle import read_bundle
+
+    from .blobs import write_bundle  # on first need: only bundles are written here
 
     with Store.open(store) as st:
         selected = _selected(experiments)
@@ -420,12 +507,137 @@ def bundle(
                 prerequisites = [
                     sha for sha in earlier.references.values() if sha in st.repo.object_store
                 ]
+        tips: dict[bytes, ObjectID] = {ref: st.repo.refs[ref] for ref in refs}
+        if results:
+            bundled = {t for ref in refs for t in _trial_ids(st, _experiment_of(ref))}
+            for trial_id, sha in results_refs(st).items():
+                if trial_id in bundled:
+                    tips[results_ref(trial_id)] = sha
         try:
-            with (
-                create_bundle_from_repo(st.repo, refs=refs, prerequisites=prerequisites) as data,
-                open(file, "wb") as out,
-            ):
-                write_bundle(out, data)
+            with open(file, "wb") as out:
+                write_bundle(
+                    out,
+                    st.repo.object_store,
+                    tips,
+                    cast("list[ObjectID]", prerequisites),
+                )
         except OSError as exc:
             raise SyncError(f"cannot write the bundle {file}: {exc}") from None
     return len(refs)
+
+
+# -- results on demand -----------------------------------------------------------------------
+
+
+def fetch_results(
+    st: Store,
+    remote: str,
+    trial_ids: set[str] | None = None,
+    progress: Callable[[bytes], None] | None = None,
+) -> list[str]:
+    """Fetch the remote's results refs (``refs/mitosis-results/<id>``, of ``trial_ids`` or all)
+    that this store lacks, and keep them under the same names (a results ref never moves).
+
+    Returns:
+        The trial ids whose results came.
+
+    Raises:
+        SyncError: the remote cannot be reached.
+    """
+    from dulwich.client import LocalGitClient
+
+    _, url = _resolve(st, remote)
+    shown = strip_credentials(url)
+    client, path = _client(st, url)
+    local = results_refs(st)
+
+    def wanted(ref: bytes) -> bool:
+        if not ref.startswith(RESULTS_PREFIX):
+            return False
+        trial_id = ref[len(RESULTS_PREFIX) :].decode()
+        return trial_id not in local and (trial_ids is None or trial_id in trial_ids)
+
+    if isinstance(client, LocalGitClient):  # a store on this machine: copied, streamed
+        try:
+            return _copy_results(st, os.fsdecode(path), wanted)
+        except (OSError, StoreError) as exc:
+            raise SyncError(f"fetching results from {shown} failed: {exc}") from None
+
+    def determine_wants(refs: dict[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+        shas = {sha for ref, sha in refs.items() if wanted(ref)}
+        return sorted(sha for sha in shas if sha not in st.repo.object_store)
+
+    try:
+        result = client.fetch(path, st.repo, determine_wants=determine_wants, progress=progress)
+    except Exception as exc:
+        raise SyncError(f"fetching results from {shown} failed: {exc}") from None
+    brought = []
+    for ref, sha in result.refs.items():
+        if wanted(ref) and sha in st.repo.object_store:
+            st.repo.refs.add_if_new(cast("Ref", ref), sha, message=b"mitosis: fetch results")
+            brought.append(ref[len(RESULTS_PREFIX) :].decode())
+    return sorted(brought)
+
+
+def _copy_results(st: Store, source: str, wanted: Callable[[bytes], bool]) -> list[str]:
+    """Copy the wanted results refs of the store at ``source`` on this machine, their big blobs
+    streamed (dulwich's local transport reads every object whole, and refuses loose objects
+    over its ``loose_object_size_limit``); each ref is set once everything it reaches is here."""
+    from dulwich.objects import Commit, Tree
+
+    from .blobs import streamable  # on first need: only copies from a path stream blobs
+
+    brought = []
+    with Store.open(source) as other:
+        for trial_id, commit_id in sorted(results_refs(other).items()):
+            ref = cast("Ref", results_ref(trial_id))
+            if not wanted(ref):
+                continue
+            todo: list[ObjectID] = [commit_id]
+            found: list[ObjectID] = []  # what the commit reaches, parents before children
+            while todo:
+                sha = todo.pop()
+                if st.has(sha.decode()):
+                    continue
+                size = streamable(other.repo.object_store, sha.decode())
+                if size is not None:  # a blob: streamed
+                    st.add_data(InStore(other.path, sha.decode(), size))
+                    continue
+                obj = other.get(sha)
+                found.append(sha)
+                if isinstance(obj, Commit):
+                    todo.append(obj.tree)
+                elif isinstance(obj, Tree):
+                    todo.extend(entry.sha for entry in obj.iteritems())
+            for sha in reversed(found):  # children first: a tree after its blobs
+                st.add(other.get(sha))
+            st.repo.refs.add_if_new(ref, commit_id, message=b"mitosis: fetch results")
+            brought.append(trial_id)
+    return brought
+
+
+def fetch_missing(st: Store, trial: Trial, name: str, pointer: Pointer) -> None:
+    """Bring the blob of a file kept off the branch that this store lacks, from the store's
+    remotes that have the trial's results ref, ``origin`` first.
+
+    Raises:
+        StoreError: no remote of the store has it; the message says which
+            ``mitosis pull --results`` to run.
+    """
+    tried = []
+    for remote in sorted(remote_names(st), key=lambda r: (r != "origin", r)):
+        try:
+            fetch_results(st, remote, {trial.id})
+        except SyncError as exc:
+            tried.append(f"{remote}: {exc}")
+            continue
+        if st.has(pointer.blob):
+            return
+        tried.append(f"{remote}: no results of this trial")
+    asked = f" (asked {'; '.join(tried)})" if tried else " (the store has no remotes)"
+    raise StoreError(
+        f"{name} of trial {trial.id} ({human_size(pointer.size)}) is kept off the trial branches "
+        f"and is not in the store {st.path}{asked}: bring it with "
+        f"`mitosis pull REMOTE --results {trial.id}` from a store that has it (the trial was "
+        f"recorded on {trial.host})"
+    )

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from ..exceptions import BadRecord, StoreError, UnknownExperiment
 from ..model.checks import check_record
 from ..model.layout import FORMAT, TRIAL, TRIALS, trial_dir
-from ..model.records import Trial, trial_from_json
+from ..model.records import FileInfo, Trial, trial_from_json
 from ..model.values import decode
 from .cache import ListingCache
 from .repo import Store, warn
+from .results import pointer_of
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -37,14 +39,62 @@ class StoreFiles(NamedTuple):
     """The files of trials in the store at ``location``: what :meth:`Trial.read` reads.
 
     Each read opens the store (a trial outlives the store it was read from); nothing here
-    unpickles.
+    unpickles. A file kept off the branch (``trial.detached``) is found through its pointer;
+    when its blob is not in the store, it is fetched from the store's remotes that have it
+    (see :func:`mitosis.store.sync.fetch_results`), else a :class:`StoreError` says which
+    ``mitosis pull --results`` brings it.
     """
 
     location: str
 
     def read(self, trial: Trial, name: str) -> bytes | None:
+        if name not in trial.detached:
+            with Store.open(self.location) as store:
+                return store.read_file(trial.experiment, f"{trial.path}/{name}")
+        file = self.open(trial, name)
+        if file is None:
+            return None
+        with file:
+            return file.read()
+
+    def open(self, trial: Trial, name: str) -> IO[bytes] | None:
+        where = f"{name} of trial {trial.id}"
         with Store.open(self.location) as store:
-            return store.read_file(trial.experiment, f"{trial.path}/{name}")
+            if name not in trial.detached:
+                entry = _file_entry(store, trial, name)
+                return None if entry is None else store.open_blob(entry.decode(), where)
+            pointer = pointer_of(store, trial, name)
+            if pointer is None:
+                return None
+            file = store.open_blob(pointer.blob, where)
+            if file is None:
+                from .sync import fetch_missing  # on first need: results not here are rare
+
+                fetch_missing(store, trial, name, pointer)
+                file = store.open_blob(pointer.blob, where)
+            if file is None:  # pragma: no cover - fetch_missing raises when it brings nothing
+                raise StoreError(f"{where} could not be fetched")
+            return file
+
+    def stat(self, trial: Trial, name: str) -> FileInfo | None:
+        with Store.open(self.location) as store:
+            if name not in trial.detached:
+                entry = _file_entry(store, trial, name)
+                size = None if entry is None else store.blob_size(entry.decode())
+                return None if size is None else FileInfo(size, here=True, detached=False)
+            pointer = pointer_of(store, trial, name)
+            if pointer is None:
+                return None
+            return FileInfo(pointer.size, here=store.has(pointer.blob), detached=True)
+
+
+def _file_entry(store: Store, trial: Trial, name: str) -> ObjectID | None:
+    """The blob id of a file of the trial's folder on its branch."""
+    tree = store.tree_of(store.tip(trial.experiment))
+    entry = store.entry(tree, f"{trial.path}/{name}")
+    if entry is None or not stat.S_ISREG(entry[0]):
+        return None
+    return entry[1]
 
 
 def _parse(

@@ -5,16 +5,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from ..model.layout import TRIAL, trial_dir
-from ..model.records import Trial, VariantLock, converter
+from ..exceptions import StoreError
+from ..model.layout import TRIAL, pointer_name, results_ref, trial_dir
+from ..model.records import (
+    FileData,
+    Pointer,
+    Trial,
+    VariantLock,
+    converter,
+    dump_pointer,
+    size_of,
+)
 from ..model.text import escape
 from ..model.values import dumps_json
 from .provenance import HERE, note
-from .repo import Store
+from .repo import Store, Written
+from .results import drop_results, write_results
 from .variants import lock_check, variant_files
 
-__all__ = ["commit_message", "write_trial"]
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+
+#: Files up to this size are written as any object; bigger ones are streamed.
+_SMALL = 1 << 20
+
+__all__ = ["commit_message", "streamed", "write_trial"]
 
 _SUMMARY_VALUE = 40
 
@@ -22,7 +39,7 @@ _SUMMARY_VALUE = 40
 def write_trial(
     store: Store,
     trial: Trial,
-    files: Mapping[str, bytes],
+    files: Mapping[str, FileData],
     locks: Sequence[VariantLock],
     *,
     when: tuple[int, int] | None = None,
@@ -33,18 +50,54 @@ def write_trial(
     the commit (see :meth:`Store.new_commit`); ``trailers`` are more trailer lines for its
     message (an imported trial says where it came from).
 
+    Big files (and every file waiting on disk) are streamed into the store first. The files
+    named in ``trial.detached`` are kept off the branch: a pointer takes each one's place in
+    the folder, and ``refs/mitosis-results/<id>`` keeps their blobs, set before the branch
+    moves (and removed again if the trial is refused).
+
     Raises:
         VariantConflict, VariantRenamed: a variant was locked meanwhile to another value.
-        StoreError: the store cannot be written.
+        StoreError: the store cannot be written (its ``__cause__`` is the ``OSError``).
     """
     folder = trial_dir(trial.id)
-    branch: dict[str, bytes | None] = {f"{folder}/{name}": data for name, data in files.items()}
+    check = lock_check(trial.experiment, locks)
+    branch: dict[str, bytes | Written | None] = {}
+    detached: dict[str, ObjectID] = {}
+    if any(streamed(data) for data in files.values()):  # refuse before streaming gigabytes
+        check(store, store.tree_of(store.tip(trial.experiment)))
+    try:
+        for name, data in files.items():
+            if name in trial.detached:
+                blob = store.add_data(data)
+                detached[name] = blob
+                pointer = Pointer(blob.decode(), size_of(data), results_ref(trial.id).decode())
+                branch[f"{folder}/{pointer_name(name)}"] = dump_pointer(pointer)
+            elif isinstance(data, bytes) and not streamed(data):
+                branch[f"{folder}/{name}"] = data
+            else:
+                branch[f"{folder}/{name}"] = Written(store.add_data(data))
+    except OSError as exc:
+        raise StoreError(f"cannot write to the store {store.path}: {exc}") from exc
     record = converter().unstructure(trial)
     branch[f"{folder}/{TRIAL}"] = dumps_json(record, indent=2).encode()
     branch.update(variant_files(locks))
-    check = lock_check(trial.experiment, locks)
-    store.commit(trial.experiment, branch, commit_message(trial) + trailers, check, when)
+    kept = None
+    if detached:
+        try:
+            kept = write_results(store, trial, detached)
+        except OSError as exc:
+            raise StoreError(f"cannot write to the store {store.path}: {exc}") from exc
+    try:
+        store.commit(trial.experiment, branch, commit_message(trial) + trailers, check, when)
+    except BaseException:
+        drop_results(store, trial.id, kept)
+        raise
     note(store, trial.experiment, [trial.id], HERE)
+
+
+def streamed(data: FileData) -> bool:
+    """Whether a file is streamed into the store (big, or waiting on disk or in a store)."""
+    return not isinstance(data, bytes) or len(data) > _SMALL
 
 
 def commit_message(trial: Trial) -> str:

@@ -262,3 +262,38 @@ def terminal_trap(fail: bool = False, note=None):
     if fail:
         raise ValueError(f"boom {TRAP}\nsecond line\twith a tab")
     return {"main": 1.0, "metrics": {f"m{TRAP}": 2.0}}
+
+
+# -- big results ---------------------------------------------------------------------------
+
+
+def big(mib: float = 6.0, seed: int = 0):
+    """An incompressible array of about ``mib`` MiB (float64 noise)."""
+    import numpy as np
+
+    values = np.random.default_rng(seed).random(int(mib * (1 << 20)) // 8)
+    return {"main": float(values[0]), "data": values}
+
+
+def big_data(mib: float = 6.0, seed: int = 0):
+    """A first step with a big result."""
+    import numpy as np
+
+    values = np.random.default_rng(seed).random(int(mib * (1 << 20)) // 8)
+    return {"main": float(values.sum()), "data": values}
+
+
+def total(values, scale: float = 1.0):
+    """A second step with a small result."""
+    return {"main": float(values.sum()) * scale}
+
+
+class KillsWhilePickled:
+    """Pickling this kills the trial process (half of its result written)."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killed_while_pickling(mib: float = 3.0):
+    return {"main": 1.0, "data": [os.urandom(int(mib * (1 << 20))), KillsWhilePickled()]}
