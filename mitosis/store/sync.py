@@ -497,8 +497,10 @@ def fetch_results(
         shas = {sha for ref, sha in refs.items() if wanted(ref)}
         return sorted(sha for sha in shas if sha not in st.repo.object_store)
 
-    try:
-        result = client.fetch(path, st.repo, determine_wants=determine_wants, progress=progress)
+    from .receive import fetch_streamed  # on first need: only results fetches stream
+
+    try:  # big results streamed in, never held whole
+        result = fetch_streamed(st, client, path, determine_wants, progress)
     except Exception as exc:
         raise SyncError(f"fetching results from {shown} failed: {exc}") from None
     brought = []
