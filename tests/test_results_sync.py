@@ -276,3 +276,47 @@ def random_bytes(path: Path, size: int) -> Path:
 
     path.write_bytes(os.urandom(size))
     return path
+
+
+def test_a_bundle_of_big_results_is_read_streamed(investigation, tmp_path):
+    import sys
+    import textwrap
+
+    trial = mitosis.run(investigation.big, {"mib": 48})
+    carried = tmp_path / "results.bundle"
+    mitosis.bundle(carried, results=True)
+    away = tmp_path / "away"
+    git("init", "-q", str(away))
+    script = textwrap.dedent("""
+        import resource, sys, mitosis
+        from mitosis.store.repo import Store
+        with Store.open(sys.argv[1]) as st:
+            st.experiments()
+        idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mitosis.pull(sys.argv[2], store=sys.argv[1])
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - idle) * 1024)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(away), str(carried)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(out.stdout) < 24 * MiB, out.stdout  # a result of 48 MiB
+    assert mitosis.load(trial.id, store=away).stat("results/big.dill").here
+    git("fsck", "--strict", "--no-dangling", cwd=away)
+
+
+def test_bundle_headers_are_read_without_the_pack(investigation, tmp_path):
+    trial = mitosis.run(investigation.big, {"mib": 2})
+    v3 = tmp_path / "v3.bundle"
+    git("bundle", "create", "-q", "--version=3", str(v3), "mitosis/big")
+    assert v3.read_bytes().startswith(b"# v3 git bundle\n@object-format=sha1\n")
+    away = tmp_path / "away"
+    git("init", "-q", str(away))
+    assert mitosis.pull(str(v3), store=away).experiments == {"big": "new"}
+    assert [t.id for t in mitosis.trials("big", store=away)] == [trial.id]
+    cut = tmp_path / "cut.bundle"
+    cut.write_bytes(v3.read_bytes().split(b"\n\n")[0] + b"\n")
+    with pytest.raises(mitosis.SyncError, match="ends before its pack"):
+        mitosis.pull(str(cut), store=away)

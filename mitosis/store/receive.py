@@ -23,7 +23,7 @@ from .repo import Store
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
 
-__all__ = ["fetch_streamed", "unpack"]
+__all__ = ["bundle_header", "fetch_streamed", "unpack", "unpack_bundle"]
 
 _OFS_DELTA, _REF_DELTA, _BLOB = 6, 7, 3
 
@@ -126,9 +126,18 @@ def unpack(st: Store, file: IO[bytes]) -> int:
     magic, version, count = cast("tuple[bytes, int, int]", struct.unpack(">4sLL", stream.read(12)))
     if magic != b"PACK" or version not in (2, 3):
         raise StoreError("a received pack is not a git pack")
-    small: dict[int, tuple[int, bytes]] = {}  # offset: type and content, for deltas
-    big: dict[int, str] = {}  # offset: id of a big blob, stored already
-    ids: dict[bytes, int] = {}  # id (hex): offset
+    stored: dict[int, bytes] = {}  # offset: id (hex) of the object, stored already
+    # deltas whose base comes later in the pack: by the base's id or offset, with their own
+    waiting: dict[int | bytes, list[tuple[bytes, int]]] = {}
+
+    def store(kind: int, data: bytes, at: int) -> None:
+        obj = ShaFile.from_raw_string(kind, data)
+        st.add(obj)
+        stored[at] = obj.id
+        for key in (obj.id, at):
+            for delta, delta_at in waiting.pop(key, []):
+                store(kind, b"".join(apply_delta(data, delta)), delta_at)
+
     for _ in range(count):
         at = stream.offset
         first = stream.byte()
@@ -149,41 +158,74 @@ def unpack(st: Store, file: IO[bytes]) -> int:
             base = sha_to_hex(cast("Any", stream.read(20)))
         if kind == _BLOB and size > BIG:  # streamed into its loose object
             blob_id = write_blob(os.fspath(objects.path), _Reader(stream.inflate(size)), size)
-            big[at] = blob_id
-            ids[blob_id.encode()] = at
+            stored[at] = blob_id.encode()
             continue
         data = b"".join(stream.inflate(size))
-        if base is not None:
-            kind, source = _base(st, base, small, big, ids)
-            data = b"".join(apply_delta(source, data))
-        obj = ShaFile.from_raw_string(kind, data)
-        st.add(obj)
-        small[at] = (kind, data)
-        ids[obj.id] = at
+        if base is None:
+            store(kind, data, at)
+            continue
+        found = _base(st, base, stored)
+        if found is None:  # its base comes later in the pack (or is nowhere)
+            waiting.setdefault(base, []).append((data, at))
+            continue
+        base_kind, source = found
+        store(base_kind, b"".join(apply_delta(source, data)), at)
+    if waiting:
+        key = next(iter(waiting))
+        missing = key.decode() if isinstance(key, bytes) else f"the entry at offset {key}"
+        raise StoreError(f"a received pack holds a delta against {missing}, which is nowhere")
     return count
 
 
-def _base(
-    st: Store,
-    base: int | bytes,
-    small: dict[int, tuple[int, bytes]],
-    big: dict[int, str],
-    ids: dict[bytes, int],
-) -> tuple[int, bytes]:
-    """A delta's base: earlier in the pack, or (a thin pack's) in the store."""
-    at = base if isinstance(base, int) else ids.get(base)
-    if at in small:
-        return small[at]
-    blob_id = big.get(at) if at is not None else None
-    if blob_id is not None:  # a delta against a big blob: git makes them rarely
-        reader = st.open_blob(blob_id, f"object {blob_id}")
-        assert reader is not None
+def _base(st: Store, base: int | bytes, stored: dict[int, bytes]) -> tuple[int, bytes] | None:
+    """A delta's base, read back from the store: earlier in the pack (stored already), or, for
+    a thin pack, an object the store had; None when it is not there (yet)."""
+    found = stored.get(base) if isinstance(base, int) else base
+    if found is None:
+        return None
+    try:
+        kind, data = st.repo.object_store.get_raw(cast("ObjectID", found))
+        return kind, data
+    except KeyError:
+        return None
+    except zlib.error:  # over dulwich's limit for loose objects: a big blob
+        reader = st.open_blob(found.decode(), f"object {found.decode()}")
+        if reader is None:  # pragma: no cover - get_raw found it a moment ago
+            return None
         with reader:
             return _BLOB, reader.read()
-    if isinstance(base, bytes):
-        try:
-            return st.repo.object_store.get_raw(cast("ObjectID", base))
-        except KeyError:
-            pass
-    shown = base.decode() if isinstance(base, bytes) else f"at offset {base}"
-    raise StoreError(f"a received pack holds a delta against {shown}, which is nowhere")
+
+
+def bundle_header(path: str) -> tuple[list[ObjectID], dict[bytes, ObjectID]]:
+    """The prerequisites and refs of the git bundle (v2 or v3) at ``path``, read from its
+    header alone (dulwich's ``read_bundle`` reads the whole pack into memory).
+
+    Raises:
+        StoreError: the file is no bundle.
+    """
+    prerequisites: list[ObjectID] = []
+    refs: dict[bytes, ObjectID] = {}
+    with open(path, "rb") as file:
+        if file.readline().rstrip(b"\n") not in (b"# v2 git bundle", b"# v3 git bundle"):
+            raise StoreError(f"{path} is not a git bundle")
+        while line := file.readline():
+            line = line.rstrip(b"\n")
+            if not line:
+                return prerequisites, refs
+            if line.startswith(b"@"):
+                continue  # a v3 capability
+            if line.startswith(b"-"):
+                prerequisites.append(cast("ObjectID", line[1:41]))
+            else:
+                sha, _, ref = line.partition(b" ")
+                refs[ref] = cast("ObjectID", sha)
+    raise StoreError(f"{path} ends before its pack")
+
+
+def unpack_bundle(st: Store, path: str) -> int:
+    """Store every object of the git bundle at ``path`` (its pack, after the header) as
+    :func:`unpack` does; how many."""
+    with open(path, "rb") as file:
+        while file.readline() not in (b"\n", b""):
+            pass  # the header: signature, capabilities, prerequisites, refs, an empty line
+        return unpack(st, file)

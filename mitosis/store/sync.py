@@ -269,30 +269,26 @@ def _fetch(
     """
     selected = _selected(experiments)
     if _is_bundle(remote):
-        from dulwich.bundle import read_bundle
-        from dulwich.pack import PackInflater
+        from .receive import bundle_header, unpack_bundle  # on first need: bundles are rare
 
         name = "bundle"
         try:
-            with open(remote, "rb") as f, read_bundle(f) as data:
-                missing = [p for p, _ in data.prerequisites if p not in st.repo.object_store]
-                if missing:
-                    raise SyncError(
-                        f"the bundle {remote} builds on {len(missing)} commits this store lacks "
-                        f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
-                    )
-                # An incremental bundle may hold deltas against objects this store has.
-                objects = st.repo.object_store
-                for obj in PackInflater.for_pack_data(
-                    data.pack_data,  # type: ignore[arg-type]  # a file-backed PackData here
-                    resolve_ext_ref=objects.get_raw,
-                ):
-                    st.add(obj)
-                refs = {r: sha for r, sha in data.references.items() if selected(r)}
-                # a bundle's results came with it: keep them
-                for ref, sha in data.references.items():
-                    if ref.startswith(RESULTS_PREFIX) and sha in objects:
-                        st.repo.refs.add_if_new(ref, sha, message=b"mitosis: results")
+            prerequisites, references = bundle_header(remote)
+            objects = st.repo.object_store
+            missing = [p for p in prerequisites if p not in objects]
+            if missing:
+                raise SyncError(
+                    f"the bundle {remote} builds on {len(missing)} commits this store lacks "
+                    f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
+                )
+            # An incremental bundle may hold deltas against objects this store has; big
+            # results are streamed into their objects.
+            unpack_bundle(st, remote)
+            refs = {cast("Ref", r): sha for r, sha in references.items() if selected(r)}
+            # a bundle's results came with it: keep them
+            for ref, sha in references.items():
+                if ref.startswith(RESULTS_PREFIX) and sha in objects:
+                    st.repo.refs.add_if_new(cast("Ref", ref), sha, message=b"mitosis: results")
         except SyncError:
             raise
         except Exception as exc:
@@ -413,9 +409,8 @@ def bundle(
     Returns:
         The number of branches written.
     """
-    from dulwich.bundle import read_bundle
-
     from .blobs import write_bundle  # on first need: only bundles are written here
+    from .receive import bundle_header
 
     with Store.open(store) as st:
         selected = _selected(experiments)
@@ -433,10 +428,11 @@ def bundle(
         if since is not None:
             if not _is_bundle(str(since)):
                 raise SyncError(f"{since} is not a git bundle")
-            with open(since, "rb") as f, read_bundle(f) as earlier:
-                prerequisites = [
-                    sha for sha in earlier.references.values() if sha in st.repo.object_store
-                ]
+            try:
+                _, earlier = bundle_header(str(since))
+            except StoreError as exc:
+                raise SyncError(str(exc)) from None
+            prerequisites = [sha for sha in earlier.values() if sha in st.repo.object_store]
         tips: dict[bytes, ObjectID] = {ref: st.repo.refs[ref] for ref in refs}
         if results:
             bundled = {t for ref in refs for t in _trial_ids(st, _experiment_of(ref))}
