@@ -162,3 +162,161 @@ def test_results_are_copied_streamed_from_a_store_on_a_path(recorded, tmp_path):
     assert report.results == [first.id]
     assert results_refs(clone) == {first.id, second.id}
     git("fsck", "--strict", "--no-dangling", cwd=clone)
+
+
+# -- receiving, streamed ---------------------------------------------------------------------
+
+
+def test_a_fetch_through_git_daemon_streams_in(investigation, tmp_path, hub, daemon):  # noqa: F811
+    import sys
+    import textwrap
+
+    trial = mitosis.run(investigation.big, {"mib": 48})
+    mitosis.push(daemon)
+    clone = tmp_path / "clone"
+    git("clone", "-q", daemon, str(clone))
+    script = textwrap.dedent("""
+        import resource, sys, mitosis
+        from mitosis.store.repo import Store
+        with Store.open(sys.argv[1]) as st:
+            st.experiments()
+        idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mitosis.pull(store=sys.argv[1], results=[sys.argv[2]])
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - idle) * 1024)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(clone), trial.id],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(out.stdout) < 24 * MiB, out.stdout  # a result of 48 MiB
+    assert mitosis.load(trial.id, store=clone).stat("results/big.dill").here
+    git("fsck", "--strict", "--no-dangling", cwd=clone)
+
+
+def pack_of(repo: Path, objects: list[str], *options: str) -> bytes:
+    return subprocess.run(
+        ["git", "pack-objects", "--stdout", *options],
+        cwd=repo,
+        input="".join(f"{sha}\n" for sha in objects).encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+
+
+def test_unpacking_resolves_deltas_in_the_pack_and_against_the_store(tmp_path):
+    import io
+
+    from mitosis.store.receive import unpack
+    from mitosis.store.repo import Store
+
+    source = tmp_path / "source.git"
+    git("init", "-q", "--bare", str(source))
+    text = "".join(f"line {i} of a text that git deltas well\n" for i in range(3000))
+    ids = [
+        git("hash-object", "-w", "--stdin", cwd=source, input=text + f"version {n}\n").strip()
+        for n in range(3)
+    ]
+    noise = random_bytes(tmp_path / "noise", 2 * MiB)
+    big = git("hash-object", "-w", str(noise), cwd=source).strip()
+    for options in ((), ("--delta-base-offset",)):  # deltas by id, by offset
+        target = tmp_path / f"target{len(options)}.git"
+        git("init", "-q", "--bare", str(target))
+        data = pack_of(source, [*ids, big], "--window=10", *options)
+        with Store.open(target) as st:
+            assert unpack(st, io.BytesIO(data)) == 4
+        for sha in [*ids, big]:
+            assert git("cat-file", "-p", sha, cwd=target, text=False) == git(
+                "cat-file", "-p", sha, cwd=source, text=False
+            )
+        assert (target / "objects" / big[:2] / big[2:]).exists()  # streamed into its own
+    # a thin pack: deltas against an object the receiving store has
+    thin = tmp_path / "thin.git"
+    git("init", "-q", "--bare", str(thin))
+    with Store.open(thin) as st:
+        unpack(st, io.BytesIO(pack_of(source, ids[:1])))
+        base = git("cat-file", "blob", ids[0], cwd=source, text=False)
+    tree = git("mktree", cwd=source, input=f"100644 blob {ids[1]}\ta\n").strip()
+    old = git("mktree", cwd=source, input=f"100644 blob {ids[0]}\ta\n").strip()
+    before = git("commit-tree", old, "-m", "a", cwd=source).strip()
+    after = git("commit-tree", tree, "-p", before, "-m", "b", cwd=source).strip()
+    data = subprocess.run(
+        ["git", "pack-objects", "--stdout", "--thin", "--revs"],
+        cwd=source,
+        input=f"{after}\n^{before}\n".encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert len(data) < 1000  # the blob is a delta against one the pack does not hold
+    with Store.open(thin) as st:
+        unpack(st, io.BytesIO(data))
+    assert git("cat-file", "blob", ids[1], cwd=thin, text=False) == (
+        base[: -len("version 0\n")] + b"version 1\n"
+    )
+    # what cannot be unpacked is said
+    with Store.open(tmp_path / "target0.git") as st:
+        with pytest.raises(StoreError, match="not a git pack"):
+            unpack(st, io.BytesIO(b"NOPE" + bytes(8)))
+        whole = pack_of(source, [big])
+        with pytest.raises(StoreError, match="ends early"):
+            unpack(st, io.BytesIO(whole[: len(whole) // 2]))
+        damaged = bytearray(whole)
+        damaged[40:48] = b"\xff" * 8
+        with pytest.raises(StoreError, match=r"damaged|holds"):
+            unpack(st, io.BytesIO(bytes(damaged)))
+    empty = tmp_path / "empty.git"
+    git("init", "-q", "--bare", str(empty))
+    with Store.open(empty) as st, pytest.raises(StoreError, match="which is nowhere"):
+        unpack(st, io.BytesIO(data))
+
+
+def random_bytes(path: Path, size: int) -> Path:
+    import os
+
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def test_a_bundle_of_big_results_is_read_streamed(investigation, tmp_path):
+    import sys
+    import textwrap
+
+    trial = mitosis.run(investigation.big, {"mib": 48})
+    carried = tmp_path / "results.bundle"
+    mitosis.bundle(carried, results=True)
+    away = tmp_path / "away"
+    git("init", "-q", str(away))
+    script = textwrap.dedent("""
+        import resource, sys, mitosis
+        from mitosis.store.repo import Store
+        with Store.open(sys.argv[1]) as st:
+            st.experiments()
+        idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        mitosis.pull(sys.argv[2], store=sys.argv[1])
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - idle) * 1024)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(away), str(carried)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(out.stdout) < 24 * MiB, out.stdout  # a result of 48 MiB
+    assert mitosis.load(trial.id, store=away).stat("results/big.dill").here
+    git("fsck", "--strict", "--no-dangling", cwd=away)
+
+
+def test_bundle_headers_are_read_without_the_pack(investigation, tmp_path):
+    trial = mitosis.run(investigation.big, {"mib": 2})
+    v3 = tmp_path / "v3.bundle"
+    git("bundle", "create", "-q", "--version=3", str(v3), "mitosis/big")
+    assert v3.read_bytes().startswith(b"# v3 git bundle\n@object-format=sha1\n")
+    away = tmp_path / "away"
+    git("init", "-q", str(away))
+    assert mitosis.pull(str(v3), store=away).experiments == {"big": "new"}
+    assert [t.id for t in mitosis.trials("big", store=away)] == [trial.id]
+    cut = tmp_path / "cut.bundle"
+    cut.write_bytes(v3.read_bytes().split(b"\n\n")[0] + b"\n")
+    with pytest.raises(mitosis.SyncError, match="ends before its pack"):
+        mitosis.pull(str(cut), store=away)

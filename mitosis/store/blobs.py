@@ -34,7 +34,7 @@ import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, Protocol, cast
 
 from ..exceptions import StoreError
 
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BIG",
     "TEMP_PREFIX",
+    "Readable",
     "generate_pack_data",
     "held_temporary",
     "is_big_loose",
@@ -89,6 +90,12 @@ _HEADER_READ = 512
 # -- writing ---------------------------------------------------------------------------------
 
 
+class Readable(Protocol):
+    """What a blob is written from: a file, or anything with ``read``."""
+
+    def read(self, count: int, /) -> bytes: ...
+
+
 def _level(sample: bytes | memoryview) -> int:
     """zlib level 1 when a sample of the data shrinks to half or less, else 0 (stored)."""
     part = sample[:_SAMPLE]
@@ -108,7 +115,7 @@ def _stored(data: memoryview, final: bool = False) -> list[bytes | memoryview]:
     return parts
 
 
-def _chunks(source: IO[bytes] | memoryview, size: int) -> Iterator[memoryview]:
+def _chunks(source: Readable | memoryview, size: int) -> Iterator[memoryview]:
     if isinstance(source, memoryview):
         for start in range(0, size, CHUNK):
             yield source[start : start + CHUNK]
@@ -153,7 +160,7 @@ def _write_all(fd: int, parts: list[bytes | memoryview]) -> None:
 
 def write_blob(
     objects_dir: str,
-    source: IO[bytes] | bytes | memoryview,
+    source: Readable | bytes | memoryview,
     size: int,
     *,
     checkpoint: Callable[[str], None] | None = None,

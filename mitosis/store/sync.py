@@ -352,38 +352,33 @@ def _tracking(remote: str, experiment: str) -> Ref:
 def _read_bundle(
     held: Store, bundle: str, selected: Callable[[bytes], bool]
 ) -> tuple[dict[Ref, ObjectID], dict[Ref, ObjectID]]:
-    """Add a bundle file's objects to the quarantine ``held``; its selected refs, and the refs
-    of the results it carries (``refs/mitosis-results/<trial id>``, ids checked)."""
-    from dulwich.bundle import read_bundle
-    from dulwich.pack import PackInflater
+    """Add a bundle file's objects to the quarantine ``held`` (streamed: an incremental bundle
+    may hold deltas against objects this store has, and big results are streamed into their
+    objects); its selected refs, and the refs of the results it carries
+    (``refs/mitosis-results/<trial id>``, ids checked)."""
+    from .receive import bundle_header, unpack_bundle  # on first need: bundles are rare
 
     try:
-        with open(bundle, "rb") as f, read_bundle(f) as data:
-            missing = [p for p, _ in data.prerequisites if p not in held.repo.object_store]
-            if missing:
-                raise SyncError(
-                    f"the bundle {bundle} builds on {len(missing)} commits this store lacks "
-                    f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
-                )
-            # An incremental bundle may hold deltas against objects this store has.
-            objects = held.repo.object_store
-            for obj in PackInflater.for_pack_data(
-                data.pack_data,  # type: ignore[arg-type]  # a file-backed PackData here
-                resolve_ext_ref=objects.get_raw,
-            ):
-                held.add(obj)
-            refs = {r: sha for r, sha in data.references.items() if selected(r)}
-            carried = {
-                r: sha
-                for r, sha in data.references.items()
-                if r.startswith(RESULTS_PREFIX)
-                and re.fullmatch(rb"[0-9a-f]{4,64}", r[len(RESULTS_PREFIX) :])
-            }
-            return refs, carried
+        prerequisites, references = bundle_header(bundle)
+        missing = [p for p in prerequisites if p not in held.repo.object_store]
+        if missing:
+            raise SyncError(
+                f"the bundle {bundle} builds on {len(missing)} commits this store lacks "
+                f"(e.g. {missing[0].decode()}); pull the bundle it was made after first"
+            )
+        unpack_bundle(held, bundle)
     except SyncError:
         raise
     except Exception as exc:
         raise SyncError(f"cannot read the bundle {bundle}: {type(exc).__name__}: {exc}") from None
+    refs = {cast("Ref", r): sha for r, sha in references.items() if selected(r)}
+    carried = {
+        cast("Ref", r): sha
+        for r, sha in references.items()
+        if r.startswith(RESULTS_PREFIX)
+        and re.fullmatch(rb"[0-9a-f]{4,64}", r[len(RESULTS_PREFIX) :])
+    }
+    return refs, carried
 
 
 def pull(
@@ -483,9 +478,8 @@ def bundle(
     Returns:
         The number of branches written.
     """
-    from dulwich.bundle import read_bundle
-
     from .blobs import write_bundle  # on first need: only bundles are written here
+    from .receive import bundle_header
 
     with Store.open(store) as st:
         selected = _selected(experiments)
@@ -503,10 +497,11 @@ def bundle(
         if since is not None:
             if not _is_bundle(str(since)):
                 raise SyncError(f"{since} is not a git bundle")
-            with open(since, "rb") as f, read_bundle(f) as earlier:
-                prerequisites = [
-                    sha for sha in earlier.references.values() if sha in st.repo.object_store
-                ]
+            try:
+                _, earlier = bundle_header(str(since))
+            except StoreError as exc:
+                raise SyncError(str(exc)) from None
+            prerequisites = [sha for sha in earlier.values() if sha in st.repo.object_store]
         tips: dict[bytes, ObjectID] = {ref: st.repo.refs[ref] for ref in refs}
         if results:
             bundled = {t for ref in refs for t in _trial_ids(st, _experiment_of(ref))}
@@ -567,8 +562,10 @@ def fetch_results(
         shas = {sha for ref, sha in refs.items() if wanted(ref)}
         return sorted(sha for sha in shas if sha not in st.repo.object_store)
 
-    try:
-        result = client.fetch(path, st.repo, determine_wants=determine_wants, progress=progress)
+    from .receive import fetch_streamed  # on first need: only results fetches stream
+
+    try:  # big results streamed in, never held whole
+        result = fetch_streamed(st, client, path, determine_wants, progress)
     except Exception as exc:
         raise SyncError(f"fetching results from {shown} failed: {exc}") from None
     brought = []
