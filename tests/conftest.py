@@ -86,10 +86,17 @@ def investigation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[M
 
     Yields the imported module (a unique name per test, so each trial imports this copy).
     """
-    root = tmp_path / "investigation"
+    yield from committed_module(tmp_path / "investigation", "experiments", monkeypatch)
+
+
+def committed_module(
+    root: Path, asset: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ModuleType]:
+    """The module ``tests/assets/<asset>.py``, committed alone in a new git repository at
+    ``root`` (the current directory while it lives), imported under a unique name."""
     root.mkdir()
-    name = f"experiments_{uuid.uuid4().hex[:8]}"
-    shutil.copy(ASSETS / "experiments.py", root / f"{name}.py")
+    name = f"{asset}_{uuid.uuid4().hex[:8]}"
+    shutil.copy(ASSETS / f"{asset}.py", root / f"{name}.py")
     git("init", "-q", "-b", "main", cwd=root)
     git("add", ".", cwd=root)
     git("commit", "-q", "-m", "experiments", cwd=root)

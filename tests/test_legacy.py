@@ -4,15 +4,13 @@ and its load_trial_data."""
 
 from __future__ import annotations
 
-import shutil
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import ASSETS, git
+from conftest import committed_module, git
 
 import mitosis
 
@@ -20,18 +18,7 @@ import mitosis
 @pytest.fixture
 def legacy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """A committed investigation holding the 0.6-style experiments; the module, imported."""
-    root = tmp_path / "legacy"
-    root.mkdir()
-    name = f"legacy_{uuid.uuid4().hex[:8]}"
-    shutil.copy(ASSETS / "legacy_experiments.py", root / f"{name}.py")
-    git("init", "-q", "-b", "main", cwd=root)
-    git("add", ".", cwd=root)
-    git("commit", "-q", "-m", "experiments", cwd=root)
-    monkeypatch.chdir(root)
-    monkeypatch.syspath_prepend(str(root))
-    module = __import__(name)
-    yield module
-    sys.modules.pop(name, None)
+    yield from committed_module(tmp_path / "legacy", "legacy_experiments", monkeypatch)
 
 
 def test_a_step_before_the_last_may_return_data_alone_and_extra_keys(legacy):
