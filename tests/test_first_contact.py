@@ -273,3 +273,33 @@ def test_browse_says_what_it_does_to_a_progress_callback(lab):
     said: list[str] = []
     mitosis.browse(lab.root / "site", progress=said.append)
     assert said == ["sine: reading trials", "sine: trial pages 0 of 1", "writing the index"]
+
+
+def test_plot_and_rerun_show_their_progress_on_a_terminal_only(lab, tmp_path):
+    lab.cli("run", "sine", "-p", "noise=low,high", "-e", "amplitude=1")
+    figure = tmp_path / "sine.png"
+    out, shown = on_a_terminal(lab, "plot", "sine", "--x", "noise", "-o", str(figure))
+    assert f"wrote {figure}" in out and figure.stat().st_size > 0
+    assert "\r\x1b[Kplot: reading trials" in shown and "\r\x1b[Kplot: drawing 2 trials" in shown
+    assert f"\r\x1b[Kplot: writing {figure}" in shown and shown.endswith("\r\x1b[K")
+    assert lab.cli("plot", "sine", "--x", "noise", "-o", str(figure)).stderr == ""
+    (trial, *_) = mitosis.trials("sine", store=lab.root)
+    out, shown = on_a_terminal(lab, "rerun", trial.id)
+    assert f"reproduces trial {trial.id}" in out
+    assert "\r\x1b[Krerun: rebuilding commit " in shown and ": 0 files written" in shown
+    assert "\r\x1b[K" in shown.split("rerunning trial")[-1]  # cleared before the trial's output
+    proc = lab.cli("rerun", trial.id)
+    assert "rebuilding" not in proc.stderr  # not a terminal: only the command's own lines
+
+
+def test_plot_and_rerun_say_what_they_do_to_a_progress_callback(lab, monkeypatch):
+    lab.cli("run", "sine", "-p", "noise=low", "-e", "amplitude=1")
+    monkeypatch.chdir(lab.root)
+    said: list[str] = []
+    mitosis.plot("sine", x="noise", store=lab.root, progress=said.append)
+    assert said == ["reading trials", "drawing 1 trials"]
+    said.clear()
+    (trial,) = mitosis.trials("sine", store=lab.root)
+    assert mitosis.rerun(trial.id, store=lab.root, progress=said.append).agrees
+    assert said[0].startswith("rebuilding commit ") and said[0].endswith(": 0 files written")
+    assert said[-1] == ""  # then the trial's own output

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import load
-from .support import cell, echo, fail, shown, store_path, table
+from .support import Status, cell, echo, fail, shown, store_path, table
 
 __all__ = ["export", "rerun"]
 
@@ -54,9 +54,17 @@ def rerun(
         echo(table(["", "", "recorded", "now"], rows), err=True)
     where = "the current checkout" if here else "its recorded code, rebuilt"
     echo(f"rerunning trial {original.id} ({original.experiment}) with {where}", err=True)
-    result = rerun_trial(
-        original.id, here=here, strict=strict, rel_tol=rtol, abs_tol=atol, store=path, code=code
-    )
+    with Status("rerun") as status:
+        result = rerun_trial(
+            original.id,
+            here=here,
+            strict=strict,
+            rel_tol=rtol,
+            abs_tol=atol,
+            store=path,
+            code=code,
+            progress=status,
+        )
     for line in result.code:
         echo(shown(f"code: {line}"), err=True)
     rows = [

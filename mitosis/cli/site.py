@@ -48,8 +48,11 @@ def plot_command(
     from ..site.plot import check_format, save
 
     check_format(out)
-    figure = plot(experiment, x, y, hue=hue, where=where, store=store_path(ctx, store))
-    save(figure, out)
+    with Status("plot") as status:
+        path = store_path(ctx, store)
+        figure = plot(experiment, x, y, hue=hue, where=where, store=path, progress=status)
+        status(f"writing {out}")
+        save(figure, out)
     echo(f"wrote {out}")
 
 

@@ -102,7 +102,11 @@ class Status:
         self.drawn = False
 
     def __call__(self, text: str) -> None:
-        if self.tty and text.strip():
+        if not text.strip():  # nothing to show now (other output follows): clear the line
+            self.__exit__()
+            self.drawn = False
+            return
+        if self.tty:
             width = shutil.get_terminal_size().columns
             line = shown(f"{self.what}: {text.strip()}")[: max(width - 1, 20)]
             sys.stderr.write(f"\r\x1b[K{line}")

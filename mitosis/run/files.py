@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,13 +48,22 @@ def inside(root: Path, relative: str, what: str) -> Path:
     return root / relative
 
 
-def write_tree(repo: Repo, tree: ObjectID, dest: Path, what: str) -> None:
+def write_tree(
+    repo: Repo,
+    tree: ObjectID,
+    dest: Path,
+    what: str,
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Write the files of ``tree`` into ``dest`` (modes and symlinks kept, submodules as empty
-    folders), each through :func:`inside`: a symlink is written, never followed."""
+    folders), each through :func:`inside`: a symlink is written, never followed. ``progress``
+    is told how many files are written, every hundred."""
     from dulwich.objects import S_ISGITLINK
 
     dest.mkdir(parents=True, exist_ok=True)
-    for entry in repo.object_store.iter_tree_contents(tree):
+    for number, entry in enumerate(repo.object_store.iter_tree_contents(tree)):
+        if progress is not None and number % 100 == 0:
+            progress(f"{what}: {number} files written")
         assert entry.path is not None and entry.mode is not None and entry.sha is not None
         target = inside(dest, os.fsdecode(entry.path), what)
         if os.path.lexists(target):

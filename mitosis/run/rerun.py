@@ -15,7 +15,7 @@ import pickle
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,6 +102,7 @@ def rerun(
     abs_tol: float = 0.0,
     store: str | os.PathLike[str] | None = None,
     code: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Rerun:
     """Run a recorded trial again, from its record, and compare the results.
 
@@ -120,6 +121,9 @@ def rerun(
         store: the store to read the trial from and record the rerun in.
         code: the git repository holding the code's commit (default: the store's repository,
             else the one containing the current directory, else the recorded one).
+        progress: called with what it is doing while it rebuilds the code (``rebuilding commit
+            8d2e91c0ab: 300 files written``, ``applying the recorded uncommitted diff``), then
+            with ``""`` when the trial's own output follows.
 
     Returns:
         The original and new trials, the environment and code differences, and the comparison.
@@ -144,7 +148,7 @@ def rerun(
             )
         else:
             tree = Path(tmp, "code")
-            repo = rebuild(original, location, code, tree)
+            repo = rebuild(original, location, code, tree, progress)
             chain = chain_of_record(original, imported=False)
             roots = import_roots(original, tree, repo, [s.ref[0] for s in chain.steps if s.ref])
             state = attrs.evolve(original.code, repository=repo) if original.code else None
@@ -152,6 +156,8 @@ def rerun(
                 code=CodeSnapshot(state, _recorded_diff(original)), path=roots, rerun_of=original.id
             )
             code_changes = _not_recorded(original)
+        if progress is not None:
+            progress("")  # the trial's own output follows
         trial = _record(chain, recorded_params(original), location, origin)
     return Rerun(
         original, trial, environment, code_changes, compare(original, trial, rel_tol, abs_tol)
@@ -333,17 +339,29 @@ def _find_commit(
 
 
 def rebuild(
-    trial: Trial, store: str | None, code: str | os.PathLike[str] | None, dest: Path
+    trial: Trial,
+    store: str | None,
+    code: str | os.PathLike[str] | None,
+    dest: Path,
+    progress: Callable[[str], None] | None = None,
 ) -> str:
     """Write the trial's code (commit + recorded diff) into ``dest``; return the repository
-    it came from."""
+    it came from. ``progress`` is told what is being done."""
     repo, commit = _find_commit(trial, store, code)
     with repo:
-        _materialize(repo, commit, _recorded_diff(trial), dest, f"code.diff of trial {trial.id}")
+        what = f"code.diff of trial {trial.id}"
+        _materialize(repo, commit, _recorded_diff(trial), dest, what, progress)
         return str(Path(repo.path).resolve())
 
 
-def _materialize(repo: Repo, commit: str, diff: bytes, dest: Path, what: str) -> None:
+def _materialize(
+    repo: Repo,
+    commit: str,
+    diff: bytes,
+    dest: Path,
+    what: str,
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Write the files of ``commit`` into ``dest`` and apply ``diff`` (``what`` it is) there."""
     from dulwich import porcelain
     from dulwich.objects import Commit, ObjectID
@@ -352,9 +370,11 @@ def _materialize(repo: Repo, commit: str, diff: bytes, dest: Path, what: str) ->
 
     head = repo[ObjectID(commit.encode())]
     assert isinstance(head, Commit)
-    write_tree(repo, head.tree, dest, f"the tree of commit {commit}")
+    write_tree(repo, head.tree, dest, f"rebuilding commit {commit[:10]}", progress)
     if not diff.strip():
         return
+    if progress is not None:
+        progress("applying the recorded uncommitted diff")
     _check_diff_paths(diff, what)
     with Repo.init(str(dest)) as scratch:  # apply_patch wants a repository around the files
         try:

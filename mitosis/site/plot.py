@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ def plot(
     hue: str | None = None,
     where: str | Sequence[str] | None = None,
     store: str | os.PathLike[str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> Figure:
     """A result of an experiment's trials against one of its parameters.
 
@@ -51,6 +52,7 @@ def plot(
         hue: a parameter: one series (colour) per variant of it.
         where: a filter as for ``mitosis log --where`` (``"noise=low and main<0.1"``).
         store: the store to read (default as for :func:`mitosis.trials`).
+        progress: called with what it is doing (``reading trials``, ``drawing 120 trials``).
 
     Returns:
         The figure (save it with ``figure.savefig(path)``).
@@ -63,7 +65,11 @@ def plot(
 
     >>> mitosis.plot("sine", x="amplitude", hue="noise").savefig("sine.png")  # doctest: +SKIP
     """
-    return draw(trials(experiment, store=store), experiment, x, y, hue=hue, where=where)
+    say = progress or (lambda _: None)
+    say("reading trials")
+    found = trials(experiment, store=store)
+    say(f"drawing {len(found)} trials")
+    return draw(found, experiment, x, y, hue=hue, where=where)
 
 
 def _param(trial: Trial, name: str) -> Param | None:
