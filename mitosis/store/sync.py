@@ -200,7 +200,7 @@ def push(
         ours = {ref: sha for ref, sha in ours.items() if selected(ref)}
         kept: dict[Ref, ObjectID] = {}
         if results:
-            pushed = {name for ref in ours for name in _trial_ids(st, _experiment_of(ref))}
+            pushed = {name for ref in ours for name in trial_ids(st, st.tip(_experiment_of(ref)))}
             kept = {
                 cast("Ref", results_ref(trial_id)): sha
                 for trial_id, sha in results_refs(st).items()
@@ -263,10 +263,6 @@ def push(
 
 def _experiment_of(ref: bytes) -> str:
     return ref[len(BRANCH_PREFIX) :].decode()
-
-
-def _trial_ids(st: Store, experiment: str) -> list[str]:
-    return [trial_id for trial_id, _ in st.trial_dirs(experiment)]
 
 
 # -- fetch and merge -------------------------------------------------------------------------
@@ -446,7 +442,7 @@ def pull(
             if results is True:
                 wanted = None
                 if experiments:
-                    wanted = {t for e in experiments for t in _trial_ids(st, e)}
+                    wanted = {t for e in experiments for t in trial_ids(st, st.tip(e))}
             else:
                 wanted = {st.find(prefix)[1] for prefix in results}
             brought = fetch_results(st, remote, wanted, progress)
@@ -504,7 +500,7 @@ def bundle(
             prerequisites = [sha for sha in earlier.values() if sha in st.repo.object_store]
         tips: dict[bytes, ObjectID] = {ref: st.repo.refs[ref] for ref in refs}
         if results:
-            bundled = {t for ref in refs for t in _trial_ids(st, _experiment_of(ref))}
+            bundled = {t for ref in refs for t in trial_ids(st, st.tip(_experiment_of(ref)))}
             for trial_id, sha in results_refs(st).items():
                 if trial_id in bundled:
                     tips[results_ref(trial_id)] = sha
