@@ -32,16 +32,14 @@ from .exceptions import (
     VariantConflict,
     VariantRenamed,
 )
-from .model.records import CodeState, FileInfo, Param, Trial, Variant
-from .run.experiment import experiment
-from .run.params import literal
 from .run.trial import run  # binds `mitosis.run` to the function, after the package `mitosis.run`
-from .store.trials import load, trials
-from .store.variants import rename_variant, variants
 
 if TYPE_CHECKING:
+    from .model.records import CodeState, FileInfo, Param, Trial, Variant
+    from .run.experiment import experiment
     from .run.export import export
     from .run.legacy import Imported, import_06, load_trial_data
+    from .run.params import literal
     from .run.rerun import Agreement, Rerun, rerun
     from .run.sweep import sweep
     from .site.build import Site, browse
@@ -49,9 +47,22 @@ if TYPE_CHECKING:
     from .store.gc import Packed, gc
     from .store.merge import Conflict, conflicts
     from .store.sync import SyncReport, bundle, pull, push
+    from .store.trials import load, trials
+    from .store.variants import rename_variant, variants
 
 # Imported on first use, so that `import mitosis` (and every trial's caller) stays quick.
 _LATER = {
+    "CodeState": "model.records",
+    "FileInfo": "model.records",
+    "Param": "model.records",
+    "Trial": "model.records",
+    "Variant": "model.records",
+    "experiment": "run.experiment",
+    "literal": "run.params",
+    "load": "store.trials",
+    "trials": "store.trials",
+    "rename_variant": "store.variants",
+    "variants": "store.variants",
     "Site": "site.build",
     "browse": "site.build",
     "plot": "site.plot",

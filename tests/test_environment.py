@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,69 @@ def _code(start, exclude=None):
     """The code state and diff that a trial would record from ``start``."""
     snapshot = read_code(start, exclude)
     return snapshot.state, snapshot.diff
+
+
+def test_the_code_state_is_read_without_writing_the_index(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    (repo / "a.py").write_text("x = 1\n")
+    (repo / ".gitignore").write_text("build/\n*.log\n")
+    (repo / "build").mkdir()
+    (repo / "build" / "out.py").write_text("ignored\n")
+    (repo / "run.log").write_text("ignored\n")
+    git("add", "a.py", ".gitignore", cwd=repo)
+    git("commit", "-qm", "a", cwd=repo)
+    index = repo / ".git" / "index"
+    before = index.read_bytes()
+    # the file's stat changes but not its content: git status would refresh the index
+    (repo / "a.py").write_text("x = 1\n")
+    state, diff = _code(repo)
+    assert state is not None and not state.dirty and diff == b""
+    assert index.read_bytes() == before
+    git("add", "a.py", cwd=repo)  # staged, and the work tree the same as HEAD
+    (repo / "a.py").write_text("x = 3\n")
+    git("add", "a.py", cwd=repo)
+    (repo / "a.py").write_text("x = 1\n")
+    state, diff = _code(repo)
+    assert state is not None and state.dirty  # a staged change is a change
+    assert b"build/out.py" not in diff and b"run.log" not in diff
+
+
+def test_the_environment_is_computed_once_per_interpreter_path_and_variables(tmp_path):
+    cache = tmp_path / "environment"
+    script = (
+        "import json, os, sys\n"
+        "from mitosis.run import environment as e\n"
+        "calls = []\n"
+        "real = e.requirements\n"
+        "e.requirements = lambda: calls.append(1) or real()\n"
+        f"files = e.environment_files({str(cache)!r})\n"
+        "env = json.loads(files['environment.json'])\n"
+        "print(json.dumps([len(calls), env['variables'].get('MITOSIS_T')]))\n"
+    )
+
+    def run(value: str) -> list:
+        env = {**os.environ, "MITOSIS_T": value}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        return json.loads(out.stdout)
+
+    assert run("a") == [1, "a"]  # computed
+    assert run("a") == [0, "a"]  # read back in a new process
+    assert run("b") == [1, "b"]  # another environment: computed again
+    for kept in cache.iterdir():  # a damaged cache file is computed again, never trusted
+        kept.write_text('{"format": "mitosis-environment-1", "environment.json": 1}')
+    assert run("a") == [1, "a"]
+    for kept in cache.iterdir():
+        kept.write_bytes(b"\x00garbage")
+    assert run("b") == [1, "b"]
+    assert not [p for p in cache.iterdir() if p.suffix == ".tmp"]
+
+
+def test_an_origin_keeps_the_default_results_threshold():
+    from mitosis.model.layout import RESULTS_THRESHOLD
+    from mitosis.run.trial import Origin
+
+    assert Origin().results_threshold == RESULTS_THRESHOLD

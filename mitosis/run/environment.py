@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
-from ..model.records import CodeState, Environment
+from ..model.layout import ENVIRONMENT, REQUIREMENTS
+from ..model.records import CodeState, Environment, converter
 from ..model.redact import redact_env, redact_value, storable, strip_credentials
+from ..model.values import dumps_json
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+    from dulwich.repo import Repo
 
 __all__ = [
     "UNTRACKED_NOTE",
     "CodeSnapshot",
     "environment",
+    "environment_files",
     "hostname",
     "read_code",
     "redact_env",
@@ -133,6 +143,97 @@ def requirements(path: list[str] | None = None) -> str:
     return "".join(f"{seen[k]}\n" for k in sorted(seen))
 
 
+def environment_files(cache: str | None = None) -> dict[str, bytes]:
+    """``environment.json`` and ``requirements.txt`` of this process.
+
+    They are computed once for what determines them (the interpreter, the import path and the
+    times its folders last changed, which an install or removal of a package moves, the
+    environment variables, the working directory, host, user and system) and kept in memory,
+    and in the folder ``cache`` when given (a file per key, written atomically), so that a
+    sweep's trials and the next runs share them; git stores the identical blobs once."""
+    key = _environment_key()
+    if key in _ENVIRONMENT:
+        return _ENVIRONMENT[key]
+    file = os.path.join(cache, key + ".json") if cache else None
+    files = _cached(file) if file else None
+    if files is None:
+        try:
+            env = environment()
+            files = {
+                ENVIRONMENT: dumps_json(converter().unstructure(env), indent=2).encode(),
+                REQUIREMENTS: requirements().encode(),
+            }
+        except Exception:  # a trial is never lost for want of a detail of its environment
+            return {"environment-error.txt": traceback.format_exc().encode()}
+        if file:
+            _keep(file, files)
+    _ENVIRONMENT.clear()
+    _ENVIRONMENT[key] = files
+    return files
+
+
+_ENVIRONMENT: dict[str, dict[str, bytes]] = {}
+
+
+def _environment_key() -> str:
+    """A digest of everything :func:`environment` and :func:`requirements` read."""
+    import hashlib
+
+    def changed(entry: str) -> float:
+        try:
+            return os.stat(entry or os.getcwd()).st_mtime
+        except OSError:
+            return 0.0
+
+    parts = [
+        _CACHE_FORMAT,
+        sys.executable,
+        sys.version,
+        os.getcwd(),
+        *os.uname(),
+        str(os.getuid()) if hasattr(os, "getuid") else "",
+        *(f"{entry}\0{changed(entry)}" for entry in sys.path),
+        *(f"{name}={value}" for name, value in sorted(os.environ.items())),
+    ]
+    text = "\0\n".join(parts).encode("utf-8", "surrogateescape")
+    return hashlib.sha256(text).hexdigest()[:32]
+
+
+_CACHE_FORMAT = "mitosis-environment-1"
+
+
+def _cached(file: str) -> dict[str, bytes] | None:
+    """The files kept in ``file``, or None when it is missing or not what
+    :func:`_keep` wrote (then they are computed again)."""
+    try:
+        with open(file, "rb") as f:
+            kept = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not (
+        isinstance(kept, dict)
+        and kept.get("format") == _CACHE_FORMAT
+        and isinstance(kept.get(ENVIRONMENT), str)
+        and isinstance(kept.get(REQUIREMENTS), str)
+    ):
+        return None
+    return {ENVIRONMENT: kept[ENVIRONMENT].encode(), REQUIREMENTS: kept[REQUIREMENTS].encode()}
+
+
+def _keep(file: str, files: dict[str, bytes]) -> None:
+    """Write ``files`` to ``file`` atomically; a cache that cannot be written is skipped."""
+    text = json.dumps({"format": _CACHE_FORMAT, **{k: v.decode() for k, v in files.items()}})
+    temporary = f"{file}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(file), exist_ok=True)
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, file)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+
+
 @attrs.frozen
 class CodeSnapshot:
     """The code as a trial found it: the git state of its repository (None outside git) and the
@@ -147,9 +248,9 @@ def read_code(start: str | os.PathLike[str], exclude: str | None = None) -> Code
 
     The diff holds tracked files changed since HEAD (staged or not) and untracked, not ignored,
     files as new files (those over 1 MiB are only named); untracked files under ``exclude`` (a
-    store inside the work tree) are left out. The state is None outside git.
+    store inside the work tree) are left out. The state is None outside git. Nothing is written:
+    the index's stat cache is read, never refreshed, and only changed files are read whole.
     """
-    from dulwich import porcelain
     from dulwich.errors import NotGitRepository
     from dulwich.refs import HEADREF
     from dulwich.repo import Repo
@@ -162,7 +263,7 @@ def read_code(start: str | os.PathLike[str], exclude: str | None = None) -> Code
         if repo.bare:
             return CodeSnapshot(None)
         try:
-            head: bytes | None = repo.head()
+            head: ObjectID | None = repo.head()
         except KeyError:
             head = None
         chain, _ = repo.refs.follow(HEADREF)
@@ -178,26 +279,70 @@ def read_code(start: str | os.PathLike[str], exclude: str | None = None) -> Code
                 except KeyError:
                     continue
                 remotes[section[1].decode()] = redact_value(url)
+        changed, untracked = _changes(repo, head, exclude)
         diff = io.BytesIO()
-        status = porcelain.status(repo, untracked_files="all")
-        if head is not None:
-            porcelain.diff(repo, commit=head, outstream=diff)
-        untracked = [p.decode() if isinstance(p, bytes) else p for p in status.untracked]
-        skip = Path(exclude).resolve() if exclude else None
-        if skip is not None and skip != Path(repo.path).resolve():  # a store nested in the tree
-            untracked = [
-                p for p in untracked if not Path(repo.path, p).resolve().is_relative_to(skip)
-            ]
+        if head is not None and changed:
+            from dulwich.diff import diff_working_tree_to_tree
+
+            diff_working_tree_to_tree(repo, diff, head, sorted(changed))
         _diff_untracked(repo.path, untracked, diff)
-        dirty = bool(diff.getvalue()) or any(status.staged.values()) or bool(status.unstaged)
         state = CodeState(
             repository=str(Path(repo.path).resolve()),
             commit=head.decode() if head else None,
             branch=branch,
             remotes=remotes,
-            dirty=dirty,
+            dirty=bool(changed) or bool(diff.getvalue()),
         )
         return CodeSnapshot(state, diff.getvalue())
+
+
+def _changes(
+    repo: Repo, head: ObjectID | None, exclude: str | None
+) -> tuple[set[bytes], list[str]]:
+    """The tracked paths changed since ``head`` (staged, or in the work tree by the index's
+    stat cache), and the untracked, not ignored, files (without those under ``exclude``)."""
+    from dulwich.index import get_unstaged_changes
+    from dulwich.objects import Commit
+
+    index = repo.open_index()
+    tree = None
+    if head is not None:
+        commit = repo[head]
+        tree = commit.tree if isinstance(commit, Commit) else None
+    changed = {new or old for (old, new), _, _ in index.changes_from_tree(repo.object_store, tree)}
+    changed.update(get_unstaged_changes(index, repo.path))
+    changed.discard(None)
+    tracked = set(index.paths())
+    return {p for p in changed if p is not None}, _untracked(repo, tracked, exclude)
+
+
+def _untracked(repo: Repo, tracked: set[bytes], exclude: str | None) -> list[str]:
+    """Files of the work tree that the index does not hold and no ignore rule covers, walked
+    without entering ignored folders, ``.git``, nested repositories or ``exclude``."""
+    from dulwich.ignore import IgnoreFilterManager
+
+    ignore = IgnoreFilterManager.from_repo(repo)
+    root = os.path.realpath(repo.path)
+    skip = os.path.realpath(exclude) if exclude else None
+    found = []
+    for folder, dirs, files in os.walk(root):
+        rel = os.path.relpath(folder, root)
+        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d != ".git"
+            and os.path.join(folder, d) != skip
+            and not os.path.exists(os.path.join(folder, d, ".git"))
+            and not ignore.may_prune_directory(f"{prefix}{d}/")
+        )
+        for name in files:
+            if name == ".git":  # a linked worktree's or a submodule's pointer to its git dir
+                continue
+            path = prefix + name
+            if os.fsencode(path) not in tracked and ignore.is_ignored(path) is not True:
+                found.append(path)
+    return found
 
 
 def _diff_untracked(root: str, paths: list[str], out: io.BytesIO) -> None:

@@ -20,16 +20,13 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from typing import IO, Any
 
 import attrs
 
 from ..exceptions import StoreError
-from ..model.layout import ENVIRONMENT, REQUIREMENTS
 from ..model.portable import write_file
-from ..model.records import InStore, OnDisk, converter
-from ..model.values import dumps_json
+from ..model.records import InStore, OnDisk
 from . import environment as _environment
 
 __all__ = ["IN_MEMORY", "Job", "Ran", "interrupt_running", "perform"]
@@ -37,7 +34,6 @@ __all__ = ["IN_MEMORY", "Job", "Ran", "interrupt_running", "perform"]
 _INTERRUPT_GRACE = 10.0
 _RUNNING: set[subprocess.Popen[bytes]] = set()
 _RUNNING_LOCK = threading.Lock()
-_ENVIRONMENT: dict[Any, dict[str, bytes]] = {}
 #: Files a trial process left that are bigger than this stay on disk (with a spool folder) and
 #: travel in the :class:`Ran` by path, to be streamed into the store.
 IN_MEMORY = 1 << 20
@@ -127,7 +123,10 @@ class Ran:
 def perform(job: Job) -> Ran:
     """Run one trial process for ``job`` and collect what it left (anywhere: no store needed)."""
     environment: dict[str, bytes] = {}
-    collector = threading.Thread(target=lambda: environment.update(environment_files()))
+    cache = os.path.join(os.path.dirname(job.spool), "environment") if job.spool else None
+    collector = threading.Thread(
+        target=lambda: environment.update(_environment.environment_files(cache))
+    )
     collector.start()
     # Plain strings, not pathlib: pathlib interns every part of every path it parses, and each
     # trial's folder has a new name, which a sweep of thousands of trials would keep.
@@ -243,24 +242,6 @@ def _write_reused(path: str, reused: bytes | InStore) -> None:
         )
     with source, open(path, "wb") as file:
         shutil.copyfileobj(source, file, IN_MEMORY)
-
-
-def environment_files() -> dict[str, bytes]:
-    """``environment.json`` and ``requirements.txt`` of this process, computed once for an
-    unchanged import path and environment (a sweep's trials share them, and git stores the
-    identical blobs once)."""
-    key = (tuple(sys.path), tuple(sorted(os.environ.items())), os.getcwd())
-    if key not in _ENVIRONMENT:
-        files: dict[str, bytes] = {}
-        try:
-            env = _environment.environment()
-            files[ENVIRONMENT] = dumps_json(converter().unstructure(env), indent=2).encode()
-            files[REQUIREMENTS] = _environment.requirements().encode()
-        except Exception:  # a trial is never lost for want of a detail of its environment
-            files = {"environment-error.txt": traceback.format_exc().encode()}
-        _ENVIRONMENT.clear()
-        _ENVIRONMENT[key] = files
-    return _ENVIRONMENT[key]
 
 
 def interrupt_running() -> int:

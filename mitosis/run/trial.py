@@ -4,31 +4,26 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import attrs
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..exceptions import BadParameter, TrialFailed
-from ..model.layout import RESULTS_THRESHOLD
-from ..model.portable import dumps
-from ..model.records import FileData, InStore, Trial
-from ..store.repo import Store
-from ..store.variants import lock_new
-from .environment import CodeSnapshot, read_code
-from .experiment import Chain, Lookup, chain_of
-from .params import Resolved, locks_of, resolve
-from .process import Job, Ran, perform
-from .record import commit_trial, finish, recipe_of
 
 if TYPE_CHECKING:
+    from ..model.records import FileData, Trial
+    from ..store.repo import Store
+    from .environment import CodeSnapshot
+    from .experiment import Chain, Lookup
+    from .params import Resolved
+    from .process import Job, Ran
     from .reuse import Reuse
+
+# `import mitosis` binds `mitosis.run` to this module's `run`, so what it imports at its top
+# every user pays for: what a trial needs is imported when it starts, and what recording needs
+# is imported while its process runs (see _Collector).
 
 __all__ = [
     "Origin",
@@ -92,6 +87,8 @@ def run(
         TrialFailed: a step raised, returned a wrong shape, was killed or interrupted; the
             trial is recorded all the same, and the error carries its id.
     """
+    from .experiment import chain_of  # on first need: see the note at the top
+
     chain = chain_of(experiment, lookup, untracked)
     return run_experiment(
         chain,
@@ -115,6 +112,8 @@ def run_experiment(
     results_threshold: int | str | None = None,
 ) -> Trial:
     """:func:`run` with the experiment's steps already decided."""
+    from .params import resolve  # on first need: see the note at the top
+
     resolved = resolve(chain, params)
     return record(
         chain,
@@ -143,6 +142,8 @@ def threshold_of(value: int | str | None) -> int:
     Raises:
         BadParameter: not a size.
     """
+    from ..model.layout import RESULTS_THRESHOLD  # on first need: see the note at the top
+
     if value is None:
         return RESULTS_THRESHOLD
     from .config import parse_size  # on first need: most runs keep the default
@@ -153,8 +154,7 @@ def threshold_of(value: int | str | None) -> int:
         raise BadParameter(f"results_threshold: {exc}") from None
 
 
-@attrs.frozen
-class Origin:
+class Origin(NamedTuple):
     """Where a trial's code comes from, when not from this process's import path.
 
     Attributes:
@@ -171,7 +171,7 @@ class Origin:
     rerun_of: str | None = None
     figure_dpi: float | None = None
     debug: bool = False
-    results_threshold: int = RESULTS_THRESHOLD
+    results_threshold: int = 1 << 20  # model.layout.RESULTS_THRESHOLD, checked by a test
 
 
 def record(
@@ -186,13 +186,14 @@ def record(
     results_threshold: int | str | None = None,
 ) -> Trial:
     """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
+    from ..store.repo import Store  # on first need: see the note at the top
+    from ..store.variants import lock_new  # on first need: see the note at the top
+    from .params import locks_of  # on first need: see the note at the top
+
     check_dpi(figure_dpi)
     threshold = threshold_of(results_threshold)
-    origin = attrs.evolve(
-        origin or Origin(),
-        figure_dpi=figure_dpi,
-        debug=debug,
-        results_threshold=threshold,
+    origin = (origin or Origin())._replace(
+        figure_dpi=figure_dpi, debug=debug, results_threshold=threshold
     )
     if debug:
         trial, _, ran = _execute(chain, resolved, None, False, origin)
@@ -204,6 +205,8 @@ def record(
             lock_new(st, chain.name, locks)
             trial, files, ran = _execute(chain, resolved, st, reuse, origin)
             interrupted = ran.interrupted
+            from .record import commit_trial  # on first need: loaded as the trial ran
+
             try:
                 trial = commit_trial(st, trial, files, locks)
             finally:
@@ -237,6 +240,9 @@ def trusted_remotes() -> tuple[str, ...]:
 
 def code_start(fn: Callable[..., Any]) -> str:
     """Where to look for the code's repository: the function's file, else the working dir."""
+    import inspect
+    from pathlib import Path
+
     try:
         source = inspect.getsourcefile(inspect.unwrap(fn))
     except TypeError:
@@ -259,10 +265,16 @@ def prepare(
     machine's disk until recorded; without, the job may run anywhere and brings every byte
     back.
     """
+    from ..model.portable import dumps  # on first need: see the note at the top
+    from ..model.records import InStore  # on first need: see the note at the top
+    from .process import Job  # on first need: see the note at the top
+
     origin = origin or Origin()
     first = reused.count if reused else 0
     given = reused.results[chain.steps[first - 1].name] if reused else None
     if isinstance(given, InStore) and spool is None:  # for another machine: the bytes
+        from ..store.repo import Store  # on first need: only reused results in a store
+
         with Store.open(given.store) as st:
             source = st.open_blob(given.blob, f"the reused result {given.blob}")
             assert source is not None, "find_reusable checked it is here"
@@ -298,6 +310,9 @@ def _execute(
     """Run the trial process; return the trial, its folder's files, and what the process left
     (whose folder the caller releases once the trial is recorded). ``store`` is None for a
     debug trial."""
+    from .environment import read_code  # on first need: see the note at the top
+    from .process import perform  # on first need: see the note at the top
+
     start = code_start(chain.steps[0].fn)
     exclude = store.path if store else None
     code = origin.code
@@ -315,7 +330,11 @@ def _execute(
     collector.join()
     assert collector.code is not None
     if collector.error:
+        import attrs
+
         ran = attrs.evolve(ran, environment={**ran.environment, "code-error.txt": collector.error})
+    from .record import finish, recipe_of  # on first need: loaded as the trial ran
+
     try:
         trial, files = finish(
             recipe_of(chain, resolved, origin.rerun_of),
@@ -332,7 +351,8 @@ def _execute(
 
 
 class _Collector(threading.Thread):
-    """Reads the code's git state while the trial process runs."""
+    """Reads the code's git state while the trial process runs, and imports what recording
+    needs meanwhile."""
 
     def __init__(self, start: str, code: CodeSnapshot | None, exclude: str | None) -> None:
         super().__init__(daemon=True)
@@ -342,10 +362,18 @@ class _Collector(threading.Thread):
         self.error: bytes | None = None
 
     def run(self) -> None:
-        if self.code is not None:
-            return
-        try:
-            self.code = read_code(self.start_dir, self.exclude)
-        except Exception:  # a trial is never lost for want of its code state
-            self.code = CodeSnapshot(None)
-            self.error = traceback.format_exc().encode()
+        from ..model.records import converter  # on first need: loaded as the trial runs
+        from .environment import CodeSnapshot, read_code  # on first need: as the trial runs
+
+        if self.code is None:
+            try:
+                self.code = read_code(self.start_dir, self.exclude)
+            except Exception:  # a trial is never lost for want of its code state
+                import traceback
+
+                self.code = CodeSnapshot(None)
+                self.error = traceback.format_exc().encode()
+        if self.exclude is not None:  # recording follows
+            from . import record  # noqa: F401  # on first need: loaded as the trial runs
+
+            converter()
