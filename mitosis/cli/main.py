@@ -6,6 +6,8 @@ else goes through the Python API.
 
 from __future__ import annotations
 
+import atexit
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,12 @@ from .support import (
 from .sync import bundle_command, gc_command, pull, push
 
 __all__ = ["main"]
+
+# This process is mitosis's own and ends with the command: the objects alive at its exit are
+# frozen, so that Python's final garbage collections skip them (about 50 ms of a `mitosis run`
+# on a slow machine, a sixth of it). Objects freed by their references still are; only a cycle
+# alive at exit keeps its __del__ unrun, which Python never promised at exit anyway.
+atexit.register(gc.freeze)
 
 # -- the group ---------------------------------------------------------------------------------
 

@@ -346,6 +346,8 @@ def _untracked(repo: Repo, tracked: set[bytes], exclude: str | None) -> list[str
 
 
 def _diff_untracked(root: str, paths: list[str], out: io.BytesIO) -> None:
+    if not paths:
+        return
     from dulwich.objects import Blob
     from dulwich.patch import write_blob_diff
 
