@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from .. import import_06
 from .support import echo, shown, store_path
 
 
@@ -18,6 +17,8 @@ def import_06_command(ctx: click.Context, folder: Path, store: Path | None) -> N
     """Record the trials of mitosis 0.6's trials FOLDER (its databases, results, logs and
     notebooks) as trials, with their original times, code commits and parameters; their
     variants are locked. Importing again adds nothing; what cannot be read is listed."""
+    from .. import import_06  # on first need: `mitosis` starts every command, this one rarely
+
     report = import_06(folder, store=store_path(ctx, store))
     for what, names in (("locked", report.locked), ("imported", report.imported)):
         for name in names:
