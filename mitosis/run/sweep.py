@@ -25,6 +25,7 @@ from ..model.records import Trial, VariantLock
 from ..store.repo import Store
 from ..store.trials import read_trials
 from ..store.variants import lock_new
+from . import warm
 from .environment import CodeSnapshot, hostname, read_code, username
 from .experiment import Chain, Lookup, chain_of
 from .params import locks_of, resolve
@@ -251,6 +252,7 @@ class _Sweep:
         self.items = [Item(c) for c in combos]
         self.code = read_code(code_start(chain.steps[0].fn), store.path if store else None)
         self.trusted = trusted_remotes() if reuse and store is not None else ()
+        self.preload = preload_of(chain)
 
     def run(
         self,
@@ -296,6 +298,7 @@ class _Sweep:
         finally:
             if own:
                 pool.shutdown(wait=False, cancel_futures=True)
+            warm.shutdown()  # this process's warm servers; an executor's workers have theirs
             self.progress.close(len(pending))
         return self.items
 
@@ -310,6 +313,7 @@ class _Sweep:
         job = prepare(
             self.chain, resolved, reused=reused, origin=self.origin, echo=False, spool=folder
         )
+        job = attrs.evolve(job, preload=self.preload)
         return _Task(index, job, recipe_of(self.chain, resolved), reused)
 
     def _collect(self, future: Future[Any], task: _Task) -> Trial | None:
@@ -403,6 +407,24 @@ class _Task:
                 perform_and_commit, self.job, self.recipe, code, store.path, self.reused, threshold
             )
         return pool.submit(perform, self.job)
+
+
+def preload_of(chain: Chain) -> tuple[str, ...] | None:
+    """The modules a warm process imports for the trials of ``chain``: those of its steps'
+    functions that a trial process imports by name (functions sent by value give nothing to
+    import); None when the experiment asks for ``start="spawn"``."""
+    if chain.start == "spawn":
+        return None
+    modules = []
+    for step in chain.steps:
+        if step.ref is not None:
+            modules.append(step.ref[0])
+            continue
+        module = getattr(step.fn, "__module__", None)
+        qualname = getattr(step.fn, "__qualname__", "<")
+        if module in sys.modules and module != "__main__" and "<" not in qualname:
+            modules.append(module)
+    return tuple(dict.fromkeys(modules))
 
 
 def _key(params: Iterable[tuple[str, Any]]) -> tuple[tuple[str, str], ...]:
