@@ -27,6 +27,7 @@ A forked child closes every descriptor of the server, takes the pipes as its std
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -53,6 +54,9 @@ def serve(config: dict[str, Any]) -> tuple[str, str] | None:
     os.dup2(devnull, 1)
     if why is not None:
         return None
+    # Whatever the garbage collector would touch in a trial process, the fork copies: what the
+    # server holds is left out of collections (it is never garbage in a trial process)
+    gc.freeze()
     server = _Server(config["control"], files, printed, devnull)
     return server.loop()
 
