@@ -33,6 +33,8 @@ __all__ = ["TrialProcess", "forkable", "shutdown", "start"]
 
 _WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 _SERVERS: dict[tuple[Any, ...], _Server] = {}
+#: Servers that fork no more, until they end (their trial processes still run).
+_RETIRED: list[_Server] = []
 _LOCK = threading.Lock()
 
 
@@ -82,6 +84,8 @@ def start(
         with _LOCK:
             if _SERVERS.get(key) is server:
                 del _SERVERS[key]
+            _RETIRED[:] = [r for r in _RETIRED if r.proc.poll() is None]
+            _RETIRED.append(server)
         server.close()
     return None
 
@@ -90,12 +94,14 @@ def shutdown(timeout: float = 10.0) -> None:
     """Stop the warm servers of this process: each forks no more and ends once its running
     trial processes have ended (waited for up to ``timeout`` seconds, then left to end)."""
     with _LOCK:
-        servers = list(_SERVERS.values())
+        servers = [*_SERVERS.values(), *_RETIRED]
         _SERVERS.clear()
+        _RETIRED.clear()
     for server in servers:
         server.close()
-    for server in servers:
-        server.join(timeout)
+    running = [server for server in servers if not server.join(timeout)]
+    with _LOCK:
+        _RETIRED.extend(running)
 
 
 class _Server:
@@ -157,10 +163,14 @@ class _Server:
             self.control.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def join(self, timeout: float) -> None:
-        # when trial processes still run, it ends after them
-        with contextlib.suppress(subprocess.TimeoutExpired):
+    def join(self, timeout: float) -> bool:
+        """Whether the server ended within ``timeout`` seconds (else its trial processes
+        still run, and it ends after them)."""
+        try:
             self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
 
 class _Forked:
@@ -198,9 +208,12 @@ class _Forked:
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             line = self._line(timeout)
-            # the server died (killed with its trial process): the trial is as good as killed
-            code = int(line[5:]) if line and line.startswith("exit ") else -signal.SIGKILL
-            self.returncode = code
+            if line and line.startswith("exit "):
+                self.returncode = int(line[5:])
+            else:  # the server died: nothing would tell how the trial process ends, so end it
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.returncode = -signal.SIGKILL
             self.answer.close()
         return self.returncode
 
