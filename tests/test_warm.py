@@ -317,3 +317,32 @@ def test_a_warm_trial_loads_only_the_standard_library_and_the_experiment(lab, tm
     added = loaded - set(bare) - {"lists_modules"}
     assert [m for m in added if "mitosis" in m] == []
     assert sorted(m for m in added if m.split(".")[0] not in sys.stdlib_module_names) == []
+
+
+def test_a_process_pool_forked_beside_a_warm_process_forks_from_its_own(lab):
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mitosis.run.params import resolve
+
+    chain = chain_of(lab.meddles)
+    job = attrs.evolve(
+        prepare(chain, resolve(chain, {"x": 1}), echo=False), preload=(lab.__name__,)
+    )
+    ran = perform(job)  # this process's warm server keeps running
+    try:
+        ours = pickle.loads(ran.results[0])["data"]["ppid"]
+        assert _servers(lab.__name__) == [ours]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=2, mp_context=context) as pool:
+            trials = mitosis.sweep(lab.meddles, {"x": [1, 2, 3]}, executor=pool)
+        assert [t.status for t in trials] == ["ok"] * 3
+        parents = {t.results()["data"]["ppid"] for t in trials}
+        assert ours not in parents and os.getpid() not in parents
+    finally:
+        warm.shutdown()
+    deadline = time.monotonic() + 20  # the workers' servers end with the workers
+    while _servers(lab.__name__) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _servers(lab.__name__) == []

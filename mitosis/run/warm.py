@@ -36,6 +36,8 @@ _SERVERS: dict[tuple[Any, ...], _Server] = {}
 #: Servers that fork no more, until they end (their trial processes still run).
 _RETIRED: list[_Server] = []
 _LOCK = threading.Lock()
+#: The servers of the process this one was forked from (a process pool's worker): not ours.
+_INHERITED: list[_Server] = []
 
 
 class TrialProcess(Protocol):
@@ -102,6 +104,27 @@ def shutdown(timeout: float = 10.0) -> None:
     running = [server for server in servers if not server.join(timeout)]
     with _LOCK:
         _RETIRED.extend(running)
+
+
+def _forget_inherited() -> None:
+    """In a process forked from one with servers: they are its parent's, not ours. Close our
+    copies of their pipe and socket (so that they still see their parent's end of file), and
+    keep the objects, which must not try to wait for processes that are not our children."""
+    global _LOCK
+    _LOCK = threading.Lock()
+    servers = [*_SERVERS.values(), *_RETIRED]
+    _SERVERS.clear()
+    _RETIRED.clear()
+    for server in servers:
+        if server.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                server.proc.stdin.close()
+        server.control.close()
+    _INHERITED.extend(servers)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited)
 
 
 class _Server:
