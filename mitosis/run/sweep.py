@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -253,6 +254,7 @@ class _Sweep:
         self.code = read_code(code_start(chain.steps[0].fn), store.path if store else None)
         self.trusted = trusted_remotes() if reuse and store is not None else ()
         self.preload = preload_of(chain)
+        self.stopping = threading.Event()
 
     def run(
         self,
@@ -281,7 +283,12 @@ class _Sweep:
                         break
                     task = self._task(index, spool=own or in_workers)
                     future = task.submit(
-                        pool, self.code, self.store, in_workers, self.origin.results_threshold
+                        pool,
+                        self.code,
+                        self.store,
+                        in_workers,
+                        self.origin.results_threshold,
+                        self.stopping if own else None,
                     )
                     pending[future] = task
                 if not pending:
@@ -321,6 +328,8 @@ class _Sweep:
             result = future.result()
         except Exception as exc:  # the executor lost the task: record why, never lose it
             result = _lost(exc)
+        if result is None:  # Ctrl-C came before it started: it did not run
+            return None
         try:
             if isinstance(result, Trial):  # the task recorded it
                 trial = result
@@ -345,13 +354,19 @@ class _Sweep:
 
     def _interrupted(self, pending: dict[Future[Any], _Task]) -> None:
         """Ctrl-C: start nothing more, let running trials record themselves as interrupted."""
+        self.stopping.set()
         for future in pending:
             future.cancel()
         interrupt_running()
         running = {f: t for f, t in pending.items() if not f.cancelled()}
+        left = set(running)
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
-            for future in wait(running).done:
-                self._collect(future, running[future])
+            while left:
+                done, left = wait(left, timeout=0.5)
+                for future in done:
+                    self._collect(future, running[future])
+                if left:  # a trial process that started as Ctrl-C came gets it too
+                    interrupt_running()
         recorded = sum(item.id is not None for item in self.items)
         missing = len(self.items) - recorded
         self.progress.message(
@@ -401,12 +416,29 @@ class _Task:
         store: Store | None,
         in_workers: bool,
         threshold: int,
+        stopping: threading.Event | None,
     ) -> Future[Any]:
+        """Send the task to ``pool``; a task of this process's own pool that starts after
+        ``stopping`` is set (Ctrl-C) does not run, and gives None."""
         if in_workers and store is not None:
-            return pool.submit(
-                perform_and_commit, self.job, self.recipe, code, store.path, self.reused, threshold
+            work: tuple[Any, ...] = (
+                perform_and_commit,
+                self.job,
+                self.recipe,
+                code,
+                store.path,
+                self.reused,
+                threshold,
             )
-        return pool.submit(perform, self.job)
+        else:
+            work = (perform, self.job)
+        if stopping is not None:
+            return pool.submit(_unless_stopping, stopping, *work)
+        return pool.submit(*work)
+
+
+def _unless_stopping(stopping: threading.Event, fn: Callable[..., Any], *args: Any) -> Any:
+    return None if stopping.is_set() else fn(*args)
 
 
 def preload_of(chain: Chain) -> tuple[str, ...] | None:

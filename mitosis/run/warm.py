@@ -101,7 +101,8 @@ def shutdown(timeout: float = 10.0) -> None:
         _RETIRED.clear()
     for server in servers:
         server.close()
-    running = [server for server in servers if not server.join(timeout)]
+    # one whose trial processes still run (after an error) ends after them: not waited for
+    running = [s for s in servers if s.running or not s.join(timeout)]
     with _LOCK:
         _RETIRED.extend(running)
 
@@ -132,6 +133,7 @@ class _Server:
 
     def __init__(self, env: dict[str, str], path: Sequence[str], modules: Sequence[str]) -> None:
         self.lock = threading.Lock()
+        self.running = 0  # its trial processes not known to have ended
         self.folder = tempfile.mkdtemp(prefix="mitosis-warm-")
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         with theirs:
@@ -172,8 +174,10 @@ class _Server:
             theirs.close()
             os.close(out_w)
             os.close(err_w)
-        forked = _Forked(answer, out_r, err_r)
+        forked = _Forked(answer, out_r, err_r, self)
         if sent and forked.started():
+            with self.lock:
+                self.running += 1
             return forked
         forked.close()
         return None
@@ -199,8 +203,9 @@ class _Server:
 class _Forked:
     """A forked trial process, as far as its caller needs a :class:`subprocess.Popen`."""
 
-    def __init__(self, answer: socket.socket, out_r: int, err_r: int) -> None:
+    def __init__(self, answer: socket.socket, out_r: int, err_r: int, server: _Server) -> None:
         self.answer = answer
+        self.server = server
         self.stdout: IO[bytes] | None = os.fdopen(out_r, "rb", buffering=0)
         self.stderr: IO[bytes] | None = os.fdopen(err_r, "rb", buffering=0)
         self.pid = 0
@@ -238,6 +243,8 @@ class _Forked:
                     os.kill(self.pid, signal.SIGKILL)
                 self.returncode = -signal.SIGKILL
             self.answer.close()
+            with self.server.lock:
+                self.server.running -= 1
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
