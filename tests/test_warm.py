@@ -350,3 +350,18 @@ def test_a_process_pool_forked_beside_a_warm_process_forks_from_its_own(lab):
     while _servers(lab.__name__) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _servers(lab.__name__) == []
+
+
+def test_a_chain_spawns_when_a_step_asks_and_preloads_the_steps_modules(lab):
+    from mitosis.run.sweep import preload_of
+
+    assert preload_of(chain_of(lab.writes)) == (lab.__name__,)
+
+    def local(x: int = 0) -> float:  # sent by value: nothing to import
+        return float(x)
+
+    assert preload_of(chain_of(local)) == ()
+    spawned = mitosis.experiment(name="second", start="spawn")(lab.streams)
+    chain = chain_of([("first", lab.writes), spawned])
+    assert chain.start == "spawn"
+    assert preload_of(chain) is None

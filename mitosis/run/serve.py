@@ -71,7 +71,9 @@ def _preload(modules: list[str], folder: str) -> tuple[list[bytes], str | None, 
     for fd, name in ((1, "stdout"), (2, "stderr")):
         path = os.path.join(folder, name)
         captured.append(path)
-        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+        opened = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(opened, fd)
+        os.close(opened)
     why = None
     try:
         for name in modules:

@@ -295,8 +295,8 @@ def _exit_forked(code: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "--serve":
         trial = _serve(sys.argv[2])
-        if trial is None:
-            sys.exit(0)
+        if trial is None:  # the server is done: nothing to flush, nothing worth tearing down
+            os._exit(0)
         sys.argv[1:] = trial  # a forked trial process: from here on, as one started afresh
         _exit_forked(main(*trial))
     sys.exit(main(sys.argv[1], sys.argv[2]))
