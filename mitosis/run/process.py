@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -28,8 +28,9 @@ from ..exceptions import StoreError
 from ..model.portable import write_file
 from ..model.records import InStore, OnDisk
 from . import environment as _environment
-from . import warm as _warm
-from .warm import TrialProcess
+
+if TYPE_CHECKING:
+    from .warm import TrialProcess
 
 __all__ = ["IN_MEMORY", "Job", "Ran", "interrupt_running", "perform"]
 
@@ -305,7 +306,9 @@ def _spawn(spec_file: str, out: str, job: Job) -> tuple[int, bytes, bool]:
         env["MITOSIS_FIGURE_DPI"] = repr(float(job.figure_dpi))
     proc: TrialProcess | None = None
     if job.preload is not None:
-        proc = _warm.start(spec_file, out, env, job.path, job.preload)
+        from . import warm  # on first need: only a sweep's trial processes are forked
+
+        proc = warm.start(spec_file, out, env, job.path, job.preload)
     if proc is None:
         worker = os.path.join(os.path.dirname(__file__), "worker.py")
         proc = subprocess.Popen(
