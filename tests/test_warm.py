@@ -365,3 +365,31 @@ def test_a_chain_spawns_when_a_step_asks_and_preloads_the_steps_modules(lab):
     chain = chain_of([("first", lab.writes), spawned])
     assert chain.start == "spawn"
     assert preload_of(chain) is None
+
+
+def test_generators_seeded_when_the_modules_are_imported_stay_seeded(lab):
+    Path("seeded_at_import.py").write_text(
+        "import os, random\nimport numpy as np\n"
+        "random.seed(5)\nnp.random.seed(5)\n"
+        "def run(x=0):\n"
+        "    drawn = (random.random(), float(np.random.random()), os.getppid())\n"
+        "    return {'main': float(x), 'data': drawn}\n"
+    )
+    import seeded_at_import
+
+    try:
+        warm_trials = mitosis.sweep(seeded_at_import.run, {"x": [1, 2, 3]}, jobs=2)
+        spawned = mitosis.experiment(name="spawned", start="spawn")(seeded_at_import.run)
+        cold_trials = mitosis.sweep(spawned, {"x": [1]}, jobs=1)
+    finally:
+        sys.modules.pop("seeded_at_import", None)
+    import random
+
+    import numpy as np
+
+    expected = (random.Random(5).random(), float(np.random.RandomState(5).random_sample()))
+    for trial in warm_trials:
+        *drawn, parent = trial.results()["data"]
+        assert tuple(drawn) == expected  # as in a process started afresh that imported it
+        assert parent != os.getpid()  # though forked
+    assert tuple(cold_trials[0].results()["data"][:2]) == expected

@@ -48,7 +48,13 @@ def serve(config: dict[str, Any]) -> tuple[str, str] | None:
     once it is done."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.path[:] = config["path"]
-    printed, why, files = _preload(config["modules"], config["folder"])
+    generators = _Generators()
+    sys.meta_path.insert(0, generators)
+    try:
+        printed, why, files = _preload(config["modules"], config["folder"])
+    finally:
+        sys.meta_path.remove(generators)
+    generators.settle()
     os.write(1, b"ready\n" if why is None else f"cold {why}\n".encode())
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 1)
@@ -57,7 +63,7 @@ def serve(config: dict[str, Any]) -> tuple[str, str] | None:
     # Whatever the garbage collector would touch in a trial process, the fork copies: what the
     # server holds is left out of collections (it is never garbage in a trial process)
     gc.freeze()
-    server = _Server(config["control"], files, printed, devnull)
+    server = _Server(config["control"], files, printed, devnull, generators)
     return server.loop()
 
 
@@ -110,10 +116,77 @@ def _stamp(path: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+class _Generators:
+    """The global random generators, of :mod:`random` and of numpy. A process started afresh
+    seeds them from fresh entropy when it imports them; the experiment's modules may then seed
+    them when imported. So a forked trial process gets fresh entropy, unless importing the
+    modules changed a generator's state: then the state they left (as in a process started
+    afresh that imported them).
+
+    Also a meta path finder that notes numpy's global state right after ``numpy.random`` is
+    imported, before the modules can seed it."""
+
+    def __init__(self) -> None:
+        import random
+
+        self.random = random
+        self.random_before = random.getstate()
+        self.random_kept: Any = None
+        self.numpy_imported: bytes | None = None
+        self.numpy_reseed = False
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "numpy.random":
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path, target)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        exec_module = loader.exec_module
+
+        def run(module: Any) -> None:
+            exec_module(module)
+            self.numpy_imported = _numpy_state(module)
+
+        loader.exec_module = run
+        return spec
+
+    def settle(self) -> None:
+        """Once the modules are imported: what each trial process keeps."""
+        state = self.random.getstate()
+        self.random_kept = state if state != self.random_before else None
+        numpy_random = sys.modules.get("numpy.random")
+        self.numpy_reseed = numpy_random is not None and (
+            self.numpy_imported is None or _numpy_state(numpy_random) == self.numpy_imported
+        )
+
+    def in_child(self) -> None:
+        """In a forked trial process (where :mod:`random` has reseeded itself already)."""
+        if self.random_kept is not None:
+            self.random.setstate(self.random_kept)
+        if self.numpy_reseed:
+            sys.modules["numpy.random"].seed()
+
+
+def _numpy_state(numpy_random: Any) -> bytes:
+    import pickle
+
+    state: bytes = pickle.dumps(numpy_random.get_state())
+    return state
+
+
 class _Server:
     def __init__(
-        self, control: int, files: dict[str, Any], printed: list[bytes], devnull: int
+        self,
+        control: int,
+        files: dict[str, Any],
+        printed: list[bytes],
+        devnull: int,
+        generators: _Generators,
     ) -> None:
+        self.generators = generators
         self.files = files
         self.printed = printed
         self.devnull = devnull
@@ -213,6 +286,4 @@ class _Server:
         for fd, text in zip((1, 2), self.printed, strict=True):
             while text:
                 text = text[os.write(fd, text) :]
-        numpy_random = sys.modules.get("numpy.random")
-        if numpy_random is not None:  # fresh entropy, as a process started afresh has
-            numpy_random.seed()
+        self.generators.in_child()

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+NUMPY_RANDOM = np.random  # numpy.random imported with the module, left unseeded
 VERSION = 1
 STATE = {"calls": 0}
 
