@@ -393,3 +393,14 @@ def test_generators_seeded_when_the_modules_are_imported_stay_seeded(lab):
         assert tuple(drawn) == expected  # as in a process started afresh that imported it
         assert parent != os.getpid()  # though forked
     assert tuple(cold_trials[0].results()["data"][:2]) == expected
+
+
+def test_where_forking_is_unsafe_trials_start_afresh(lab, monkeypatch):
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "platform", "darwin")
+        assert not warm.forkable()  # macOS: its system libraries do not survive a fork
+    monkeypatch.setattr(warm, "forkable", lambda: False)  # as on Windows, or macOS
+    trials = mitosis.sweep(lab.meddles, {"x": [1, 2]}, jobs=2)
+    assert [t.status for t in trials] == ["ok", "ok"]
+    assert {t.results()["data"]["ppid"] for t in trials} == {os.getpid()}
+    assert _servers(lab.__name__) == []
