@@ -38,18 +38,20 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]
 
 
 def _servers(marker: str) -> list[int]:
-    """The warm servers alive whose command line holds ``marker`` (a module's unique name)."""
-    found = []
+    """The warm servers alive whose command line holds ``marker`` (a module's unique name);
+    not the trial processes forked from them, which have the same command line."""
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
         except OSError:  # it ended meanwhile
             continue
         if b"--serve" in command and marker.encode() in command:
-            found.append(int(entry))
-    return found
+            found[int(entry)] = parent
+    return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
 def _alive(pid: int) -> bool:
@@ -404,3 +406,29 @@ def test_where_forking_is_unsafe_trials_start_afresh(lab, monkeypatch):
     assert [t.status for t in trials] == ["ok", "ok"]
     assert {t.results()["data"]["ppid"] for t in trials} == {os.getpid()}
     assert _servers(lab.__name__) == []
+
+
+def test_a_killed_coordinator_leaves_no_warm_process(lab, tmp_path):
+    Path("pyproject.toml").write_text(
+        f'[tool.mitosis.experiments]\nwaits = {{ run = "{lab.__name__}:waits" }}\n'
+    )
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    command = ["run", "waits", "-e", "x=1,2", "-e", f"+folder='{folder}'", "-e", "+seconds=3"]
+    sweep = subprocess.Popen(
+        [console_script(), *command, "-j", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    _wait_for(folder / "1")
+    _wait_for(folder / "2")
+    assert len(_servers(lab.__name__)) == 1
+    sweep.kill()  # SIGKILL: no chance to stop anything
+    sweep.wait()
+    trials = [int((folder / x).read_text().split()[0]) for x in ("1", "2")]
+    deadline = time.monotonic() + 60  # the trials end as they would have; then their server
+    while (_servers(lab.__name__) or any(map(_alive, trials))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _servers(lab.__name__) == []
+    assert not any(map(_alive, trials))
