@@ -73,8 +73,10 @@ def test_a_sweep_through_dask_distributed(investigation):
 
 
 def test_a_task_the_executor_loses_is_recorded_as_failed(investigation):
+    # started afresh, the trial process's parent is the pool's worker, which it kills
+    experiment = mitosis.experiment(start="spawn")(investigation.kills_its_runner)
     with ProcessPoolExecutor(max_workers=1) as pool:
-        trials = mitosis.sweep(investigation.kills_its_runner, {"x": [0, 1]}, executor=pool)
+        trials = mitosis.sweep(experiment, {"x": [0, 1]}, executor=pool)
     by_x = {t.params["x"].value: t for t in trials}
     assert by_x[0].status == "ok"
     assert by_x[1].status == "failed"
@@ -156,6 +158,7 @@ def test_ctrl_c_records_running_trials_as_interrupted_and_skip_done_finishes(
     assert "--skip-done" in err
     statuses = sorted((t.params["value"].value, t.status) for t in mitosis.trials("marks"))
     assert statuses == [(1, "ok"), (2, "ok"), (3, "interrupted"), (4, "interrupted")]
+    assert _warm_servers(investigation.__name__) == []  # the trials were forked: none is left
     git("fsck", "--strict")
     finish = _sweep_cli(marks, "-e", "value=1,2,3,4,5,6", "-e", "+seconds=0", "--skip-done")
     out, err = finish.communicate(timeout=120)
@@ -164,6 +167,22 @@ def test_ctrl_c_records_running_trials_as_interrupted_and_skip_done_finishes(
     ok = sorted(t.params["value"].value for t in mitosis.trials("marks") if t.status == "ok")
     assert ok == [1, 2, 3, 4, 5, 6]
     assert out.count("(done before)") == 2
+
+
+def _warm_servers(marker: str) -> list[str]:
+    """The command lines of the warm processes still alive whose command line holds ``marker``."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    found = []
+    for entry in proc.iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # not a process, or it ended meanwhile
+            continue
+        if b"--serve" in command and marker.encode() in command:
+            found.append(command.decode(errors="replace"))
+    return found
 
 
 def test_a_trial_refused_at_its_commit_is_reported_not_recorded(investigation, tmp_path):

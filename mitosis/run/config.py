@@ -28,12 +28,15 @@ from typing import Any
 
 import attrs
 
-from ..exceptions import ConfigError
-from .experiment import Chain, Step, spec_of
+from ..exceptions import BadParameter, ConfigError
+from .experiment import Chain, Start, Step, check_start, spec_of
 
 __all__ = ["Config", "Entry", "find_pyproject", "load_config", "parse_size"]
 
-_ENTRY_FORM = '{ run = "module:function", lookup = "module:dictionary", untracked = ["param"] }'
+_ENTRY_FORM = (
+    '{ run = "module:function", lookup = "module:dictionary", untracked = ["param"], '
+    'start = "fork" }'
+)
 _STEPS_ENTRY_FORM = '{ steps = ["first_experiment", "second_experiment"] }'
 _STEPS_FORM = '["module:function", "module:dictionary"]'
 
@@ -47,6 +50,7 @@ class Entry:
     lookup: str | None = None
     untracked: tuple[str, ...] = ()
     steps: tuple[str, ...] = ()
+    start: Start | None = None
 
 
 @attrs.frozen
@@ -101,7 +105,7 @@ class Config:
             )
         # What pyproject leaves out, the function's @mitosis.experiment may give.
         spec = spec_of(fn, lookup, entry.untracked or None)
-        return Step(attrs.evolve(spec, name=name), fn)
+        return Step(attrs.evolve(spec, name=name, start=entry.start or spec.start), fn)
 
     def module_chain(self, ref: str) -> Chain:
         """A mitosis 0.6 experiment module (``package.module``, or ``module:object``): an
@@ -227,18 +231,25 @@ def _entry(name: str, table: Any) -> Entry:
             f"{key} must be a table like {name} = {_ENTRY_FORM} (or {_STEPS_ENTRY_FORM}, or "
             f'{name} = "module:function"); got {table!r}'
         )
-    unknown = sorted(set(table) - {"run", "lookup", "untracked"})
+    unknown = sorted(set(table) - {"run", "lookup", "untracked", "start"})
     if unknown:
         raise ConfigError(f"{key} has unknown keys {unknown}; the form is {name} = {_ENTRY_FORM}")
     untracked = table.get("untracked", [])
     if not isinstance(untracked, list) or not all(isinstance(u, str) for u in untracked):
         raise ConfigError(f"{key}.untracked must be a list of parameter names, e.g. ['gpu']")
     lookup = table.get("lookup")
+    start = table.get("start")
+    if start is not None:
+        try:
+            start = check_start(start, f"{key}.start")
+        except BadParameter as exc:
+            raise ConfigError(str(exc)) from None
     return Entry(
         name=name,
         run=_target(table["run"], f"{key}.run"),
         lookup=_target(lookup, f"{key}.lookup") if lookup is not None else None,
         untracked=tuple(untracked),
+        start=start,
     )
 
 

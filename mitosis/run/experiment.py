@@ -4,7 +4,7 @@ callable or a list of steps becomes the :class:`Chain` that a trial runs."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, get_args, overload
 
 import attrs
 
@@ -15,8 +15,10 @@ from ..model.text import check_name
 __all__ = [
     "Chain",
     "ExperimentSpec",
+    "Start",
     "Step",
     "chain_of",
+    "check_start",
     "code_fingerprint",
     "experiment",
     "function_name",
@@ -27,6 +29,9 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 Lookup = Mapping[str, Mapping[str, Any]]
+#: How a sweep starts its trial processes: ``"fork"`` from a warm process that imported the
+#: experiment's modules, where that is safe (else afresh), or ``"spawn"``: always afresh.
+Start = Literal["fork", "spawn"]
 _ATTRIBUTE = "__mitosis__"
 
 
@@ -37,6 +42,7 @@ class ExperimentSpec:
     name: str
     lookup: Lookup
     untracked: frozenset[str]
+    start: Start = "fork"
 
 
 @overload
@@ -45,7 +51,11 @@ def experiment(fn: F, /) -> F: ...
 
 @overload
 def experiment(
-    *, name: str | None = None, lookup: Lookup | None = None, untracked: Iterable[str] = ()
+    *,
+    name: str | None = None,
+    lookup: Lookup | None = None,
+    untracked: Iterable[str] = (),
+    start: Start = "fork",
 ) -> Callable[[F], F]: ...
 
 
@@ -56,6 +66,7 @@ def experiment(
     name: str | None = None,
     lookup: Lookup | None = None,
     untracked: Iterable[str] = (),
+    start: Start = "fork",
 ) -> F | Callable[[F], F]:
     """Attach a name, a lookup dictionary and untracked parameter names to a function.
 
@@ -68,6 +79,11 @@ def experiment(
         lookup: parameter name to ``{variant name: value}``.
         untracked: parameters that do not change the result (a GPU index, a scratch folder):
             recorded, never locked.
+        start: how a sweep starts the trial processes: ``"fork"`` (the default) forks each
+            from a process that imported the experiment's modules once, where forking is safe;
+            ``"spawn"`` starts each afresh (for modules that do not survive a fork, e.g. ones
+            that start threads or hold connections when imported). Either way each trial runs
+            in its own new process.
 
     Example:
         >>> import mitosis
@@ -78,16 +94,30 @@ def experiment(
         1.0
     """
 
+    check_start(start, "@mitosis.experiment(start=...)")
+
     def attach(f: F) -> F:
         spec = ExperimentSpec(
             name=name or f.__name__,
             lookup=_check_lookup(lookup or {}),
             untracked=frozenset(untracked),
+            start=start,
         )
         setattr(f, _ATTRIBUTE, spec)
         return f
 
     return attach(fn) if fn is not None else attach
+
+
+def check_start(start: Any, where: str) -> Start:
+    """``start`` when it is one of :data:`Start`, else a clear error naming ``where``."""
+    if start not in get_args(Start):
+        raise BadParameter(
+            f'{where} must be "fork" (fork trial processes from a warm one where safe) or '
+            f'"spawn" (start each afresh); got {start!r}'
+        )
+    started: Start = start
+    return started
 
 
 def _check_lookup(lookup: Any) -> Lookup:
@@ -135,6 +165,7 @@ def spec_of(
         else attached.untracked
         if attached
         else frozenset(),
+        start=attached.start if attached else "fork",
     )
 
 
@@ -194,6 +225,11 @@ class Chain:
     @property
     def single(self) -> bool:
         return len(self.steps) == 1
+
+    @property
+    def start(self) -> Start:
+        """``"spawn"`` when a step asks for it, else ``"fork"``."""
+        return "spawn" if any(s.spec.start == "spawn" for s in self.steps) else "fork"
 
     def name_of(self, index: int, arg: str) -> str:
         """How step ``index``'s parameter ``arg`` is addressed and recorded: ``arg`` for a

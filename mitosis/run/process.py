@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -29,10 +29,13 @@ from ..model.portable import write_file
 from ..model.records import InStore, OnDisk
 from . import environment as _environment
 
+if TYPE_CHECKING:
+    from .warm import TrialProcess
+
 __all__ = ["IN_MEMORY", "Job", "Ran", "interrupt_running", "perform"]
 
 _INTERRUPT_GRACE = 10.0
-_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING: set[TrialProcess] = set()
 _RUNNING_LOCK = threading.Lock()
 #: Files a trial process left that are bigger than this stay on disk (with a spool folder) and
 #: travel in the :class:`Ran` by path, to be streamed into the store.
@@ -58,6 +61,9 @@ class Job:
         figure_dpi: dots per inch of the figures (None: ``$MITOSIS_FIGURE_DPI``, else 100).
         debug: a debug trial: where the experiment sets up no logging, DEBUG records reach its
             log too (else INFO and above).
+        preload: the modules whose functions the steps run, to fork the trial process from a
+            warm process that imported them (see :mod:`mitosis.run.warm`), where forking is
+            safe; None: a trial process started afresh.
         spool: a folder of the machine that records the trial (``<git dir>/mitosis/spool``):
             the trial process's folder is made there and kept until the trial is recorded, and
             results and figures bigger than :data:`IN_MEMORY` travel in the :class:`Ran` by
@@ -74,6 +80,7 @@ class Job:
     figure_dpi: float | None = None
     debug: bool = False
     spool: str | None = None
+    preload: tuple[str, ...] | None = None
 
 
 @attrs.frozen
@@ -144,7 +151,7 @@ def perform(job: Job) -> Ran:
         write_file(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.perf_counter()
-        returncode, log, interrupted = _spawn(spec_file, out, job.echo, job.figure_dpi)
+        returncode, log, interrupted = _spawn(spec_file, out, job)
         duration = time.perf_counter() - clock
         outcome = _outcome(out, returncode)
         names = os.listdir(out)
@@ -288,22 +295,30 @@ def _captions(path: str) -> list[str]:
     return [c if isinstance(c, str) else "" for c in found] if isinstance(found, list) else []
 
 
-def _spawn(
-    spec_file: str, out: str, echo: bool, figure_dpi: float | None
-) -> tuple[int, bytes, bool]:
-    """Run the worker, streaming its output to the log (and live to the console if ``echo``);
-    return its exit code, the log, and whether Ctrl-C reached this process meanwhile."""
+def _spawn(spec_file: str, out: str, job: Job) -> tuple[int, bytes, bool]:
+    """Run the worker (forked from a warm process when ``job.preload`` asks and forking is safe
+    here, else started afresh), streaming its output to the log (and live to the console if
+    ``job.echo``); return its exit code, the log, and whether Ctrl-C reached this process
+    meanwhile."""
+    echo = job.echo
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
-    if figure_dpi is not None:
-        env["MITOSIS_FIGURE_DPI"] = repr(float(figure_dpi))
-    worker = os.path.join(os.path.dirname(__file__), "worker.py")
-    with subprocess.Popen(
-        [sys.executable, worker, spec_file, out],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    ) as proc:
+    if job.figure_dpi is not None:
+        env["MITOSIS_FIGURE_DPI"] = repr(float(job.figure_dpi))
+    proc: TrialProcess | None = None
+    if job.preload is not None:
+        from . import warm  # on first need: only a sweep's trial processes are forked
+
+        proc = warm.start(spec_file, out, env, job.path, job.preload)
+    if proc is None:
+        worker = os.path.join(os.path.dirname(__file__), "worker.py")
+        proc = subprocess.Popen(
+            [sys.executable, worker, spec_file, out],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    with proc:
         with _RUNNING_LOCK:
             _RUNNING.add(proc)
         log: list[bytes] = []
@@ -330,7 +345,7 @@ def _spawn(
     return returncode, b"".join(log), interrupted
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> int:
+def _stop(proc: TrialProcess) -> int:
     """Ctrl-C reached mitosis: pass it on to the trial process and give it time to report."""
     try:
         proc.send_signal(signal.SIGINT)

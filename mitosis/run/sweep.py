@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -25,6 +26,7 @@ from ..model.records import Trial, VariantLock
 from ..store.repo import Store
 from ..store.trials import read_trials
 from ..store.variants import lock_new
+from . import warm
 from .environment import CodeSnapshot, hostname, read_code, username
 from .experiment import Chain, Lookup, chain_of
 from .params import locks_of, resolve
@@ -251,6 +253,8 @@ class _Sweep:
         self.items = [Item(c) for c in combos]
         self.code = read_code(code_start(chain.steps[0].fn), store.path if store else None)
         self.trusted = trusted_remotes() if reuse and store is not None else ()
+        self.preload = preload_of(chain)
+        self.stopping = threading.Event()
 
     def run(
         self,
@@ -279,7 +283,12 @@ class _Sweep:
                         break
                     task = self._task(index, spool=own or in_workers)
                     future = task.submit(
-                        pool, self.code, self.store, in_workers, self.origin.results_threshold
+                        pool,
+                        self.code,
+                        self.store,
+                        in_workers,
+                        self.origin.results_threshold,
+                        self.stopping if own else None,
                     )
                     pending[future] = task
                 if not pending:
@@ -296,6 +305,7 @@ class _Sweep:
         finally:
             if own:
                 pool.shutdown(wait=False, cancel_futures=True)
+            warm.shutdown()  # this process's warm servers; an executor's workers have theirs
             self.progress.close(len(pending))
         return self.items
 
@@ -310,6 +320,7 @@ class _Sweep:
         job = prepare(
             self.chain, resolved, reused=reused, origin=self.origin, echo=False, spool=folder
         )
+        job = attrs.evolve(job, preload=self.preload)
         return _Task(index, job, recipe_of(self.chain, resolved), reused)
 
     def _collect(self, future: Future[Any], task: _Task) -> Trial | None:
@@ -317,6 +328,8 @@ class _Sweep:
             result = future.result()
         except Exception as exc:  # the executor lost the task: record why, never lose it
             result = _lost(exc)
+        if result is None:  # Ctrl-C came before it started: it did not run
+            return None
         try:
             if isinstance(result, Trial):  # the task recorded it
                 trial = result
@@ -341,13 +354,19 @@ class _Sweep:
 
     def _interrupted(self, pending: dict[Future[Any], _Task]) -> None:
         """Ctrl-C: start nothing more, let running trials record themselves as interrupted."""
+        self.stopping.set()
         for future in pending:
             future.cancel()
         interrupt_running()
         running = {f: t for f, t in pending.items() if not f.cancelled()}
+        left = set(running)
         with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting
-            for future in wait(running).done:
-                self._collect(future, running[future])
+            while left:
+                done, left = wait(left, timeout=0.5)
+                for future in done:
+                    self._collect(future, running[future])
+                if left:  # a trial process that started as Ctrl-C came gets it too
+                    interrupt_running()
         recorded = sum(item.id is not None for item in self.items)
         missing = len(self.items) - recorded
         self.progress.message(
@@ -397,12 +416,47 @@ class _Task:
         store: Store | None,
         in_workers: bool,
         threshold: int,
+        stopping: threading.Event | None,
     ) -> Future[Any]:
+        """Send the task to ``pool``; a task of this process's own pool that starts after
+        ``stopping`` is set (Ctrl-C) does not run, and gives None."""
         if in_workers and store is not None:
-            return pool.submit(
-                perform_and_commit, self.job, self.recipe, code, store.path, self.reused, threshold
+            work: tuple[Any, ...] = (
+                perform_and_commit,
+                self.job,
+                self.recipe,
+                code,
+                store.path,
+                self.reused,
+                threshold,
             )
-        return pool.submit(perform, self.job)
+        else:
+            work = (perform, self.job)
+        if stopping is not None:
+            return pool.submit(_unless_stopping, stopping, *work)
+        return pool.submit(*work)
+
+
+def _unless_stopping(stopping: threading.Event, fn: Callable[..., Any], *args: Any) -> Any:
+    return None if stopping.is_set() else fn(*args)
+
+
+def preload_of(chain: Chain) -> tuple[str, ...] | None:
+    """The modules a warm process imports for the trials of ``chain``: those of its steps'
+    functions that a trial process imports by name (functions sent by value give nothing to
+    import); None when the experiment asks for ``start="spawn"``."""
+    if chain.start == "spawn":
+        return None
+    modules = []
+    for step in chain.steps:
+        if step.ref is not None:
+            modules.append(step.ref[0])
+            continue
+        module = getattr(step.fn, "__module__", None)
+        qualname = getattr(step.fn, "__qualname__", "<")
+        if module in sys.modules and module != "__main__" and "<" not in qualname:
+            modules.append(module)
+    return tuple(dict.fromkeys(modules))
 
 
 def _key(params: Iterable[tuple[str, Any]]) -> tuple[tuple[str, str], ...]:

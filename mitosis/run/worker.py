@@ -1,9 +1,10 @@
 """What runs inside a trial's own process.
 
-Started as ``python .../mitosis/run/worker.py SPEC OUT``, so the mitosis package is never imported
-here: the trial process starts with the standard library alone (and :mod:`mitosis.model.portable`,
-loaded by its path), and imports dill only if the spec needs it, matplotlib only if the experiment
-did.
+Started as ``python .../mitosis/run/worker.py SPEC OUT`` (or forked, in a sweep, from a process
+started as ``worker.py --serve CONFIG``: see :mod:`mitosis.run.serve`), so the mitosis package is
+never imported here: the trial process starts with the standard library alone (and
+:mod:`mitosis.model.portable`, loaded by its path), and imports dill only if the spec needs it,
+matplotlib only if the experiment did.
 
 SPEC holds one JSON line (``{"path": the import path, "reused": a file, "debug": true}``, the last
 two only when they apply) and then a pickle
@@ -259,5 +260,43 @@ def main(spec_path: str, out: str) -> int:
     return 0
 
 
+def _serve(config: str) -> tuple[str, str] | None:
+    """The warm start of a sweep (:mod:`mitosis.run.serve`, loaded by its path): returns the
+    trial's ``(spec, out)`` in each forked trial process, None when the server is done."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serve.py")
+    spec = importlib.util.spec_from_file_location("_mitosis_serve", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    trial: tuple[str, str] | None = module.serve(json.loads(config))
+    return trial
+
+
+def _exit_forked(code: int) -> None:
+    """End a forked trial process as the interpreter ends one started afresh (the threads it
+    started joined, its atexit handlers run, its output flushed), but without tearing down
+    the modules it shares with the warm process: that shows nothing, and there it costs
+    50-200 ms (every object touched is copied)."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    import atexit
+    import contextlib
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing more to say
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--serve":
+        trial = _serve(sys.argv[2])
+        if trial is None:  # the server is done: nothing to flush, nothing worth tearing down
+            os._exit(0)
+        sys.argv[1:] = trial  # a forked trial process: from here on, as one started afresh
+        _exit_forked(main(*trial))
     sys.exit(main(sys.argv[1], sys.argv[2]))
