@@ -127,6 +127,14 @@ def test_a_warm_trial_is_recorded_as_one_started_afresh(lab):
     assert warm_trial.results() == cold_trial.results()
 
 
+def test_a_warm_trial_flushes_the_files_it_left_open(lab, tmp_path):
+    # at a normal exit Python flushes a file as it frees it; a warm trial leaves with os._exit
+    trials = mitosis.sweep(lab.leaves_open, {"x": [0, 1, 2], "folder": [str(tmp_path)]}, jobs=1)
+    assert [t.status for t in trials] == ["ok"] * 3
+    for x in range(3):
+        assert (tmp_path / f"note-{x}.txt").read_text() == f"trial {x}\n"
+
+
 def test_start_spawn_never_forks(lab, tmp_path):
     spawned = mitosis.experiment(start="spawn")(lab.meddles)
     trials = mitosis.sweep(spawned, {"x": [1, 2]}, jobs=2)
