@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from .store.gc import Packed, gc
     from .store.merge import Conflict, conflicts
     from .store.sync import SyncReport, bundle, pull, push
-    from .store.trials import load, trials
+    from .store.trials import Trials, load, trials
     from .store.variants import rename_variant, variants
 
 # Imported on first use, so that `import mitosis` (and every trial's caller) stays quick.
@@ -61,6 +61,7 @@ _LATER = {
     "literal": "run.params",
     "load": "store.trials",
     "trials": "store.trials",
+    "Trials": "store.trials",
     "rename_variant": "store.variants",
     "variants": "store.variants",
     "Site": "site.build",
@@ -122,6 +123,7 @@ __all__ = [
     "SyncReport",
     "Trial",
     "TrialFailed",
+    "Trials",
     "UnknownExperiment",
     "UnknownField",
     "UnknownTrial",
