@@ -35,6 +35,7 @@ from .exceptions import (
 from .run.trial import run  # binds `mitosis.run` to the function, after the package `mitosis.run`
 
 if TYPE_CHECKING:
+    from .model.query import Row
     from .model.records import CodeState, FileInfo, Param, Trial, Variant
     from .run.experiment import experiment
     from .run.export import export
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 # Imported on first use, so that `import mitosis` (and every trial's caller) stays quick.
 _LATER = {
+    "Row": "model.query",
     "CodeState": "model.records",
     "FileInfo": "model.records",
     "Param": "model.records",
@@ -114,6 +116,7 @@ __all__ = [
     "PlotError",
     "Rerun",
     "RerunError",
+    "Row",
     "Site",
     "SiteError",
     "StoreError",

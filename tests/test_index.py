@@ -99,6 +99,17 @@ def test_the_index_is_written_at_the_tip_and_read_by_a_fresh_process(investigati
     assert "trial folders read" not in caplog.text  # served from the file alone
 
 
+def test_the_listing_cache_of_earlier_versions_is_removed(investigation):
+    old = Path(".git/mitosis/cache/bare_number.json")
+    old.parent.mkdir(parents=True)
+    old.write_text('{"version": 2, "shards": {}, "records": {}}')
+    kept = old.with_name("other.json")
+    kept.write_text("{}")  # another experiment's: removed when that one is listed
+    made = record(investigation, 1.0)
+    assert [t.id for t in mitosis.trials("bare_number")] == [made]
+    assert not old.exists() and kept.exists()
+
+
 def test_new_trials_read_only_the_new_folders(investigation, caplog):
     first = record(investigation, 1.0)
     assert fresh_ids("bare_number") == [first]

@@ -161,7 +161,7 @@ class Trials(Sequence[Trial]):
 
     @property
     def rows(self) -> list[Row]:
-        """Each listed trial's :class:`~mitosis.model.query.Row`: the fields ``mitosis log``
+        """Each listed trial's :class:`~mitosis.Row`: the fields ``mitosis log``
         prints, read without building a :class:`Trial`."""
         return list(self._rows)
 
