@@ -382,3 +382,96 @@ def test_rows_filter_and_sort_as_trials_do(investigation):
         by_trials = [t.id for t in select(list(found), where, sort)]
         assert by_rows == by_trials
         assert [t.id for t in mitosis.trials("sine", where=where, sort=sort)] == by_trials
+
+
+def write_loose(git_dir: Path, kind: str, body: bytes) -> str:
+    """Write a loose object as git would (even one git would refuse); its id."""
+    import hashlib
+    import zlib
+
+    data = b"%s %d\x00" % (kind.encode(), len(body)) + body
+    object_id = hashlib.sha1(data).hexdigest()
+    path = git_dir / "objects" / object_id[:2] / object_id[2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zlib.compress(data))
+    return object_id
+
+
+def test_a_damaged_or_missing_trial_folder_is_said_and_skipped(investigation, caplog):
+    good = record(investigation, 1.0)
+    damaged_id, missing_id = "cd" + good[2:], "ef" + good[2:]
+    folder = write_loose(Path(".git"), "tree", b"100644 trial.json")  # no NUL, no id: damaged
+    absent = "1" * 40  # a trial.json whose blob is not in the store
+    shard = git("rev-parse", f"mitosis/bare_number:trials/{good[:2]}").strip()
+    entries = [f"040000 tree {shard}\t{good[:2]}"]
+    for trial_id, tree in ((damaged_id, folder), (missing_id, None)):
+        if tree is None:
+            tree = git("mktree", "--missing", input=f"100644 blob {absent}\ttrial.json\n").strip()
+        shard = git("mktree", "--missing", input=f"040000 tree {tree}\t{trial_id}\n").strip()
+        entries.append(f"040000 tree {shard}\t{trial_id[:2]}")
+    trials_tree = git(
+        "mktree",
+        "--missing",
+        input="\n".join(sorted(entries, key=lambda e: e.split("\t")[1])) + "\n",
+    ).strip()
+    root = git("mktree", input=f"040000 tree {trials_tree}\ttrials\n").strip()
+    commit = git("commit-tree", root, "-p", "mitosis/bare_number", "-m", "damaged").strip()
+    git("update-ref", "refs/heads/mitosis/bare_number", commit)
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        assert [t.id for t in mitosis.trials("bare_number")] == [good]
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"trial {damaged_id} on mitosis/bare_number has no trial.json" in said
+    assert f"trial {missing_id} on mitosis/bare_number has no trial.json" in said
+    assert fresh_ids("bare_number") == [good]
+
+
+def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation):
+    from mitosis.store.index import _Objects
+
+    first = record(investigation, 1.0)
+    git("repack", "-a", "-d", "-q")
+    second = record(investigation, 2.0)
+    with Store.open(".") as store:
+        objects = _Objects(store)  # knows the first pack only
+        assert objects.packs
+        git("repack", "-a", "-d", "-q")  # one new pack with everything; the first is gone
+        for trial_id in (first, second):
+            tree = git("rev-parse", f"mitosis/bare_number:trials/{trial_id[:2]}/{trial_id}").strip()
+            blob = objects.entry(tree, "trial.json")
+            assert blob == git("rev-parse", f"{tree}:trial.json").strip()
+            assert blob is not None
+            assert objects.blob(blob) == git("cat-file", "blob", blob, text=False)
+        assert objects.blob("2" * 40) is None and objects.children("2" * 40) == []
+        assert objects.blob(tree) is None  # a tree is no blob
+
+
+def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investigation):
+    from mitosis.store.index import tree_entries
+
+    made = record(investigation, 1.0)
+    tree = git("rev-parse", f"mitosis/bare_number:trials/{made[:2]}/{made}").strip()
+    raw = git("cat-file", "tree", tree, text=False)
+    listed = [line.split("\t") for line in git("ls-tree", tree).splitlines()]
+    assert tree_entries(raw) == [(name, info.split()[2]) for info, name in listed]
+    odd = b"100644 caf\xe9\x00" + bytes(20)  # a name that is not UTF-8
+    assert tree_entries(odd) == [("caf\ufffd", "00" * 20)]
+    for damaged in (
+        raw[:-1],
+        raw[:10],
+        b"100644 trial.json",
+        b"nospace\x00" + bytes(20),
+        b"10x644 a\x00" + bytes(20),
+    ):
+        assert tree_entries(damaged) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["low", "a b", " x", "x  y", "\u202eevil", "caf\u00e9", "nb\u00a0sp", "x" * 40, "\x1b[2J"],
+)
+def test_a_table_cell_of_text_is_one_safe_line_on_every_path(text):
+    from mitosis.cli.support import cell, shown
+
+    one_line = shown(" ".join(text.split()))
+    expected = one_line if len(one_line) <= 28 else one_line[:27] + "…"
+    assert cell(text) == expected

@@ -68,14 +68,15 @@ def log(
     fmt = exact if as_csv else cell  # CSV holds values in full; a table cuts them to fit
 
     def row(t: Row) -> list[str]:
+        variants, values = t.variants, t.metrics
         return [
             t.id,
             t.experiment,
             t.started if as_csv else t.started[:19].replace("T", " "),
             t.status,
-            *(fmt(t.variants[p]) if p in t.variants else "" for p in params),
+            *[fmt(variants[p]) if p in variants else "" for p in params],
             fmt(t.main),
-            *(fmt(t.metrics.get(m)) for m in metrics),
+            *[fmt(values.get(m)) for m in metrics],
             (t.commit or "") if as_csv else _short_commit(t),
         ]
 

@@ -148,6 +148,11 @@ def step_line(step: StepRecord) -> str:
 
 
 def cell(value: Any, width: int = _CELL) -> str:
+    kind = type(value)
+    if kind is float:
+        return format(value, ".4g")
+    if kind is str and len(value) <= width and " " not in value and value.isprintable():
+        return str(value)  # a short name: printable (no control character) and one word
     if value is None:
         return ""
     if isinstance(value, float):

@@ -53,7 +53,17 @@ from .repo import Store
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
 
-__all__ = ["Bad", "Entry", "Index", "Judge", "blob_id", "follow", "index_path", "paused_gc"]
+__all__ = [
+    "Bad",
+    "Entry",
+    "Index",
+    "Judge",
+    "blob_id",
+    "follow",
+    "index_path",
+    "paused_gc",
+    "tree_entries",
+]
 
 VERSION = 3  # 3: one file per experiment keyed by its tip (2 was the JSON cache of mitosis/cache)
 _MAGIC = b"mitosis-index %d\n" % VERSION
@@ -242,6 +252,26 @@ def _judged(
 _TREE_TYPE, _BLOB_TYPE = 2, 3  # git's object type numbers
 
 
+def tree_entries(text: bytes, id_size: int = 20) -> list[tuple[str, str]]:
+    """``(name, object id)`` of each entry of a tree as git stores it (``<mode> SP <name> NUL
+    <binary id>``, ids of ``id_size`` bytes); none for a damaged tree (as a folder without
+    entries: what it held is then said missing)."""
+    found, at = [], 0
+    try:
+        while at < len(text):
+            name_end = text.index(b"\x00", at)
+            space = text.index(b" ", at, name_end)
+            int(text[at:space], 8)  # a mode: octal digits
+            name = text[space + 1 : name_end]
+            at = name_end + 1 + id_size
+            if at > len(text):
+                return []
+            found.append((name.decode(errors="replace"), text[name_end + 1 : at].hex()))
+    except ValueError:
+        return []
+    return found
+
+
 class _Objects:
     """Trees and blobs read as git stores them, straight from the store's packs where they
     are there (an index rebuilt reads tens of thousands: this skips dulwich's look at loose
@@ -262,9 +292,11 @@ class _Objects:
             except Exception:  # a pack replaced by a packer meanwhile: read the other way
                 self.packs = []
                 break
+        from dulwich.errors import ObjectFormatException
+
         try:
             found = self.store.get(cast("ObjectID", object_id.encode()))
-        except KeyError:
+        except (KeyError, ObjectFormatException):  # not here, or damaged: as if not here
             return None
         return found.type_num, found.as_raw_string()
 
@@ -273,16 +305,7 @@ class _Objects:
         raw = self._raw(tree_id)
         if raw is None or raw[0] != _TREE_TYPE:
             return []
-        size, text, at, found = len(tree_id) // 2, raw[1], 0, []
-        try:
-            while at < len(text):  # entries: <mode> SP <name> NUL <binary id>
-                name_end = text.index(b"\x00", at)
-                name = text[text.index(b" ", at) + 1 : name_end]
-                at = name_end + 1 + size
-                found.append((name.decode(errors="replace"), text[name_end + 1 : at].hex()))
-        except ValueError:
-            return []  # a damaged tree: as a folder without entries
-        return found
+        return tree_entries(raw[1], len(tree_id) // 2)
 
     def entry(self, tree_id: str, name: str) -> str | None:
         return next((sha for n, sha in self.children(tree_id) if n == name), None)
