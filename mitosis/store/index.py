@@ -76,7 +76,7 @@ Judge = Callable[[str, bytes], list[Any]]
 #: A trial folder whose record passed its checks, as the file holds it (a JSON list):
 #: ``[trial id, tree id, blob id of its trial.json, offset, size, *columns]``.
 Entry = list[Any]
-_ID, _TREE, _BLOB, _OFFSET, _SIZE, _STARTED = 0, 1, 2, 3, 4, 7  # see model.query.columns
+_ID, _TREE, _OFFSET, _SIZE, _STARTED = 0, 1, 3, 4, 7  # see mitosis.model.query.columns
 _ORDER = itemgetter(_STARTED, _ID)  # a listing's order: by start, then id
 
 
