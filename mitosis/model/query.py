@@ -106,8 +106,9 @@ def columns(record: dict[str, Any]) -> list[Any]:
     code = record.get("code")
     params, untracked = record.get("params") or {}, record.get("untracked") or {}
     main, metrics = record.get("main"), record.get("metrics") or {}
-    numbers = {k: number(p.get("value")) for k, p in untracked.items()}
-    numbers.update((k, number(p.get("value"))) for k, p in params.items())
+    numbers = {k: number(p.get("value")) for k, p in untracked.items()} if untracked else {}
+    for k, p in params.items():  # a tracked parameter's number wins, as in field()
+        numbers[k] = number(p.get("value"))
     return [
         int(tagged(main) or tagged(metrics)),
         record["status"],
@@ -152,6 +153,8 @@ def row_of(entry: list[Any], experiment: str, records: bytes) -> Row:
 
 def number(value: Any) -> float | None:
     """``value`` as a float, or None (booleans are not numbers here)."""
+    if type(value) in (float, int):  # the usual case, first
+        return float(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
