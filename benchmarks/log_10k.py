@@ -207,7 +207,7 @@ def main() -> int:
     print(f"{'measure (median of ' + str(repeat) + ')':<{width}}  seconds  ratio")
     for name, value, base in rows:
         ratio = "" if base is None else f"{value / base[0]:7.2f} x {base[1]}"
-        print(f"{name:<{width}}  {value:7.3f}  {ratio}")
+        print(f"{name:<{width}}  {value:8.4f}  {ratio}")
     met = True
     for what, value, goal in (
         ("listing warm in process", warm_s, WARM_GOAL_S),
@@ -216,7 +216,7 @@ def main() -> int:
     ):
         verdict = "within" if value < goal else "OVER"
         met = met and value < goal
-        print(f"{what}, {args.trials} trials: {value:.3f} s, {verdict} the goal of {goal:.3f} s")
+        print(f"{what}, {args.trials} trials: {value:.4f} s, {verdict} the goal of {goal:.3f} s")
     return 0 if met else 1
 
 
