@@ -363,6 +363,7 @@ def test_trials_builds_each_trial_when_first_used(investigation):
     assert [(r.id, r.main, r.variants, r.numbers) for r in rows] == [
         (t.id, t.main, t.variants, {"x": t.params["x"].value}) for t in made
     ]
+    assert found + made[:1] == [*made, made[0]] and made[:1] + found == [made[0], *made]
     assert repr(found).startswith("Trials([Trial(")
     with pytest.raises(TypeError):
         hash(found)

@@ -148,8 +148,9 @@ class Trials(Sequence[Trial]):
     """The trials of a listing (what :func:`mitosis.trials` returns): a read-only sequence of
     :class:`Trial`, each built from its checked ``trial.json`` when first used, so that
     listing thousands of trials builds none that no one looks at. Each listing builds its own
-    trials, so changing one changes no later listing. ``list(found)`` makes a list; a
-    ``Trials`` equals any sequence of the same trials.
+    trials, so changing one changes no later listing. It is not a list: ``list(found)``
+    makes one (``sorted(found, key=...)`` a sorted one); it equals, and adds to, any sequence of
+    trials as a list does.
     """
 
     __slots__ = ("_built", "_rows", "_source")
@@ -198,6 +199,13 @@ class Trials(Sequence[Trial]):
         return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
 
     __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other: Sequence[Trial]) -> list[Trial]:
+        """A list of these trials, then ``other``'s (as lists add)."""
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[Trial]) -> list[Trial]:
+        return [*other, *self]
 
     def __repr__(self) -> str:
         return f"Trials({list(self)!r})"
