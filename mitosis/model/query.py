@@ -82,7 +82,7 @@ class Row(NamedTuple):
     commit: str | None
     dirty: bool | None
     blob: str
-    record: bytes
+    record: bytes | memoryview
 
 
 def tagged(value: Any) -> bool:
@@ -125,7 +125,7 @@ def columns(record: dict[str, Any]) -> list[Any]:
     ]
 
 
-def row_of(entry: list[Any], experiment: str, records: bytes) -> Row:
+def row_of(entry: list[Any], experiment: str, records: bytes | memoryview) -> Row:
     """The row of a trial from its entry in the listing index, ``[trial id, tree id, blob id,
     offset, size, *columns]`` (see :func:`columns`), its record at ``offset`` in ``records``."""
     (trial_id, _, blob, offset, size, tags, status, started, duration, host, main, metrics,

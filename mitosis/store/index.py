@@ -99,7 +99,7 @@ class Index:
         tip: str,
         shards: dict[str, str],
         entries: list[Entry],
-        records: bytes,
+        records: bytes | memoryview,
         bad: list[Bad],
     ) -> None:
         self.experiment = experiment
@@ -110,7 +110,7 @@ class Index:
         self.bad = bad
         self._rows: list[Row] | None = None
 
-    def record(self, entry: Entry) -> bytes:
+    def record(self, entry: Entry) -> bytes | memoryview:
         offset = entry[_OFFSET]
         return self.records[offset : offset + entry[_SIZE]]
 
@@ -180,9 +180,9 @@ def _update(
     shards = {name: tree.decode() for name, tree in store.children(store.tree_of(commit), TRIALS)}
     before = known.shards if known is not None else {}
     changed = {name for name, tree in shards.items() if before.get(name) != tree}
-    found: list[tuple[Entry, bytes]] = []
+    found: list[tuple[Entry, bytes | memoryview]] = []
     bad: list[Bad] = []
-    kept: dict[tuple[str, str], tuple[Entry, bytes] | Bad] = {}
+    kept: dict[tuple[str, str], tuple[Entry, bytes | memoryview] | Bad] = {}
     if known is not None:
         for e in known.entries:
             shard = e[_ID][:2]  # a record that passed its checks is in the shard of its id
@@ -345,20 +345,20 @@ def _read(path: Path, store_path: str, experiment: str) -> Index | None:
 def _parse(data: bytes, store_path: str, experiment: str) -> tuple[Index | None, str]:
     if not data.startswith(_MAGIC):
         return None, f"it is not a listing index of format {VERSION}"
-    line_end = data.index(b"\n", len(_MAGIC))
-    head = json.loads(data[len(_MAGIC) : line_end])
-    body = data[line_end + 1 :]
+    start = data.index(b"\n", len(_MAGIC)) + 1
+    head = json.loads(data[len(_MAGIC) : start])
     if head["store"] != store_path or head["experiment"] != experiment:
         return None, f"it is the index of {head['experiment']!r} in {head['store']!r}"
     size = head["columns"]
-    if len(body) != size + head["records"]:
+    if len(data) - start != size + head["records"]:
         return None, "it is truncated"
-    columns = body[:size]
+    columns = data[start : start + size]
     if _checksum(head, columns) != head["sha256"]:
         return None, "its checksum does not match (damaged)"
     held = json.loads(columns)
     bad = [Bad(*b) for b in held["bad"]]
-    return Index(experiment, head["tip"], held["shards"], held["entries"], body[size:], bad), ""
+    records = memoryview(data)[start + size :]  # no copy: rows and trials take their parts
+    return Index(experiment, head["tip"], held["shards"], held["entries"], records, bad), ""
 
 
 def _checksum(head: dict[str, Any], columns: bytes) -> str:

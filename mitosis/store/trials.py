@@ -214,7 +214,7 @@ class Trials(Sequence[Trial]):
 def _record(row: Row, location: str) -> Any:
     """The parsed ``trial.json`` of a row: the index's bytes when they are the blob's, else
     (a damaged index file) the blob, read from the store."""
-    data = row.record
+    data = bytes(row.record)
     if blob_id(data) != row.blob:
         with Store.open(location) as store:
             data = store.get(cast("ObjectID", row.blob.encode())).as_raw_string()
