@@ -35,6 +35,7 @@ from .exceptions import (
 from .run.trial import run  # binds `mitosis.run` to the function, after the package `mitosis.run`
 
 if TYPE_CHECKING:
+    from .model.query import Row
     from .model.records import CodeState, FileInfo, Param, Trial, Variant
     from .run.experiment import experiment
     from .run.export import export
@@ -47,11 +48,12 @@ if TYPE_CHECKING:
     from .store.gc import Packed, gc
     from .store.merge import Conflict, conflicts
     from .store.sync import SyncReport, bundle, pull, push
-    from .store.trials import load, trials
+    from .store.trials import Trials, load, trials
     from .store.variants import rename_variant, variants
 
 # Imported on first use, so that `import mitosis` (and every trial's caller) stays quick.
 _LATER = {
+    "Row": "model.query",
     "CodeState": "model.records",
     "FileInfo": "model.records",
     "Param": "model.records",
@@ -61,6 +63,7 @@ _LATER = {
     "literal": "run.params",
     "load": "store.trials",
     "trials": "store.trials",
+    "Trials": "store.trials",
     "rename_variant": "store.variants",
     "variants": "store.variants",
     "Site": "site.build",
@@ -113,6 +116,7 @@ __all__ = [
     "PlotError",
     "Rerun",
     "RerunError",
+    "Row",
     "Site",
     "SiteError",
     "StoreError",
@@ -122,6 +126,7 @@ __all__ = [
     "SyncReport",
     "Trial",
     "TrialFailed",
+    "Trials",
     "UnknownExperiment",
     "UnknownField",
     "UnknownTrial",

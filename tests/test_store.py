@@ -284,29 +284,6 @@ def test_store_writes_objects_and_trees_without_an_index(tmp_path):
     git("fsck", "--strict", cwd=path)
 
 
-LIST = "import mitosis; print(' '.join(t.id for t in mitosis.trials('bare_number')))"
-
-
-def list_in_fresh_process() -> list[str]:
-    out = subprocess.run([sys.executable, "-c", LIST], capture_output=True, text=True, check=True)
-    return out.stdout.split()
-
-
-def test_listing_cache_follows_new_trials_and_survives_corruption(investigation):
-    first = mitosis.run(investigation.bare_number, {"x": 1.0})
-    assert list_in_fresh_process() == [first.id]
-    cache = Path(".git/mitosis/cache/bare_number.json")
-    assert first.id in cache.read_text()
-    second = mitosis.run(investigation.bare_number, {"x": 2.0})
-    assert list_in_fresh_process() == [first.id, second.id]  # the cache only adds
-    cache.write_text("{not json")
-    assert list_in_fresh_process() == [first.id, second.id]
-    assert second.id in cache.read_text()  # rebuilt
-    git("update-ref", "refs/heads/mitosis/bare_number", "mitosis/bare_number~1")
-    assert list_in_fresh_process() == [first.id]  # a moved branch is read as it is
-    assert second.id not in cache.read_text()  # and the cache keeps only what it met
-
-
 def test_secrets_with_slashes_and_at_signs_in_passwords(investigation, monkeypatch):
     secret = "pa/ss@w0rd-9c1e"
     monkeypatch.setenv("DATABASE_URL", f"postgres://bob:{secret}@db.example.org/lab")

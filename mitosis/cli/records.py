@@ -12,7 +12,7 @@ import click
 from .. import load, rename_variant, trials, variants
 from ..exceptions import StoreError
 from ..model.layout import is_result, results_ref
-from ..model.query import conditions, select
+from ..model.query import Row, conditions, select
 from ..model.records import Trial, converter, human_size
 from ..model.values import dumps_json
 from ..run.compare import diff_trials, recorded_environment
@@ -25,8 +25,6 @@ from .support import (
     echo,
     exact,
     fail,
-    log_record,
-    short_commit,
     shown,
     step_line,
     store_path,
@@ -56,28 +54,30 @@ def log(
     """List the trials of EXPERIMENT (or of every experiment), newest first."""
     if as_json and as_csv:
         fail("give --json or --csv, not both")
-    newest_first = list(reversed(trials(experiment, store=store_path(ctx, store))))
+    # rows, not trials: the listing index holds what a log prints, and no Trial is built
+    newest_first = list(reversed(trials(experiment, store=store_path(ctx, store)).rows))
     found = select(newest_first, where, sort, label="--sort")
     found = found[:limit] if limit else found
-    params = list(dict.fromkeys(n for t in found for n in t.params))
+    params = list(dict.fromkeys(n for t in found for n in t.variants))
     metrics = list(dict.fromkeys(n for t in found for n in t.metrics))
     if as_json:
-        echo(dumps_json([log_record(t) for t in found], indent=2), nl=False, json=True)
+        echo(dumps_json([_log_record(t) for t in found], indent=2), nl=False, json=True)
         return
     shown = [f"{m} (metric)" if m in params else m for m in metrics]  # a metric named as a param
     headers = ["id", "experiment", "started", "status", *params, "main", *shown, "commit"]
     fmt = exact if as_csv else cell  # CSV holds values in full; a table cuts them to fit
 
-    def row(t: Trial) -> list[str]:
+    def row(t: Row) -> list[str]:
+        variants, values = t.variants, t.metrics
         return [
             t.id,
             t.experiment,
             t.started if as_csv else t.started[:19].replace("T", " "),
             t.status,
-            *(fmt(t.params[p].variant) if p in t.params else "" for p in params),
+            *[fmt(variants[p]) if p in variants else "" for p in params],
             fmt(t.main),
-            *(fmt(t.metrics.get(m)) for m in metrics),
-            (t.code.commit or "") if as_csv and t.code else short_commit(t),
+            *[fmt(values.get(m)) for m in metrics],
+            (t.commit or "") if as_csv else _short_commit(t),
         ]
 
     if as_csv:
@@ -94,12 +94,35 @@ def log(
             echo(hint, err=True)
 
 
-def _unmatched(found: list[Trial], where: tuple[str, ...]) -> list[str]:
+def _short_commit(row: Row) -> str:
+    if row.commit is None:
+        return "-"
+    return row.commit[:10] + ("*" if row.dirty else "")
+
+
+def _log_record(row: Row) -> dict[str, Any]:
+    """The documented JSON object of a trial in ``log --json``."""
+    return {
+        "id": row.id,
+        "experiment": row.experiment,
+        "status": row.status,
+        "started": row.started,
+        "duration": row.duration,
+        "params": row.variants,
+        "untracked": row.untracked,
+        "main": row.main,
+        "metrics": row.metrics,
+        "commit": row.commit,
+        "dirty": row.dirty,
+    }
+
+
+def _unmatched(found: list[Row], where: tuple[str, ...]) -> list[str]:
     """Why ``--where`` matched nothing, where it can tell: a parameter compared with ``=`` to
     a value that none of its trials has (the names of variants are what it compares)."""
     hints = []
     for name, op, value in conditions(where):
-        had = {t.params[name].variant for t in found if name in t.params}
+        had = {t.variants[name] for t in found if name in t.variants}
         if op != "=" or not had or value in had:
             continue
         listed = ", ".join(sorted(had)[:10]) + (", ..." if len(had) > 10 else "")

@@ -148,6 +148,11 @@ def step_line(step: StepRecord) -> str:
 
 
 def cell(value: Any, width: int = _CELL) -> str:
+    kind = type(value)
+    if kind is float:
+        return format(value, ".4g")
+    if kind is str and len(value) <= width and " " not in value and value.isprintable():
+        return str(value)  # a short name: printable (no control character) and one word
     if value is None:
         return ""
     if isinstance(value, float):
@@ -165,30 +170,9 @@ def exact(value: Any) -> str:
 
 def table(headers: list[str], rows: Iterable[list[str]]) -> str:
     """Left-aligned columns two spaces apart, each cell one line (through :func:`shown`)."""
-    table = [[shown(c) for c in row] for row in (headers, *rows)]
+    table = [headers, *rows]
+    if UNSAFE.search("".join(c for row in table for c in row)):  # one look for the whole table
+        table = [[shown(c) for c in row] for row in table]
     widths = [max(map(len, column)) for column in zip(*table, strict=True)]
     pattern = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(pattern.format(*row).rstrip() for row in table)
-
-
-def short_commit(trial: Trial) -> str:
-    if trial.code is None or trial.code.commit is None:
-        return "-"
-    return trial.code.commit[:10] + ("*" if trial.code.dirty else "")
-
-
-def log_record(trial: Trial) -> dict[str, Any]:
-    """The documented JSON object of a trial in ``log --json``."""
-    return {
-        "id": trial.id,
-        "experiment": trial.experiment,
-        "status": trial.status,
-        "started": trial.started,
-        "duration": trial.duration,
-        "params": trial.variants,
-        "untracked": {k: p.variant for k, p in trial.untracked.items()},
-        "main": trial.main,
-        "metrics": trial.metrics,
-        "commit": trial.code.commit if trial.code else None,
-        "dirty": trial.code.dirty if trial.code else None,
-    }

@@ -10,29 +10,25 @@ import json
 import os
 import stat
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from operator import attrgetter
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast, overload
 
 from ..exceptions import BadRecord, StoreError, UnknownExperiment
 from ..model.checks import check_record
-from ..model.layout import FORMAT, TRIAL, TRIALS, trial_dir
+from ..model.layout import FORMAT, TRIAL, trial_dir
+from ..model.query import Row, columns, decoded, select, tagged
 from ..model.records import FileInfo, Trial, trial_from_json
-from ..model.values import decode
-from .cache import ListingCache
+from .index import Index, Judge, blob_id, follow
 from .repo import Store, warn
 from .results import pointer_of
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
 
-__all__ = ["StoreFiles", "load", "load_json", "read_trials", "trials"]
+__all__ = ["StoreFiles", "Trials", "listed", "load", "load_json", "read_trials", "trials"]
 
-# trial.json records, by the id of their folder's tree: content-addressed, so never stale.
-_CACHE: dict[tuple[str, bytes], Any] = {}
-_SHARDS: dict[tuple[str, bytes], list[tuple[str, ObjectID]]] = {}
-_CACHE_LIMIT = 200_000
-_CONTAINERS = (dict, list)
 # Records already reported as bad (by the id of their folder's tree), said once per process.
-_BAD: set[tuple[str, bytes]] = set()
+_BAD: set[tuple[str, str]] = set()
 
 
 class StoreFiles(NamedTuple):
@@ -102,8 +98,7 @@ def _parse(
 ) -> Trial:
     """A :class:`Trial` from its parsed ``trial.json``, checked first (see
     :mod:`mitosis.model.checks`) unless it passed its checks already (``checked``: the listing
-    caches keep only records that did, by the id of their folder's tree; a tree may stand in
-    another place too, so its place is checked all the same).
+    index keeps only records that did, for the id and experiment they were checked for).
 
     Raises:
         BadRecord: the record fails its checks (a field, or its place in the tree).
@@ -125,31 +120,20 @@ def _parse(
         raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
 
 
-def _tagged(value: Any) -> bool:
-    """Whether a result may hold a tag (only containers can): most hold plain numbers."""
-    if type(value) is dict:
-        return "py/float" in value or any(type(v) in _CONTAINERS for v in value.values())
-    return type(value) is list
-
-
-def _decoded(value: Any) -> Any:
-    return decode(value) if _tagged(value) else value
-
-
 def _results(record: dict[str, Any]) -> dict[str, Any]:
     """A record with its results' tags (``{"py/float": "nan"}``) decoded."""
-    decoded = {
+    found = {
         **record,
-        "main": _decoded(record.get("main")),
-        "metrics": _decoded(record.get("metrics") or {}),
+        "main": decoded(record.get("main")),
+        "metrics": decoded(record.get("metrics") or {}),
     }
     steps = record.get("steps") or []
-    if any(_tagged(s.get("main")) or _tagged(s.get("metrics")) for s in steps):
-        decoded["steps"] = [
-            {**s, "main": _decoded(s.get("main")), "metrics": _decoded(s.get("metrics") or {})}
+    if any(tagged(s.get("main")) or tagged(s.get("metrics")) for s in steps):
+        found["steps"] = [
+            {**s, "main": decoded(s.get("main")), "metrics": decoded(s.get("metrics") or {})}
             for s in steps
         ]
-    return decoded
+    return found
 
 
 def load_json(data: bytes, where: str) -> Any:
@@ -160,70 +144,113 @@ def load_json(data: bytes, where: str) -> Any:
         raise StoreError(f"{where} is not readable JSON: {exc}") from None
 
 
-def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -> list[Trial]:
-    """The trials on an experiment's branch (or at ``commit`` of it), read from their
-    ``trial.json`` blobs alone.
-
-    Records are kept by the id of their folder's tree, in memory and in the store's listing
-    cache (see :mod:`mitosis.store.cache`): content-addressed, so never stale. Each call builds
-    new ``Trial`` objects from them, so that changing one changes no later listing.
+class Trials(Sequence[Trial]):
+    """The trials of a listing (what :func:`mitosis.trials` returns): a read-only sequence of
+    :class:`Trial`, each built from its checked ``trial.json`` when first used, so that
+    listing thousands of trials builds none that no one looks at. Each listing builds its own
+    trials, so changing one changes no later listing. It is not a list: ``list(found)``
+    makes one (``sorted(found, key=...)`` a sorted one); it equals, and adds to, any sequence of
+    trials as a list does.
     """
-    root = store.tree_of(commit or store.tip(experiment))
-    source = StoreFiles(store.path)
-    found = []
-    with ListingCache(store, experiment) as cache:
-        for shard, shard_id in store.children(root, TRIALS):
-            entries = _SHARDS.get((store.path, shard_id)) or cache.shard(shard_id)
-            if entries is None:
-                entries = store.children(shard_id, "")
-            cache.keep_shard(shard_id, entries)
-            _SHARDS[store.path, shard_id] = entries
-            for trial_id, tree_id in entries:
-                trial = _trial(store, experiment, shard, trial_id, tree_id, cache, source)
-                if trial is not None:
-                    found.append(trial)
-    return found
 
+    __slots__ = ("_built", "_rows", "_source")
 
-def _trial(
-    store: Store,
-    experiment: str,
-    shard: str,
-    trial_id: str,
-    tree_id: ObjectID,
-    cache: ListingCache,
-    source: StoreFiles,
-) -> Trial | None:
-    """One trial of a listing, or None (said once) when its record is missing or fails its
-    checks: one bad record never stops the listing of the others."""
-    key = (store.path, tree_id)
-    record = _CACHE.get(key)
-    if record is None:
-        record = cache.record(tree_id)
-    checked = record is not None
-    try:
-        if shard != trial_id[:2]:
-            raise BadRecord(
-                f"trial {trial_id} on mitosis/{experiment} is in the folder trials/{shard}, "
-                f"not trials/{trial_id[:2]}"
+    def __init__(self, rows: list[Row], location: str) -> None:
+        self._rows = rows
+        self._built: list[Trial | None] = [None] * len(rows)
+        self._source = StoreFiles(location)
+
+    @property
+    def rows(self) -> list[Row]:
+        """Each listed trial's :class:`~mitosis.Row`: the fields ``mitosis log``
+        prints, read without building a :class:`Trial`."""
+        return list(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Trial: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Trials: ...
+
+    def __getitem__(self, index: int | slice) -> Trial | Trials:
+        if isinstance(index, slice):
+            part = Trials(self._rows[index], self._source.location)
+            part._built = self._built[index]
+            return part
+        trial = self._built[index]
+        if trial is None:
+            row = self._rows[index]
+            trial = _parse(
+                _record(row, self._source.location),
+                row.id,
+                row.experiment,
+                self._source,
+                checked=True,
             )
-        if record is None:
-            data = store.read_file(experiment, TRIAL, tree_id)
-            if data is None:
-                raise BadRecord(f"trial {trial_id} on mitosis/{experiment} has no {TRIAL}")
-            record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
-        trial = _parse(record, trial_id, experiment, source, checked)
-    except StoreError as bad:
+            self._built[index] = trial
+        return trial
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other: Sequence[Trial]) -> list[Trial]:
+        """A list of these trials, then ``other``'s (as lists add)."""
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[Trial]) -> list[Trial]:
+        return [*other, *self]
+
+    def __repr__(self) -> str:
+        return f"Trials({list(self)!r})"
+
+
+def _record(row: Row, location: str) -> Any:
+    """The parsed ``trial.json`` of a row: the index's bytes when they are the blob's, else
+    (a damaged index file) the blob, read from the store."""
+    data = bytes(row.record)
+    if blob_id(data) != row.blob:
+        with Store.open(location) as store:
+            data = store.get(cast("ObjectID", row.blob.encode())).as_raw_string()
+    return json.loads(data)
+
+
+def _judge(experiment: str, location: str) -> Judge:
+    """What a listing of ``experiment`` says of a ``trial.json``: the checks and the reading
+    of :func:`load`, exactly; the columns of its row when it passes."""
+    source = StoreFiles(location)
+
+    def judge(trial_id: str, data: bytes) -> list[Any]:
+        record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
+        _parse(record, trial_id, experiment, source)
+        return columns(record)
+
+    return judge
+
+
+def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Index:
+    """The listing index of an experiment's branch (or of its ``commit``): each record that
+    failed its checks is said once per process (a warning of the logger ``mitosis``) and left
+    out (see :mod:`mitosis.store.index`)."""
+    index = follow(store, experiment, _judge(experiment, store.path), commit)
+    for bad in index.bad:
+        key = (store.path, bad.tree)
         if key not in _BAD:
             _BAD.add(key)
-            warn("mitosis: skipped a trial: %s", str(bad))
-        return None
-    cache.keep(tree_id, record)  # only records that passed their checks are kept
-    if len(_CACHE) >= _CACHE_LIMIT:
-        _CACHE.clear()
-        _SHARDS.clear()
-    _CACHE[key] = record
-    return trial
+            warn("mitosis: skipped a trial: %s", bad.reason)
+    return index
+
+
+def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -> Trials:
+    """The trials on an experiment's branch (or at ``commit`` of it), oldest first, read
+    from their ``trial.json`` blobs alone, through the listing index."""
+    return Trials(listed(store, experiment, commit).rows(), store.path)
 
 
 def trials(
@@ -232,10 +259,12 @@ def trials(
     where: str | Sequence[str] | None = None,
     sort: str | None = None,
     store: str | os.PathLike[str] | None = None,
-) -> list[Trial]:
+) -> Trials:
     """The recorded trials of an experiment (or of all experiments), oldest first.
 
-    Reads JSON only: nothing is unpickled.
+    Reads JSON only: nothing is unpickled. The listing comes from the store's listing index
+    (a file per experiment that follows its branch), and each :class:`Trial` of the sequence
+    is built when first used (see :class:`Trials`).
 
     Args:
         experiment: the experiment (default: every experiment in the store).
@@ -257,13 +286,15 @@ def trials(
             if experiment not in names:
                 raise UnknownExperiment(experiment, names, st.path)
             names = [experiment]
-        found = [t for name in names for t in read_trials(st, name)]
-    found.sort(key=lambda t: (t.started, t.id))
-    if where is None and sort is None:
-        return found
-    from ..model.query import select  # on first need: plain listings start quicker
-
-    return select(found, where, sort)
+        indexes = [listed(st, name) for name in names]
+        location = st.path
+    if len(indexes) == 1:
+        found = indexes[0].rows()
+    else:
+        found = sorted((r for i in indexes for r in i.rows()), key=attrgetter("started", "id"))
+    if where is not None or sort is not None:
+        found = select(found, where, sort)
+    return Trials(found, location)
 
 
 def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Trial:
