@@ -22,6 +22,7 @@ import os
 import shutil
 import stat
 import tempfile
+import zlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -106,7 +107,8 @@ class _Fsck(Inspector):
             self.claimed.discard(binary)
 
     def commit(self, commit_id: bytes, data: bytes) -> None:
-        from dulwich.objects import Commit, ObjectFormatException
+        from dulwich.errors import ObjectFormatException
+        from dulwich.objects import Commit
 
         try:
             Commit.from_raw_string(1, data).check()
@@ -174,7 +176,7 @@ def damaged(reader: Reader, claimed: set[bytes]) -> str | None:
         try:
             if not verify(reader, object_id):
                 return f"{object_id.hex()} is not what its id says"
-        except (KeyError, StoreError) as exc:
+        except (KeyError, StoreError, zlib.error) as exc:
             return f"{object_id.hex()} cannot be read: {exc}"
     return None
 

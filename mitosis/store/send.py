@@ -32,7 +32,7 @@ import mmap
 import os
 import struct
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
@@ -137,7 +137,7 @@ class Reader:
         self.packs: list[_Pack] = []
         self.where: dict[bytes, tuple[_Pack, int]] = {}
         for store in (objects, *more):
-            self.add_packs(store.pack_dir)
+            self.add_packs(os.fspath(store.pack_dir))
         # by pack and offset, or by id (a loose object)
         self.cache: dict[tuple[int, int] | bytes, tuple[int, bytes]] = {}
         self.held = 0
@@ -238,7 +238,7 @@ class Reader:
                 data = zlib.decompress(file.read())
         except (OSError, zlib.error):  # not loose here (an alternate's), or big: dulwich's way
             hex_id = cast("ObjectID", name.encode())
-            return cast("tuple[int, bytes]", self.objects.get_raw(hex_id))
+            return self.objects.get_raw(hex_id)
         header, _, body = data.partition(b"\0")
         return self._keep(object_id, _TYPES[header.partition(b" ")[0]], body)
 
@@ -255,13 +255,14 @@ class Reader:
         """
         found = self.parsed.get(tree_id)
         if found is None:
-            from dulwich.objects import ObjectFormatException, parse_tree
+            from dulwich.errors import ObjectFormatException
+            from dulwich.objects import parse_tree
 
             if raw is None:
                 kind, raw = self.raw(tree_id)
                 if kind != _TREE:
                     raise ObjectFormatException(f"{tree_id.decode()} is not a tree")
-            found = parse_tree(raw, 20, strict=True)
+            found = list(parse_tree(raw, 20, strict=True))
             if len(self.parsed) > _PARSED:
                 self.parsed.clear()
             self.parsed[tree_id] = found
@@ -386,8 +387,8 @@ def missing(
         inspector.read(commit_id, _COMMIT, data)
         inspector.commit(commit_id, data)
         tree, parents, _ = commits[commit_id]
-        bases = [links[0] for p in parents if (links := links_of(p)) is not None]
-        walk.diff(tree, bases, b"")
+        parent_trees = [links[0] for p in parents if (links := links_of(p)) is not None]
+        walk.diff(tree, parent_trees, b"")
     for other in others:
         kind, _ = reader.raw(other)
         if kind == _TREE:
@@ -453,7 +454,7 @@ class _TreeWalk:
         old = [self.version(base, path) for base in bases]
         kind, raw = self.reader.raw(tree)
         if kind != _TREE:
-            from dulwich.objects import ObjectFormatException
+            from dulwich.errors import ObjectFormatException
 
             raise ObjectFormatException(f"{tree.decode()} is not a tree")
         self.inspector.read(tree, kind, raw)
@@ -725,7 +726,10 @@ def send_local(
 
 
 def copy(
-    source: DiskObjectStore, target: DiskObjectStore, wants: list[bytes], haves: list[bytes]
+    source: DiskObjectStore,
+    target: DiskObjectStore,
+    wants: Sequence[bytes],
+    haves: Sequence[bytes],
 ) -> set[bytes]:
     """Write what ``target`` lacks of ``wants`` (knowing it has ``haves``) from ``source``, a
     store on this machine, into ``target`` as one pack with its index; the (binary) ids of the
