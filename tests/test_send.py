@@ -93,6 +93,62 @@ def test_a_receiver_that_has_some_gets_only_the_rest(tmp_path):
     }
 
 
+def packed_as_ref_delta(store: Path, base: str, target: str) -> None:
+    """Pack ``base`` alone, then ``target`` alone as a ref delta against it: a pack whose
+    delta's base is in another pack (as a fetch's completed thin pack can leave)."""
+    from dulwich.objects import hex_to_sha
+    from dulwich.pack import UnpackedObject, create_delta
+
+    from mitosis.store.pack import write_pack
+
+    with Store.open(store) as st:
+        objects = st.repo.object_store
+        source, wanted = objects[base.encode()], objects[target.encode()]
+        write_pack(
+            objects,
+            1,
+            iter(
+                [
+                    UnpackedObject(
+                        3, sha=source.sha().digest(), decomp_chunks=[source.as_raw_string()]
+                    )
+                ]
+            ),
+        )
+        delta = b"".join(create_delta(source.as_raw_string(), wanted.as_raw_string()))
+        entry = UnpackedObject(
+            3,
+            sha=hex_to_sha(target.encode()),
+            delta_base=hex_to_sha(base.encode()),
+            decomp_chunks=[delta],
+        )
+        write_pack(objects, 1, iter([entry]))
+
+
+def test_a_pack_whose_delta_has_its_base_elsewhere_is_never_sent_thin(tmp_path):
+    store, hub = tmp_path / "store.git", bare(tmp_path / "hub.git")
+    make(store, range(10))
+    old = git("rev-parse", "mitosis/sine~1", cwd=store).strip()
+    git("push", "-q", str(hub), f"{old}:refs/heads/mitosis/sine", cwd=store)  # has trial 8
+    blob = {
+        i: git(
+            "rev-parse",
+            f"mitosis/sine~{9 - i}:trials/{i % 5:02x}/{i % 5:02x}{i:010x}/trial.json",
+            cwd=store,
+        ).strip()
+        for i in (8, 9)
+    }
+    packed_as_ref_delta(store, blob[8], blob[9])  # trial 9's record: a delta against 8's
+    with Store.open(store) as st, Reader(st.repo.object_store) as reader:
+        assert [p for p in reader.packs if not p.ref_bases() <= set(p.ids)]
+    assert mitosis.push(str(hub), store=store).experiments == {"sine": "pushed"}
+    git("fsck", "--strict", cwd=hub)
+    for pack in packs(hub):  # each pack stands alone
+        git("verify-pack", str(pack.with_suffix(".idx")), cwd=hub)
+    assert commits(hub) == 10
+    assert git("cat-file", "-p", blob[9], cwd=hub) == git("cat-file", "-p", blob[9], cwd=store)
+
+
 def test_what_to_send_is_what_git_would_send(tmp_path):
     store = tmp_path / "store.git"
     make(store, range(8))

@@ -101,6 +101,17 @@ class _Pack:
         self.data.close()
         self.file.close()
 
+    def ref_bases(self) -> set[bytes]:
+        """The bases (binary ids) of the pack's ref deltas."""
+        data = self.data
+        found = set()
+        for offset in self.offsets:
+            if (data[offset] >> 4) & 7 == _REF_DELTA:
+                base = self.header(offset)[2]
+                assert isinstance(base, bytes)
+                found.add(base)
+        return found
+
     def header(self, offset: int) -> tuple[int, int, int | bytes | None, int]:
         """An entry's type, size, delta base (an offset, or an id for a ref delta) and where
         its compressed data starts."""
@@ -541,11 +552,21 @@ class Outgoing:
         self.ids = set(binary)
         left = set(binary)
         self.whole: list[_Pack] = []
+        sent: set[bytes] = set()
         for pack in reader.packs:
             ids = set(pack.ids)
             if len(ids) == len(pack.ids) and ids <= left:
                 self.whole.append(pack)
                 left -= ids
+                sent |= ids
+        # A ref delta of a whole pack must find its base in what is sent whole (the pack sent
+        # is never thin); a pack with one that does not is copied entry by entry.
+        bases = {id(p): p.ref_bases() for p in self.whole}
+        while cut := [p for p in self.whole if not bases[id(p)] <= sent]:
+            for pack in cut:
+                self.whole.remove(pack)
+                left |= set(pack.ids)
+                sent -= set(pack.ids)
         self.packed: dict[int, list[tuple[int, bytes]]] = {}
         self.small: list[bytes] = []
         self.big: list[tuple[str, int]] = []
