@@ -561,8 +561,8 @@ class Outgoing:
                 sent |= ids
         # A ref delta of a whole pack must find its base in what is sent whole (the pack sent
         # is never thin); a pack with one that does not is copied entry by entry.
-        bases = {id(p): p.ref_bases() for p in self.whole}
-        while cut := [p for p in self.whole if not bases[id(p)] <= sent]:
+        outside = {id(p): p.ref_bases() for p in self.whole}
+        while cut := [p for p in self.whole if not outside[id(p)] <= sent]:
             for pack in cut:
                 self.whole.remove(pack)
                 left |= set(pack.ids)
