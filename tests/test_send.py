@@ -15,8 +15,9 @@ from conftest import git
 
 import mitosis
 from mitosis.store.pack import pack_loose
+from mitosis.store.reader import Reader
 from mitosis.store.repo import Store
-from mitosis.store.send import Reader, missing
+from mitosis.store.send import missing
 
 
 def make(path: Path, trials: range) -> None:
@@ -231,3 +232,14 @@ def test_a_pull_from_a_store_with_a_forged_pack_is_refused(tmp_path):
         mitosis.pull(str(source), store=store)
     assert git("for-each-ref", cwd=store) == ""
     assert packs(store) == []
+
+
+def test_a_pull_into_a_store_named_by_a_relative_path_reads_its_history(tmp_path, monkeypatch):
+    source = tmp_path / "source.git"
+    make(source, range(4))
+    git("clone", "-q", "--bare", str(source), str(tmp_path / "store.git"))
+    make(source, range(4, 6))
+    monkeypatch.chdir(tmp_path)  # the quarantine sees the store through a path it resolves
+    assert mitosis.pull(str(source), store="store.git").experiments == {"sine": "fast-forward"}
+    git("fsck", "--strict", cwd=tmp_path / "store.git")
+    assert commits(tmp_path / "store.git") == 6

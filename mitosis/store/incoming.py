@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 from ..exceptions import StoreError
 from ..model.checks import name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
+from .reader import Entries, Reader, digest, verify
 from .repo import Store
-from .send import Entries, Inspector, Reader, digest, missing, verify
+from .send import Inspector, missing
 from .trials import load_json
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ def quarantine(st: Store) -> Iterator[Store]:
     try:
         Repo.init_bare(folder).close()
         with Repo(folder) as repo:
-            repo.object_store.add_alternate_path(st.repo.object_store.path)
+            # absolute: git reads a relative alternate from the quarantine's objects folder
+            repo.object_store.add_alternate_path(os.path.abspath(st.repo.object_store.path))
         with Store(Repo(folder)) as held:
             yield held
     finally:

@@ -4,8 +4,9 @@ dulwich's generic sender reads every tree of the history through its pack reader
 re-inflates each delta chain from its start), then re-encodes every object it sends. A store's
 history has a known shape (each trial's commit rewrites the trees along one path), so:
 
-- :class:`Reader` reads objects straight from the pack files, with a cache of the inflated
-  entries, so that a delta chain is inflated once, however many of its versions are read.
+- :class:`mitosis.store.reader.Reader` reads objects straight from the pack files, with a
+  cache of the inflated entries, so that a delta chain is inflated once, however many of its
+  versions are read.
 - :func:`missing` finds what to send: the commits the receiver lacks (walked newest first,
   both sides at once, as git does), and of each, the trees and files that differ from its
   parents' (only the changed entries are descended into).
@@ -28,15 +29,14 @@ import binascii
 import bisect
 import hashlib
 import heapq
-import mmap
 import os
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING
 
-from ..exceptions import StoreError
-from .blobs import BIG, CHUNK, is_big_loose, open_blob, pack_entry, streamable
+from .blobs import CHUNK, is_big_loose, pack_entry
+from .reader import Entries, Pack, Reader, id_at, links
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
@@ -44,270 +44,12 @@ if TYPE_CHECKING:
     from dulwich.pack import UnpackedObject
     from dulwich.refs import Ref
 
-__all__ = [
-    "Entries",
-    "Inspector",
-    "Outgoing",
-    "Reader",
-    "copy",
-    "digest",
-    "missing",
-    "send_local",
-    "sender",
-    "verify",
-]
+__all__ = ["Inspector", "Outgoing", "copy", "missing", "send_local", "sender"]
 
-_COMMIT, _TREE, _BLOB, _OFS_DELTA, _REF_DELTA = 1, 2, 3, 6, 7
-#: A tree's entries: name, mode, id (hex).
-Entries = list[tuple[bytes, int, bytes]]
-_TYPES = {b"commit": _COMMIT, b"tree": _TREE, b"blob": _BLOB, b"tag": 4}
-_NAMES = {number: name for name, number in _TYPES.items()}
+_COMMIT, _TREE, _BLOB, _OFS_DELTA = 1, 2, 3, 6
 _DIR, _SUBMODULE = 0o040000, 0o160000
-#: The deepest delta chain read (git's own packs go to 4095 at most; mitosis's to 48).
-_DEEPEST = 4_096
 #: The longest delta chain written for loose objects.
 _RUN = 48
-#: Inflated entries kept, in bytes; the cache starts anew past it.
-_CACHE_BYTES = 64 << 20
-_PARSED = 1024
-
-
-class _Pack:
-    """One pack file and its index (version 2), mapped."""
-
-    def __init__(self, path: str) -> None:
-        with open(path + ".idx", "rb") as f:
-            index = f.read()
-        if index[:8] != b"\xfftOc\x00\x00\x00\x02":
-            raise StoreError(f"{path}.idx is not a version 2 pack index")
-        count = struct.unpack_from(">L", index, 8 + 255 * 4)[0]
-        start = 8 + 256 * 4
-        names = index[start : start + 20 * count]
-        self.ids = [names[i : i + 20] for i in range(0, 20 * count, 20)]
-        crcs = start + 20 * count
-        self.crcs = struct.unpack_from(f">{count}L", index, crcs)
-        offsets = list(struct.unpack_from(f">{count}L", index, crcs + 4 * count))
-        large = crcs + 8 * count
-        for i, offset in enumerate(offsets):
-            if offset & 0x80000000:
-                offsets[i] = struct.unpack_from(">Q", index, large + 8 * (offset & 0x7FFFFFFF))[0]
-        self.offsets = offsets
-        self.file = open(path + ".pack", "rb")  # noqa: SIM115 - closed by close()
-        self.data = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
-        ordered = sorted(offsets)
-        self.ends = dict(zip(ordered, [*ordered[1:], len(self.data) - 20], strict=True))
-
-    def close(self) -> None:
-        self.data.close()
-        self.file.close()
-
-    def ref_bases(self) -> set[bytes]:
-        """The bases (binary ids) of the pack's ref deltas."""
-        data = self.data
-        found = set()
-        for offset in self.offsets:
-            if (data[offset] >> 4) & 7 == _REF_DELTA:
-                base = self.header(offset)[2]
-                assert isinstance(base, bytes)
-                found.add(base)
-        return found
-
-    def header(self, offset: int) -> tuple[int, int, int | bytes | None, int]:
-        """An entry's type, size, delta base (an offset, or an id for a ref delta) and where
-        its compressed data starts."""
-        data = self.data
-        byte = data[offset]
-        kind, size, shift, at = (byte >> 4) & 7, byte & 15, 4, offset + 1
-        while byte & 0x80:
-            byte = data[at]
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            at += 1
-        base: int | bytes | None = None
-        if kind == _OFS_DELTA:
-            byte = data[at]
-            at += 1
-            distance = byte & 0x7F
-            while byte & 0x80:
-                byte = data[at]
-                at += 1
-                distance = ((distance + 1) << 7) | (byte & 0x7F)
-            base = offset - distance
-        elif kind == _REF_DELTA:
-            base = bytes(data[at : at + 20])
-            at += 20
-        return kind, size, base, at
-
-
-class Reader:
-    """Raw objects of a store (its packs read directly, its loose objects through dulwich),
-    inflated entries cached so that each delta chain is inflated once."""
-
-    def __init__(self, objects: DiskObjectStore, *more: DiskObjectStore) -> None:
-        self.objects = objects
-        self.packs: list[_Pack] = []
-        self.where: dict[bytes, tuple[_Pack, int]] = {}
-        for store in (objects, *more):
-            self.add_packs(os.fspath(store.pack_dir))
-        # by pack and offset, or by id (a loose object)
-        self.cache: dict[tuple[int, int] | bytes, tuple[int, bytes]] = {}
-        self.held = 0
-        self.parsed: dict[bytes, list[tuple[bytes, int, bytes]]] = {}
-
-    def add_packs(self, folder: str, names: Iterable[str] | None = None) -> list[_Pack]:
-        """Read the packs of ``folder`` (those named, or all); the new ones."""
-        if names is None:
-            names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        added = []
-        for name in names:
-            if name.endswith(".idx") and name.startswith("pack-"):
-                stem = os.path.join(folder, name[: -len(".idx")])
-                if not os.path.exists(stem + ".pack"):
-                    continue
-                pack = _Pack(stem)
-                added.append(pack)
-                for object_id, offset in zip(pack.ids, pack.offsets, strict=True):
-                    self.where.setdefault(object_id, (pack, offset))
-        self.packs += added
-        return added
-
-    def close(self) -> None:
-        for pack in self.packs:
-            pack.close()
-
-    def __enter__(self) -> Reader:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def entry_at(self, pack: _Pack, offset: int) -> tuple[int, bytes]:
-        """The type number and content of the entry at ``offset`` of ``pack``.
-
-        Raises:
-            StoreError: the pack is damaged (or its delta chains deeper than git's).
-        """
-        chain: list[tuple[tuple[int, int], bytes]] = []  # deltas, the last one's base first
-        found = self.cache.get((id(pack), offset))
-        while found is None:
-            if len(chain) > _DEEPEST:
-                raise StoreError(f"the pack {pack.file.name} has a delta chain deeper than git's")
-            kind, _, base, start = pack.header(offset)
-            try:
-                data = zlib.decompress(pack.data[start : pack.ends[offset]])
-            except (zlib.error, KeyError) as exc:
-                raise StoreError(f"the pack {pack.file.name} is damaged: {exc}") from None
-            if base is None:
-                if kind not in _NAMES:
-                    raise StoreError(f"the pack {pack.file.name} has an entry of no git type")
-                found = self._keep((id(pack), offset), kind, data)
-                break
-            chain.append(((id(pack), offset), data))
-            if isinstance(base, int):
-                if not 12 <= base < offset:
-                    raise StoreError(f"the pack {pack.file.name} has a delta that is no git's")
-                offset = base
-            else:
-                where = self.where.get(base)
-                if where is None:
-                    found = self.raw_binary(base)
-                    break
-                pack, offset = where
-            found = self.cache.get((id(pack), offset))
-        if chain:
-            from dulwich.pack import apply_delta
-
-            kind, data = found
-            for key, delta in reversed(chain):
-                data = b"".join(apply_delta(data, delta))
-                found = self._keep(key, kind, data)
-        return found
-
-    def _keep(self, key: tuple[int, int] | bytes, kind: int, data: bytes) -> tuple[int, bytes]:
-        if self.held > _CACHE_BYTES:
-            self.cache.clear()
-            self.held = 0
-        found = self.cache[key] = (kind, data)
-        self.held += len(data)
-        return found
-
-    def raw_binary(self, object_id: bytes) -> tuple[int, bytes]:
-        """The type number and content of the object of binary id ``object_id``.
-
-        Raises:
-            KeyError: the store has no such object.
-        """
-        found = self.where.get(object_id)
-        if found is not None:
-            return self.entry_at(*found)
-        cached = self.cache.get(object_id)
-        if cached is not None:
-            return cached
-        name = object_id.hex()
-        try:
-            with open(f"{self.objects.path}/{name[:2]}/{name[2:]}", "rb") as file:
-                data = zlib.decompress(file.read())
-        except (OSError, zlib.error):  # not loose here (an alternate's), or big: dulwich's way
-            hex_id = cast("ObjectID", name.encode())
-            return self.objects.get_raw(hex_id)
-        header, _, body = data.partition(b"\0")
-        return self._keep(object_id, _TYPES[header.partition(b" ")[0]], body)
-
-    def raw(self, object_id: bytes) -> tuple[int, bytes]:
-        """:meth:`raw_binary` of a hex id."""
-        return self.raw_binary(bytes.fromhex(object_id.decode()))
-
-    def tree(self, tree_id: bytes, raw: bytes | None = None) -> Entries:
-        """The entries ``(name, mode, hex id)`` of the tree ``tree_id`` (hex), parsed strictly
-        (from ``raw``, its content, when given).
-
-        Raises:
-            KeyError: the store has no such object; ObjectFormatException: it is malformed.
-        """
-        found = self.parsed.get(tree_id)
-        if found is None:
-            from dulwich.errors import ObjectFormatException
-            from dulwich.objects import parse_tree
-
-            if raw is None:
-                kind, raw = self.raw(tree_id)
-                if kind != _TREE:
-                    raise ObjectFormatException(f"{tree_id.decode()} is not a tree")
-            found = list(parse_tree(raw, 20, strict=True))
-            if len(self.parsed) > _PARSED:
-                self.parsed.clear()
-            self.parsed[tree_id] = found
-        return found
-
-    def commit(self, commit_id: bytes) -> tuple[bytes, list[bytes], int]:
-        """A commit's tree, parents (hex ids) and commit time.
-
-        Raises:
-            KeyError: the store has no such object, or it is no commit.
-        """
-        kind, data = self.raw(commit_id)
-        if kind != _COMMIT:
-            raise KeyError(commit_id)
-        return links(data)
-
-
-def links(data: bytes) -> tuple[bytes, list[bytes], int]:
-    """A commit's tree, parents and commit time, from its text."""
-    tree, parents, when = b"", [], 0
-    for line in data.split(b"\n"):
-        if not line:
-            break  # the message follows
-        key, _, value = line.partition(b" ")
-        if key == b"tree":
-            tree = value
-        elif key == b"parent":
-            parents.append(value)
-        elif key == b"committer":
-            try:
-                when = int(value.rsplit(b" ", 2)[1])
-            except (IndexError, ValueError):
-                when = 0
-    return tree, parents, when
 
 
 class Inspector:
@@ -353,18 +95,24 @@ def missing(
     seen: set[bytes] = set()
     others: list[bytes] = []  # wants that are no commits: their objects, whole
     commits: dict[bytes, tuple[bytes, list[bytes], int]] = {}
+    texts: dict[bytes, bytes] = {}  # of the commits walked from the wants
 
-    def links_of(commit_id: bytes) -> tuple[bytes, list[bytes], int] | None:
+    def links_of(commit_id: bytes, keep: bool = False) -> tuple[bytes, list[bytes], int] | None:
         found = commits.get(commit_id)
         if found is None:
             try:
-                found = commits[commit_id] = reader.commit(commit_id)
+                kind, data = reader.raw(commit_id)
             except KeyError:  # not here (a have of the receiver's own, a shallow parent)
                 return None
+            if kind != _COMMIT:
+                return None
+            found = commits[commit_id] = links(data)
+            if keep:
+                texts[commit_id] = data
         return found
 
     def push(commit_id: bytes, interesting: bool) -> bool:
-        found = links_of(commit_id)
+        found = links_of(commit_id, interesting)
         if found is not None:
             heapq.heappush(queue, (-found[2], commit_id, interesting))
         return found is not None
@@ -394,11 +142,11 @@ def missing(
     for commit_id in reversed(ours):
         if commit_id in theirs:
             continue
-        data = reader.raw(commit_id)[1]
+        data = texts.get(commit_id) or reader.raw(commit_id)[1]
         inspector.read(commit_id, _COMMIT, data)
         inspector.commit(commit_id, data)
         tree, parents, _ = commits[commit_id]
-        parent_trees = [links[0] for p in parents if (links := links_of(p)) is not None]
+        parent_trees = [t[0] for p in parents if (t := links_of(p)) is not None]
         walk.diff(tree, parent_trees, b"")
     for other in others:
         kind, _ = reader.raw(other)
@@ -551,7 +299,7 @@ class Outgoing:
         self.count = len(binary)
         self.ids = set(binary)
         left = set(binary)
-        self.whole: list[_Pack] = []
+        self.whole: list[Pack] = []
         sent: set[bytes] = set()
         for pack in reader.packs:
             ids = set(pack.ids)
@@ -652,7 +400,7 @@ class Outgoing:
         self.offset += len(chunk) + length
         return entry
 
-    def _copied(self, pack: _Pack, at: int, object_id: bytes) -> UnpackedObject:
+    def _copied(self, pack: Pack, at: int, object_id: bytes) -> UnpackedObject:
         """The entry at ``at`` of ``pack`` as it is there; a delta whose base was not sent
         before it, whole."""
         from dulwich.pack import pack_object_header
@@ -665,7 +413,7 @@ class Outgoing:
             # a big entry (a result): streamed out of the pack, never held whole
             parts = (pack.data[i : min(i + CHUNK, end)] for i in range(start, end, CHUNK))
             return self._emit(object_id, kind, pack.data[at:start], size, parts, end - start)
-        base_id = base if isinstance(base, bytes) else _id_at(pack, base)
+        base_id = base if isinstance(base, bytes) else id_at(pack, base)
         if base_id not in self.written:
             return self._whole_entry(object_id)
         distance = self.offset - self.written[base_id]
@@ -707,15 +455,6 @@ class Outgoing:
 def _chained(first: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:
     yield first
     yield from rest
-
-
-def _id_at(pack: _Pack, offset: int) -> bytes:
-    """The id of the entry at ``offset`` of ``pack``."""
-    table = getattr(pack, "by_offset", None)
-    if table is None:
-        table = dict(zip(pack.offsets, pack.ids, strict=True))
-        pack.by_offset = table  # type: ignore[attr-defined]
-    return cast("bytes", table[offset])
 
 
 def send_local(
@@ -767,34 +506,6 @@ def copy(
         if outgoing.count:
             place_pack(target, outgoing.write)
         return outgoing.ids
-
-
-def verify(reader: Reader, object_id: bytes) -> bool:
-    """Whether the object of binary id ``object_id`` is what its id says (its content hashes
-    to it), as ``git index-pack`` checks what it receives.
-
-    Raises:
-        KeyError: there is no such object.
-    """
-    name = object_id.hex()
-    size = streamable(reader.objects, name)
-    if size is not None and size > BIG:  # a big blob: hashed as it streams, never held whole
-        try:
-            with open_blob(reader.objects, name, f"object {name}") as file:  # type: ignore[union-attr]
-                while file.read(CHUNK):
-                    pass
-        except StoreError:
-            return False
-        return True
-    kind, data = reader.raw_binary(object_id)
-    return digest(kind, data) == object_id
-
-
-def digest(kind: int, data: bytes) -> bytes:
-    """The (binary) id of an object of type number ``kind`` and content ``data``."""
-    found = hashlib.sha1(_NAMES[kind] + b" %d\0" % len(data))
-    found.update(data)
-    return found.digest()
 
 
 def sender(

@@ -22,9 +22,10 @@ from ..model.redact import strip_credentials
 from .incoming import admit, damaged, history_problem, quarantine
 from .merge import Conflict, integrate, is_ancestor
 from .provenance import note, trial_ids
+from .reader import Reader
 from .repo import Store, warn
 from .results import results_refs
-from .send import Reader, copy
+from .send import copy
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -290,7 +291,9 @@ def _fetch(
                 refs = _fetch_remote(held, client, path, selected, shown, progress)
         # Checked in quarantine: what is malformed never enters the store.
         malformed = []
-        with Reader(held.repo.object_store, st.repo.object_store) as reader:
+        # the quarantine's packs read directly; the store's few objects read (its side of the
+        # walk, the trees before the first new commit) come through git's alternates
+        with Reader(held.repo.object_store) as reader:
             for ref, sha in sorted(refs.items()):
                 experiment = ref[len(BRANCH_PREFIX) :].decode()
                 tracked = cast(
