@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
-from .blobs import BIG, CHUNK, open_blob, streamable
+from .blobs import BIG, CHUNK, is_big_loose, open_blob
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
@@ -35,6 +35,9 @@ _DIR, _SUBMODULE = 0o040000, 0o160000
 _DEEPEST = 4_096
 #: Inflated entries kept, in bytes; the cache starts anew past it.
 _CACHE_BYTES = 64 << 20
+#: Loose objects' contents kept from the walk for the pack sent, in bytes (a loose object is
+#: a file to open and inflate; at 10,000 loose trials their trees and commits take ~100 MB).
+_KEPT_BYTES = 256 << 20
 _PARSED = 1024
 
 
@@ -120,6 +123,9 @@ class Reader:
         # by pack and offset, or by id (a loose object)
         self.cache: dict[tuple[int, int] | bytes, tuple[int, bytes]] = {}
         self.held = 0
+        # loose objects read, kept until taken (see :meth:`take`), up to _KEPT_BYTES
+        self.kept: dict[bytes, tuple[int, bytes]] = {}
+        self.kept_bytes = 0
         self.parsed: dict[bytes, list[tuple[bytes, int, bytes]]] = {}
 
     def add_packs(self, folder: str, names: Iterable[str] | None = None) -> list[Pack]:
@@ -202,15 +208,16 @@ class Reader:
         self.held += len(data)
         return found
 
-    def raw_binary(self, object_id: bytes) -> tuple[int, bytes]:
-        """The type number and content of the object of binary id ``object_id``.
+    def raw_binary(self, object_id: bytes, keep: bool = True) -> tuple[int, bytes]:
+        """The type number and content of the object of binary id ``object_id`` (a loose one
+        kept for :meth:`take`, unless ``keep`` is false).
 
         Raises:
             KeyError: the store has no such object.
         """
-        found = self.where.get(object_id)
-        if found is not None:
-            return self.entry_at(*found)
+        where = self.where.get(object_id)
+        if where is not None:
+            return self.entry_at(*where)
         cached = self.cache.get(object_id)
         if cached is not None:
             return cached
@@ -225,7 +232,21 @@ class Reader:
             except KeyError:  # a packer moved it into a pack meanwhile: look again
                 return self.objects.get_raw(hex_id)
         header, _, body = data.partition(b"\0")
-        return self._keep(object_id, _TYPES[header.partition(b" ")[0]], body)
+        found = self._keep(object_id, _TYPES[header.partition(b" ")[0]], body)
+        if keep and self.kept_bytes < _KEPT_BYTES:
+            self.kept[object_id] = found
+            self.kept_bytes += len(body)
+        return found
+
+    def take(self, object_id: bytes) -> tuple[int, bytes]:
+        """:meth:`raw_binary`, for the last time: a loose object read before (by the walk that
+        found what to send) is not read from its file again."""
+        kept = self.kept.pop(object_id, None)
+        if kept is None:
+            return self.raw_binary(object_id, keep=False)
+        found = kept
+        self.kept_bytes -= len(found[1])
+        return self._keep(object_id, *found)
 
     def raw(self, object_id: bytes) -> tuple[int, bytes]:
         """:meth:`raw_binary` of a hex id."""
@@ -292,8 +313,13 @@ def verify(reader: Reader, object_id: bytes) -> bool:
         KeyError: there is no such object.
     """
     name = object_id.hex()
-    size = streamable(reader.objects, name)
-    if size is not None and size > BIG:  # a big blob: hashed as it streams, never held whole
+    where = reader.where.get(object_id)
+    if where is not None:
+        kind, size, base, _ = where[0].header(where[1])
+        big = base is None and kind == _BLOB and size > BIG
+    else:
+        big = is_big_loose(os.fspath(reader.objects.path), name) is not None
+    if big:  # a big blob: hashed as it streams, never held whole
         try:
             with open_blob(reader.objects, name, f"object {name}") as file:  # type: ignore[union-attr]
                 while file.read(CHUNK):

@@ -77,6 +77,7 @@ def missing(
     haves: Iterable[bytes],
     inspector: Inspector | None = None,
     bases: dict[bytes, bytes] | None = None,
+    progress: Callable[[bytes], None] | None = None,
 ) -> dict[bytes, int]:
     """What a side that has ``haves`` (commit ids, hex) lacks of ``wants``: object id (hex) to
     type number, commits newest first, then the trees and blobs of each, its oldest first.
@@ -87,7 +88,8 @@ def missing(
     may be sent again: harmless, and rare.
 
     ``bases``, when given, gets a delta base for the trees and files found: the tree at the same
-    path in the first parent, the same-named file at the same depth met before.
+    path in the first parent, the same-named file at the same depth met before. ``progress`` is
+    told how many objects were found, as git says it (``counting objects: N``).
     """
     inspector = inspector or Inspector()
     queue: list[tuple[int, bytes, bool]] = []
@@ -139,7 +141,9 @@ def missing(
                 inspector.absent(parent)
     found: dict[bytes, int] = {c: _COMMIT for c in ours if c not in theirs}
     walk = _TreeWalk(reader, found, inspector, bases if bases is not None else {})
-    for commit_id in reversed(ours):
+    for number, commit_id in enumerate(reversed(ours)):
+        if progress is not None and number % 1000 == 0:
+            progress(b"counting objects: %d\r" % len(found))
         if commit_id in theirs:
             continue
         data = texts.get(commit_id) or reader.raw(commit_id)[1]
@@ -154,6 +158,8 @@ def missing(
             walk.diff(other, [], b"")
         else:
             found.setdefault(other, kind)
+    if progress is not None:
+        progress(b"counting objects: %d, done.\n" % len(found))
     return found
 
 
@@ -290,7 +296,9 @@ class Outgoing:
         objects: DiskObjectStore,
         wanted: dict[bytes, int],
         bases: dict[bytes, bytes] | None = None,
+        progress: Callable[[bytes], None] | None = None,
     ) -> None:
+        self.progress = progress
         self.reader = reader
         self.objects = objects
         self.bases = bases or {}
@@ -377,7 +385,9 @@ class Outgoing:
         for pack in self.reader.packs:
             for at, object_id in sorted(self.packed.get(id(pack), [])):
                 yield self._copied(pack, at, object_id)
-        for object_id in self.small:
+        for number, object_id in enumerate(self.small):
+            if self.progress is not None and number % 1000 == 0:
+                self.progress(b"writing objects: %d/%d\r" % (number, len(self.small)))
             yield self._loose_entry(object_id)
         for blob_id, size in self.big:
             yield pack_entry(self.objects, blob_id, size)  # the last: no delta against them
@@ -427,7 +437,7 @@ class Outgoing:
 
         base = self.bases.get(object_id.hex().encode())
         base_id = bytes.fromhex(base.decode()) if base is not None else None
-        kind, data = self.reader.raw_binary(object_id)
+        kind, data = self.reader.take(object_id)
         if base_id is None or base_id not in self.written or self.depth.get(base_id, 0) >= _RUN:
             return self._whole_entry(object_id, kind, data)
         base_kind, base_data = self.reader.raw_binary(base_id)
@@ -461,6 +471,7 @@ def send_local(
     objects: DiskObjectStore,
     path: str,
     update_refs: Callable[[dict[Ref, ObjectID]], dict[Ref, ObjectID]],
+    progress: Callable[[bytes], None] | None = None,
 ) -> dict[bytes, str]:
     """Push to the store at ``path`` on this machine: ``update_refs`` is given its refs and
     returns them as they should be; what they need is written as one pack with its index,
@@ -477,7 +488,8 @@ def send_local(
         changed = {ref: sha for ref, sha in new.items() if old.get(ref) != sha}
         if not changed:
             return {}
-        copy(objects, target.object_store, list(set(changed.values())), list(old.values()))
+        wants, haves = list(set(changed.values())), list(old.values())
+        copy(objects, target.object_store, wants, haves, progress)
         refused: dict[bytes, str] = {}
         for ref, sha in changed.items():
             if not target.refs.set_if_equals(ref, old.get(ref), sha, message=b"mitosis: push"):
@@ -490,6 +502,7 @@ def copy(
     target: DiskObjectStore,
     wants: Sequence[bytes],
     haves: Sequence[bytes],
+    progress: Callable[[bytes], None] | None = None,
 ) -> set[bytes]:
     """Write what ``target`` lacks of ``wants`` (knowing it has ``haves``) from ``source``, a
     store on this machine, into ``target`` as one pack with its index; the (binary) ids of the
@@ -502,7 +515,8 @@ def copy(
 
     with Reader(source) as reader:
         bases: dict[bytes, bytes] = {}
-        outgoing = Outgoing(reader, source, missing(reader, wants, haves, bases=bases), bases)
+        wanted = missing(reader, wants, haves, bases=bases, progress=progress)
+        outgoing = Outgoing(reader, source, wanted, bases, progress)
         if outgoing.count:
             place_pack(target, outgoing.write)
         return outgoing.ids
@@ -510,6 +524,7 @@ def copy(
 
 def sender(
     objects: DiskObjectStore,
+    progress: Callable[[bytes], None] | None = None,
 ) -> Callable[[Iterable[bytes], Iterable[bytes]], tuple[int, Iterator[UnpackedObject]]]:
     """A function of ``(haves, wants)`` that returns what to send, as dulwich's
     ``generate_pack_data`` does; it keeps a :class:`Reader` of ``objects`` open while the
@@ -521,8 +536,8 @@ def sender(
         reader = Reader(objects)
         try:
             bases: dict[bytes, bytes] = {}
-            wanted = missing(reader, wants, haves, bases=bases)
-            outgoing = Outgoing(reader, objects, wanted, bases)
+            wanted = missing(reader, wants, haves, bases=bases, progress=progress)
+            outgoing = Outgoing(reader, objects, wanted, bases, progress)
         except BaseException:
             reader.close()
             raise

@@ -223,10 +223,11 @@ def push(
         client, path = _client(st, url)
         try:
             if isinstance(client, LocalGitClient):  # a store on this machine: written directly
-                refused_refs = send_local(st.repo.object_store, os.fsdecode(path), update_refs)
+                objects, where = st.repo.object_store, os.fsdecode(path)
+                refused_refs = send_local(objects, where, update_refs, progress)
                 ref_status: dict[bytes, str | None] = dict(refused_refs)
             else:
-                generate = sender(st.repo.object_store)
+                generate = sender(st.repo.object_store, progress)
 
                 def pack_data(have: Any, want: Any, **_: Any) -> Any:
                     return generate(have, want)
@@ -286,7 +287,8 @@ def _fetch(
             shown = strip_credentials(url)
             client, path = _client(st, url)
             if isinstance(client, LocalGitClient):  # a store on this machine: copied
-                refs, claimed = _copy_local(st, held, os.fsdecode(path), selected, shown)
+                where = os.fsdecode(path)
+                refs, claimed = _copy_local(st, held, where, selected, shown, progress)
             else:
                 refs = _fetch_remote(held, client, path, selected, shown, progress)
         # Checked in quarantine: what is malformed never enters the store.
@@ -351,7 +353,12 @@ def _fetch_remote(
 
 
 def _copy_local(
-    st: Store, held: Store, path: str, selected: Callable[[bytes], bool], shown: str
+    st: Store,
+    held: Store,
+    path: str,
+    selected: Callable[[bytes], bool],
+    shown: str,
+    progress: Callable[[bytes], None] | None = None,
 ) -> tuple[dict[Ref, ObjectID], set[bytes]]:
     """Copy what the quarantine ``held`` lacks of the selected refs of the store at ``path`` on
     this machine, as one pack (see :func:`mitosis.store.send.copy`); the refs, and the ids of
@@ -366,7 +373,8 @@ def _copy_local(
             claimed: set[bytes] = set()
             if wants:
                 haves = _common(st, source.object_store)
-                claimed = copy(source.object_store, held.repo.object_store, wants, haves)
+                objects = source.object_store
+                claimed = copy(objects, held.repo.object_store, wants, haves, progress)
     except Exception as exc:
         raise SyncError(f"fetch from {shown} failed: {exc}") from None
     return refs, claimed
