@@ -54,7 +54,6 @@ class Pack:
         names = index[start : start + 20 * count]
         self.ids = [names[i : i + 20] for i in range(0, 20 * count, 20)]
         crcs = start + 20 * count
-        self.crcs = struct.unpack_from(f">{count}L", index, crcs)
         offsets = list(struct.unpack_from(f">{count}L", index, crcs + 4 * count))
         large = crcs + 8 * count
         if offsets and max(offsets) & 0x80000000:  # a pack over 2 GiB: its big offsets
@@ -114,8 +113,13 @@ class Reader:
     """Raw objects of a store (its packs read directly, its loose objects through dulwich),
     inflated entries cached so that each delta chain is inflated once."""
 
-    def __init__(self, objects: DiskObjectStore, *more: DiskObjectStore) -> None:
+    def __init__(
+        self, objects: DiskObjectStore, *more: DiskObjectStore, strict: bool = False
+    ) -> None:
         self.objects = objects
+        # strict: each entry must be exactly what its header says (a pack that came from
+        # elsewhere, indexed by the ids and offsets that elsewhere claimed)
+        self.strict = strict
         self.packs: list[Pack] = []
         self.where: dict[bytes, tuple[Pack, int]] = {}
         for store in (objects, *more):
@@ -169,10 +173,17 @@ class Reader:
         while found is None:
             if len(chain) > _DEEPEST:
                 raise StoreError(f"the pack {pack.file.name} has a delta chain deeper than git's")
-            kind, _, base, start = pack.header(offset)
+            kind, size, base, start = pack.header(offset)
             try:
-                data = zlib.decompress(pack.data[start : pack.ends[offset]])
-            except (zlib.error, KeyError) as exc:
+                span = pack.data[start : pack.ends[offset]]
+                if self.strict:  # the entry is exactly one zlib stream of the size it says
+                    inflater = zlib.decompressobj()
+                    data = inflater.decompress(span)
+                    if not inflater.eof or inflater.unused_data or len(data) != size:
+                        raise zlib.error(f"the entry at {offset} is not what its header says")
+                else:
+                    data = zlib.decompress(span)
+            except (zlib.error, KeyError, IndexError) as exc:
                 raise StoreError(f"the pack {pack.file.name} is damaged: {exc}") from None
             if base is None:
                 if kind not in _NAMES:

@@ -311,7 +311,8 @@ class Outgoing:
         sent: set[bytes] = set()
         for pack in reader.packs:
             ids = set(pack.ids)
-            if len(ids) == len(pack.ids) and ids <= left:
+            starts = min(pack.offsets, default=0) == 12  # no bytes before its first entry
+            if starts and len(ids) == len(pack.ids) and ids <= left:
                 self.whole.append(pack)
                 left -= ids
                 sent |= ids
@@ -365,7 +366,10 @@ class Outgoing:
             end = len(pack.data) - 20
             for start in range(12, end, CHUNK):
                 out(pack.data[start : min(start + CHUNK, end)])
-            for object_id, at, crc in zip(pack.ids, pack.offsets, pack.crcs, strict=True):
+            for object_id, at in zip(pack.ids, pack.offsets, strict=True):
+                crc, stop = 0, pack.ends[at]  # made afresh: the pack's own index may lie
+                for piece in range(at, stop, CHUNK):
+                    crc = binascii.crc32(pack.data[piece : min(piece + CHUNK, stop)], crc)
                 found[object_id] = (at + shift, crc)
                 self.written[object_id] = at + shift
             self.offset += end - 12

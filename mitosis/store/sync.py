@@ -295,7 +295,7 @@ def _fetch(
         malformed = []
         # the quarantine's packs read directly; the store's few objects read (its side of the
         # walk, the trees before the first new commit) come through git's alternates
-        with Reader(held.repo.object_store) as reader:
+        with Reader(held.repo.object_store, strict=True) as reader:
             for ref, sha in sorted(refs.items()):
                 experiment = ref[len(BRANCH_PREFIX) :].decode()
                 tracked = cast(
