@@ -515,7 +515,7 @@ def copy(
     The pack's index is made from the ids ``source``'s index claims: when ``source`` is
     someone else's, check the objects against their ids (see :func:`verify`) before trusting
     them."""
-    from .pack import place_pack
+    from .pack import place_pack  # on first need: only copies write packs
 
     with Reader(source) as reader:
         bases: dict[bytes, bytes] = {}
