@@ -243,3 +243,20 @@ def test_a_pull_into_a_store_named_by_a_relative_path_reads_its_history(tmp_path
     assert mitosis.pull(str(source), store="store.git").experiments == {"sine": "fast-forward"}
     git("fsck", "--strict", cwd=tmp_path / "store.git")
     assert commits(tmp_path / "store.git") == 6
+
+
+def test_a_first_pull_copies_the_store_whole_but_never_what_no_tip_reaches(tmp_path):
+    source, store, other = tmp_path / "source.git", tmp_path / "store.git", tmp_path / "o.git"
+    make(source, range(6))
+    packed(source)
+    assert mitosis.pull(str(source), store=store).experiments == {"sine": "new"}
+    [copied] = packs(store)
+    assert packs(source)[0].read_bytes()[12:-20] in copied.read_bytes()  # whole, as it was
+    git("fsck", "--strict", cwd=store)
+    with Store.open(source) as st:  # an object no tip reaches
+        dangling = st.add_blob(b"nobody points here\n").decode()
+    assert mitosis.pull(str(source), store=other).experiments == {"sine": "new"}
+    absent = subprocess.run(["git", "cat-file", "-e", dangling], cwd=other, check=False)
+    assert absent.returncode != 0  # copied again, what the tips reach only
+    git("fsck", "--strict", cwd=other)
+    assert commits(other) == 6 and not list((other / "mitosis").glob("incoming-*"))

@@ -145,6 +145,7 @@ def history_problem(
     tip: ObjectID,
     known: list[ObjectID | None],
     claimed: set[bytes] | None = None,
+    reached: set[bytes] | None = None,
 ) -> str | None:
     """What is malformed in the commits and trees that ``tip`` brings beyond the history of
     ``known`` (commits of the store, checked when they came), or None.
@@ -153,7 +154,8 @@ def history_problem(
     one of its parents' at the same path were checked with that parent; only the others are
     read (see :func:`mitosis.store.send.missing`). Of the objects of ``claimed`` (binary ids
     that a copy from a store on this machine took from its index, unchecked), those read are
-    checked against their ids and taken out (see :func:`damaged` for the others).
+    checked against their ids and taken out (see :func:`damaged` for the others). ``reached``,
+    when given, gets the (binary) ids of the objects the tip brings.
     """
     from dulwich.errors import ObjectFormatException
 
@@ -162,13 +164,15 @@ def history_problem(
     except KeyError:
         return f"commit {tip.decode()} is missing, or is no commit"
     try:
-        missing(reader, [tip], [k for k in known if k is not None], _Fsck(claimed or set()))
+        found = missing(reader, [tip], [k for k in known if k is not None], _Fsck(claimed or set()))
     except _Malformed as exc:
         return str(exc)
     except KeyError as exc:
         return f"an object is missing ({exc})"
     except (ObjectFormatException, StoreError) as exc:
         return f"malformed: {exc}"
+    if reached is not None:
+        reached.update(bytes.fromhex(object_id.decode()) for object_id in found)
     return None
 
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from dulwich.pack import UnpackedObject
     from dulwich.refs import Ref
 
-__all__ = ["Inspector", "Outgoing", "copy", "missing", "send_local", "sender"]
+__all__ = ["Inspector", "Outgoing", "copy", "copy_all", "missing", "send_local", "sender"]
 
 _COMMIT, _TREE, _BLOB, _OFS_DELTA = 1, 2, 3, 6
 _DIR, _SUBMODULE = 0o040000, 0o160000
@@ -521,6 +521,32 @@ def copy(
         bases: dict[bytes, bytes] = {}
         wanted = missing(reader, wants, haves, bases=bases, progress=progress)
         outgoing = Outgoing(reader, source, wanted, bases, progress)
+        if outgoing.count:
+            place_pack(target, outgoing.write)
+        return outgoing.ids
+
+
+def copy_all(
+    source: DiskObjectStore,
+    target: DiskObjectStore,
+    progress: Callable[[bytes], None] | None = None,
+) -> set[bytes]:
+    """Write every object of ``source``, a store on this machine, into ``target`` as one pack:
+    its packs whole, its loose objects compressed; the (binary) ids written, as ``source``
+    claims them (see :func:`copy`)."""
+    from .pack import place_pack  # on first need: only copies write packs
+
+    with Reader(source) as reader:
+        wanted = {object_id.hex().encode(): _BLOB for object_id in reader.where}
+        folder = os.fspath(source.path)
+        for fanout in sorted(os.listdir(folder)):
+            if len(fanout) == 2 and os.path.isdir(os.path.join(folder, fanout)):
+                for name in os.listdir(os.path.join(folder, fanout)):
+                    if len(name) == 38:  # a blob's kind is only used to find big ones
+                        wanted.setdefault((fanout + name).encode(), _BLOB)
+        if progress is not None:
+            progress(b"counting objects: %d, done.\n" % len(wanted))
+        outgoing = Outgoing(reader, source, wanted, None, progress)
         if outgoing.count:
             place_pack(target, outgoing.write)
         return outgoing.ids

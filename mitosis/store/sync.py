@@ -5,6 +5,7 @@ ref moves (see :mod:`mitosis.store.incoming`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -25,7 +26,7 @@ from .provenance import note, trial_ids
 from .reader import Reader
 from .repo import Store, warn
 from .results import results_refs
-from .send import copy
+from .send import copy, copy_all
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -43,6 +44,9 @@ __all__ = [
 ]
 
 _BUNDLE_SIGNATURES = (b"# v2 git bundle", b"# v3 git bundle")
+#: A store on this machine with more loose objects than this is never copied whole (its loose
+#: objects would arrive without deltas): what the tips lack is copied instead.
+_COPY_LOOSE = 2_000
 
 
 @attrs.frozen
@@ -276,45 +280,54 @@ def _fetch(
     from dulwich.client import LocalGitClient
 
     selected = _selected(experiments)
-    with quarantine(st) as held:
-        claimed: set[bytes] = set()  # ids taken from a copied store's index, unchecked
-        if _is_bundle(remote):
-            name, shown = "bundle", remote
-            refs, carried = _read_bundle(held, remote, selected)
-        else:
-            carried = {}
-            name, url = _resolve(st, remote)
-            shown = strip_credentials(url)
-            client, path = _client(st, url)
-            if isinstance(client, LocalGitClient):  # a store on this machine: copied
-                where = os.fsdecode(path)
-                refs, claimed = _copy_local(st, held, where, selected, shown, progress)
+    for whole in (True, False):  # a whole store copied, else what the tips lack (see below)
+        with quarantine(st) as held:
+            claimed: set[bytes] = set()  # ids taken from a copied store's index, unchecked
+            everything = False
+            if _is_bundle(remote):
+                name, shown = "bundle", remote
+                refs, carried = _read_bundle(held, remote, selected)
             else:
-                refs = _fetch_remote(held, client, path, selected, shown, progress)
-        # Checked in quarantine: what is malformed never enters the store.
-        malformed = []
-        # the quarantine's packs read directly; the store's few objects read (its side of the
-        # walk, the trees before the first new commit) come through git's alternates
-        with Reader(held.repo.object_store, strict=True) as reader:
-            for ref, sha in sorted(refs.items()):
-                experiment = ref[len(BRANCH_PREFIX) :].decode()
-                tracked = cast(
-                    "ObjectID | None", st.repo.refs.read_ref(_tracking(name, experiment))
+                carried = {}
+                name, url = _resolve(st, remote)
+                shown = strip_credentials(url)
+                client, path = _client(st, url)
+                if isinstance(client, LocalGitClient):  # a store on this machine: copied
+                    where = os.fsdecode(path)
+                    refs, claimed, everything = _copy_local(
+                        st, held, where, selected, shown, whole, progress
+                    )
+                else:
+                    refs = _fetch_remote(held, client, path, selected, shown, progress)
+            copied = set(claimed)
+            reached: set[bytes] = set()
+            # Checked in quarantine: what is malformed never enters the store.
+            malformed = []
+            # the quarantine's packs read directly; the store's few objects read (its side of
+            # the walk, the trees before the first new commit) come through git's alternates
+            with Reader(held.repo.object_store, strict=True) as reader:
+                for ref, sha in sorted(refs.items()):
+                    experiment = ref[len(BRANCH_PREFIX) :].decode()
+                    tracked = cast(
+                        "ObjectID | None", st.repo.refs.read_ref(_tracking(name, experiment))
+                    )
+                    known = [st.local_tip(experiment), tracked]
+                    problem = history_problem(reader, sha, known, claimed, reached)
+                    if problem is not None:
+                        malformed.append(f"{experiment}: {problem}")
+                if everything and not malformed and not copied <= reached:
+                    continue  # the store held more than the tips reach: copy what they reach
+                problem = damaged(reader, claimed) if not malformed else None
+                if problem is not None:  # copied, met by no history, and forged
+                    malformed += [f"{_experiment_of(ref)}: {problem}" for ref in sorted(refs)]
+            if malformed:
+                raise SyncRefused(
+                    ", ".join(sorted({m.split(":")[0] for m in malformed})),
+                    shown,
+                    [f"brings malformed objects ({m})" for m in malformed],
                 )
-                known = [st.local_tip(experiment), tracked]
-                problem = history_problem(reader, sha, known, claimed)
-                if problem is not None:
-                    malformed.append(f"{experiment}: {problem}")
-            problem = damaged(reader, claimed) if not malformed else None
-            if problem is not None:  # copied, met by no history, and forged
-                malformed += [f"{_experiment_of(ref)}: {problem}" for ref in sorted(refs)]
-        if malformed:
-            raise SyncRefused(
-                ", ".join(sorted({m.split(":")[0] for m in malformed})),
-                shown,
-                [f"brings malformed objects ({m})" for m in malformed],
-            )
-        admit(held, st)
+            admit(held, st)
+            break
     for ref, sha in carried.items():  # a bundle's results came with it: keep them
         st.repo.refs.add_if_new(ref, sha, message=b"mitosis: results")
     fetched: dict[str, ObjectID] = {}
@@ -358,26 +371,47 @@ def _copy_local(
     path: str,
     selected: Callable[[bytes], bool],
     shown: str,
+    whole: bool = False,
     progress: Callable[[bytes], None] | None = None,
-) -> tuple[dict[Ref, ObjectID], set[bytes]]:
+) -> tuple[dict[Ref, ObjectID], set[bytes], bool]:
     """Copy what the quarantine ``held`` lacks of the selected refs of the store at ``path`` on
-    this machine, as one pack (see :func:`mitosis.store.send.copy`); the refs, and the ids of
-    the objects copied (taken from that store's index: each is to be checked against its
-    content before it enters the store)."""
+    this machine, as one pack (see :func:`mitosis.store.send.copy`); the refs, the ids of the
+    objects copied (taken from that store's index: each is to be checked against its content
+    before it enters the store), and whether the whole store was copied.
+
+    With ``whole``, a store that this one shares no history with, whose every ref is taken and
+    that holds few loose objects (the first pull of a lab's store) is copied whole, without
+    walking its history first (see :func:`mitosis.store.send.copy_all`): the check of what
+    arrived walks it, and finds whether the tips reach every object copied (else the caller
+    copies again, what the tips lack only)."""
     from dulwich.repo import Repo
 
     try:
         with Repo(path) as source:
-            refs = {r: sha for r, sha in source.get_refs().items() if selected(r)}
+            every = source.get_refs()
+            refs = {r: sha for r, sha in every.items() if selected(r)}
             wants = sorted({sha for sha in refs.values() if sha not in held.repo.object_store})
             claimed: set[bytes] = set()
-            if wants:
-                haves = _common(st, source.object_store)
-                objects = source.object_store
-                claimed = copy(objects, held.repo.object_store, wants, haves, progress)
+            if not wants:
+                return refs, claimed, False
+            objects = source.object_store
+            haves = _common(st, objects)
+            others = [r for r in every if r != b"HEAD" and r not in refs]
+            if whole and not haves and not others and _loose(objects) <= _COPY_LOOSE:
+                return refs, copy_all(objects, held.repo.object_store, progress), True
+            claimed = copy(objects, held.repo.object_store, wants, haves, progress)
     except Exception as exc:
         raise SyncError(f"fetch from {shown} failed: {exc}") from None
-    return refs, claimed
+    return refs, claimed, False
+
+
+def _loose(objects: Any, folders: int = 8) -> int:
+    """About how many loose objects a store holds, from ``folders`` of its 256 fan-out folders."""
+    found = 0
+    for prefix in range(folders):
+        with contextlib.suppress(OSError):
+            found += len(os.listdir(os.path.join(objects.path, f"{prefix:02x}")))
+    return found * 256 // folders
 
 
 def _common(st: Store, other: Any, most: int = 10_000) -> list[ObjectID]:
