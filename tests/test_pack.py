@@ -438,17 +438,3 @@ def test_the_background_packer_holds_the_claim_itself(tmp_path):
         time.sleep(0.02)
     assert mitosis.gc(store=store).objects == 5 * 10
     assert_clean(store, written)
-
-
-def test_a_push_packs_again_after_a_packer_died(tmp_path, monkeypatch):
-    from mitosis.store import sync
-
-    store, hub = tmp_path / "store.git", tmp_path / "hub.git"
-    written = make_store(store, range(10))
-    git("init", "-q", "--bare", str(hub))
-    dead = subprocess.run([sys.executable, "-c", HOLD_THE_CLAIM, str(store)], input="")
-    assert dead.returncode == 0 and (store / "mitosis" / "gc.lock").exists()
-    monkeypatch.setattr(sync, "PUSH_PACK_OBJECTS", -1)  # a small store counts as "many"
-    assert mitosis.push(str(hub), store=store).experiments == {"sine": "new"}
-    assert_clean(store, written)  # packed before sending, the dead packer's claim removed
-    git("fsck", "--strict", cwd=hub)

@@ -38,6 +38,7 @@ STATUSES = ("ok", "failed", "killed", "interrupted")
 STEP_STATUSES = (*STATUSES, "not run")
 VALUE_SOURCES = ("variant", "literal", "default")
 _HEX_ID = re.compile(r"[0-9a-f]{4,64}")
+_DRIVE = re.compile(r"[A-Za-z]:")
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 # What git refuses in one component of a ref name (git check-ref-format), and "/": an
 # experiment's branch is exactly one component under refs/heads/mitosis/.
@@ -59,7 +60,7 @@ def path_problem(path: str) -> str | None:
     """What is wrong with ``path`` as a relative path inside a folder, or None."""
     if not isinstance(path, str) or not path:
         return f"the path {path!r} is not a relative path"
-    if path.startswith("/") or re.match(r"[A-Za-z]:", path):
+    if path.startswith("/") or _DRIVE.match(path):
         return f"the path {path!r} is absolute"
     for part in path.split("/"):
         problem = name_problem(part)
@@ -95,7 +96,10 @@ def experiment_problem(name: str) -> str | None:
 
 
 class _Checker:
-    """Checks one record's fields; the first problem raises :class:`BadRecord`."""
+    """Checks one record's fields; the first problem raises :class:`BadRecord`.
+
+    A field's name is passed in parts (``field``, ``suffix``) and joined only to report a
+    problem: a listing checks thousands of records, nearly all of them sound."""
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -103,26 +107,25 @@ class _Checker:
     def fail(self, field: str, problem: str) -> NoReturn:
         raise BadRecord(f"{self.where} is not a readable trial record: field {field!r} {problem}")
 
-    def text(self, value: Any, field: str, *, optional: bool = False) -> None:
-        if value is None and optional:
+    def text(self, value: Any, field: str, suffix: str = "", *, optional: bool = False) -> None:
+        if isinstance(value, str) or (value is None and optional):
             return
-        if not isinstance(value, str):
-            self.fail(field, f"must be text, not {type(value).__name__}")
+        self.fail(field + suffix, f"must be text, not {type(value).__name__}")
 
-    def number(self, value: Any, field: str) -> None:
+    def number(self, value: Any, field: str, suffix: str = "") -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(field, f"must be a number, not {type(value).__name__}")
+            self.fail(field + suffix, f"must be a number, not {type(value).__name__}")
         if not math.isfinite(value) or value < 0:
-            self.fail(field, f"must be a finite number of seconds, not {value!r}")
+            self.fail(field + suffix, f"must be a finite number of seconds, not {value!r}")
 
-    def mapping(self, value: Any, field: str) -> dict[str, Any]:
+    def mapping(self, value: Any, field: str, suffix: str = "") -> dict[str, Any]:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            self.fail(field, "must map names (text) to values")
+            self.fail(field + suffix, "must map names (text) to values")
         return value
 
-    def choice(self, value: Any, field: str, allowed: tuple[str, ...]) -> None:
+    def choice(self, value: Any, field: str, allowed: tuple[str, ...], suffix: str = "") -> None:
         if value not in allowed:
-            self.fail(field, f"must be one of {', '.join(allowed)}, not {value!r}")
+            self.fail(field + suffix, f"must be one of {', '.join(allowed)}, not {value!r}")
 
     def path(self, value: Any, field: str) -> None:
         self.text(value, field)
@@ -132,10 +135,10 @@ class _Checker:
 
     def param(self, value: Any, field: str) -> None:
         param = self.mapping(value, field)
-        self.text(param.get("variant"), f"{field}.variant")
-        self.choice(param.get("source"), f"{field}.source", VALUE_SOURCES)
-        self.text(param.get("type"), f"{field}.type")
-        self.text(param.get("fingerprint"), f"{field}.fingerprint")
+        self.text(param.get("variant"), field, ".variant")
+        self.choice(param.get("source"), field, VALUE_SOURCES, ".source")
+        self.text(param.get("type"), field, ".type")
+        self.text(param.get("fingerprint"), field, ".fingerprint")
         if param.get("dill") is not None:
             self.path(param["dill"], f"{field}.dill")
 
@@ -150,20 +153,21 @@ class _Checker:
         self.text(code.get("branch"), "code.branch", optional=True)
         remotes = self.mapping(code.get("remotes"), "code.remotes")
         for name, url in remotes.items():
-            self.text(url, f"code.remotes.{name}")
+            self.text(url, "code.remotes.", name)
         if not isinstance(code.get("dirty"), bool):
             self.fail("code.dirty", "must be true or false")
 
-    def step(self, value: Any, field: str) -> None:
+    def step(self, value: Any, n: int) -> None:
+        field = f"steps[{n}]"
         step = self.mapping(value, field)
-        self.text(step.get("name"), f"{field}.name")
-        self.text(step.get("function"), f"{field}.function")
-        self.choice(step.get("status"), f"{field}.status", STEP_STATUSES)
-        self.mapping(step.get("metrics", {}), f"{field}.metrics")
-        self.number(step.get("duration", 0.0), f"{field}.duration")
-        self.text(step.get("reused_from"), f"{field}.reused_from", optional=True)
-        self.text(step.get("code"), f"{field}.code", optional=True)
-        self.mapping(step.get("extra", {}), f"{field}.extra")
+        self.text(step.get("name"), field, ".name")
+        self.text(step.get("function"), field, ".function")
+        self.choice(step.get("status"), field, STEP_STATUSES, ".status")
+        self.mapping(step.get("metrics", {}), field, ".metrics")
+        self.number(step.get("duration", 0.0), field, ".duration")
+        self.text(step.get("reused_from"), field, ".reused_from", optional=True)
+        self.text(step.get("code"), field, ".code", optional=True)
+        self.mapping(step.get("extra", {}), field, ".extra")
 
 
 def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dict[str, Any]:
@@ -204,12 +208,12 @@ def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dic
         check.path(path, f"files[{n}]")
     for path, caption in check.mapping(record.get("captions", {}), "captions").items():
         check.path(path, "captions")
-        check.text(caption, f"captions.{path}")
+        check.text(caption, "captions.", path)
     steps = record.get("steps", [])
     if not isinstance(steps, list):
         check.fail("steps", f"must be a list, not {type(steps).__name__}")
     for n, step in enumerate(steps):
-        check.step(step, f"steps[{n}]")
+        check.step(step, n)
     version = record.get("format", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         check.fail("format", f"must be a format version (1, 2, ...), not {version!r}")

@@ -6,7 +6,10 @@
 - :func:`history_problem`: every commit and tree that a fetched tip brings and the store did
   not have is well formed, as ``git fsck --strict`` would judge it (no ``..``, ``.git``, empty
   or absolute entry names, no duplicate or unsorted entries, only git's file modes), so that a
-  pull never leaves the user's own ``git fsck`` failing.
+  pull never leaves the user's own ``git fsck`` failing. The new commits are found by walking
+  both histories newest first, and of each, only the trees that differ from its parents' at
+  the same path are read (a tree the same as a parent's was checked with that parent): the
+  walk of :func:`mitosis.store.send.missing`, which finds what a push sends.
 - :func:`removals`: what a fetched tip would delete or change of the store's own history (a
   trial's folder, a variant lock), so that a pull keeps the store append-only: a remote may add
   trials and locks, and rename a lock as :func:`mitosis.rename_variant` does, nothing else.
@@ -19,20 +22,22 @@ import os
 import shutil
 import stat
 import tempfile
+import zlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
+from ..exceptions import StoreError
 from ..model.checks import name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
+from .reader import Entries, Reader, digest, verify
 from .repo import Store
+from .send import Inspector, missing
 from .trials import load_json
 
 if TYPE_CHECKING:
-    from dulwich.objects import ObjectID, ShaFile, Tree
+    from dulwich.objects import ObjectID, Tree
 
-_Object = TypeVar("_Object", bound="ShaFile")
-
-__all__ = ["admit", "ancestors", "history_problem", "quarantine", "removals"]
+__all__ = ["admit", "damaged", "history_problem", "quarantine", "removals"]
 
 #: git's modes, as ``git fsck --strict`` accepts them (dulwich's check also allows 100664).
 _MODES = (stat.S_IFDIR, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755, stat.S_IFLNK, 0o160000)
@@ -50,7 +55,8 @@ def quarantine(st: Store) -> Iterator[Store]:
     try:
         Repo.init_bare(folder).close()
         with Repo(folder) as repo:
-            repo.object_store.add_alternate_path(st.repo.object_store.path)
+            # absolute: git reads a relative alternate from the quarantine's objects folder
+            repo.object_store.add_alternate_path(os.path.abspath(st.repo.object_store.path))
         with Store(Repo(folder)) as held:
             yield held
     finally:
@@ -82,80 +88,102 @@ def admit(held: Store, st: Store) -> None:
                 os.replace(os.path.join(source, fanout, name), destination)
 
 
-def ancestors(st: Store, tips: list[ObjectID | None]) -> set[ObjectID]:
-    """Every commit reachable from ``tips`` (that the store has)."""
-    seen: set[ObjectID] = set()
-    stack = [t for t in tips if t is not None]
-    while stack:
-        commit_id = stack.pop()
-        if commit_id in seen or commit_id not in st.repo.object_store:
-            continue
-        seen.add(commit_id)
-        stack.extend(st.get(commit_id).parents)  # type: ignore[attr-defined]
-    return seen
+class _Malformed(Exception):
+    """What is wrong with a history that arrived."""
 
 
-def history_problem(st: Store, tip: ObjectID, known: set[ObjectID]) -> str | None:
-    """What is malformed in the commits and trees that ``tip`` brings beyond ``known`` (the
-    commits the store already had), or None."""
-    from dulwich.objects import Commit
+class _Fsck(Inspector):
+    """``git fsck --strict``'s rules for each new commit and tree (dulwich's check of a
+    commit; of a tree: git's modes, entry names, sorted, no name twice); and of those whose
+    ids were only claimed (``claimed``, binary ids), that they are what their ids say (each
+    one checked is taken out of ``claimed``)."""
 
-    seen_trees: set[ObjectID] = set()
-    stack, walked = [tip], set(known)
-    while stack:
-        commit_id = stack.pop()
-        if commit_id in walked:
-            continue
-        walked.add(commit_id)
-        commit = _checked(st, commit_id, Commit, f"commit {commit_id.decode()}")
-        if isinstance(commit, str):
-            return commit
-        problem = _tree_problem(st, commit.tree, "", seen_trees)
-        if problem is not None:
-            return f"commit {commit_id.decode()}: {problem}"
-        stack.extend(commit.parents)
-    return None
+    def __init__(self, claimed: set[bytes]) -> None:
+        self.claimed = claimed
+
+    def read(self, object_id: bytes, kind: int, data: bytes) -> None:
+        binary = bytes.fromhex(object_id.decode())
+        if binary in self.claimed:
+            if digest(kind, data) != binary:
+                raise _Malformed(f"{object_id.decode()} is not what its id says")
+            self.claimed.discard(binary)
+
+    def commit(self, commit_id: bytes, data: bytes) -> None:
+        from dulwich.errors import ObjectFormatException
+        from dulwich.objects import Commit
+
+        try:
+            Commit.from_raw_string(1, data).check()
+        except ObjectFormatException as exc:
+            raise _Malformed(f"commit {commit_id.decode()} is malformed: {exc}") from None
+
+    def absent(self, commit_id: bytes) -> None:
+        raise _Malformed(f"commit {commit_id.decode()} is missing")
+
+    def tree(self, tree_id: bytes, path: bytes, entries: Entries, new: Entries) -> None:
+        where = path.decode("utf-8", "replace").lstrip("/")
+        for name, mode, _ in new:
+            text = name.decode("utf-8", "replace")
+            full = f"{where}/{text}" if where else text
+            problem = name_problem(text)
+            if problem is not None:
+                raise _Malformed(f"{full!r}: {problem}")
+            if mode not in _MODES:
+                raise _Malformed(
+                    f"{full!r} has the mode {mode:06o}, which git fsck --strict refuses"
+                )
+        keys = [name + b"/" if mode == stat.S_IFDIR else name for name, mode, _ in entries]
+        if keys != sorted(keys) or len({name for name, _, _ in entries}) != len(entries):
+            raise _Malformed(
+                f"the tree {where or '/'} is malformed: its entries are not sorted, or a name "
+                "comes twice"
+            )
 
 
-def _checked(st: Store, object_id: ObjectID, kind: type[_Object], what: str) -> _Object | str:
-    """The object ``object_id`` of type ``kind`` when it is there and well formed (dulwich's
-    ``check``, git fsck's rules), else what is wrong with it (``what`` names it)."""
+def history_problem(
+    reader: Reader,
+    tip: ObjectID,
+    known: list[ObjectID | None],
+    claimed: set[bytes] | None = None,
+    reached: set[bytes] | None = None,
+) -> str | None:
+    """What is malformed in the commits and trees that ``tip`` brings beyond the history of
+    ``known`` (commits of the store, checked when they came), or None.
+
+    ``reader`` reads the quarantine and the store. A new commit's trees that are the same as
+    one of its parents' at the same path were checked with that parent; only the others are
+    read (see :func:`mitosis.store.send.missing`). Of the objects of ``claimed`` (binary ids
+    that a copy from a store on this machine took from its index, unchecked), those read are
+    checked against their ids and taken out (see :func:`damaged` for the others). ``reached``,
+    when given, gets the (binary) ids of the objects the tip brings.
+    """
     from dulwich.errors import ObjectFormatException
 
     try:
-        found = st.get(object_id)
+        reader.commit(tip)
     except KeyError:
-        return f"{what} ({object_id.decode()}) is missing"
-    if not isinstance(found, kind):
-        return f"{what} is a {found.type_name.decode()}, not a {kind.type_name.decode()}"
+        return f"commit {tip.decode()} is missing, or is no commit"
     try:
-        found.check()
-    except ObjectFormatException as exc:
-        return f"{what} is malformed: {exc}"
-    return found
+        found = missing(reader, [tip], [k for k in known if k is not None], _Fsck(claimed or set()))
+    except _Malformed as exc:
+        return str(exc)
+    except KeyError as exc:
+        return f"an object is missing ({exc})"
+    except (ObjectFormatException, StoreError) as exc:
+        return f"malformed: {exc}"
+    if reached is not None:
+        reached.update(bytes.fromhex(object_id.decode()) for object_id in found)
+    return None
 
 
-def _tree_problem(st: Store, tree_id: ObjectID, path: str, seen: set[ObjectID]) -> str | None:
-    from dulwich.objects import Tree
-
-    if tree_id in seen:
-        return None
-    seen.add(tree_id)
-    tree = _checked(st, tree_id, Tree, f"the tree {path or '/'}")
-    if isinstance(tree, str):
-        return tree
-    for entry in tree.iteritems():
-        name = entry.path.decode("utf-8", "replace")
-        full = f"{path}/{name}" if path else name
-        problem = name_problem(name)
-        if problem is not None:
-            return f"{full!r}: {problem}"
-        if entry.mode not in _MODES:
-            return f"{full!r} has the mode {entry.mode:06o}, which git fsck --strict refuses"
-        if stat.S_ISDIR(entry.mode):
-            problem = _tree_problem(st, entry.sha, full, seen)
-            if problem is not None:
-                return problem
+def damaged(reader: Reader, claimed: set[bytes]) -> str | None:
+    """Which object of ``claimed`` (binary ids) is not what its id says, or None."""
+    for object_id in sorted(claimed):
+        try:
+            if not verify(reader, object_id):
+                return f"{object_id.hex()} is not what its id says"
+        except (KeyError, StoreError, zlib.error) as exc:
+            return f"{object_id.hex()} cannot be read: {exc}"
     return None
 
 

@@ -49,7 +49,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
 from .background import STALE_CLAIM_SECONDS, release, renew
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from dulwich.objects import ObjectID
     from dulwich.pack import UnpackedObject
 
-__all__ = ["MAX_DEPTH", "clear_leftovers", "main", "pack_loose"]
+__all__ = ["MAX_DEPTH", "clear_leftovers", "main", "pack_loose", "place_pack", "write_pack"]
 
 _RUN = 25
 _HEADS = 25
@@ -120,7 +120,7 @@ def pack_loose(
         def write(shas: list[ObjectID], entries: Iterator[UnpackedObject]) -> None:
             nonlocal done
             if shas:
-                _write_pack(objects, len(shas), entries)
+                write_pack(objects, len(shas), entries)
                 renew(git_dir)  # still at work: the claim is not stale
                 deleting.append(deleter.submit(_delete, objects, shas))
                 done += len(shas)
@@ -155,8 +155,30 @@ def _written_before(objects: DiskObjectStore, sha: ObjectID, moment: float) -> b
         return False  # packed meanwhile, by another tool
 
 
-def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[UnpackedObject]) -> None:
-    """Write a pack of ``count`` entries and its index into the pack folder, both fsynced.
+def write_pack(objects: DiskObjectStore, count: int, entries: Iterator[UnpackedObject]) -> None:
+    """Write a pack of ``count`` entries and its index into the pack folder (see
+    :func:`place_pack`)."""
+    from dulwich.pack import write_pack_data
+
+    def write(file: IO[bytes]) -> tuple[dict[bytes, tuple[int, int]], bytes]:
+        return write_pack_data(
+            file.write,
+            _announced(entries),
+            num_records=count,
+            compression_level=objects.pack_compression_level,
+            object_format=objects.object_format,
+        )
+
+    place_pack(objects, write)
+
+
+def place_pack(
+    objects: DiskObjectStore,
+    write: Callable[[IO[bytes]], tuple[dict[bytes, tuple[int, int]], bytes]],
+) -> str:
+    """Write a pack into the pack folder with ``write`` (which writes the pack to the file it
+    is given and returns each entry's offset and checksum by binary id, and the pack's
+    checksum), then its index; both fsynced. Returns the pack's path without its suffix.
 
     Both are written under temporary names first, then the pack is renamed into place, then its
     index (as git does). The index is made from the offsets and checksums noted while writing
@@ -166,7 +188,7 @@ def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[Unpacked
         StoreError: the pack vanished before its index was in place (another packer removed
             it); its loose objects are kept.
     """
-    from dulwich.pack import write_pack_data, write_pack_index
+    from dulwich.pack import write_pack_index
 
     folder = objects.pack_dir
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=_TEMPORARY, suffix=".pack")
@@ -174,13 +196,7 @@ def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[Unpacked
     placed = False
     try:
         with os.fdopen(fd, "wb") as file:
-            written, checksum = write_pack_data(
-                file.write,
-                _announced(entries),
-                num_records=count,
-                compression_level=objects.pack_compression_level,
-                object_format=objects.object_format,
-            )
+            written, checksum = write(file)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, _READ_ONLY)
@@ -217,6 +233,7 @@ def _write_pack(objects: DiskObjectStore, count: int, entries: Iterator[Unpacked
             "took this one's claim?); its objects stay loose: run `mitosis gc` again"
         )
     fault_point("index")
+    return name
 
 
 def _announced(entries: Iterator[UnpackedObject]) -> Iterator[UnpackedObject]:

@@ -5,6 +5,7 @@ ref moves (see :mod:`mitosis.store.incoming`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -19,13 +20,13 @@ from ..model.checks import experiment_problem
 from ..model.layout import BRANCH_PREFIX, RESULTS_PREFIX, branch, results_ref, tracking_branch
 from ..model.records import InStore, Pointer, Trial, human_size
 from ..model.redact import strip_credentials
-from .gc import packing
-from .incoming import admit, ancestors, history_problem, quarantine
+from .incoming import admit, damaged, history_problem, quarantine
 from .merge import Conflict, integrate, is_ancestor
-from .pack import pack_loose
 from .provenance import note, trial_ids
+from .reader import Reader
 from .repo import Store, warn
 from .results import results_refs
+from .send import copy, copy_all
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -43,8 +44,9 @@ __all__ = [
 ]
 
 _BUNDLE_SIGNATURES = (b"# v2 git bundle", b"# v3 git bundle")
-# Loose objects travel whole; past this many (about 200 trials), a push packs them first.
-PUSH_PACK_OBJECTS = 2_000
+#: A store on this machine with more loose objects than this is never copied whole (its loose
+#: objects would arrive without deltas): what the tips lack is copied instead.
+_COPY_LOOSE = 2_000
 
 
 @attrs.frozen
@@ -123,18 +125,6 @@ def _client(store: Store, url: str) -> tuple[Any, str]:
     return client, path
 
 
-def _pack_before_sending(st: Store, progress: Callable[[bytes], None] | None) -> None:
-    """Pack the loose objects first when there are many: dulwich sends loose objects without
-    deltas, packed ones with theirs. Skipped when another packer is at work."""
-    if st.loose_estimate() <= PUSH_PACK_OBJECTS:
-        return
-    with packing(st, " before the push") as mine:
-        if mine:
-            if progress is not None:
-                progress(b"packing loose objects before sending them\n")
-            pack_loose(st)
-
-
 def _selected(experiments: Sequence[str]) -> Callable[[bytes], bool]:
     """Which refs to send or take: the trial branches (all, or those of ``experiments``) whose
     names can be an experiment's (others, arrived from elsewhere, are left where they are)."""
@@ -182,7 +172,9 @@ def push(
     Raises:
         SyncError: the remote cannot be reached, or it has trials this store lacks (pull first).
     """
-    from .blobs import generate_pack_data  # on first need: only pushes send packs
+    from dulwich.client import LocalGitClient
+
+    from .send import send_local, sender  # on first need: only pushes send packs
 
     with Store.open(store) as st:
         name, url = _resolve(st, remote)
@@ -190,7 +182,6 @@ def push(
         for experiment in experiments:
             if st.local_tip(experiment) is None:
                 raise SyncError(f"the store has no experiment {experiment!r} to push")
-        _pack_before_sending(st, progress)
         selected = _selected(experiments)
         local = {
             ref: sha
@@ -233,17 +224,22 @@ def push(
                     sent.append(ref[len(RESULTS_PREFIX) :].decode())
             return new
 
-        def pack_data(
-            have: Any, want: Any, *, ofs_delta: bool = True, progress: Any = None, **_: Any
-        ) -> Any:
-            objects = st.repo.object_store
-            return generate_pack_data(objects, have, want, ofs_delta=ofs_delta, progress=progress)
-
         client, path = _client(st, url)
         try:
-            result = client.send_pack(
-                path, update_refs, generate_pack_data=pack_data, progress=progress
-            )
+            if isinstance(client, LocalGitClient):  # a store on this machine: written directly
+                objects, where = st.repo.object_store, os.fsdecode(path)
+                refused_refs = send_local(objects, where, update_refs, progress)
+                ref_status: dict[bytes, str | None] = dict(refused_refs)
+            else:
+                generate = sender(st.repo.object_store, progress)
+
+                def pack_data(have: Any, want: Any, **_: Any) -> Any:
+                    return generate(have, want)
+
+                result = client.send_pack(
+                    path, update_refs, generate_pack_data=pack_data, progress=progress
+                )
+                ref_status = dict(result.ref_status or {})
         except Exception as exc:
             raise SyncError(f"push to {shown} failed: {exc}") from None
         if behind:
@@ -251,9 +247,7 @@ def push(
                 f"{shown} has trials of {', '.join(sorted(behind))} that this store lacks: "
                 f"pull first (`mitosis pull {remote}`), then push again"
             )
-        refused = {
-            ref.decode(): why for ref, why in (result.ref_status or {}).items() if why is not None
-        }
+        refused = {ref.decode(): why for ref, why in ref_status.items() if why is not None}
         if refused:
             raise SyncError(f"{shown} refused {refused}")
         return SyncReport(
@@ -283,49 +277,57 @@ def _fetch(
     Raises:
         SyncRefused: some fetched history is malformed; nothing entered the store.
     """
+    from dulwich.client import LocalGitClient
+
     selected = _selected(experiments)
-    with quarantine(st) as held:
-        if _is_bundle(remote):
-            name, shown = "bundle", remote
-            refs, carried = _read_bundle(held, remote, selected)
-        else:
-            carried = {}
-            name, url = _resolve(st, remote)
-            shown = strip_credentials(url)
-            client, path = _client(st, url)
-
-            def determine_wants(
-                refs: dict[Ref, ObjectID], depth: int | None = None
-            ) -> list[ObjectID]:
-                return [
-                    sha
-                    for ref, sha in refs.items()
-                    if selected(ref) and sha not in held.repo.object_store
-                ]
-
-            try:
-                result = client.fetch(
-                    path, held.repo, determine_wants=determine_wants, progress=progress
+    for whole in (True, False):  # a whole store copied, else what the tips lack (see below)
+        with quarantine(st) as held:
+            claimed: set[bytes] = set()  # ids taken from a copied store's index, unchecked
+            everything = False
+            if _is_bundle(remote):
+                name, shown = "bundle", remote
+                refs, carried = _read_bundle(held, remote, selected)
+            else:
+                carried = {}
+                name, url = _resolve(st, remote)
+                shown = strip_credentials(url)
+                client, path = _client(st, url)
+                if isinstance(client, LocalGitClient):  # a store on this machine: copied
+                    where = os.fsdecode(path)
+                    refs, claimed, everything = _copy_local(
+                        st, held, where, selected, shown, whole, progress
+                    )
+                else:
+                    refs = _fetch_remote(held, client, path, selected, shown, progress)
+            copied = set(claimed)
+            reached: set[bytes] = set()
+            # Checked in quarantine: what is malformed never enters the store.
+            malformed = []
+            # the quarantine's packs read directly; the store's few objects read (its side of
+            # the walk, the trees before the first new commit) come through git's alternates
+            with Reader(held.repo.object_store, strict=True) as reader:
+                for ref, sha in sorted(refs.items()):
+                    experiment = ref[len(BRANCH_PREFIX) :].decode()
+                    tracked = cast(
+                        "ObjectID | None", st.repo.refs.read_ref(_tracking(name, experiment))
+                    )
+                    known = [st.local_tip(experiment), tracked]
+                    problem = history_problem(reader, sha, known, claimed, reached)
+                    if problem is not None:
+                        malformed.append(f"{experiment}: {problem}")
+                if everything and not malformed and not copied <= reached:
+                    continue  # the store held more than the tips reach: copy what they reach
+                problem = damaged(reader, claimed) if not malformed else None
+                if problem is not None:  # copied, met by no history, and forged
+                    malformed += [f"{_experiment_of(ref)}: {problem}" for ref in sorted(refs)]
+            if malformed:
+                raise SyncRefused(
+                    ", ".join(sorted({m.split(":")[0] for m in malformed})),
+                    shown,
+                    [f"brings malformed objects ({m})" for m in malformed],
                 )
-            except Exception as exc:
-                raise SyncError(f"fetch from {shown} failed: {exc}") from None
-            refs = {r: sha for r, sha in result.refs.items() if selected(r)}
-        # Checked in quarantine: what is malformed never enters the store.
-        malformed = []
-        for ref, sha in sorted(refs.items()):
-            experiment = ref[len(BRANCH_PREFIX) :].decode()
-            tracked = cast("ObjectID | None", st.repo.refs.read_ref(_tracking(name, experiment)))
-            known = ancestors(st, [st.local_tip(experiment), tracked])
-            problem = history_problem(held, sha, known)
-            if problem is not None:
-                malformed.append(f"{experiment}: {problem}")
-        if malformed:
-            raise SyncRefused(
-                ", ".join(sorted({m.split(":")[0] for m in malformed})),
-                shown,
-                [f"brings malformed objects ({m})" for m in malformed],
-            )
-        admit(held, st)
+            admit(held, st)
+            break
     for ref, sha in carried.items():  # a bundle's results came with it: keep them
         st.repo.refs.add_if_new(ref, sha, message=b"mitosis: results")
     fetched: dict[str, ObjectID] = {}
@@ -339,6 +341,100 @@ def _fetch(
         if experiment not in fetched:
             raise SyncError(f"{shown} has no experiment {experiment!r}")
     return name, shown, fetched
+
+
+def _fetch_remote(
+    held: Store,
+    client: Any,
+    path: str,
+    selected: Callable[[bytes], bool],
+    shown: str,
+    progress: Callable[[bytes], None] | None,
+) -> dict[Ref, ObjectID]:
+    """Fetch the selected refs of a remote server into the quarantine ``held``; the refs."""
+
+    def determine_wants(refs: dict[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
+        return [
+            sha for ref, sha in refs.items() if selected(ref) and sha not in held.repo.object_store
+        ]
+
+    try:
+        result = client.fetch(path, held.repo, determine_wants=determine_wants, progress=progress)
+    except Exception as exc:
+        raise SyncError(f"fetch from {shown} failed: {exc}") from None
+    return {r: sha for r, sha in result.refs.items() if selected(r)}
+
+
+def _copy_local(
+    st: Store,
+    held: Store,
+    path: str,
+    selected: Callable[[bytes], bool],
+    shown: str,
+    whole: bool = False,
+    progress: Callable[[bytes], None] | None = None,
+) -> tuple[dict[Ref, ObjectID], set[bytes], bool]:
+    """Copy what the quarantine ``held`` lacks of the selected refs of the store at ``path`` on
+    this machine, as one pack (see :func:`mitosis.store.send.copy`); the refs, the ids of the
+    objects copied (taken from that store's index: each is to be checked against its content
+    before it enters the store), and whether the whole store was copied.
+
+    With ``whole``, a store that this one shares no history with, whose every ref is taken and
+    that holds few loose objects (the first pull of a lab's store) is copied whole, without
+    walking its history first (see :func:`mitosis.store.send.copy_all`): the check of what
+    arrived walks it, and finds whether the tips reach every object copied (else the caller
+    copies again, what the tips lack only)."""
+    from dulwich.repo import Repo
+
+    try:
+        with Repo(path) as source:
+            every = source.get_refs()
+            refs = {r: sha for r, sha in every.items() if selected(r)}
+            wants = sorted({sha for sha in refs.values() if sha not in held.repo.object_store})
+            claimed: set[bytes] = set()
+            if not wants:
+                return refs, claimed, False
+            objects = source.object_store
+            haves = _common(st, objects)
+            others = [r for r in every if r != b"HEAD" and r not in refs]
+            if whole and not haves and not others and _loose(objects) <= _COPY_LOOSE:
+                return refs, copy_all(objects, held.repo.object_store, progress), True
+            claimed = copy(objects, held.repo.object_store, wants, haves, progress)
+    except Exception as exc:
+        raise SyncError(f"fetch from {shown} failed: {exc}") from None
+    return refs, claimed, False
+
+
+def _loose(objects: Any, folders: int = 8) -> int:
+    """About how many loose objects a store holds, from ``folders`` of its 256 fan-out folders."""
+    found = 0
+    for prefix in range(folders):
+        with contextlib.suppress(OSError):
+            found += len(os.listdir(os.path.join(objects.path, f"{prefix:02x}")))
+    return found * 256 // folders
+
+
+def _common(st: Store, other: Any, most: int = 10_000) -> list[ObjectID]:
+    """The newest commits of the store's branches (local and remote-tracking) that ``other``
+    has too: walked back from each tip to the first ones ``other`` has (at most ``most``
+    commits looked at)."""
+    tips = list(st.repo.refs.as_dict(cast("Ref", b"refs/heads/mitosis")).values())
+    tips += list(st.repo.refs.as_dict(cast("Ref", b"refs/remotes")).values())
+    found: list[ObjectID] = []
+    seen: set[ObjectID] = set()
+    while tips and len(seen) < most:
+        commit_id = tips.pop()
+        if commit_id in seen:
+            continue
+        seen.add(commit_id)
+        if commit_id in other:
+            found.append(commit_id)
+            continue
+        try:
+            tips.extend(st.get(commit_id).parents)  # type: ignore[attr-defined]
+        except KeyError:
+            continue
+    return found
 
 
 def _tracking(remote: str, experiment: str) -> Ref:
