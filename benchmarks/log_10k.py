@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import synthetic
+
 WARM_GOAL_S = 0.1
 LOG_GOAL_S = 0.5
 TRIALS = (
@@ -56,37 +58,10 @@ def median_s(fn: Callable[[], object], repeat: int, before: Callable[[], object]
 def build(path: Path, count: int) -> None:
     from mitosis.store.repo import Store
 
-    template = {
-        "format": 1,
-        "experiment": "sine",
-        "status": "ok",
-        "main": 0.5,
-        "metrics": {"err": 0.25, "n": 3},
-        "untracked": {},
-        "host": "bench",
-        "user": "bench",
-        "function": "bench:sine",
-        "error": None,
-        "mitosis": "0.1.0",
-        "duration": 0.05,
-        "files": ["environment.json", "output.log", "requirements.txt", "results/sine.dill"],
-        "code": {
-            "repository": "/lab",
-            "commit": "ab" * 20,
-            "branch": "main",
-            "remotes": {},
-            "dirty": False,
-        },
-    }
     files = {}
     for i in range(count):
         trial_id = secrets.token_hex(6)
-        record = dict(
-            template,
-            id=trial_id,
-            started=f"2026-01-01T00:00:{i:06d}+00:00",
-            ended=f"2026-01-01T00:00:{i:06d}+00:00",
-        )
+        record = synthetic.record(trial_id, i)
         record["params"] = {
             "amplitude": {
                 "variant": str(i % 7),

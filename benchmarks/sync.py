@@ -35,33 +35,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import synthetic
+
 GOAL = 2.0
 SIZE_GOAL = 1.5
 BRANCH = "refs/heads/mitosis/sine"
-TEMPLATE = {
-    "format": 1,
-    "experiment": "sine",
-    "status": "ok",
-    "metrics": {"err": 0.25, "n": 3},
-    "untracked": {},
-    "host": "bench",
-    "user": "bench",
-    "function": "bench:sine",
-    "error": None,
-    "mitosis": "0.1.0",
-    "duration": 0.05,
-    "files": ["environment.json", "output.log", "requirements.txt", "results/sine.dill"],
-    "code": {"repository": "/lab", "commit": "ab" * 20, "branch": "main", "remotes": {}},
-    "params": {
-        "noise": {
-            "variant": "low",
-            "value": 0.01,
-            "source": "variant",
-            "type": "float",
-            "fingerprint": "sha256:" + "ab" * 32,
-            "dill": None,
-        }
-    },
+PARAMS = {
+    "noise": {
+        "variant": "low",
+        "value": 0.01,
+        "source": "variant",
+        "type": "float",
+        "fingerprint": "sha256:" + "ab" * 32,
+        "dill": None,
+    }
 }
 
 
@@ -99,8 +86,7 @@ def build(path: Path, count: int, start: int = 0) -> None:
 
         for i in range(start, start + count):
             trial_id = secrets.token_hex(6)
-            when = f"2026-01-01T00:00:{i:06d}+00:00"
-            record = dict(TEMPLATE, id=trial_id, main=i / 1000, started=when, ended=when)
+            record = synthetic.record(trial_id, i, main=i / 1000, params=PARAMS)
             results = Tree()
             results.add(b"sine.dill", 0o100644, blob(os.urandom(48)))
             objects.add_object(results)

@@ -55,6 +55,7 @@ from ..exceptions import StoreError
 from .background import STALE_CLAIM_SECONDS, release, renew
 from .blobs import BIG, is_big_loose, pack_entry
 from .clean import clean
+from .reader import links as commit_links
 from .repo import STALE_LOCK_SECONDS, Store, fault_point, warn
 
 if TYPE_CHECKING:
@@ -351,15 +352,7 @@ def _history(objects: DiskObjectStore, tips: set[ObjectID], loose: set[ObjectID]
 
 def _links(commit: bytes) -> tuple[ObjectID, list[ObjectID]]:
     """A commit's tree and parents, from its text."""
-    tree, parents = b"", []
-    for line in commit.split(b"\n"):
-        if not line:
-            break  # the message follows
-        key, _, value = line.partition(b" ")
-        if key == b"tree":
-            tree = value
-        elif key == b"parent":
-            parents.append(value)
+    tree, parents, _ = commit_links(commit)
     return cast("ObjectID", tree), cast("list[ObjectID]", parents)
 
 
