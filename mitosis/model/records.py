@@ -1,18 +1,29 @@
-"""The records mitosis keeps, as frozen attrs classes, their typed statuses, and the one cattrs
-converter between them and JSON. No I/O: a :class:`Trial` reads its files through the
-:class:`Source` it was made with (the store's, or a debug trial's memory)."""
+"""The records mitosis keeps, as frozen attrs classes, and the one cattrs converter between
+them and JSON (the typed statuses and the small records that travel before a trial is
+recorded are in :mod:`mitosis.model.types`, and re-exported here). No I/O: a :class:`Trial`
+reads its files through the :class:`Source` it was made with (the store's, or a debug
+trial's memory)."""
 
 from __future__ import annotations
 
 import io
 from functools import cache
-from typing import IO, TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import attrs
 
 from ..exceptions import StoreError
 from .layout import FIGURES, FORMAT, result_name, results_ref, trial_dir
-from .values import Encoded, decode, dumps_json, load_dill
+from .types import (
+    FileData,
+    InStore,
+    OnDisk,
+    Status,
+    StepStatus,
+    ValueSource,
+    VariantLock,
+)
+from .values import decode, dumps_json, load_dill
 
 if TYPE_CHECKING:
     import cattrs
@@ -42,15 +53,6 @@ __all__ = [
     "trial_from_json",
 ]
 
-#: How a trial ended: it returned (``ok``), raised or returned a wrong shape (``failed``), was
-#: stopped by SIGINT or Ctrl-C (``interrupted``), or by another signal (``killed``).
-Status = Literal["ok", "failed", "killed", "interrupted"]
-#: A step's status: a trial's, or ``not run`` for the steps after one that did not succeed.
-StepStatus = Literal["ok", "failed", "killed", "interrupted", "not run"]
-#: Where a parameter's value came from: a variant name of a lookup dictionary, a literal value
-#: given by the caller, or the function's default.
-ValueSource = Literal["variant", "literal", "default"]
-
 
 class Source(Protocol):
     """Where a trial's files are read from (see :meth:`Trial.read`)."""
@@ -63,37 +65,6 @@ class Source(Protocol):
 
     def stat(self, trial: Trial, name: str) -> FileInfo | None:
         """The size of ``name`` in ``trial``'s folder and whether its bytes are here, or None."""
-
-
-class OnDisk(NamedTuple):
-    """A file's bytes waiting in a file of this machine (the trial process wrote them), to be
-    streamed into the store without being read whole.
-
-    Attributes:
-        path: the file.
-        size: its size in bytes.
-    """
-
-    path: str
-    size: int
-
-
-class InStore(NamedTuple):
-    """A file's bytes already kept in a store, as a blob (a reused step's result).
-
-    Attributes:
-        store: the store's path.
-        blob: the blob's id (40 hex digits).
-        size: its size in bytes.
-    """
-
-    store: str
-    blob: str
-    size: int
-
-
-#: A file of a trial on its way to the store: its bytes, or where they wait.
-FileData = bytes | OnDisk | InStore
 
 
 def size_of(data: FileData) -> int:
@@ -520,20 +491,6 @@ class Variant:
     fingerprint: str
     pickled: bool
     trials: int
-
-
-class VariantLock(NamedTuple):  # a named tuple: cheaper to define than attrs, at import
-    """A variant name meant for a value: what a lock file on an experiment's branch holds.
-
-    Attributes:
-        param: the parameter (``step.param`` in a chain).
-        variant: the variant's name.
-        encoded: the value, encoded (see :mod:`mitosis.model.values`).
-    """
-
-    param: str
-    variant: str
-    encoded: Encoded
 
 
 class InMemory(NamedTuple):

@@ -3,6 +3,7 @@ callable or a list of steps becomes the :class:`Chain` that a trial runs."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, get_args, overload
 
@@ -230,6 +231,20 @@ class Chain:
     def start(self) -> Start:
         """``"spawn"`` when a step asks for it, else ``"fork"``."""
         return "spawn" if any(s.spec.start == "spawn" for s in self.steps) else "fork"
+
+    def modules(self) -> tuple[str, ...]:
+        """The modules of the steps' functions that a trial process imports by name (a
+        function sent by value, from ``__main__`` or a closure, gives none)."""
+        modules = []
+        for step in self.steps:
+            if step.ref is not None:
+                modules.append(step.ref[0])
+                continue
+            module = getattr(step.fn, "__module__", None)
+            qualname = getattr(step.fn, "__qualname__", "<")
+            if module in sys.modules and module != "__main__" and "<" not in qualname:
+                modules.append(module)
+        return tuple(dict.fromkeys(modules))
 
     def name_of(self, index: int, arg: str) -> str:
         """How step ``index``'s parameter ``arg`` is addressed and recorded: ``arg`` for a

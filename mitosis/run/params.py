@@ -9,8 +9,8 @@ from typing import Any
 import attrs
 
 from ..exceptions import BadParameter, UnknownVariant
-from ..model.records import ValueSource, VariantLock
 from ..model.text import check_name
+from ..model.types import ValueSource, VariantLock
 from ..model.values import Encoded, encode, type_name
 from .experiment import Chain, table_of
 

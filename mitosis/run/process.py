@@ -20,21 +20,20 @@ import sys
 import tempfile
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
 from ..exceptions import StoreError
 from ..model.portable import write_file
-from ..model.records import InStore, OnDisk
-from . import environment as _environment
+from ..model.types import InStore, OnDisk
 
 if TYPE_CHECKING:
     from .warm import TrialProcess
 
-__all__ = ["IN_MEMORY", "Job", "Ran", "interrupt_running", "perform"]
+__all__ = ["IN_MEMORY", "GatedTrial", "Job", "Ran", "interrupt_running", "perform"]
 
-_INTERRUPT_GRACE = 10.0
+INTERRUPT_GRACE = 10.0
 _RUNNING: set[TrialProcess] = set()
 _RUNNING_LOCK = threading.Lock()
 #: Files a trial process left that are bigger than this stay on disk (with a spool folder) and
@@ -129,15 +128,70 @@ class Ran:
 
 def perform(job: Job) -> Ran:
     """Run one trial process for ``job`` and collect what it left (anywhere: no store needed)."""
+    return _perform(job, job.spool, None)
+
+
+class GatedTrial:
+    """A trial process started before its caller has decided to run it: made, it starts
+    Python and imports ``modules`` (the experiment's) while the caller gets ready (opens its
+    store, checks its variant locks); it runs the trial only once the caller calls
+    :meth:`open`, and nothing of it after :meth:`cancel`. :meth:`perform` (on a thread of its
+    own) is then :func:`perform`. For a trial of this machine that reuses no first steps."""
+
+    def __init__(self, job: Job, modules: tuple[str, ...]) -> None:
+        self.job = job
+        self._decided = threading.Event()
+        self._spool: str | None = None
+        self._go = False
+        read_end, write_end = os.pipe()
+        try:
+            self._process = _start(job, ["--gate", str(read_end)], (read_end,))
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        self._pipe = os.fdopen(write_end, "wb")
+        early = {"path": job.path, "modules": list(modules)}
+        with contextlib.suppress(BrokenPipeError):  # it died: its exit code tells why
+            self._pipe.write(json.dumps(early).encode() + b"\n")
+            self._pipe.flush()
+
+    def open(self, spool: str) -> None:
+        """Run the trial, its folder made in ``spool``."""
+        self._spool, self._go = spool, True
+        self._decided.set()
+
+    def cancel(self) -> None:
+        """Stop the trial process before it runs anything of the trial."""
+        self._decided.set()
+
+    def perform(self) -> Ran | None:
+        """Wait for the caller's decision; then what :func:`perform` returns, or None when
+        the caller cancelled (the process has ended, having run nothing of the trial)."""
+        self._decided.wait()
+        if not self._go:
+            with contextlib.suppress(BrokenPipeError):
+                self._pipe.close()  # end of file: the trial process ends
+            _finish(self._process)
+            return None
+        return _perform(self.job, self._spool, (self._process, self._pipe))
+
+
+def _perform(job: Job, spool: str | None, gated: tuple[_Running, IO[bytes]] | None) -> Ran:
+    """:func:`perform`, and :class:`GatedTrial` once opened: the trial's folder,
+    its spec, the process run (or told to go) and what it left collected."""
     environment: dict[str, bytes] = {}
-    cache = os.path.join(os.path.dirname(job.spool), "environment") if job.spool else None
+    cache = os.path.join(os.path.dirname(spool), "environment") if spool else None
+    from . import environment as _environment  # on first need: the trial's process is started
+
     collector = threading.Thread(
         target=lambda: environment.update(_environment.environment_files(cache))
     )
     collector.start()
     # Plain strings, not pathlib: pathlib interns every part of every path it parses, and each
     # trial's folder has a new name, which a sweep of thousands of trials would keep.
-    work = _hold(job.spool) if job.spool is not None else tempfile.mkdtemp(prefix="mitosis-")
+    work = _hold(spool) if spool is not None else tempfile.mkdtemp(prefix="mitosis-")
     keep = False
     try:
         spec_file, out = os.path.join(work, "spec"), os.path.join(work, "out")
@@ -151,7 +205,15 @@ def perform(job: Job) -> Ran:
         write_file(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.perf_counter()
-        returncode, log, interrupted = _spawn(spec_file, out, job)
+        if gated is None:
+            process = _start(job, [spec_file, out])
+        else:
+            process, pipe = gated
+            with contextlib.suppress(BrokenPipeError):  # it died: its exit code tells why
+                pipe.write(json.dumps({"spec": spec_file, "out": out}).encode() + b"\n")
+            with contextlib.suppress(BrokenPipeError):
+                pipe.close()
+        returncode, log, interrupted = _finish(process)
         duration = time.perf_counter() - clock
         outcome = _outcome(out, returncode)
         names = os.listdir(out)
@@ -163,7 +225,7 @@ def perform(job: Job) -> Ran:
         results: dict[int, bytes | OnDisk] = {}
         figures: dict[int, list[bytes | OnDisk]] = {}
         captions = {}
-        on_disk = job.spool is not None
+        on_disk = spool is not None
         for i in range(job.steps):
             data = _take(os.path.join(out, "results", f"{i}.pkl"), on_disk)
             if data is not None:
@@ -251,13 +313,17 @@ def _write_reused(path: str, reused: bytes | InStore) -> None:
         shutil.copyfileobj(source, file, IN_MEMORY)
 
 
-def interrupt_running() -> int:
-    """Pass Ctrl-C on to every trial process this process started that still runs; how many."""
+def interrupt_running(kill: bool = False) -> int:
+    """Pass Ctrl-C on to every trial process this process started that still runs (with
+    ``kill``, kill them); how many."""
     with _RUNNING_LOCK:
         running = list(_RUNNING)
     for proc in running:
         with contextlib.suppress(OSError):  # it ended meanwhile
-            proc.send_signal(signal.SIGINT)
+            if kill:
+                proc.kill()
+            else:
+                proc.send_signal(signal.SIGINT)
     return len(running)
 
 
@@ -295,42 +361,56 @@ def _captions(path: str) -> list[str]:
     return [c if isinstance(c, str) else "" for c in found] if isinstance(found, list) else []
 
 
-def _spawn(spec_file: str, out: str, job: Job) -> tuple[int, bytes, bool]:
-    """Run the worker (forked from a warm process when ``job.preload`` asks and forking is safe
-    here, else started afresh), streaming its output to the log (and live to the console if
-    ``job.echo``); return its exit code, the log, and whether Ctrl-C reached this process
-    meanwhile."""
-    echo = job.echo
+class _Running(NamedTuple):
+    """A trial process started, its output pumped into ``log``."""
+
+    proc: TrialProcess
+    pumps: list[threading.Thread]
+    log: list[bytes]
+
+
+def _start(job: Job, args: list[str], fds: tuple[int, ...] = ()) -> _Running:
+    """Start the worker with ``args`` (``SPEC OUT``: forked from a warm process when
+    ``job.preload`` asks and forking is safe here, else started afresh; or ``--gate FD``,
+    passing ``fds``), streaming its output to the log (and live to the console if
+    ``job.echo``)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
     if job.figure_dpi is not None:
         env["MITOSIS_FIGURE_DPI"] = repr(float(job.figure_dpi))
     proc: TrialProcess | None = None
-    if job.preload is not None:
+    if job.preload is not None and not fds:
         from . import warm  # on first need: only a sweep's trial processes are forked
 
-        proc = warm.start(spec_file, out, env, job.path, job.preload)
+        proc = warm.start(args[0], args[1], env, job.path, job.preload)
     if proc is None:
         worker = os.path.join(os.path.dirname(__file__), "worker.py")
         proc = subprocess.Popen(
-            [sys.executable, worker, spec_file, out],
+            [sys.executable, worker, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             env=env,
+            pass_fds=fds,
         )
-    with proc:
-        with _RUNNING_LOCK:
-            _RUNNING.add(proc)
-        log: list[bytes] = []
-        lock = threading.Lock()
-        pumps = [
-            threading.Thread(
-                target=_pump, args=(pipe, console if echo else None, log, lock), daemon=True
-            )
-            for pipe, console in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
-        ]
-        for p in pumps:
-            p.start()
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    log: list[bytes] = []
+    lock = threading.Lock()
+    pumps = [
+        threading.Thread(
+            target=_pump, args=(pipe, console if job.echo else None, log, lock), daemon=True
+        )
+        for pipe, console in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
+    ]
+    for p in pumps:
+        p.start()
+    return _Running(proc, pumps, log)
+
+
+def _finish(running: _Running) -> tuple[int, bytes, bool]:
+    """Wait for the trial process; its exit code, the log, and whether Ctrl-C reached this
+    process meanwhile."""
+    with running.proc as proc:
         interrupted = False
         try:
             returncode = proc.wait()
@@ -340,16 +420,16 @@ def _spawn(spec_file: str, out: str, job: Job) -> tuple[int, bytes, bool]:
         finally:
             with _RUNNING_LOCK:
                 _RUNNING.discard(proc)
-        for p in pumps:
+        for p in running.pumps:
             p.join()
-    return returncode, b"".join(log), interrupted
+    return returncode, b"".join(running.log), interrupted
 
 
 def _stop(proc: TrialProcess) -> int:
     """Ctrl-C reached mitosis: pass it on to the trial process and give it time to report."""
     try:
         proc.send_signal(signal.SIGINT)
-        return proc.wait(timeout=_INTERRUPT_GRACE)
+        return proc.wait(timeout=INTERRUPT_GRACE)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
         proc.kill()
         return proc.wait()

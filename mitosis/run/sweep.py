@@ -442,21 +442,9 @@ def _unless_stopping(stopping: threading.Event, fn: Callable[..., Any], *args: A
 
 
 def preload_of(chain: Chain) -> tuple[str, ...] | None:
-    """The modules a warm process imports for the trials of ``chain``: those of its steps'
-    functions that a trial process imports by name (functions sent by value give nothing to
-    import); None when the experiment asks for ``start="spawn"``."""
-    if chain.start == "spawn":
-        return None
-    modules = []
-    for step in chain.steps:
-        if step.ref is not None:
-            modules.append(step.ref[0])
-            continue
-        module = getattr(step.fn, "__module__", None)
-        qualname = getattr(step.fn, "__qualname__", "<")
-        if module in sys.modules and module != "__main__" and "<" not in qualname:
-            modules.append(module)
-    return tuple(dict.fromkeys(modules))
+    """The modules a warm process imports for the trials of ``chain`` (see
+    :meth:`Chain.modules`); None when the experiment asks for ``start="spawn"``."""
+    return None if chain.start == "spawn" else chain.modules()
 
 
 def _key(params: Iterable[tuple[str, Any]]) -> tuple[tuple[str, str], ...]:

@@ -187,8 +187,6 @@ def record(
 ) -> Trial:
     """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
     from ..store.repo import Store  # on first need: see the note at the top
-    from ..store.variants import lock_new  # on first need: see the note at the top
-    from .params import locks_of  # on first need: see the note at the top
 
     check_dpi(figure_dpi)
     threshold = threshold_of(results_threshold)
@@ -199,18 +197,29 @@ def record(
         trial, _, ran = _execute(chain, resolved, None, False, origin)
         interrupted = ran.interrupted
     else:
-        with Store.open(store, create=True) as st:
-            Store.ref(chain.name)  # a bad experiment name fails before anything runs
-            locks = locks_of(resolved)
-            lock_new(st, chain.name, locks)
-            trial, files, ran = _execute(chain, resolved, st, reuse, origin)
-            interrupted = ran.interrupted
-            from .record import commit_trial  # on first need: loaded as the trial ran
+        Store.ref(chain.name)  # a bad experiment name fails before anything runs
+        # The trial process starts now and waits, importing the experiment's modules, while
+        # the store is opened and the variants locked; it runs only once they are.
+        early = None if reuse else _Early(prepare(chain, resolved, origin=origin), chain)
+        from ..store.variants import lock_new  # on first need: see the note at the top
+        from .params import locks_of  # on first need: see the note at the top
 
-            try:
-                trial = commit_trial(st, trial, files, locks)
-            finally:
-                ran.release()
+        try:
+            with Store.open(store, create=True) as st:
+                locks = locks_of(resolved)
+                lock_new(st, chain.name, locks)
+                trial, files, ran = _execute(chain, resolved, st, reuse, origin, early)
+                interrupted = ran.interrupted
+                from .record import commit_trial  # on first need: loaded as the trial ran
+
+                try:
+                    trial = commit_trial(st, trial, files, locks)
+                finally:
+                    ran.release()
+        except BaseException:
+            if early is not None:
+                early.cancel()  # nothing of the trial runs when it was not told to go
+            raise
     if interrupted:  # recorded; now let Ctrl-C stop the caller as it would have
         raise KeyboardInterrupt
     if trial.status != "ok":
@@ -266,7 +275,7 @@ def prepare(
     back.
     """
     from ..model.portable import dumps  # on first need: see the note at the top
-    from ..model.records import InStore  # on first need: see the note at the top
+    from ..model.types import InStore  # on first need: see the note at the top
     from .process import Job  # on first need: see the note at the top
 
     origin = origin or Origin()
@@ -305,11 +314,16 @@ def prepare(
 
 
 def _execute(
-    chain: Chain, resolved: list[Resolved], store: Store | None, reuse: bool, origin: Origin
+    chain: Chain,
+    resolved: list[Resolved],
+    store: Store | None,
+    reuse: bool,
+    origin: Origin,
+    early: _Early | None = None,
 ) -> tuple[Trial, dict[str, FileData], Ran]:
-    """Run the trial process; return the trial, its folder's files, and what the process left
-    (whose folder the caller releases once the trial is recorded). ``store`` is None for a
-    debug trial."""
+    """Run the trial process (told to go, when it was started ``early``); return the trial, its
+    folder's files, and what the process left (whose folder the caller releases once the
+    trial is recorded). ``store`` is None for a debug trial."""
     from .environment import read_code  # on first need: see the note at the top
     from .process import perform  # on first need: see the note at the top
 
@@ -325,8 +339,11 @@ def _execute(
         reused = find_reusable(store, chain, resolved, code.state, trusted_remotes())
     collector = _Collector(start, code, exclude)
     collector.start()
-    spool = store.spool if store else None
-    ran = perform(prepare(chain, resolved, reused=reused, origin=origin, spool=spool))
+    if early is not None and store is not None:
+        ran = early.result(store.spool)
+    else:
+        spool = store.spool if store else None
+        ran = perform(prepare(chain, resolved, reused=reused, origin=origin, spool=spool))
     collector.join()
     assert collector.code is not None
     if collector.error:
@@ -377,3 +394,57 @@ class _Collector(threading.Thread):
             from . import record  # noqa: F401  # on first need: loaded as the trial runs
 
             converter()
+
+
+class _Early(threading.Thread):
+    """A trial process started before the store is open (a
+    :class:`~mitosis.run.process.GatedTrial`), waited for on a thread of its own."""
+
+    def __init__(self, job: Job, chain: Chain) -> None:
+        from .process import GatedTrial  # on first need: see the note at the top
+
+        super().__init__(daemon=True)
+        self.trial = GatedTrial(job, chain.modules())  # started now, in this thread
+        self.ran: Ran | None = None
+        self.error: BaseException | None = None
+        # waited on instead of join(): a join that Ctrl-C interrupts may leave the thread
+        # seeming ended while it runs (CPython's gh-90882)
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.ran = self.trial.perform()
+        except BaseException as exc:  # raised in the caller's thread, by result()
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def cancel(self) -> None:
+        """Stop the trial process, which has run nothing of the trial, and wait for it."""
+        self.trial.cancel()
+        self.done.wait()
+
+    def result(self, spool: str) -> Ran:
+        """Let the trial run, its folder made in ``spool``, and wait for what it left. Ctrl-C
+        here reaches the trial process, as it would started afresh: it reports and ends (or is
+        killed after a grace time, or at a second Ctrl-C)."""
+        from .process import INTERRUPT_GRACE, interrupt_running  # on first need: as above
+
+        self.trial.open(spool)
+        interrupted = False
+        while not self.done.is_set():
+            try:
+                if not self.done.wait(INTERRUPT_GRACE if interrupted else None):
+                    interrupt_running(kill=True)
+            except KeyboardInterrupt:
+                interrupt_running(kill=interrupted)
+                interrupted = True
+        if self.error is not None:
+            raise self.error
+        assert self.ran is not None, "opened, the gated trial runs"
+        if interrupted:
+            import attrs
+
+            return attrs.evolve(self.ran, interrupted=True)
+        return self.ran

@@ -309,7 +309,41 @@ def _flush_files() -> None:
                 pass
 
 
+def _gated(fd: int) -> tuple[str, str] | None:
+    """A trial process started before its caller decided to run it (``worker.py --gate FD``,
+    see :func:`mitosis.run.process.perform_gated`): reads from FD a JSON line with the import
+    path and the experiment's modules, imports them while the caller gets ready, then waits
+    for a second line, the trial's ``(spec, out)``; None at end of file (the caller cancelled:
+    nothing of the trial runs)."""
+    import importlib
+
+    with os.fdopen(fd, "rb") as gate:
+        early = gate.readline()
+        if not early:
+            return None
+        said = json.loads(early)
+        sys.path[:] = said["path"]
+        for name in said["modules"]:
+            try:
+                importlib.import_module(name)
+            except KeyboardInterrupt:
+                raise
+            except BaseException:  # the step imports it again, and the trial records why
+                pass
+        go = gate.readline()
+    if not go:
+        return None
+    trial = json.loads(go)
+    return trial["spec"], trial["out"]
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--gate":
+        gated = _gated(int(sys.argv[2]))
+        if gated is None:
+            sys.exit(0)
+        sys.argv[1:] = gated
+        sys.exit(main(*gated))
     if sys.argv[1] == "--serve":
         trial = _serve(sys.argv[2])
         if trial is None:  # the server is done: nothing to flush, nothing worth tearing down

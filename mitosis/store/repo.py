@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple, cast
 from ..exceptions import AmbiguousTrialId, StoreError, UnknownTrial
 from ..model.checks import experiment_problem
 from ..model.layout import BRANCH_PREFIX, TRIALS, branch, tracking_branch
-from ..model.records import FileData, InStore, OnDisk
+from ..model.types import FileData, InStore, OnDisk
 
 if TYPE_CHECKING:  # dulwich itself is imported where it is used, to keep `import mitosis` light
     from dulwich.file import FileLocked
