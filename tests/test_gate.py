@@ -98,18 +98,21 @@ def test_a_caller_killed_while_its_trial_process_waits_leaves_nothing(investigat
     )
     # the caller stops itself as it commits the new variant lock: its trial process waits
     env = {**os.environ, "MITOSIS_FAULT_STOP": "blobs"}
-    caller = subprocess.Popen([sys.executable, str(script)], env=env)
+    caller = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     waiting: list[int] = []
-    while time.monotonic() < deadline:
+    state = ""
+    while time.monotonic() < deadline and state not in ("T", "Z"):
         state = Path(f"/proc/{caller.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         waiting = _gated_children(caller.pid)
-        if state == "T" and waiting:
-            break
         time.sleep(0.05)
+    if state != "T":
+        caller.kill()
+        _, err = caller.communicate()
+        pytest.fail(f"the caller did not stop at its lock's commit ({state}): {err.decode()}")
     assert waiting, "the trial process started before the store was written"
     caller.kill()
-    caller.wait()
+    caller.communicate()
     while any(Path(f"/proc/{pid}").exists() for pid in waiting):  # reaped by init
         assert time.monotonic() < deadline + 30, "the waiting trial process outlived its caller"
         time.sleep(0.05)
