@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import synthetic
+
 GOAL_S = 60.0
 
 
@@ -66,14 +68,13 @@ def requirements() -> bytes:
 def trial_files(i: int, png: bytes, shared: dict[str, bytes]) -> dict[str, bytes]:
     trial_id = secrets.token_hex(6)
     figure = i % 20 == 0
-    record = {
-        "format": 1,
-        "id": trial_id,
-        "experiment": "sine",
-        "status": "ok" if i % 50 else "failed",
-        "main": 0.5 + (i % 7) * 0.1 if i % 50 else None,
-        "metrics": {"err": 0.25 + (i % 3) * 0.01, "n": i % 11},
-        "params": {
+    record = synthetic.record(
+        trial_id,
+        i,
+        status="ok" if i % 50 else "failed",
+        main=0.5 + (i % 7) * 0.1 if i % 50 else None,
+        metrics={"err": 0.25 + (i % 3) * 0.01, "n": i % 11},
+        params={
             "amplitude": {
                 "variant": str(i % 7),
                 "value": i % 7,
@@ -91,26 +92,10 @@ def trial_files(i: int, png: bytes, shared: dict[str, bytes]) -> dict[str, bytes
                 "dill": None,
             },
         },
-        "untracked": {},
-        "started": f"2026-01-01T00:00:{i:06d}+00:00",
-        "ended": f"2026-01-01T00:00:{i:06d}+00:00",
-        "duration": 0.05,
-        "host": "bench",
-        "user": "bench",
-        "function": "bench:sine",
-        "error": None if i % 50 else "Traceback ...\nValueError: bench",
-        "mitosis": "0.1.0",
-        "files": ["environment.json", "output.log", "requirements.txt", "results/sine.dill"]
-        + (["figures/sine-0.png"] if figure else []),
-        "captions": {"figures/sine-0.png": "loss"} if figure else {},
-        "code": {
-            "repository": "/lab",
-            "commit": "ab" * 20,
-            "branch": "main",
-            "remotes": {},
-            "dirty": False,
-        },
-    }
+        error=None if i % 50 else "Traceback ...\nValueError: bench",
+        files=[*synthetic.RECORD["files"], *(["figures/sine-0.png"] if figure else [])],
+        captions={"figures/sine-0.png": "loss"} if figure else {},
+    )
     base = f"trials/{trial_id[:2]}/{trial_id}"
     files = {
         f"{base}/trial.json": json.dumps(record, indent=2).encode(),
