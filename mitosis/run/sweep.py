@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import sys
 import threading
 import time
@@ -275,6 +276,7 @@ class _Sweep:
         pending: dict[Future[Any], _Task] = {}
         queue: Iterator[int] = iter(todo)
         stopped = False
+        restore = self._stop_at_ctrl_c()
         try:
             while True:
                 while not stopped and len(pending) < window:
@@ -299,10 +301,13 @@ class _Sweep:
                     trial = self._collect(future, pending.pop(future))
                     if fail_fast and (trial is None or trial.status != "ok"):
                         stopped = True
+                if self.stopping.is_set():  # Ctrl-C, whose KeyboardInterrupt a __del__ ate
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
             self._interrupted(pending)
             raise
         finally:
+            restore()
             if own:
                 pool.shutdown(wait=False, cancel_futures=True)
             warm.shutdown()  # this process's warm servers; an executor's workers have theirs
@@ -351,6 +356,29 @@ class _Sweep:
         self.items[task.index] = self.items[task.index].with_trial(trial, self.keep)
         self.progress.finished(trial)
         return trial
+
+    def _stop_at_ctrl_c(self) -> Callable[[], None]:
+        """Where Ctrl-C raises KeyboardInterrupt in this (main) thread, let it first set
+        ``stopping``, at once: the pool's threads must start no trial once it came, even
+        before this thread has unwound to :meth:`_interrupted`, and a KeyboardInterrupt that
+        Python drops (raised in a ``__del__``) must not lose it. Returns what puts the
+        previous handler back."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+        if previous is not signal.default_int_handler:
+            return lambda: None
+
+        def ctrl_c(signum: int, frame: Any) -> None:
+            self.stopping.set()
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, ctrl_c)
+
+        def restore() -> None:
+            signal.signal(signal.SIGINT, previous)
+
+        return restore
 
     def _interrupted(self, pending: dict[Future[Any], _Task]) -> None:
         """Ctrl-C: start nothing more, let running trials record themselves as interrupted."""
