@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import uuid
@@ -105,6 +106,13 @@ def committed_module(
     module = __import__(name)
     yield module
     sys.modules.pop(name, None)
+
+
+def foreground_job() -> None:
+    """A ``preexec_fn`` that makes a subprocess a terminal's foreground job as to Ctrl-C: its
+    SIGINT default, whatever the test runner inherited (a background shell job ignores
+    SIGINT, and so would every process it starts)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def console_script() -> str:

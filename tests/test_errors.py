@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import foreground_job, git
 
 import mitosis
 from mitosis.store.repo import Store
@@ -146,6 +146,7 @@ def test_ctrl_c_in_the_caller_records_the_trial_as_interrupted(investigation):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=foreground_job,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == b"sleeping\n"

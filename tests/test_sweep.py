@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mitosis
-from tests.conftest import console_script, git
+from tests.conftest import console_script, foreground_job, git
 
 
 def _recorded(experiment: str) -> list[mitosis.Trial]:
@@ -131,6 +131,7 @@ def _sweep_cli(folder: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=foreground_job,
     )
 
 
