@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from click.testing import CliRunner
@@ -106,6 +106,44 @@ def committed_module(
     module = __import__(name)
     yield module
     sys.modules.pop(name, None)
+
+
+class Process(NamedTuple):
+    """A process of this machine, as ``/proc`` tells it."""
+
+    pid: int
+    parent: int
+    state: str  # "Z": it has ended, not reaped yet
+    command: bytes  # its arguments, each ended by NUL
+
+
+def processes() -> list[Process]:
+    """Every process of this machine (none where there is no ``/proc``); one that ends while
+    they are read is left out."""
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        found.append(Process(int(entry), int(stat[1]), stat[0], command))
+    return found
+
+
+def bare_modules() -> set[str]:
+    """The modules any interpreter here loads at start (an editable install's hook, .pth
+    files), which a trial process has without importing them."""
+    return set(
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    )
 
 
 def foreground_job() -> None:

@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 
 import mitosis
-from tests.conftest import git
+from tests.conftest import git, processes
 
 EXPERIMENT = """
 import sys
@@ -43,18 +43,11 @@ def _module(refuse: bool = False) -> ModuleType:
 
 def _gated_children(parent: int) -> list[int]:
     """The trial processes of ``parent`` still waiting at their gate."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if b"--gate" in command and int(stat[1]) == parent and stat[0] != "Z":
-            found.append(int(entry))
-    return found
+    return [
+        p.pid
+        for p in processes()
+        if b"--gate" in p.command.split(b"\0") and p.parent == parent and p.state != "Z"
+    ]
 
 
 pytestmark = pytest.mark.skipif(

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mitosis
+from tests.conftest import bare_modules
 
 PACKAGE = Path(mitosis.__file__).parent
 LAYERS = ("cli", "site", "run", "store", "model")
@@ -74,14 +75,7 @@ def test_function_level_imports_are_only_for_start_up_speed_and_say_so():
 def test_the_trial_process_imports_no_mitosis_module(investigation):
     trial = mitosis.run(investigation.loaded_modules)
     loaded = set(trial.results()["data"])
-    # What any interpreter here loads at start (an editable install's hook, .pth files)
-    bare = subprocess.run(
-        [sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    added = loaded - set(bare) - {investigation.__name__}
+    added = loaded - bare_modules() - {investigation.__name__}
     assert [m for m in added if "mitosis" in m] == []  # portable.py is loaded by its path
     foreign = sorted(m for m in added if m.split(".")[0] not in sys.stdlib_module_names)
     assert foreign == [], f"the trial process loaded modules beyond the standard library: {foreign}"

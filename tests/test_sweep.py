@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import mitosis
-from tests.conftest import console_script, foreground_job, git
+from tests.conftest import console_script, foreground_job, git, processes
 
 
 def _recorded(experiment: str) -> list[mitosis.Trial]:
@@ -172,18 +172,11 @@ def test_ctrl_c_records_running_trials_as_interrupted_and_skip_done_finishes(
 
 def _warm_servers(marker: str) -> list[str]:
     """The command lines of the warm processes still alive whose command line holds ``marker``."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return []
-    found = []
-    for entry in proc.iterdir():
-        try:
-            command = (entry / "cmdline").read_bytes()
-        except OSError:  # not a process, or it ended meanwhile
-            continue
-        if b"--serve" in command and marker.encode() in command:
-            found.append(command.decode(errors="replace"))
-    return found
+    return [
+        p.command.decode(errors="replace")
+        for p in processes()
+        if b"--serve" in p.command and marker.encode() in p.command
+    ]
 
 
 def test_a_trial_refused_at_its_commit_is_reported_not_recorded(investigation, tmp_path):

@@ -23,7 +23,7 @@ from mitosis.run.experiment import chain_of
 from mitosis.run.process import perform
 from mitosis.run.sweep import run_sweep
 from mitosis.run.trial import prepare
-from tests.conftest import committed_module, console_script, git
+from tests.conftest import bare_modules, committed_module, console_script, git, processes
 
 pytestmark = pytest.mark.skipif(
     not warm.forkable() or not Path("/proc/self/cmdline").exists(),
@@ -40,17 +40,11 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]
 def _servers(marker: str) -> list[int]:
     """The warm servers alive whose command line holds ``marker`` (a module's unique name);
     not the trial processes forked from them, which have the same command line."""
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{entry}/cmdline").read_bytes()
-            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except OSError:  # it ended meanwhile
-            continue
-        if b"--serve" in command and marker.encode() in command:
-            found[int(entry)] = parent
+    found = {
+        p.pid: p.parent
+        for p in processes()
+        if b"--serve" in p.command and marker.encode() in p.command
+    }
     return sorted(pid for pid, parent in found.items() if parent not in found)
 
 
@@ -322,13 +316,7 @@ def test_a_warm_trial_loads_only_the_standard_library_and_the_experiment(lab, tm
     finally:
         sys.modules.pop("lists_modules", None)
     loaded = set(trial.results()["data"])
-    bare = subprocess.run(
-        [sys.executable, "-c", "import sys; print(' '.join(sys.modules))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    added = loaded - set(bare) - {"lists_modules"}
+    added = loaded - bare_modules() - {"lists_modules"}
     assert [m for m in added if "mitosis" in m] == []
     assert sorted(m for m in added if m.split(".")[0] not in sys.stdlib_module_names) == []
 
