@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from types import ModuleType
 import pytest
 
 import mitosis
-from tests.conftest import git, processes
+from tests.conftest import foreground_job, git, processes
 
 EXPERIMENT = """
 import sys
@@ -119,3 +120,84 @@ def test_a_single_trial_still_runs_and_records_as_before(investigation, tmp_path
     assert trial.status == "ok" and trial.main == 0.25
     assert (tmp_path / "ran").read_text() == "ran"
     assert _gated_children(os.getpid()) == []  # (Ctrl-C of a waiting trial: test_errors.py)
+
+
+@pytest.mark.parametrize(
+    ("params", "options", "error"),
+    [
+        ({"noise": 0.1, "nosie": 1}, {}, mitosis.BadParameter),
+        ({"noise": "loud"}, {"lookup": {"noise": {"low": 0.1}}}, mitosis.UnknownVariant),
+        ({"noise": 0.1}, {"figure_dpi": 0}, mitosis.BadParameter),
+        ({"noise": 0.1}, {"store": "/dev/null/store"}, mitosis.MitosisError),
+    ],
+)
+def test_a_call_refused_ends_the_process_started_ahead(
+    investigation, tmp_path, params, options, error
+):
+    """mitosis.run starts the trial's interpreter before it reads its arguments: whatever it
+    then refuses, that process ends having run nothing."""
+    module = _module()
+    with pytest.raises(error):
+        mitosis.run(module.marks, {**params, "folder": str(tmp_path)}, **options)
+    assert _gated_children(os.getpid()) == []
+    assert not (tmp_path / "ran").exists()
+    assert "mitosis/marks" not in git("branch", "--list", "mitosis/*")
+
+
+def test_the_command_line_ends_the_process_it_started_ahead(investigation, runner, tmp_path):
+    from mitosis.cli import main
+
+    module = _module()
+    Path("pyproject.toml").write_text(
+        f'[tool.mitosis.experiments]\nmarks = {{ run = "{module.__name__}:marks" }}\n'
+    )
+    refused = runner.invoke(main, ["run", "marks", "-e", "nosie=1"])
+    assert refused.exit_code != 0 and "nosie" in refused.output
+    assert _gated_children(os.getpid()) == []
+    ran = runner.invoke(
+        main, ["run", "marks", "-e", "noise=0.5", "-e", f"folder={str(tmp_path)!r}"]
+    )
+    assert ran.exit_code == 0, ran.output
+    assert (tmp_path / "ran").read_text() == "ran"
+    assert _gated_children(os.getpid()) == []
+    (trial,) = mitosis.trials("marks")
+    assert trial.main == 0.5
+
+
+def test_a_trial_that_ignores_ctrl_c_is_killed_after_the_grace_time(investigation, tmp_path):
+    Path("stubborn.py").write_text(
+        textwrap.dedent("""
+        import signal, time
+        from pathlib import Path
+
+        def stubborn(folder: str) -> float:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            Path(folder, "started").write_text("started")
+            time.sleep(120)
+            return 1.0
+        """)
+    )
+    git("add", "stubborn.py")
+    git("commit", "-qm", "stubborn")
+    script = Path("caller.py")
+    script.write_text(
+        "import mitosis\nfrom mitosis.run import spawn\nfrom stubborn import stubborn\n"
+        "spawn.INTERRUPT_GRACE = 1.0\n"
+        f"mitosis.run(stubborn, {{'folder': {str(tmp_path)!r}}})\n"
+    )
+    caller = subprocess.Popen(
+        [sys.executable, str(script)],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=foreground_job,
+    )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "started").exists():
+        assert time.monotonic() < deadline and caller.poll() is None, "the trial never started"
+        time.sleep(0.05)
+    os.killpg(caller.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
+    _, err = caller.communicate(timeout=60)
+    assert caller.returncode != 0 and b"KeyboardInterrupt" in err
+    (trial,) = mitosis.trials("stubborn")
+    assert trial.status == "killed" and "SIGKILL" in (trial.error or "")
+    assert trial.duration < 60

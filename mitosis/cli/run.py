@@ -11,7 +11,7 @@ from click.shell_completion import CompletionItem
 from .. import literal
 from ..exceptions import MitosisError, TrialFailed
 from ..run.experiment import with_untracked
-from ..run.trial import run_experiment
+from ..run.trial import ahead, run_experiment
 from .args import grid, unprefixed
 from .support import (
     cell,
@@ -138,8 +138,12 @@ def run(
       mitosis run make_data fit -p make_data.noise=low -e fit.alpha=0.1 --reuse
       mitosis -m my_package.my_exp -e seed=2                          # a mitosis 0.6 module
     """
-    settings = config_of(ctx)
     debug = debug or bool(ctx.find_root().params.get("debug"))
+    # One trial (no comma lists): its interpreter starts now, while this one reads the
+    # experiment and opens the store (ended with the command if no trial takes it).
+    single = not (debug or reuse or skip_done or any("," in a for a in (*params, *evals)))
+    gate = ctx.with_resource(ahead(single))
+    settings = config_of(ctx)
     module = module or ctx.find_root().params.get("module")
     if module is not None:
         if experiment:
@@ -172,6 +176,7 @@ def run(
                 reuse=reuse,
                 figure_dpi=settings.figure_dpi,
                 results_threshold=settings.results_threshold,
+                gate=gate,
             )
         except TrialFailed as failed:
             fail(_failure(failed))

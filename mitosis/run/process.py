@@ -7,35 +7,46 @@ so that a coordinator can ship jobs to other machines and commit what comes back
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import datetime as dt
 import fcntl
 import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ..exceptions import StoreError
 from ..model.portable import write_file
 from ..model.types import InStore, OnDisk
+from .spawn import (
+    INTERRUPT_GRACE,
+    Gate,
+    Running,
+    finish,
+    interrupt_running,
+    popen,
+    pumped,
+    trial_env,
+)
 
 if TYPE_CHECKING:
     from .warm import TrialProcess
 
-__all__ = ["IN_MEMORY", "GatedTrial", "Job", "Ran", "interrupt_running", "perform"]
+__all__ = [
+    "INTERRUPT_GRACE",
+    "IN_MEMORY",
+    "GatedTrial",
+    "Job",
+    "Ran",
+    "interrupt_running",
+    "perform",
+]
 
-INTERRUPT_GRACE = 10.0
-_RUNNING: set[TrialProcess] = set()
-_RUNNING_LOCK = threading.Lock()
 #: Files a trial process left that are bigger than this stay on disk (with a spool folder) and
 #: travel in the :class:`Ran` by path, to be streamed into the store.
 IN_MEMORY = 1 << 20
@@ -132,30 +143,25 @@ def perform(job: Job) -> Ran:
 
 
 class GatedTrial:
-    """A trial process started before its caller has decided to run it: made, it starts
-    Python and imports ``modules`` (the experiment's) while the caller gets ready (opens its
-    store, checks its variant locks); it runs the trial only once the caller calls
-    :meth:`open`, and nothing of it after :meth:`cancel`. :meth:`perform` (on a thread of its
-    own) is then :func:`perform`. For a trial of this machine that reuses no first steps."""
+    """A trial process started before its caller has decided to run it: it starts Python and
+    imports ``modules`` (the experiment's) while the caller gets ready (opens its store, checks
+    its variant locks); it runs the trial only once the caller calls :meth:`open`, and nothing
+    of it after :meth:`cancel`. :meth:`perform` (on a thread of its own) is then
+    :func:`perform`. For a trial of this machine that reuses no first steps; ``gate`` is a
+    process started earlier still (see :func:`~mitosis.run.spawn.gate_ahead`), else one is
+    started now."""
 
-    def __init__(self, job: Job, modules: tuple[str, ...]) -> None:
+    def __init__(self, job: Job, modules: tuple[str, ...], gate: Gate | None = None) -> None:
         self.job = job
         self._decided = threading.Event()
         self._spool: str | None = None
         self._go = False
-        read_end, write_end = os.pipe()
-        try:
-            self._process = _start(job, ["--gate", str(read_end)], (read_end,))
-        except BaseException:
-            os.close(write_end)
-            raise
-        finally:
-            os.close(read_end)
-        self._pipe = os.fdopen(write_end, "wb")
-        early = {"path": job.path, "modules": list(modules)}
-        with contextlib.suppress(BrokenPipeError):  # it died: its exit code tells why
-            self._pipe.write(json.dumps(early).encode() + b"\n")
-            self._pipe.flush()
+        self._gate = gate or Gate()
+        self._gate.taken = True
+        early: dict[str, Any] = {"path": job.path, "modules": list(modules)}
+        if job.figure_dpi is not None:
+            early["env"] = {"MITOSIS_FIGURE_DPI": trial_env(job.figure_dpi)["MITOSIS_FIGURE_DPI"]}
+        self._gate.say(early)
 
     def open(self, spool: str) -> None:
         """Run the trial, its folder made in ``spool``."""
@@ -171,14 +177,12 @@ class GatedTrial:
         the caller cancelled (the process has ended, having run nothing of the trial)."""
         self._decided.wait()
         if not self._go:
-            with contextlib.suppress(BrokenPipeError):
-                self._pipe.close()  # end of file: the trial process ends
-            _finish(self._process)
+            self._gate.end()
             return None
-        return _perform(self.job, self._spool, (self._process, self._pipe))
+        return _perform(self.job, self._spool, self._gate)
 
 
-def _perform(job: Job, spool: str | None, gated: tuple[_Running, IO[bytes]] | None) -> Ran:
+def _perform(job: Job, spool: str | None, gate: Gate | None) -> Ran:
     """:func:`perform`, and :class:`GatedTrial` once opened: the trial's folder,
     its spec, the process run (or told to go) and what it left collected."""
     environment: dict[str, bytes] = {}
@@ -205,15 +209,11 @@ def _perform(job: Job, spool: str | None, gated: tuple[_Running, IO[bytes]] | No
         write_file(spec_file, json.dumps(header).encode() + b"\n" + job.payload)
         started = dt.datetime.now(dt.timezone.utc)
         clock = time.perf_counter()
-        if gated is None:
-            process = _start(job, [spec_file, out])
+        if gate is None:
+            returncode, log, interrupted = finish(_start(job, [spec_file, out]))
         else:
-            process, pipe = gated
-            with contextlib.suppress(BrokenPipeError):  # it died: its exit code tells why
-                pipe.write(json.dumps({"spec": spec_file, "out": out}).encode() + b"\n")
-            with contextlib.suppress(BrokenPipeError):
-                pipe.close()
-        returncode, log, interrupted = _finish(process)
+            gate.say({"spec": spec_file, "out": out})
+            returncode, log, interrupted = gate.end()
         duration = time.perf_counter() - clock
         outcome = _outcome(out, returncode)
         names = os.listdir(out)
@@ -313,33 +313,6 @@ def _write_reused(path: str, reused: bytes | InStore) -> None:
         shutil.copyfileobj(source, file, IN_MEMORY)
 
 
-def interrupt_running(kill: bool = False) -> int:
-    """Pass Ctrl-C on to every trial process this process started that still runs (with
-    ``kill``, kill them); how many."""
-    with _RUNNING_LOCK:
-        running = list(_RUNNING)
-    for proc in running:
-        with contextlib.suppress(OSError):  # it ended meanwhile
-            if kill:
-                proc.kill()
-            else:
-                proc.send_signal(signal.SIGINT)
-    return len(running)
-
-
-def _pump(pipe: IO[bytes], console: IO[str] | None, log: list[bytes], lock: threading.Lock) -> None:
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    while chunk := os.read(pipe.fileno(), 65536):
-        with lock:
-            log.append(chunk)
-        if console is not None:
-            try:
-                console.write(decoder.decode(chunk))
-                console.flush()
-            except (OSError, ValueError):  # a closed console must not lose the log
-                console = None
-
-
 def _read(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f:
@@ -361,78 +334,17 @@ def _captions(path: str) -> list[str]:
     return [c if isinstance(c, str) else "" for c in found] if isinstance(found, list) else []
 
 
-class _Running(NamedTuple):
-    """A trial process started, its output pumped into ``log``."""
-
-    proc: TrialProcess
-    pumps: list[threading.Thread]
-    log: list[bytes]
-
-
-def _start(job: Job, args: list[str], fds: tuple[int, ...] = ()) -> _Running:
-    """Start the worker with ``args`` (``SPEC OUT``: forked from a warm process when
-    ``job.preload`` asks and forking is safe here, else started afresh; or ``--gate FD``,
-    passing ``fds``), streaming its output to the log (and live to the console if
-    ``job.echo``)."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
-    if job.figure_dpi is not None:
-        env["MITOSIS_FIGURE_DPI"] = repr(float(job.figure_dpi))
+def _start(job: Job, args: list[str]) -> Running:
+    """Start the worker for ``SPEC OUT`` (forked from a warm process when ``job.preload`` asks
+    and forking is safe here, else started afresh), streaming its output to the log (and live
+    to the console if ``job.echo``)."""
+    env = trial_env(job.figure_dpi)
     proc: TrialProcess | None = None
-    if job.preload is not None and not fds:
+    if job.preload is not None:
         from . import warm  # on first need: only a sweep's trial processes are forked
 
         proc = warm.start(args[0], args[1], env, job.path, job.preload)
-    if proc is None:
-        worker = os.path.join(os.path.dirname(__file__), "worker.py")
-        proc = subprocess.Popen(
-            [sys.executable, worker, *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            pass_fds=fds,
-        )
-    with _RUNNING_LOCK:
-        _RUNNING.add(proc)
-    log: list[bytes] = []
-    lock = threading.Lock()
-    pumps = [
-        threading.Thread(
-            target=_pump, args=(pipe, console if job.echo else None, log, lock), daemon=True
-        )
-        for pipe, console in ((proc.stdout, sys.stdout), (proc.stderr, sys.stderr))
-    ]
-    for p in pumps:
-        p.start()
-    return _Running(proc, pumps, log)
-
-
-def _finish(running: _Running) -> tuple[int, bytes, bool]:
-    """Wait for the trial process; its exit code, the log, and whether Ctrl-C reached this
-    process meanwhile."""
-    with running.proc as proc:
-        interrupted = False
-        try:
-            returncode = proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            returncode = _stop(proc)
-        finally:
-            with _RUNNING_LOCK:
-                _RUNNING.discard(proc)
-        for p in running.pumps:
-            p.join()
-    return returncode, b"".join(running.log), interrupted
-
-
-def _stop(proc: TrialProcess) -> int:
-    """Ctrl-C reached mitosis: pass it on to the trial process and give it time to report."""
-    try:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait(timeout=INTERRUPT_GRACE)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        proc.kill()
-        return proc.wait()
+    return pumped(proc or popen(args, env), job.echo)
 
 
 def _outcome(out: str, returncode: int) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..exceptions import BadParameter, TrialFailed
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from ..model.records import FileData, Trial
     from ..store.repo import Store
     from .environment import CodeSnapshot
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from .params import Resolved
     from .process import Job, Ran
     from .reuse import Reuse
+    from .spawn import Gate
 
 # `import mitosis` binds `mitosis.run` to this module's `run`, so what it imports at its top
 # every user pays for: what a trial needs is imported when it starts, and what recording needs
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Origin",
+    "ahead",
     "check_dpi",
     "code_start",
     "prepare",
@@ -87,18 +91,21 @@ def run(
         TrialFailed: a step raised, returned a wrong shape, was killed or interrupted; the
             trial is recorded all the same, and the error carries its id.
     """
-    from .experiment import chain_of  # on first need: see the note at the top
+    # The trial's interpreter starts first, while this process imports what it needs.
+    with ahead(not debug and not reuse) as gate:
+        from .experiment import chain_of  # on first need: see the note at the top
 
-    chain = chain_of(experiment, lookup, untracked)
-    return run_experiment(
-        chain,
-        params,
-        store=store,
-        debug=debug,
-        reuse=reuse,
-        figure_dpi=figure_dpi,
-        results_threshold=results_threshold,
-    )
+        chain = chain_of(experiment, lookup, untracked)
+        return run_experiment(
+            chain,
+            params,
+            store=store,
+            debug=debug,
+            reuse=reuse,
+            figure_dpi=figure_dpi,
+            results_threshold=results_threshold,
+            gate=gate,
+        )
 
 
 def run_experiment(
@@ -110,8 +117,9 @@ def run_experiment(
     reuse: bool = False,
     figure_dpi: float | None = None,
     results_threshold: int | str | None = None,
+    gate: Gate | None = None,
 ) -> Trial:
-    """:func:`run` with the experiment's steps already decided."""
+    """:func:`run` with the experiment's steps already decided (``gate``: see :func:`record`)."""
     from .params import resolve  # on first need: see the note at the top
 
     resolved = resolve(chain, params)
@@ -123,7 +131,16 @@ def run_experiment(
         reuse=reuse,
         figure_dpi=figure_dpi,
         results_threshold=results_threshold,
+        gate=gate,
     )
+
+
+def ahead(wanted: bool) -> AbstractContextManager[Gate | None]:
+    """A trial process started now, if ``wanted``, for the one trial the block may run:
+    see :func:`~mitosis.run.spawn.gate_ahead`."""
+    from .spawn import gate_ahead  # on first need: see the note at the top
+
+    return gate_ahead(wanted)
 
 
 def check_dpi(figure_dpi: float | None) -> None:
@@ -184,8 +201,11 @@ def record(
     origin: Origin | None = None,
     figure_dpi: float | None = None,
     results_threshold: int | str | None = None,
+    gate: Gate | None = None,
 ) -> Trial:
-    """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`)."""
+    """Run ``chain`` with parameters already resolved, and record the trial (see :func:`run`);
+    in the process of ``gate`` if one was started ahead (see
+    :func:`~mitosis.run.spawn.gate_ahead`) and the trial reuses no steps."""
     from ..store.repo import Store  # on first need: see the note at the top
 
     check_dpi(figure_dpi)
@@ -200,7 +220,7 @@ def record(
         Store.ref(chain.name)  # a bad experiment name fails before anything runs
         # The trial process starts now and waits, importing the experiment's modules, while
         # the store is opened and the variants locked; it runs only once they are.
-        early = None if reuse else _Early(prepare(chain, resolved, origin=origin), chain)
+        early = None if reuse else _Early(prepare(chain, resolved, origin=origin), chain, gate)
         from ..store.variants import lock_new  # on first need: see the note at the top
         from .params import locks_of  # on first need: see the note at the top
 
@@ -400,11 +420,11 @@ class _Early(threading.Thread):
     """A trial process started before the store is open (a
     :class:`~mitosis.run.process.GatedTrial`), waited for on a thread of its own."""
 
-    def __init__(self, job: Job, chain: Chain) -> None:
+    def __init__(self, job: Job, chain: Chain, gate: Gate | None) -> None:
         from .process import GatedTrial  # on first need: see the note at the top
 
         super().__init__(daemon=True)
-        self.trial = GatedTrial(job, chain.modules())  # started now, in this thread
+        self.trial = GatedTrial(job, chain.modules(), gate)  # started, in this thread
         self.ran: Ran | None = None
         self.error: BaseException | None = None
         # waited on instead of join(): a join that Ctrl-C interrupts may leave the thread
@@ -429,7 +449,7 @@ class _Early(threading.Thread):
         """Let the trial run, its folder made in ``spool``, and wait for what it left. Ctrl-C
         here reaches the trial process, as it would started afresh: it reports and ends (or is
         killed after a grace time, or at a second Ctrl-C)."""
-        from .process import INTERRUPT_GRACE, interrupt_running  # on first need: as above
+        from .spawn import INTERRUPT_GRACE, interrupt_running  # on first need: as above
 
         self.trial.open(spool)
         interrupted = False

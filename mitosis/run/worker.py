@@ -311,10 +311,10 @@ def _flush_files() -> None:
 
 def _gated(fd: int) -> tuple[str, str] | None:
     """A trial process started before its caller decided to run it (``worker.py --gate FD``,
-    see :func:`mitosis.run.process.perform_gated`): reads from FD a JSON line with the import
-    path and the experiment's modules, imports them while the caller gets ready, then waits
-    for a second line, the trial's ``(spec, out)``; None at end of file (the caller cancelled:
-    nothing of the trial runs)."""
+    see :class:`mitosis.run.spawn.Gate`): reads from FD a JSON line with the import path, the
+    experiment's modules and the variables to set, imports them while the caller gets ready,
+    then waits for a second line, the trial's ``(spec, out)``; None at end of file (the caller
+    cancelled: nothing of the trial runs)."""
     import importlib
 
     with os.fdopen(fd, "rb") as gate:
@@ -323,6 +323,7 @@ def _gated(fd: int) -> tuple[str, str] | None:
             return None
         said = json.loads(early)
         sys.path[:] = said["path"]
+        os.environ.update(said.get("env", {}))
         for name in said["modules"]:
             try:
                 importlib.import_module(name)
