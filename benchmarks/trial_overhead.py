@@ -7,6 +7,8 @@ Prints, measured in the same run (whole processes interleaved round by round, me
   the bare script calling the same function (``python bare.py``), and ``import mitosis``
   against ``python -c pass``; with ``--before PATH`` (a checkout of an earlier mitosis, e.g.
   ``git worktree add /tmp/before <commit>``) the same for that tree, run with ``PYTHONPATH``;
+  and the floor of any caller that records a trial: ``python -c`` importing the libraries a
+  record is written with (attrs, cattrs, dulwich), alone;
 - in this process: a whole trial through ``mitosis.run`` against a bare ``python -c``
   subprocess calling the same function, and what the parts of a trial cost on their own.
 
@@ -33,6 +35,7 @@ GOAL_MS = 50.0
 GOAL_RATIO = 3.0
 SCRIPT = "import mitosis\nfrom bench_exp import trivial\nmitosis.run(trivial, {'x': 1})\n"
 BARE = "from bench_exp import trivial\ntrivial(x=1)\n"
+DEPENDENCIES = "import attrs, cattrs, dulwich.repo"
 PYPROJECT = '[tool.mitosis.experiments]\ntrivial = { run = "bench_exp:trivial" }\n'
 
 
@@ -59,6 +62,8 @@ def whole_processes(
     runs: dict[str, tuple[list[str], dict[str, str]]] = {
         "python -c pass": ([python, "-c", "pass"], env),
         "python bare.py (baseline)": ([python, "bare.py"], env),
+        # the floor of any recording caller: the libraries a record is written with, alone
+        "python -c 'import attrs, cattrs, dulwich.repo'": ([python, "-c", DEPENDENCIES], env),
     }
     for tree, tree_env in trees:
         runs[f"python -c 'import mitosis' ({tree})"] = ([python, "-c", "import mitosis"], tree_env)
