@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import git, server
+from test_sync import daemon  # noqa: F401 - a fixture
 
 import mitosis
 from mitosis.store.repo import Store
@@ -491,3 +492,59 @@ def test_a_copied_trial_folder_is_not_listed_under_another_name(investigation, t
         commit = st.new_commit(st.add(root), [], "other: copied\n")
         st.repo.refs[b"refs/heads/mitosis/other"] = commit.id
     assert [(t.id, t.experiment) for t in mitosis.trials(store=store)] == [(real, "sine")]
+
+
+def _forged_results(hub: Path, trial_id: str, name: bytes) -> str:
+    """The hub's results ref of ``trial_id`` moved to a commit whose tree also holds ``name``
+    (a blob), made with dulwich as a forger would; the forged commit's id."""
+    from dulwich.objects import Blob, Commit, Tree
+    from dulwich.repo import Repo
+
+    ref = f"refs/mitosis-results/{trial_id}".encode()
+    with Repo(str(hub)) as repo:
+        kept = repo[repo[repo.refs[ref]].tree]
+        blob = Blob.from_string(b"planted\n")
+        repo.object_store.add_object(blob)
+        tree = Tree()
+        for entry in kept.iteritems():
+            tree.add(entry.path, entry.mode, entry.sha)
+        tree.add(name, stat.S_IFREG | 0o644, blob.id)
+        repo.object_store.add_object(tree)
+        commit = Commit()
+        commit.tree, commit.parents = tree.id, []
+        commit.author = commit.committer = b"Forger <f@example.org>"
+        commit.author_time = commit.commit_time = 1_700_000_000
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = b"forged results\n"
+        repo.object_store.add_object(commit)
+        repo.refs[ref] = commit.id
+        return commit.id.decode()
+
+
+@pytest.mark.parametrize("transport", ["path", "daemon", "bundle", "on demand"])
+def test_malformed_results_never_enter_the_store(investigation, tmp_path, hub, transport, request):
+    """Results come from a remote as its branches do: their commits and trees are checked
+    first, and what is malformed never enters the store (whichever way it comes)."""
+    trial = mitosis.run(investigation.big, {"mib": 2})
+    mitosis.push(str(hub))
+    forged = _forged_results(hub, trial.id, b"..")
+    away = tmp_path / "away"
+    git("init", "-q", str(away))
+    remote = str(hub)
+    if transport == "daemon":
+        remote = request.getfixturevalue("daemon")
+    elif transport == "bundle":
+        remote = str(tmp_path / "evil.bundle")
+        git("bundle", "create", remote, "--all", cwd=hub)
+    git("remote", "add", "origin", remote, cwd=away)
+    if transport == "on demand":
+        mitosis.pull(store=away)
+        with pytest.raises(mitosis.StoreError, match=r"asked origin: refused .* malformed"):
+            mitosis.load(trial.id, store=away).results()
+    else:
+        with pytest.raises(mitosis.SyncRefused, match=r"malformed objects \(results of trial"):
+            mitosis.pull(remote, store=away, results=True)
+    missing = subprocess.run(["git", "cat-file", "-e", forged], cwd=away, capture_output=True)
+    assert missing.returncode != 0  # the forged commit never entered the store
+    assert "refs/mitosis-results/" not in git("for-each-ref", cwd=away)
+    git("fsck", "--strict", cwd=away)

@@ -9,7 +9,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -320,6 +320,7 @@ def _fetch(
                 problem = damaged(reader, claimed) if not malformed else None
                 if problem is not None:  # copied, met by no history, and forged
                     malformed += [f"{_experiment_of(ref)}: {problem}" for ref in sorted(refs)]
+            malformed += _results_problems(held, carried)  # a bundle's results, as fetched
             if malformed:
                 raise SyncRefused(
                     ", ".join(sorted({m.split(":")[0] for m in malformed})),
@@ -624,11 +625,13 @@ def fetch_results(
 ) -> list[str]:
     """Fetch the remote's results refs (``refs/mitosis-results/<id>``, of ``trial_ids`` or all)
     that this store lacks, and keep them under the same names (a results ref never moves).
+    What comes is checked in quarantine first, as a pull's branches are.
 
     Returns:
         The trial ids whose results came.
 
     Raises:
+        SyncRefused: a results commit or tree is malformed; nothing entered the store.
         SyncError: the remote cannot be reached.
     """
     from dulwich.client import LocalGitClient
@@ -644,39 +647,66 @@ def fetch_results(
         trial_id = ref[len(RESULTS_PREFIX) :].decode()
         return trial_id not in local and (trial_ids is None or trial_id in trial_ids)
 
-    if isinstance(client, LocalGitClient):  # a store on this machine: copied, streamed
-        try:
-            return _copy_results(st, os.fsdecode(path), wanted)
-        except (OSError, StoreError) as exc:
-            raise SyncError(f"fetching results from {shown} failed: {exc}") from None
+    with quarantine(st) as held:
+        if isinstance(client, LocalGitClient):  # a store on this machine: copied, streamed
+            try:
+                refs = _copy_results(held, os.fsdecode(path), wanted)
+            except (OSError, StoreError) as exc:
+                raise SyncError(f"fetching results from {shown} failed: {exc}") from None
+        else:
 
-    def determine_wants(refs: dict[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
-        shas = {sha for ref, sha in refs.items() if wanted(ref)}
-        return sorted(sha for sha in shas if sha not in st.repo.object_store)
+            def determine_wants(
+                refs: dict[Ref, ObjectID], depth: int | None = None
+            ) -> list[ObjectID]:
+                shas = {sha for ref, sha in refs.items() if wanted(ref)}
+                return sorted(sha for sha in shas if sha not in held.repo.object_store)
 
-    from .receive import fetch_streamed  # on first need: only results fetches stream
+            from .receive import fetch_streamed  # on first need: only results fetches stream
 
-    try:  # big results streamed in, never held whole
-        result = fetch_streamed(st, client, path, determine_wants, progress)
-    except Exception as exc:
-        raise SyncError(f"fetching results from {shown} failed: {exc}") from None
-    brought = []
-    for ref, sha in result.refs.items():
-        if wanted(ref) and sha in st.repo.object_store:
-            st.repo.refs.add_if_new(cast("Ref", ref), sha, message=b"mitosis: fetch results")
-            brought.append(ref[len(RESULTS_PREFIX) :].decode())
-    return sorted(brought)
+            try:  # big results streamed in, never held whole
+                result = fetch_streamed(held, client, path, determine_wants, progress)
+            except Exception as exc:
+                raise SyncError(f"fetching results from {shown} failed: {exc}") from None
+            refs = {
+                cast("Ref", ref): sha
+                for ref, sha in result.refs.items()
+                if wanted(ref) and sha in held.repo.object_store
+            }
+        malformed = _results_problems(held, refs)
+        if malformed:
+            raise SyncRefused(
+                "the results", shown, [f"brings malformed objects ({m})" for m in malformed]
+            )
+        admit(held, st)
+    for ref, sha in refs.items():
+        st.repo.refs.add_if_new(ref, sha, message=b"mitosis: fetch results")
+    return sorted(ref[len(RESULTS_PREFIX) :].decode() for ref in refs)
 
 
-def _copy_results(st: Store, source: str, wanted: Callable[[bytes], bool]) -> list[str]:
-    """Copy the wanted results refs of the store at ``source`` on this machine, their big blobs
-    streamed (dulwich's local transport reads every object whole, and refuses loose objects
-    over its ``loose_object_size_limit``); each ref is set once everything it reaches is here."""
+def _results_problems(held: Store, refs: Mapping[Ref, ObjectID]) -> list[str]:
+    """What is malformed in the results commits ``refs`` point at and their trees (read in the
+    quarantine ``held``), one line per trial (see
+    :func:`~mitosis.store.incoming.history_problem`)."""
+    with Reader(held.repo.object_store, strict=True) as reader:
+        found = {ref: history_problem(reader, sha, []) for ref, sha in sorted(refs.items())}
+    return [
+        f"results of trial {ref[len(RESULTS_PREFIX) :].decode()}: {problem}"
+        for ref, problem in found.items()
+        if problem is not None
+    ]
+
+
+def _copy_results(
+    held: Store, source: str, wanted: Callable[[bytes], bool]
+) -> dict[Ref, ObjectID]:
+    """Copy into the quarantine ``held`` what the wanted results refs of the store at ``source``
+    on this machine reach, their big blobs streamed (dulwich's local transport reads every
+    object whole, and refuses loose objects over its ``loose_object_size_limit``); the refs."""
     from dulwich.objects import Commit, Tree
 
     from .blobs import streamable  # on first need: only copies from a path stream blobs
 
-    brought = []
+    refs: dict[Ref, ObjectID] = {}
     with Store.open(source) as other:
         for trial_id, commit_id in sorted(results_refs(other).items()):
             ref = cast("Ref", results_ref(trial_id))
@@ -686,11 +716,11 @@ def _copy_results(st: Store, source: str, wanted: Callable[[bytes], bool]) -> li
             found: list[ObjectID] = []  # what the commit reaches, parents before children
             while todo:
                 sha = todo.pop()
-                if st.has(sha.decode()):
+                if held.has(sha.decode()):
                     continue
                 size = streamable(other.repo.object_store, sha.decode())
                 if size is not None:  # a blob: streamed
-                    st.add_data(InStore(other.path, sha.decode(), size))
+                    held.add_data(InStore(other.path, sha.decode(), size))
                     continue
                 obj = other.get(sha)
                 found.append(sha)
@@ -699,10 +729,9 @@ def _copy_results(st: Store, source: str, wanted: Callable[[bytes], bool]) -> li
                 elif isinstance(obj, Tree):
                     todo.extend(entry.sha for entry in obj.iteritems())
             for sha in reversed(found):  # children first: a tree after its blobs
-                st.add(other.get(sha))
-            st.repo.refs.add_if_new(ref, commit_id, message=b"mitosis: fetch results")
-            brought.append(trial_id)
-    return brought
+                held.add(other.get(sha))
+            refs[ref] = commit_id
+    return refs
 
 
 def fetch_missing(st: Store, trial: Trial, name: str, pointer: Pointer) -> None:
