@@ -11,7 +11,7 @@ import attrs
 from ..exceptions import StoreError, SyncError
 from .background import claim, holder, release
 from .clean import clean
-from .pack import clear_leftovers, pack_loose
+from .pack import pack_loose
 from .repo import Store, disk_size
 
 __all__ = ["Packed", "gc", "packing"]
@@ -20,7 +20,8 @@ __all__ = ["Packed", "gc", "packing"]
 @contextlib.contextmanager
 def packing(st: Store, why: str = "", clear: bool = True) -> Iterator[bool]:
     """The packer's claim, and whether it was free (one packer at a time; a stale claim is
-    taken over); with it, what stopped packers left is removed first (:func:`clear_leftovers`).
+    taken over); with it, what writers that stopped left is removed first (see
+    :func:`~mitosis.store.clean.clean`).
     A packing that fails inside is a :class:`StoreError` (``why`` completes its message), and
     nothing loose is lost."""
     from dulwich.file import FileLocked
@@ -31,7 +32,7 @@ def packing(st: Store, why: str = "", clear: bool = True) -> Iterator[bool]:
         return
     try:
         if clear:
-            clear_leftovers(os.fspath(st.repo.object_store.path))
+            clean(git_dir)
         yield True
     except OSError as exc:
         raise StoreError(f"cannot pack {st.path}{why}: {exc}") from None
@@ -81,7 +82,7 @@ def gc(
                 f"another packer is at work on {st.path} ({owner}; its claim is "
                 f"{git_dir}/mitosis/gc.lock); try again when it is done"
             )
-        removed = clear_leftovers(os.fspath(st.repo.object_store.path)) + clean(git_dir)
+        removed = clean(git_dir)
         before = disk_size(git_dir)
         count = pack_loose(st, progress=progress)
         return Packed(objects=count, before=before, after=disk_size(git_dir), removed=len(removed))

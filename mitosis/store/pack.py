@@ -20,19 +20,14 @@ and never read whole: their size is read from the head of their loose file, and 
 is made as the pack is written (see :func:`mitosis.store.blobs.pack_entry`), so packing a store
 of gigabytes of results holds a few megabytes of them at a time.
 
-A pack is written to ``objects/pack/tmp_mitosis_pack_*`` and its index to ``tmp_mitosis_idx_*``,
-both held under ``flock`` until renamed into place, so that ``mitosis gc`` removes the files of a
-packer that died (see :func:`mitosis.store.gc.clean`).
-
 A pack goes into place as git puts one: written and fsynced under a temporary name
-(``tmp_mitosis_*.pack``), its index too (``tmp_mitosis_pack-<checksum>.idx``), then the pack is
-renamed into place, then its index; only then are the loose copies deleted. A packer killed on
-the way leaves temporary files, or a pack without its index, which readers ignore (both git and
-dulwich find packs by their index) and which the next packer removes, under the claim, before it
-starts (:func:`clear_leftovers`): its own temporary files (no other packer can be at work), the
-pack a temporary index names when that pack has no index, the lock files of the pack folder older
-than :data:`~mitosis.store.repo.STALE_LOCK_SECONDS`, and git's and dulwich's temporary packs
-(``tmp_pack_*``, ``tmp_idx_*``, ``tmp*.pack``) older than an hour.
+(``tmp_mitosis_pack_*``), its index too (``tmp_mitosis_pack-<checksum>.idx``, named after its
+pack), both held under ``flock`` until they are in place; then the pack is renamed into place,
+then its index; only then are the loose copies deleted. A writer killed on the way leaves
+temporary files, or a pack without its index, which readers ignore (both git and dulwich find
+packs by their index) and which the next packer removes, under the claim, before it starts
+(:func:`mitosis.store.clean.clean`: what nobody holds any more, and the pack an abandoned
+index names). Pushes to a store on this machine and pulls write their packs the same way.
 """
 
 from __future__ import annotations
@@ -40,10 +35,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import stat
 import sys
-import tempfile
 import time
 import zlib
 from collections import OrderedDict
@@ -52,18 +45,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
-from .background import STALE_CLAIM_SECONDS, release, renew
-from .blobs import BIG, is_big_loose, pack_entry
+from .background import release, renew
+from .blobs import BIG, TEMP_PREFIX, held_temporary, is_big_loose, pack_entry
 from .clean import clean
 from .reader import links as commit_links
-from .repo import STALE_LOCK_SECONDS, Store, fault_point, warn
+from .repo import Store, fault_point
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
     from dulwich.objects import ObjectID
     from dulwich.pack import UnpackedObject
 
-__all__ = ["MAX_DEPTH", "clear_leftovers", "main", "pack_loose", "place_pack", "write_pack"]
+__all__ = ["MAX_DEPTH", "main", "pack_loose", "place_pack", "write_pack"]
 
 _RUN = 25
 _HEADS = 25
@@ -83,12 +76,6 @@ _READ_ONLY = 0o444
 #: started (or since), belong to a commit on its way: they stay loose for the next run.
 _RECENT = 10.0
 _TYPES = {b"commit": _COMMIT, b"tree": 2, b"blob": 3, b"tag": 4}
-#: The start of the packer's temporary files' names, in the pack folder.
-_TEMPORARY = "tmp_mitosis_"
-# Temporary packs of git (index-pack, fetch) and dulwich (a thin pack in the objects folder,
-# ``add_pack``'s tempfile in the pack folder).
-_OTHERS_TEMPORARY = re.compile(r"tmp_pack_.*|tmp_idx_.*|tmp[a-z0-9_]{8}\.pack")
-
 #: What :func:`_read` says of a big blob, which it does not read.
 _BIG = -1
 
@@ -192,33 +179,34 @@ def place_pack(
     from dulwich.pack import write_pack_index
 
     folder = objects.pack_dir
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=_TEMPORARY, suffix=".pack")
-    index_temporary = name = None
+    fd, temporary = held_temporary(folder, "pack_")
+    index_fd = made = index_temporary = name = None
     placed = False
     try:
-        with os.fdopen(fd, "wb") as file:
+        with os.fdopen(fd, "wb", closefd=False) as file:
             written, checksum = write(file)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, _READ_ONLY)
         name = os.path.join(folder, f"pack-{checksum.hex()}")
-        # Named after its pack, so that the next packer knows whose index it is.
-        index_temporary = os.path.join(folder, f"{_TEMPORARY}pack-{checksum.hex()}.idx")
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(index_temporary)  # left by a packer that stopped
-        index = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
-        with open(index_temporary, "wb") as file:
+        index_fd, made = held_temporary(folder, "idx_")
+        with os.fdopen(index_fd, "wb", closefd=False) as file:
+            index = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
             write_pack_index(file, index, checksum, version=objects.pack_index_version)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(index_temporary, _READ_ONLY)
+        os.chmod(made, _READ_ONLY)
+        # Named after its pack, so that the next packer knows whose index it is.
+        index_temporary = os.path.join(folder, f"{TEMP_PREFIX}pack-{checksum.hex()}.idx")
+        os.replace(made, index_temporary)
+        made = None
         fault_point("pack-written")
         os.replace(temporary, name + ".pack")  # like git: the pack, then its index
         placed = True
         fault_point("pack")
         os.replace(index_temporary, name + ".idx")
     except BaseException:
-        for path in (temporary, index_temporary):
+        for path in (temporary, made, index_temporary):
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
@@ -226,6 +214,10 @@ def place_pack(
             with contextlib.suppress(FileNotFoundError):
                 os.remove(name + ".pack")  # a pack without its index: unseen, and useless
         raise
+    finally:
+        os.close(fd)  # held until in place: no cleaner takes a live writer's files
+        if index_fd is not None:
+            os.close(index_fd)
     if not os.path.exists(name + ".pack"):  # removed as a dead packer's while it was placed
         with contextlib.suppress(FileNotFoundError):
             os.remove(name + ".idx")
@@ -243,79 +235,6 @@ def _announced(entries: Iterator[UnpackedObject]) -> Iterator[UnpackedObject]:
         yield entry
         if number == 1:
             fault_point("packing")
-
-
-def clear_leftovers(objects_path: str) -> list[str]:
-    """Remove what packers and fetches that stopped left in the object folder (see the
-    module's docstring), saying so on the logger ``mitosis``. Call it holding the packer's
-    claim: the packer's own temporary files are removed whatever their age.
-
-    Returns:
-        The names of the files removed.
-    """
-    folder = os.path.join(objects_path, "pack")
-    removed: list[str] = []
-    now = time.time()
-
-    def age(path: str) -> float:
-        return now - os.stat(path).st_mtime
-
-    def remove(path: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-            removed.append(os.path.relpath(path, objects_path))
-
-    try:
-        names = sorted(os.listdir(folder))
-    except FileNotFoundError:
-        names = []
-    for name in names:
-        path = os.path.join(folder, name)
-        try:
-            if name.startswith(_TEMPORARY):
-                if name.endswith(".idx"):  # its pack may be in place without it
-                    pack = name[len(_TEMPORARY) : -4]
-                    if _remove_orphan(os.path.join(folder, pack)):
-                        removed.append(os.path.join("pack", pack + ".pack"))
-                remove(path)
-            elif (name.endswith(".lock") and age(path) > STALE_LOCK_SECONDS) or (
-                _OTHERS_TEMPORARY.fullmatch(name) and age(path) > STALE_CLAIM_SECONDS
-            ):
-                remove(path)
-        except FileNotFoundError:
-            continue  # gone meanwhile
-    with contextlib.suppress(FileNotFoundError):
-        for name in sorted(os.listdir(objects_path)):
-            path = os.path.join(objects_path, name)
-            if name.startswith("tmp_pack_") and age(path) > STALE_CLAIM_SECONDS:
-                remove(path)
-    if removed:
-        warn(
-            "mitosis: removed %d file(s) left in %s by a packer or a fetch that stopped: %s",
-            len(removed),
-            objects_path,
-            ", ".join(removed),
-        )
-    return removed
-
-
-def _remove_orphan(base: str) -> bool:
-    """Remove the pack ``base + ".pack"`` if it has no index; whether it did. It is renamed
-    aside first, and put back if its index appears meanwhile (its packer was alive after all:
-    it checks that its pack is still there before it deletes any loose object)."""
-    pack, index = base + ".pack", base + ".idx"
-    if not os.path.exists(pack) or os.path.exists(index):
-        return False
-    aside = f"{base}.orphan-{os.getpid()}"
-    try:
-        os.rename(pack, aside)
-    except FileNotFoundError:
-        return False
-    if os.path.exists(index):
-        os.rename(aside, pack)
-        return False
-    os.remove(aside)
-    return True
 
 
 def _delete(objects: DiskObjectStore, shas: list[ObjectID]) -> None:
@@ -547,7 +466,6 @@ def main(git_dir: str) -> int:
     try:
         clean(git_dir)
         with Store(Repo(git_dir)) as store:
-            clear_leftovers(os.fspath(store.repo.object_store.path))
             pack_loose(store)
     finally:
         release(git_dir)

@@ -696,9 +696,7 @@ def _results_problems(held: Store, refs: Mapping[Ref, ObjectID]) -> list[str]:
     ]
 
 
-def _copy_results(
-    held: Store, source: str, wanted: Callable[[bytes], bool]
-) -> dict[Ref, ObjectID]:
+def _copy_results(held: Store, source: str, wanted: Callable[[bytes], bool]) -> dict[Ref, ObjectID]:
     """Copy into the quarantine ``held`` what the wanted results refs of the store at ``source``
     on this machine reach, their big blobs streamed (dulwich's local transport reads every
     object whole, and refuses loose objects over its ``loose_object_size_limit``); the refs."""
