@@ -49,7 +49,7 @@ def head(path: Path) -> dict:
 
     data = path.read_bytes()
     magic, header, body = data.split(b"\n", 2)
-    assert magic == b"mitosis-index 3"
+    assert magic == b"mitosis-index 4"
     found = json.loads(header)
     assert len(body) == found["columns"] + found["records"]
     columns, records = body[: found["columns"]], body[found["columns"] :]
@@ -148,7 +148,7 @@ def damage(path: Path, where: str = "columns") -> None:
         pytest.param(lambda p: p.write_bytes(b""), id="empty"),
         pytest.param(lambda p: p.write_text("{not an index"), id="garbage"),
         pytest.param(
-            lambda p: p.write_bytes(p.read_bytes().replace(b"mitosis-index 3", b"mitosis-index 2")),
+            lambda p: p.write_bytes(p.read_bytes().replace(b"mitosis-index 4", b"mitosis-index 2")),
             id="another-version",
         ),
         pytest.param(
@@ -426,15 +426,19 @@ def test_a_damaged_or_missing_trial_folder_is_said_and_skipped(investigation, ca
     assert fresh_ids("bare_number") == [good]
 
 
-def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation):
+@pytest.mark.parametrize("way", ["dulwich", "pack files"])
+def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation, way):
     from mitosis.store.index import _Objects
 
     first = record(investigation, 1.0)
     git("repack", "-a", "-d", "-q")
     second = record(investigation, 2.0)
-    with Store.open(".") as store:
-        objects = _Objects(store)  # knows the first pack only
+    with Store.open(".") as store, _Objects(store) as objects:  # knows the first pack only
         assert objects.packs
+        objects.left = -1 if way == "pack files" else 10**9  # read the one way or the other
+        if way == "pack files":
+            assert objects.blob("2" * 40) is None  # the reader starts, with the first pack
+            assert objects.reader is not None
         git("repack", "-a", "-d", "-q")  # one new pack with everything; the first is gone
         for trial_id in (first, second):
             tree = git("rev-parse", f"mitosis/bare_number:trials/{trial_id[:2]}/{trial_id}").strip()
@@ -444,6 +448,7 @@ def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation):
             assert objects.blob(blob) == git("cat-file", "blob", blob, text=False)
         assert objects.blob("2" * 40) is None and objects.children("2" * 40) == []
         assert objects.blob(tree) is None  # a tree is no blob
+        assert (objects.reader is not None) == (way == "pack files")
 
 
 def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investigation):

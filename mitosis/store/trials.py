@@ -93,30 +93,47 @@ def _file_entry(store: Store, trial: Trial, name: str) -> ObjectID | None:
     return entry[1]
 
 
-def _parse(
-    raw: Any, trial_id: str, experiment: str, source: StoreFiles, checked: bool = False
-) -> Trial:
-    """A :class:`Trial` from its parsed ``trial.json``, checked first (see
-    :mod:`mitosis.model.checks`) unless it passed its checks already (``checked``: the listing
-    index keeps only records that did, for the id and experiment they were checked for).
+def _checked(raw: Any, trial_id: str, experiment: str) -> dict[str, Any]:
+    """A parsed ``trial.json`` that passed its checks (see :mod:`mitosis.model.checks`): a
+    :class:`Trial` is built from it without fail.
 
     Raises:
-        BadRecord: the record fails its checks (a field, or its place in the tree).
+        BadRecord: the record fails its checks (a field, its place in the tree, a result's tag).
         StoreError: it was written by a newer mitosis.
     """
     where = f"trial {trial_id} on mitosis/{experiment}"
-    if checked and raw.get("id") == trial_id and raw.get("experiment") == experiment:
-        record = raw
-    else:
-        record = check_record(raw, trial_id=trial_id, experiment=experiment, where=where)
+    record = check_record(raw, trial_id=trial_id, experiment=experiment, where=where)
     if record.get("format", 1) > FORMAT:
         raise StoreError(
             f"{where} was written by a newer mitosis (store format {record['format']}); "
             "upgrade mitosis to read it"
         )
     try:
+        _results(record)  # its results' tags decode (most records hold none: nothing to do)
+    except Exception as exc:
+        raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
+    return record
+
+
+def _parse(
+    raw: Any, trial_id: str, experiment: str, source: StoreFiles, checked: bool = False
+) -> Trial:
+    """A :class:`Trial` from its parsed ``trial.json``, checked first (see :func:`_checked`)
+    unless it passed its checks already (``checked``: the listing index keeps only records
+    that did, for the id and experiment they were checked for).
+
+    Raises:
+        BadRecord: the record fails its checks (a field, or its place in the tree).
+        StoreError: it was written by a newer mitosis.
+    """
+    if checked and raw.get("id") == trial_id and raw.get("experiment") == experiment:
+        record = raw
+    else:
+        record = _checked(raw, trial_id, experiment)
+    try:
         return trial_from_json(_results(record), source.location, source)
-    except Exception as exc:  # what the checks let through and the converter refuses
+    except Exception as exc:  # pragma: no cover - what passed its checks builds (tested)
+        where = f"trial {trial_id} on mitosis/{experiment}"
         raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
 
 
@@ -221,15 +238,14 @@ def _record(row: Row, location: str) -> Any:
     return json.loads(data)
 
 
-def _judge(experiment: str, location: str) -> Judge:
-    """What a listing of ``experiment`` says of a ``trial.json``: the checks and the reading
-    of :func:`load`, exactly; the columns of its row when it passes."""
-    source = StoreFiles(location)
+def _judge(experiment: str) -> Judge:
+    """What a listing of ``experiment`` says of a ``trial.json``: the checks of :func:`load`,
+    exactly (a record that passes them builds a :class:`Trial`); the columns of its row when
+    it passes."""
 
     def judge(trial_id: str, data: bytes) -> list[Any]:
         record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
-        _parse(record, trial_id, experiment, source)
-        return columns(record)
+        return columns(_checked(record, trial_id, experiment))
 
     return judge
 
@@ -238,7 +254,7 @@ def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Ind
     """The listing index of an experiment's branch (or of its ``commit``): each record that
     failed its checks is said once per process (a warning of the logger ``mitosis``) and left
     out (see :mod:`mitosis.store.index`)."""
-    index = follow(store, experiment, _judge(experiment, store.path), commit)
+    index = follow(store, experiment, _judge(experiment), commit)
     for bad in index.bad:
         key = (store.path, bad.tree)
         if key not in _BAD:
