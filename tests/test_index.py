@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -315,6 +316,44 @@ def test_a_bad_record_is_said_and_skipped_in_every_process(investigation, caplog
         assert good in out.stdout and bad not in out.stdout
         assert f"skipped a trial: trial {bad} on mitosis/bare_number" in out.stderr
         assert "'duration'" in out.stderr
+
+
+STEP = {"name": "s", "function": "f", "status": "ok"}
+#: What a listing refuses although it builds no Trial: what building one would refuse.
+REFUSED = [
+    ({"main": {"py/float": "not a number"}}, "ValueError"),
+    ({"metrics": {"m": {"py/set": [[1]]}}}, "TypeError"),
+    ({"steps": [{**STEP, "main": {"v": [{"py/type": 1}]}}]}, "loaded from their dill file"),
+    ({"format": 99}, "written by a newer mitosis (store format 99)"),
+    ({"detached": "results/a.dill"}, "field 'detached' must be a list of paths"),
+    ({"params": None}, "field 'params' must map names"),
+    ({"code": {"repository": "r", "remotes": {}, "dirty": False}}, "'code.commit' is missing"),
+]
+
+
+def test_what_building_a_trial_refuses_a_listing_refuses(investigation, caplog):
+    good = record(investigation, 1.0)
+    with Store.open(".") as st:
+        data = st.read_file("bare_number", f"trials/{good[:2]}/{good}/trial.json")
+    assert data is not None
+    files, refused = {}, {}
+    for n, (change, said) in enumerate(REFUSED):
+        trial_id = f"{n:02x}" + good[2:]
+        files[f"trials/{trial_id[:2]}/{trial_id}/trial.json"] = json.dumps(
+            {**json.loads(data), "id": trial_id, **change}
+        ).encode()
+        refused[trial_id] = said
+    with Store.open(".") as st:
+        st.commit("bare_number", files, "refused\n")
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        assert [t.id for t in mitosis.trials("bare_number")] == [good]
+    lines = [r.getMessage() for r in caplog.records if "skipped a trial" in r.getMessage()]
+    for trial_id, said in refused.items():
+        (line,) = [line for line in lines if trial_id in line]
+        assert said in line
+        with pytest.raises(mitosis.StoreError, match=re.escape(said)):
+            mitosis.load(trial_id)  # loading one says the same
+    assert fresh_ids("bare_number") == [good]
 
 
 def test_processes_listing_at_once_leave_a_whole_index(investigation):

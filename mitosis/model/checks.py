@@ -99,6 +99,7 @@ def experiment_problem(name: str) -> str | None:
 #: parameter names and file paths thousands of times, and a listing checks them all.
 _SOUND_NAMES: set[str] = set()
 _SOUND_PATHS: set[str] = set()
+_SOUND_COMMITS: set[str] = set()
 _SOUND_MOST = 4096  # either set starts anew past this many
 
 
@@ -173,6 +174,16 @@ class _Checker:
         _sound(_SOUND_NAMES, name)
 
     def param(self, value: Any, field: str) -> None:
+        if (  # the usual parameter, at a glance; else each of its fields in turn
+            type(value) is dict
+            and type(value.get("variant")) is str
+            and value.get("source") in VALUE_SOURCES
+            and type(value.get("type")) is str
+            and type(value.get("fingerprint")) is str
+            and "value" in value
+            and value.get("dill") is None
+        ):
+            return
         param = self.mapping(value, field)
         get = param.get
         self.text(get("variant"), field, ".variant")
@@ -185,13 +196,23 @@ class _Checker:
             self.path(param["dill"], f"{field}.dill")
 
     def code(self, value: Any) -> None:
-        if value is None:
+        if value is None or (  # the usual code state, at a glance; else each field in turn
+            type(value) is dict
+            and type(value.get("repository")) is str
+            and type(value.get("commit")) is str
+            and value["commit"] in _SOUND_COMMITS
+            and type(value.get("branch")) is str
+            and value.get("remotes") == {}
+            and type(value.get("dirty")) is bool
+        ):
             return
         code = self.mapping(value, "code")
         self.text(code.get("repository"), "code.repository")
         commit = code.get("commit")
         if commit is not None and not (isinstance(commit, str) and _COMMIT.fullmatch(commit)):
             self.fail("code.commit", f"must be a commit id (40 hex digits) or null, not {commit!r}")
+        if isinstance(commit, str):
+            _sound(_SOUND_COMMITS, commit)
         self.text(code.get("branch"), "code.branch", optional=True)
         self.has(code, "code", "commit", "branch")
         remotes = self.mapping(code.get("remotes"), "code.remotes")

@@ -108,10 +108,11 @@ def _checked(raw: Any, trial_id: str, experiment: str) -> dict[str, Any]:
             f"{where} was written by a newer mitosis (store format {record['format']}); "
             "upgrade mitosis to read it"
         )
-    try:
-        _results(record)  # its results' tags decode (most records hold none: nothing to do)
-    except Exception as exc:
-        raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
+    if _tagged(record):  # its results' tags decode (most records hold none)
+        try:
+            _results(record)
+        except Exception as exc:
+            raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
     return record
 
 
@@ -135,6 +136,12 @@ def _parse(
     except Exception as exc:  # pragma: no cover - what passed its checks builds (tested)
         where = f"trial {trial_id} on mitosis/{experiment}"
         raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
+
+
+def _tagged(record: dict[str, Any]) -> bool:
+    """Whether a record's results (its own, or a step's) may hold tags."""
+    steps = record.get("steps") or []
+    return any(tagged(r.get("main")) or tagged(r.get("metrics")) for r in (record, *steps))
 
 
 def _results(record: dict[str, Any]) -> dict[str, Any]:
