@@ -18,6 +18,7 @@ import pytest
 from conftest import console_script, git, run_writers, server
 
 import mitosis
+from mitosis.model.layout import trial_dir
 from mitosis.model.query import Row
 from mitosis.store.repo import Store
 
@@ -488,6 +489,55 @@ def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation, way):
         assert objects.blob("2" * 40) is None and objects.children("2" * 40) == []
         assert objects.blob(tree) is None  # a tree is no blob
         assert (objects.reader is not None) == (way == "pack files")
+
+
+def packed_places() -> tuple[dict[str, tuple[int, int]], set[str]]:
+    """Every object of the store in one pack (``git repack``): the offset and size there of
+    each, by id, and the ids that are the base of a delta (as ``git verify-pack`` says)."""
+    git("repack", "-a", "-d", "-q")
+    (index,) = Path(".git/objects/pack").glob("*.idx")
+    listed = [line.split() for line in git("verify-pack", "-v", str(index)).splitlines()]
+    listed = [f for f in listed if len(f) > 4 and f[1] in ("blob", "tree")]
+    return {f[0]: (int(f[4]), int(f[3])) for f in listed}, {f[6] for f in listed if len(f) > 6}
+
+
+def damage_packed(place: tuple[int, int]) -> None:
+    """Flip a byte in the middle of the packed object at ``place`` (offset, size)."""
+    (pack,) = Path(".git/objects/pack").glob("*.pack")
+    data = bytearray(pack.read_bytes())
+    data[place[0] + place[1] // 2 + 1] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("way", ["dulwich", "pack files"])
+def test_a_damaged_object_in_a_pack_is_said_and_its_trial_skipped(
+    investigation, way, monkeypatch, caplog
+):
+    from mitosis.store import index
+
+    made = [record(investigation, x) for x in (1.0, 2.0, 3.0)]
+    places, bases = packed_places()
+    blobs = {t: git("rev-parse", f"mitosis/bare_number:{trial_dir(t)}/trial.json") for t in made}
+    victim, damaged = next((t, b.strip()) for t, b in blobs.items() if b.strip() not in bases)
+    damage_packed(places[damaged])
+    monkeypatch.setattr(index, "_FEWEST", 10**9 if way == "dulwich" else 0)
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        assert [t.id for t in mitosis.trials("bare_number")] == [t for t in made if t != victim]
+    (said,) = [r.getMessage() for r in caplog.records if "skipped a trial" in r.getMessage()]
+    assert f"trial {victim} on mitosis/bare_number cannot be read: the object {damaged}" in said
+    assert "is damaged" in said and "see git fsck" in said
+    forget()  # and a shard tree that is damaged: its folders are said unreadable
+    index_file(".", "bare_number").unlink()
+    shard = git("rev-parse", f"mitosis/bare_number:trials/{made[0][:2]}").strip()
+    damage_packed(places[shard])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        listed = [t.id for t in mitosis.trials("bare_number")]
+    assert made[0] not in listed
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"the folder trials/{made[0][:2]} of mitosis/bare_number cannot be read" in said
+    assert shard in said
 
 
 def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investigation):

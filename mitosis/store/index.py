@@ -200,7 +200,13 @@ def _update(
     read = 0
     with _Objects(store) as objects:
         for shard in sorted(changed):
-            for trial_id, tree_id in objects.children(shards[shard]):
+            try:
+                folders = objects.children(shards[shard])
+            except StoreError as damaged:
+                where = f"the folder {TRIALS}/{shard} of mitosis/{experiment}"
+                bad.append(Bad(shard, "", shards[shard], f"{where} cannot be read: {damaged}"))
+                continue
+            for trial_id, tree_id in folders:
                 judged = kept.get((trial_id, tree_id))
                 if judged is None:
                     judged = _judged(objects, experiment, shard, trial_id, tree_id, judge)
@@ -241,8 +247,11 @@ def _judged(
             raise StoreError(
                 f"{where} is in the folder {TRIALS}/{shard}, not {TRIALS}/{trial_id[:2]}"
             )
-        blob = objects.entry(tree_id, TRIAL)
-        data = None if blob is None else objects.blob(blob)
+        try:
+            blob = objects.entry(tree_id, TRIAL)
+            data = None if blob is None else objects.blob(blob)
+        except StoreError as damaged:
+            raise StoreError(f"{where} cannot be read: {damaged}") from None
         if blob is None or data is None:
             raise StoreError(f"{where} has no {TRIAL}")
         columns = judge(trial_id, data)
@@ -253,8 +262,9 @@ def _judged(
 
 _TREE_TYPE, _BLOB_TYPE = 2, 3  # git's object type numbers
 #: The reader of pack files starts after one read through dulwich for this many objects in
-#: the packs: its start costs about what that many reads save (see :class:`_Objects`).
-_SWITCH = 32
+#: the packs (its start costs about what that many reads save; see :class:`_Objects`), and
+#: never before this many reads.
+_SWITCH, _FEWEST = 32, 64
 
 
 def tree_entries(text: bytes, id_size: int = 20) -> list[tuple[str, str]]:
@@ -295,7 +305,7 @@ class _Objects:
             held = sum(len(pack.index) for pack in self.packs)
         except Exception:  # a pack replaced by a packer meanwhile: read the other way
             self.packs, held = [], 0
-        self.left = held // _SWITCH  # reads before the reader of pack files starts
+        self.left = max(_FEWEST, held // _SWITCH)  # reads before the pack files' reader
         self.reader: Reader | None = None
 
     def __enter__(self) -> _Objects:
@@ -331,12 +341,19 @@ class _Objects:
 
         try:
             found = self.store.get(cast("ObjectID", object_id.encode()))
-        except (KeyError, ObjectFormatException):  # not here, or damaged: as if not here
+        except (KeyError, ObjectFormatException):  # not here, or malformed: as if not here
             return None
+        except Exception as exc:  # a damaged pack or file
+            raise StoreError(f"the object {object_id} is damaged ({exc!r}); see git fsck") from None
         return found.type_num, found.as_raw_string()
 
     def children(self, tree_id: str) -> list[tuple[str, str]]:
-        """``(name, object id)`` of a tree's entries; none when it is not a readable tree."""
+        """``(name, object id)`` of a tree's entries; none when it is not a tree, or not one
+        git would write.
+
+        Raises:
+            StoreError: the tree is in the store, but damaged (its pack or file).
+        """
         raw = self._raw(tree_id)
         if raw is None or raw[0] != _TREE_TYPE:
             return []
