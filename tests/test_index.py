@@ -126,6 +126,23 @@ def test_new_trials_read_only_the_new_folders(investigation, caplog):
     assert fresh_ids("bare_number") == [first, second, third]
 
 
+def test_variants_count_their_trials_from_the_index(investigation, caplog):
+    lookup = {"noise": {"low": 0.01, "high": 0.5}}
+    for amplitude, noise in ((1, "low"), (2, "low"), (3, "high"), (4, "low")):
+        mitosis.run(investigation.sine, {"amplitude": amplitude, "noise": noise}, lookup=lookup)
+    built = [t.params["noise"].variant for t in mitosis.trials("sine")]  # each Trial, built
+    forget()
+    with caplog.at_level(logging.DEBUG, logger="mitosis"):
+        found = {v.name: v.trials for v in mitosis.variants("sine", "noise")}
+    assert found == {name: built.count(name) for name in built} == {"low": 3, "high": 1}
+    assert "trial folders read" not in caplog.text  # the index file at the tip: no folder read
+    with pytest.raises(mitosis.VariantConflict) as err:  # the first trial that used it
+        mitosis.run(
+            investigation.sine, {"amplitude": 1, "noise": "low"}, lookup={"noise": {"low": 9}}
+        )
+    assert err.value.locked_by == mitosis.trials("sine")[0].id
+
+
 def damage(path: Path, where: str = "columns") -> None:
     """Change one byte of the file: of its columns (which its checksum covers), or of the
     record of a trial (which its blob id covers)."""

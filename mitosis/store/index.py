@@ -4,13 +4,15 @@ its branch's tip.
 ``<git dir>/mitosis/index/<experiment>.idx`` holds, for the commit it was made at, the id of
 each shard tree of the branch (``trials/<xy>``) and, oldest first, an entry per trial folder
 whose record passed its checks: its id, its tree's id, its ``trial.json``'s blob id, the columns
-of its :class:`~mitosis.Row` (see :func:`mitosis.model.query.columns`), and the
-``trial.json`` bytes; for a folder whose record failed them, the one-line reason. The file::
+of its :class:`~mitosis.Row` (see :func:`mitosis.model.query.columns`), the variants it used
+(what :func:`mitosis.variants` counts), and the ``trial.json`` bytes; for a folder whose record
+failed them, the one-line reason. The file::
 
     mitosis-index 4\\n
     {"store": ..., "experiment": ..., "tip": ..., "columns": C, "records": R, "sha256": ...}\\n
     C bytes of JSON: {"shards": {shard: tree id, ...},
-                      "entries": [[id, tree id, blob id, offset, size, *columns], ...],
+                      "entries": [[id, tree id, blob id, offset, size, *columns, used],
+                                  ...],
                       "bad": [[shard, id, tree id, reason], ...]}
     R bytes: the trial.json records one after the other (at their offset, of their size)
 
@@ -71,12 +73,13 @@ VERSION = 4  # 4: records pass the checks of a Trial's every field (3 kept what 
 _MAGIC = b"mitosis-index %d\n" % VERSION
 _LEFTOVER_SECONDS = 3600.0  # a temporary file this old was left by a writer that died
 
-#: What a trial.json's bytes say for a listing: the columns of its row; raises
-#: :class:`StoreError` (with the one-line reason) for a record that fails its checks.
+#: What a trial.json's bytes say for a listing: the columns of its row, and the variants it
+#: used; raises :class:`StoreError` (with the one-line reason) for a record that fails its checks.
 Judge = Callable[[str, bytes], list[Any]]
 
 #: A trial folder whose record passed its checks, as the file holds it (a JSON list):
-#: ``[trial id, tree id, blob id of its trial.json, offset, size, *columns]``.
+#: ``[trial id, tree id, blob id of its trial.json, offset, size, *columns]`` (what the judge
+#: said: the row's columns, then the variants used).
 Entry = list[Any]
 _ID, _TREE, _OFFSET, _SIZE, _STARTED = 0, 1, 3, 4, 7  # see mitosis.model.query.columns
 _ORDER = itemgetter(_STARTED, _ID)  # a listing's order: by start, then id

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast, overload
 
@@ -25,7 +25,16 @@ from .results import pointer_of
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
 
-__all__ = ["StoreFiles", "Trials", "listed", "load", "load_json", "read_trials", "trials"]
+__all__ = [
+    "StoreFiles",
+    "Trials",
+    "listed",
+    "load",
+    "load_json",
+    "read_trials",
+    "trials",
+    "variant_uses",
+]
 
 # Records already reported as bad (by the id of their folder's tree), said once per process.
 _BAD: set[tuple[str, str]] = set()
@@ -251,10 +260,24 @@ def _judge(experiment: str) -> Judge:
     it passes."""
 
     def judge(trial_id: str, data: bytes) -> list[Any]:
-        record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
-        return columns(_checked(record, trial_id, experiment))
+        record = _checked(
+            load_json(data, f"trial {trial_id} on mitosis/{experiment}"), trial_id, experiment
+        )
+        locked = [
+            [name, p["variant"], p["fingerprint"]]
+            for name, p in record["params"].items()
+            if p["source"] == "variant"
+        ]
+        return [*columns(record), locked]
 
     return judge
+
+
+def variant_uses(store: Store, experiment: str) -> Iterator[tuple[str, list[list[str]]]]:
+    """Each trial of an experiment's branch, oldest first: its id, and the locked variants it
+    used (``[parameter, variant, fingerprint]`` each), from the listing index."""
+    for entry in listed(store, experiment).entries:
+        yield entry[0], entry[-1]
 
 
 def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Index:
