@@ -427,7 +427,8 @@ def _save(path: Path, store_path: str, index: Index) -> None:
     """Write the file (a temporary file, then an atomic rename); a store that cannot be
     written lists all the same, only slower."""
     held = {"shards": index.shards, "entries": index.entries, "bad": [list(b) for b in index.bad]}
-    columns = json.dumps(held, separators=(",", ":")).encode()
+    # made of what JSON gave: no cycles to look for
+    columns = json.dumps(held, separators=(",", ":"), check_circular=False).encode()
     head = {
         "store": store_path,
         "experiment": index.experiment,
