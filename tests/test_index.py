@@ -508,6 +508,20 @@ def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation, way):
         assert (objects.reader is not None) == (way == "pack files")
 
 
+def test_a_trial_folder_in_another_s_shard_is_said_and_skipped(investigation, caplog):
+    good = record(investigation, 1.0)
+    with Store.open(".") as st:
+        data = st.read_file("bare_number", f"{trial_dir(good)}/trial.json")
+        assert data is not None
+        moved = "ee" + good[2:]
+        forged = json.dumps({**json.loads(data), "id": moved}).encode()
+        st.commit("bare_number", {f"trials/ff/{moved}/trial.json": forged}, "moved\n")
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        assert [t.id for t in mitosis.trials("bare_number")] == [good]
+    said = f"trial {moved} on mitosis/bare_number is in the folder trials/ff, not trials/ee"
+    assert said in caplog.text
+
+
 def packed_places() -> tuple[dict[str, tuple[int, int]], set[str]]:
     """Every object of the store in one pack (``git repack``): the offset and size there of
     each, by id, and the ids that are the base of a delta (as ``git verify-pack`` says)."""
