@@ -508,6 +508,23 @@ def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation, way):
         assert (objects.reader is not None) == (way == "pack files")
 
 
+def test_the_pack_files_reader_starts_only_past_its_break_even(investigation):
+    from mitosis.store import index
+
+    files = {f"trials/{n:02x}/{n:02x}{'a' * 10}/trial.json": b"{}" * n for n in range(150)}
+    with Store.open(".") as st:
+        st.commit("many", files, "many\n")
+    git("repack", "-a", "-d", "-q")
+    blobs = git("ls-tree", "-r", "mitosis/many").split()[2::4]
+    with Store.open(".") as st, index._Objects(st) as objects:
+        assert objects.left == index._FEWEST  # 150 trials: a few hundred objects, 64 reads
+        for blob in blobs[: index._FEWEST + 1]:
+            assert objects.reader is None
+            assert objects.blob(blob) is not None  # through dulwich
+        assert objects.blob(blobs[-1]) == git("cat-file", "blob", blobs[-1], text=False)
+        assert objects.reader is not None  # the 66th read: from the pack files
+
+
 def test_a_trial_folder_in_another_s_shard_is_said_and_skipped(investigation, caplog):
     good = record(investigation, 1.0)
     with Store.open(".") as st:
