@@ -63,6 +63,7 @@ JSON = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-3, max_value=3)
+    | st.sampled_from([2**70, 10**400, -(10**400)])
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.sampled_from(["", "ok", "..", "/x", "a/b", "ab" * 20, ".git", "\x1b[2J", "0a1b2c3d4e5f"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
@@ -168,3 +169,17 @@ def test_what_the_checks_remember_is_bounded():
         record = {**GOOD, "files": [f"f{n}.log"]}
         check_record(record, trial_id="0a1b2c3d4e5f", experiment="sine", where="w")
     assert len(checks._SOUND_PATHS) <= checks._SOUND_MOST
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, float("nan"), float("inf"), 10**400, True, "1"])
+@pytest.mark.parametrize("where", ["record", "step"])
+def test_a_duration_is_a_finite_number_of_seconds(value, where):
+    record = copy.deepcopy(GOOD)
+    (record if where == "record" else record["steps"][0])["duration"] = value
+    field = "duration" if where == "record" else r"steps\[0\]\.duration"
+    said = "a number" if type(value) in (bool, str) else "a finite number of seconds"
+    with pytest.raises(BadRecord, match=f"field '{field}' must be {said}"):
+        check_record(record, trial_id="0a1b2c3d4e5f", experiment="sine", where="w")
+    for sound in (0, 2.5, 10**300):
+        (record if where == "record" else record["steps"][0])["duration"] = sound
+        assert check_record(record, trial_id="0a1b2c3d4e5f", experiment="sine", where="w")

@@ -16,8 +16,8 @@ fails is reported in one line naming the trial, the branch and the field, and sk
 
 from __future__ import annotations
 
-import math
 import re
+import sys
 from typing import Any, NoReturn
 
 from ..exceptions import BadRecord
@@ -109,6 +109,12 @@ def _sound(seen: set[str], value: str) -> None:
     seen.add(value)
 
 
+def _seconds(value: Any) -> bool:
+    """Whether ``value`` is a number of seconds: not negative, and finite as a float (an
+    integer too big for one is not: no NaN, no infinity, and none that printing would raise)."""
+    return type(value) in (float, int) and 0 <= value <= sys.float_info.max
+
+
 class _Checker:
     """Checks one record's fields; the first problem raises :class:`BadRecord`.
 
@@ -130,7 +136,7 @@ class _Checker:
     def number(self, value: Any, field: str, suffix: str = "") -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(field + suffix, f"must be a number, not {type(value).__name__}")
-        if not math.isfinite(value) or value < 0:
+        if not _seconds(value):
             self.fail(field + suffix, f"must be a finite number of seconds, not {value!r}")
 
     def mapping(self, value: Any, field: str, suffix: str = "") -> dict[str, Any]:
@@ -173,7 +179,7 @@ class _Checker:
             self.fail(field, f"holds a parameter name that is no name: {problem}")
         _sound(_SOUND_NAMES, name)
 
-    def param(self, value: Any, field: str) -> None:
+    def param(self, value: Any, kind: str, name: str) -> None:
         if (  # the usual parameter, at a glance; else each of its fields in turn
             type(value) is dict
             and type(value.get("variant")) is str
@@ -184,6 +190,7 @@ class _Checker:
             and value.get("dill") is None
         ):
             return
+        field = f"{kind}.{name}"
         param = self.mapping(value, field)
         get = param.get
         self.text(get("variant"), field, ".variant")
@@ -223,6 +230,20 @@ class _Checker:
             self.fail("code.dirty", "must be true or false")
 
     def step(self, value: Any, n: int) -> None:
+        if type(value) is dict:  # the usual step, at a glance; else each of its fields in turn
+            get = value.get
+            duration = get("duration", 0.0)
+            if (
+                type(get("name")) is str
+                and type(get("function")) is str
+                and get("status") in STEP_STATUSES
+                and type(get("metrics", {})) is dict
+                and _seconds(duration)
+                and type(get("reused_from", "")) in (str, type(None))
+                and type(get("code", "")) in (str, type(None))
+                and type(get("extra", {})) is dict
+            ):
+                return
         field = f"steps[{n}]"
         step = self.mapping(value, field)
         self.text(step.get("name"), field, ".name")
@@ -253,21 +274,33 @@ def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dic
             "experiment",
             f"must be the branch's experiment {experiment!r}, not {get('experiment')!r}",
         )
-    check.choice(get("status"), "status", STATUSES)
-    for field in ("started", "ended", "host", "user", "function"):
-        value = get(field)
-        if not isinstance(value, str):
-            check.text(value, field)
-    check.number(get("duration"), "duration")
-    check.text(get("error"), "error", optional=True)
-    check.text(get("rerun_of"), "rerun_of", optional=True)
-    check.mapping(get("metrics", {}), "metrics")
+    duration = get("duration")
+    if not (  # the usual fields, at a glance; else each in turn, to say which fails
+        get("status") in STATUSES
+        and type(get("started")) is str
+        and type(get("ended")) is str
+        and type(get("host")) is str
+        and type(get("user")) is str
+        and type(get("function")) is str
+        and _seconds(duration)
+        and type(get("error")) in (str, type(None))
+        and type(get("rerun_of")) in (str, type(None))
+        and type(get("metrics", {})) is dict
+    ):
+        check.choice(get("status"), "status", STATUSES)
+        for field in ("started", "ended", "host", "user", "function"):
+            check.text(get(field), field)
+        check.number(duration, "duration")
+        check.text(get("error"), "error", optional=True)
+        check.text(get("rerun_of"), "rerun_of", optional=True)
+        check.mapping(get("metrics", {}), "metrics")
     if "params" not in record:
         check.fail("params", "is missing")
     for kind in ("params", "untracked"):
         for name, param in check.mapping(get(kind, {}), kind).items():
-            check.name(name, kind)
-            check.param(param, f"{kind}.{name}")
+            if name not in _SOUND_NAMES:
+                check.name(name, kind)
+            check.param(param, kind, name)
     check.code(get("code"))
     check.paths(get("files", []), "files")
     check.paths(get("detached", []), "detached")
