@@ -595,9 +595,13 @@ def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investi
     tree = git("rev-parse", f"mitosis/bare_number:trials/{made[:2]}/{made}").strip()
     raw = git("cat-file", "tree", tree, text=False)
     listed = [line.split("\t") for line in git("ls-tree", tree).splitlines()]
-    assert tree_entries(raw) == [(name, info.split()[2]) for info, name in listed]
+    entries = tree_entries(raw)
+    assert entries == [(name, info.split()[2]) for info, name in listed]
     odd = b"100644 caf\xe9\x00" + bytes(20)  # a name that is not UTF-8
     assert tree_entries(odd) == [("caf\ufffd", "00" * 20)]
+    for _, name in listed:  # only the entries of a name
+        assert tree_entries(raw, only=name.encode()) == [e for e in entries if e[0] == name]
+    assert tree_entries(raw, only=b"absent") == []
     for damaged in (
         raw[:-1],
         raw[:10],
@@ -605,7 +609,7 @@ def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investi
         b"nospace\x00" + bytes(20),
         b"10x644 a\x00" + bytes(20),
     ):
-        assert tree_entries(damaged) == []
+        assert tree_entries(damaged) == [] == tree_entries(damaged, only=b"trial.json")
 
 
 @pytest.mark.parametrize(

@@ -287,10 +287,12 @@ _TREE_TYPE, _BLOB_TYPE = 2, 3  # git's object type numbers
 _SWITCH, _FEWEST = 32, 64
 
 
-def tree_entries(text: bytes, id_size: int = 20) -> list[tuple[str, str]]:
+def tree_entries(
+    text: bytes, id_size: int = 20, only: bytes | None = None
+) -> list[tuple[str, str]]:
     """``(name, object id)`` of each entry of a tree as git stores it (``<mode> SP <name> NUL
-    <binary id>``, ids of ``id_size`` bytes); none for a damaged tree (as a folder without
-    entries: what it held is then said missing)."""
+    <binary id>``, ids of ``id_size`` bytes), or of those named ``only``; none for a damaged
+    tree (as a folder without entries: what it held is then said missing)."""
     found, at = [], 0
     try:
         while at < len(text):
@@ -301,7 +303,8 @@ def tree_entries(text: bytes, id_size: int = 20) -> list[tuple[str, str]]:
             at = name_end + 1 + id_size
             if at > len(text):
                 return []
-            found.append((name.decode(errors="replace"), text[name_end + 1 : at].hex()))
+            if only is None or name == only:
+                found.append((name.decode(errors="replace"), text[name_end + 1 : at].hex()))
     except ValueError:
         return []
     return found
@@ -367,9 +370,9 @@ class _Objects:
             raise StoreError(f"the object {object_id} is damaged ({exc!r}); see git fsck") from None
         return found.type_num, found.as_raw_string()
 
-    def children(self, tree_id: str) -> list[tuple[str, str]]:
-        """``(name, object id)`` of a tree's entries; none when it is not a tree, or not one
-        git would write.
+    def children(self, tree_id: str, only: str | None = None) -> list[tuple[str, str]]:
+        """``(name, object id)`` of a tree's entries (or of those named ``only``); none when it
+        is not a tree, or not one git would write.
 
         Raises:
             StoreError: the tree is in the store, but damaged (its pack or file).
@@ -377,10 +380,10 @@ class _Objects:
         raw = self._raw(tree_id)
         if raw is None or raw[0] != _TREE_TYPE:
             return []
-        return tree_entries(raw[1], len(tree_id) // 2)
+        return tree_entries(raw[1], len(tree_id) // 2, None if only is None else only.encode())
 
     def entry(self, tree_id: str, name: str) -> str | None:
-        return next((sha for n, sha in self.children(tree_id) if n == name), None)
+        return next((sha for _, sha in self.children(tree_id, name)), None)
 
     def blob(self, blob_id: str) -> bytes | None:
         raw = self._raw(blob_id)

@@ -149,8 +149,10 @@ def _parse(
 
 def _tagged(record: dict[str, Any]) -> bool:
     """Whether a record's results (its own, or a step's) may hold tags."""
-    steps = record.get("steps") or []
-    return any(tagged(r.get("main")) or tagged(r.get("metrics")) for r in (record, *steps))
+    for results in (record, *(record.get("steps") or ())):
+        if tagged(results.get("main")) or tagged(results.get("metrics")):
+            return True
+    return False
 
 
 def _results(record: dict[str, Any]) -> dict[str, Any]:
