@@ -14,7 +14,9 @@ measure beside its baselines, measured in the same run:
 - ``mitosis.variants()``, which counts each variant's trials from the index (it built every
   ``Trial`` before).
 
-    python benchmarks/log_10k.py [--trials N] [--repeat R]
+    python benchmarks/log_10k.py [--trials N] [--repeat R] [--chains]
+
+(``--chains``: each record as a two-step chain with figures records it, steps and captions.)
 
 Goals (issue 18): 10,000 trials listed warm in under 0.1 s in process; ``mitosis log`` over
 10,000 trials in a fresh process under 0.5 s; cold no slower than the plain dulwich loop (which
@@ -59,7 +61,38 @@ def median_s(fn: Callable[[], object], repeat: int, before: Callable[[], object]
     return statistics.median(times)
 
 
-def build(path: Path, count: int) -> None:
+#: What ``--chains`` adds to each record: what a two-step chain with figures records (steps,
+#: their metrics, captions, more files), so that the checks have what a real record holds.
+CHAIN = {
+    "function": "lab.steps:make_data, lab.steps:fit",
+    "metrics": {"fit.err": 0.1, "fit.nnz": 3, "make_data.n": 100},
+    "files": [
+        "environment.json",
+        "output.log",
+        "requirements.txt",
+        "results/make_data.dill",
+        "results/fit.dill",
+        "figures/fit-0.png",
+        "figures/fit-1.png",
+    ],
+    "captions": {"figures/fit-0.png": "the fit", "figures/fit-1.png": "residuals"},
+    "steps": [
+        {
+            "name": step,
+            "function": f"lab.steps:{step}",
+            "status": "ok",
+            "main": 0.1,
+            "metrics": {"err": 0.1, "nnz": 3},
+            "duration": 0.02,
+            "reused_from": None,
+            "code": "sha256:" + "ef" * 32,
+        }
+        for step in ("make_data", "fit")
+    ],
+}
+
+
+def build(path: Path, count: int, chains: bool = False) -> None:
     from mitosis.store.repo import Store
 
     files = {}
@@ -84,6 +117,8 @@ def build(path: Path, count: int) -> None:
                 "dill": None,
             },
         }
+        if chains:
+            record.update(CHAIN)
         files[f"trials/{trial_id[:2]}/{trial_id}/trial.json"] = json.dumps(record).encode()
     with Store.open(path, create=True) as store:
         store.commit("sine", files, "bench: many trials\n")
@@ -122,11 +157,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--chains", action="store_true", help="records of two-step chains with figures"
+    )
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="mitosis-log-bench-")) / "store.git"
     start = time.perf_counter()
-    build(path, args.trials)
-    print(f"built a store of {args.trials} trials in {time.perf_counter() - start:.1f} s")
+    build(path, args.trials, args.chains)
+    kind = "two-step chains' records" if args.chains else "one-step records"
+    print(f"built a store of {args.trials} trials ({kind}) in {time.perf_counter() - start:.1f} s")
     python = sys.executable
     command = shutil.which("mitosis", path=str(Path(python).parent))
     assert command is not None, "install mitosis (pip install -e .) to time its command"
