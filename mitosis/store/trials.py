@@ -258,8 +258,8 @@ def _record(row: Row, location: str) -> Any:
 
 def _judge(experiment: str) -> Judge:
     """What a listing of ``experiment`` says of a ``trial.json``: the checks of :func:`load`,
-    exactly (a record that passes them builds a :class:`Trial`); the columns of its row when
-    it passes."""
+    exactly (a record that passes them builds a :class:`Trial`); when it passes, the columns
+    of its row, then the locked variants it used (see :func:`variant_uses`)."""
 
     def judge(trial_id: str, data: bytes) -> list[Any]:
         record = _checked(
