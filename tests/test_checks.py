@@ -43,7 +43,13 @@ GOOD: dict[str, Any] = {
     "host": "h",
     "user": "u",
     "function": "m:f",
-    "code": {"repository": "/r", "commit": "ab" * 20, "branch": "main", "remotes": {}, "dirty": 0},
+    "code": {
+        "repository": "/r",
+        "commit": "ab" * 20,
+        "branch": "main",
+        "remotes": {"origin": "https://example.org/lab.git"},
+        "dirty": False,
+    },
     "error": None,
     "files": ["output.log", "results/sine.dill", "figures/sine-0.png"],
     "captions": {"figures/sine-0.png": "a sine"},
@@ -52,7 +58,6 @@ GOOD: dict[str, Any] = {
     "detached": ["results/sine.dill"],
     "mitosis": "0.1.0",
 }
-GOOD["code"]["dirty"] = False
 
 # where a change goes: the record, a parameter, the code state, a step
 PLACES = [(), ("params", "noise"), ("untracked", "gpu"), ("code",), ("steps", 0)]

@@ -209,7 +209,8 @@ class _Checker:
             and type(value.get("commit")) is str
             and value["commit"] in _SOUND_COMMITS
             and type(value.get("branch")) is str
-            and value.get("remotes") == {}
+            and type(value.get("remotes")) is dict
+            and all(type(url) is str for url in value["remotes"].values())
             and type(value.get("dirty")) is bool
         ):
             return
