@@ -263,7 +263,8 @@ def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dic
 
     A record that passes holds every field a :class:`~mitosis.model.records.Trial` is made of
     (:func:`~mitosis.model.records.trial_from_json` builds it without the converter).
-    ``trial_id`` is the name of the record's folder, ``experiment`` its branch's experiment.
+    ``raw`` is what :func:`json.loads` made (its objects' keys are text); ``trial_id`` is the
+    name of the record's folder, ``experiment`` its branch's experiment.
     """
     check = _Checker(where)
     record = check.mapping(raw, "(the record)")
