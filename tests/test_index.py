@@ -21,6 +21,7 @@ import mitosis
 from mitosis.model.layout import trial_dir
 from mitosis.model.query import Row
 from mitosis.store.repo import Store
+from mitosis.store.trials import _judge
 
 LIST = (
     "import sys, mitosis; "
@@ -523,6 +524,25 @@ def test_the_pack_files_reader_starts_only_past_its_break_even(investigation):
             assert objects.blob(blob) is not None  # through dulwich
         assert objects.blob(blobs[-1]) == git("cat-file", "blob", blobs[-1], text=False)
         assert objects.reader is not None  # the 66th read: from the pack files
+
+
+def test_both_ways_of_reading_build_the_same_index(investigation, monkeypatch):
+    from mitosis.store import index
+
+    made = [record(investigation, float(x)) for x in range(6)]
+    plant_bad_trial(".", made[0])
+    git("repack", "-a", "-d", "-q")  # half packed, half loose
+    made += [record(investigation, float(x)) for x in range(6, 12)]
+    built = []
+    for fewest in (10**9, 0):  # dulwich alone; the pack files' reader from the first reads
+        monkeypatch.setattr(index, "_FEWEST", fewest)
+        forget()
+        index_file(".", "bare_number").unlink(missing_ok=True)
+        with Store.open(".") as st:
+            found = index.follow(st, "bare_number", _judge("bare_number"))
+        built.append((found.entries, bytes(found.records), found.bad, found.shards))
+    assert built[0] == built[1]
+    assert [e[0] for e in built[0][0]] == made and len(built[0][2]) == 1
 
 
 def test_a_trial_folder_in_another_s_shard_is_said_and_skipped(investigation, caplog):
