@@ -317,9 +317,9 @@ class _Objects:
     for every :data:`_SWITCH` objects the packs hold, straight from the pack files with a
     :class:`~mitosis.store.reader.Reader` (about 7 µs each, a delta chain inflated once; its
     start reads every pack index, under 1 µs an object): a listing that reads a few folders
-    of a big store never pays that start, and one that reads them all pays it once. What
-    neither finds in the packs is read through :meth:`Store.get` (loose objects, packs that
-    came or went since)."""
+    of a big store never pays that start, and one that reads them all pays it once. Loose
+    objects, and packs that came since, are read through :meth:`Store.get` before the reader
+    starts, and by the reader (from their files, else through dulwich) after."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
