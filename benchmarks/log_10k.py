@@ -10,12 +10,18 @@ measure beside its baselines, measured in the same run:
 - ``mitosis.trials()`` cold (in process, no index file, nothing in memory: the index is built),
   warm in the same process, and in a fresh process with the index on disk (the call alone, and
   the whole process);
-- the installed ``mitosis log`` command in a fresh process, with the index on disk and without.
+- the installed ``mitosis log`` command in a fresh process, with the index on disk and without;
+- ``mitosis.variants()``, which counts each variant's trials from the index (it built every
+  ``Trial`` before).
 
-    python benchmarks/log_10k.py [--trials N] [--repeat R]
+    python benchmarks/log_10k.py [--trials N] [--repeat R] [--chains]
+
+(``--chains``: each record as a two-step chain with figures records it, steps and captions.)
 
 Goals (issue 18): 10,000 trials listed warm in under 0.1 s in process; ``mitosis log`` over
-10,000 trials in a fresh process under 0.5 s; cold no slower than the plain dulwich loop.
+10,000 trials in a fresh process under 0.5 s; cold no slower than the plain dulwich loop (which
+only reads, while the cold listing also checks every record, keeps what rows need, and writes
+the index file).
 Subprocesses run without PYTHONDONTWRITEBYTECODE (users have .pyc files).
 """
 
@@ -55,7 +61,38 @@ def median_s(fn: Callable[[], object], repeat: int, before: Callable[[], object]
     return statistics.median(times)
 
 
-def build(path: Path, count: int) -> None:
+#: What ``--chains`` adds to each record: what a two-step chain with figures records (steps,
+#: their metrics, captions, more files), so that the checks have what a real record holds.
+CHAIN = {
+    "function": "lab.steps:make_data, lab.steps:fit",
+    "metrics": {"fit.err": 0.1, "fit.nnz": 3, "make_data.n": 100},
+    "files": [
+        "environment.json",
+        "output.log",
+        "requirements.txt",
+        "results/make_data.dill",
+        "results/fit.dill",
+        "figures/fit-0.png",
+        "figures/fit-1.png",
+    ],
+    "captions": {"figures/fit-0.png": "the fit", "figures/fit-1.png": "residuals"},
+    "steps": [
+        {
+            "name": step,
+            "function": f"lab.steps:{step}",
+            "status": "ok",
+            "main": 0.1,
+            "metrics": {"err": 0.1, "nnz": 3},
+            "duration": 0.02,
+            "reused_from": None,
+            "code": "sha256:" + "ef" * 32,
+        }
+        for step in ("make_data", "fit")
+    ],
+}
+
+
+def build(path: Path, count: int, chains: bool = False) -> None:
     from mitosis.store.repo import Store
 
     files = {}
@@ -80,6 +117,8 @@ def build(path: Path, count: int) -> None:
                 "dill": None,
             },
         }
+        if chains:
+            record.update(CHAIN)
         files[f"trials/{trial_id[:2]}/{trial_id}/trial.json"] = json.dumps(record).encode()
     with Store.open(path, create=True) as store:
         store.commit("sine", files, "bench: many trials\n")
@@ -118,11 +157,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--chains", action="store_true", help="records of two-step chains with figures"
+    )
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="mitosis-log-bench-")) / "store.git"
     start = time.perf_counter()
-    build(path, args.trials)
-    print(f"built a store of {args.trials} trials in {time.perf_counter() - start:.1f} s")
+    build(path, args.trials, args.chains)
+    kind = "two-step chains' records" if args.chains else "one-step records"
+    print(f"built a store of {args.trials} trials ({kind}) in {time.perf_counter() - start:.1f} s")
     python = sys.executable
     command = shutil.which("mitosis", path=str(Path(python).parent))
     assert command is not None, "install mitosis (pip install -e .) to time its command"
@@ -150,6 +193,7 @@ def main() -> int:
         assert sum(1 for t in mitosis.trials("sine", store=path) if t.main) == args.trials
 
     repeat = args.repeat
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     pass_s = median_s(fresh(python, "-c", "pass"), repeat)
     loops, colds = [], []
     for _ in range(repeat):  # in turn, so that a change of the machine's load touches both
@@ -160,6 +204,7 @@ def main() -> int:
     listing()  # the index on disk and in memory
     warm_s = median_s(listing, repeat)
     touched_s = median_s(touched, repeat)
+    variants_s = median_s(lambda: mitosis.variants("sine", store=path), repeat)
     import_s = median_s(fresh(python, "-c", "import mitosis"), repeat)
     inner_s = inner(repeat)
     process_s = median_s(fresh(python, "-c", "import mitosis; mitosis.trials('sine')"), repeat)
@@ -171,6 +216,7 @@ def main() -> int:
         ("mitosis.trials(), cold (no index: builds it)", cold_s, by_loop),
         ("mitosis.trials(), warm, in process", warm_s, by_loop),
         ("  ... and reading .main of every trial (builds them)", touched_s, by_loop),
+        ("mitosis.variants(), index in memory", variants_s, by_loop),
         ("python -c 'import mitosis' (fresh process)", import_s, by_pass),
         ("mitosis.trials() call, fresh process, index on disk", inner_s, by_loop),
         ("import mitosis + mitosis.trials(), fresh process", process_s, by_pass),
@@ -178,7 +224,7 @@ def main() -> int:
         ("mitosis log (installed command), no index", log_cold_s, by_loop),
     ]
     width = max(len(name) for name, _, _ in rows)
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (at the start: {load})")
     print(f"{'measure (median of ' + str(repeat) + ')':<{width}}  seconds  ratio")
     for name, value, base in rows:
         ratio = "" if base is None else f"{value / base[0]:7.2f} x {base[1]}"

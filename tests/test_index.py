@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,8 +18,10 @@ import pytest
 from conftest import console_script, git, run_writers, server
 
 import mitosis
+from mitosis.model.layout import trial_dir
 from mitosis.model.query import Row
 from mitosis.store.repo import Store
+from mitosis.store.trials import _judge
 
 LIST = (
     "import sys, mitosis; "
@@ -49,7 +52,7 @@ def head(path: Path) -> dict:
 
     data = path.read_bytes()
     magic, header, body = data.split(b"\n", 2)
-    assert magic == b"mitosis-index 3"
+    assert magic == b"mitosis-index 4"
     found = json.loads(header)
     assert len(body) == found["columns"] + found["records"]
     columns, records = body[: found["columns"]], body[found["columns"] :]
@@ -124,6 +127,23 @@ def test_new_trials_read_only_the_new_folders(investigation, caplog):
     assert fresh_ids("bare_number") == [first, second, third]
 
 
+def test_variants_count_their_trials_from_the_index(investigation, caplog):
+    lookup = {"noise": {"low": 0.01, "high": 0.5}}
+    for amplitude, noise in ((1, "low"), (2, "low"), (3, "high"), (4, "low")):
+        mitosis.run(investigation.sine, {"amplitude": amplitude, "noise": noise}, lookup=lookup)
+    built = [t.params["noise"].variant for t in mitosis.trials("sine")]  # each Trial, built
+    forget()
+    with caplog.at_level(logging.DEBUG, logger="mitosis"):
+        found = {v.name: v.trials for v in mitosis.variants("sine", "noise")}
+    assert found == {name: built.count(name) for name in built} == {"low": 3, "high": 1}
+    assert "trial folders read" not in caplog.text  # the index file at the tip: no folder read
+    with pytest.raises(mitosis.VariantConflict) as err:  # the first trial that used it
+        mitosis.run(
+            investigation.sine, {"amplitude": 1, "noise": "low"}, lookup={"noise": {"low": 9}}
+        )
+    assert err.value.locked_by == mitosis.trials("sine")[0].id
+
+
 def damage(path: Path, where: str = "columns") -> None:
     """Change one byte of the file: of its columns (which its checksum covers), or of the
     record of a trial (which its blob id covers)."""
@@ -148,7 +168,7 @@ def damage(path: Path, where: str = "columns") -> None:
         pytest.param(lambda p: p.write_bytes(b""), id="empty"),
         pytest.param(lambda p: p.write_text("{not an index"), id="garbage"),
         pytest.param(
-            lambda p: p.write_bytes(p.read_bytes().replace(b"mitosis-index 3", b"mitosis-index 2")),
+            lambda p: p.write_bytes(p.read_bytes().replace(b"mitosis-index 4", b"mitosis-index 2")),
             id="another-version",
         ),
         pytest.param(
@@ -317,6 +337,44 @@ def test_a_bad_record_is_said_and_skipped_in_every_process(investigation, caplog
         assert "'duration'" in out.stderr
 
 
+STEP = {"name": "s", "function": "f", "status": "ok"}
+#: What a listing refuses although it builds no Trial: what building one would refuse.
+REFUSED = [
+    ({"main": {"py/float": "not a number"}}, "ValueError"),
+    ({"metrics": {"m": {"py/set": [[1]]}}}, "TypeError"),
+    ({"steps": [{**STEP, "main": {"v": [{"py/type": 1}]}}]}, "loaded from their dill file"),
+    ({"format": 99}, "written by a newer mitosis (store format 99)"),
+    ({"detached": "results/a.dill"}, "field 'detached' must be a list of paths"),
+    ({"params": None}, "field 'params' must map names"),
+    ({"code": {"repository": "r", "remotes": {}, "dirty": False}}, "'code.commit' is missing"),
+]
+
+
+def test_what_building_a_trial_refuses_a_listing_refuses(investigation, caplog):
+    good = record(investigation, 1.0)
+    with Store.open(".") as st:
+        data = st.read_file("bare_number", f"trials/{good[:2]}/{good}/trial.json")
+    assert data is not None
+    files, refused = {}, {}
+    for n, (change, said) in enumerate(REFUSED):
+        trial_id = f"{n:02x}" + good[2:]
+        files[f"trials/{trial_id[:2]}/{trial_id}/trial.json"] = json.dumps(
+            {**json.loads(data), "id": trial_id, **change}
+        ).encode()
+        refused[trial_id] = said
+    with Store.open(".") as st:
+        st.commit("bare_number", files, "refused\n")
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        assert [t.id for t in mitosis.trials("bare_number")] == [good]
+    lines = [r.getMessage() for r in caplog.records if "skipped a trial" in r.getMessage()]
+    for trial_id, said in refused.items():
+        (line,) = [line for line in lines if trial_id in line]
+        assert said in line
+        with pytest.raises(mitosis.StoreError, match=re.escape(said)):
+            mitosis.load(trial_id)  # loading one says the same
+    assert fresh_ids("bare_number") == [good]
+
+
 def test_processes_listing_at_once_leave_a_whole_index(investigation):
     made = [record(investigation, x) for x in (1.0, 2.0, 3.0)]
     path = index_file(".", "bare_number")
@@ -426,15 +484,19 @@ def test_a_damaged_or_missing_trial_folder_is_said_and_skipped(investigation, ca
     assert fresh_ids("bare_number") == [good]
 
 
-def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation):
+@pytest.mark.parametrize("way", ["dulwich", "pack files"])
+def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation, way):
     from mitosis.store.index import _Objects
 
     first = record(investigation, 1.0)
     git("repack", "-a", "-d", "-q")
     second = record(investigation, 2.0)
-    with Store.open(".") as store:
-        objects = _Objects(store)  # knows the first pack only
+    with Store.open(".") as store, _Objects(store) as objects:  # knows the first pack only
         assert objects.packs
+        objects.left = -1 if way == "pack files" else 10**9  # read the one way or the other
+        if way == "pack files":
+            assert objects.blob("2" * 40) is None  # the reader starts, with the first pack
+            assert objects.reader is not None
         git("repack", "-a", "-d", "-q")  # one new pack with everything; the first is gone
         for trial_id in (first, second):
             tree = git("rev-parse", f"mitosis/bare_number:trials/{trial_id[:2]}/{trial_id}").strip()
@@ -444,6 +506,106 @@ def test_reads_from_packs_that_a_packer_replaced_fall_back(investigation):
             assert objects.blob(blob) == git("cat-file", "blob", blob, text=False)
         assert objects.blob("2" * 40) is None and objects.children("2" * 40) == []
         assert objects.blob(tree) is None  # a tree is no blob
+        assert (objects.reader is not None) == (way == "pack files")
+
+
+def test_the_pack_files_reader_starts_only_past_its_break_even(investigation):
+    from mitosis.store import index
+
+    files = {f"trials/{n:02x}/{n:02x}{'a' * 10}/trial.json": b"{}" * n for n in range(150)}
+    with Store.open(".") as st:
+        st.commit("many", files, "many\n")
+    git("repack", "-a", "-d", "-q")
+    blobs = git("ls-tree", "-r", "mitosis/many").split()[2::4]
+    with Store.open(".") as st, index._Objects(st) as objects:
+        assert objects.left == index._FEWEST  # 150 trials: a few hundred objects, 64 reads
+        for blob in blobs[: index._FEWEST + 1]:
+            assert objects.reader is None
+            assert objects.blob(blob) is not None  # through dulwich
+        assert objects.blob(blobs[-1]) == git("cat-file", "blob", blobs[-1], text=False)
+        assert objects.reader is not None  # the 66th read: from the pack files
+
+
+def test_both_ways_of_reading_build_the_same_index(investigation, monkeypatch):
+    from mitosis.store import index
+
+    made = [record(investigation, float(x)) for x in range(6)]
+    plant_bad_trial(".", made[0])
+    git("repack", "-a", "-d", "-q")  # half packed, half loose
+    made += [record(investigation, float(x)) for x in range(6, 12)]
+    built = []
+    for fewest in (10**9, 0):  # dulwich alone; the pack files' reader from the first reads
+        monkeypatch.setattr(index, "_FEWEST", fewest)
+        forget()
+        index_file(".", "bare_number").unlink(missing_ok=True)
+        with Store.open(".") as st:
+            found = index.follow(st, "bare_number", _judge("bare_number"))
+        built.append((found.entries, bytes(found.records), found.bad, found.shards))
+    assert built[0] == built[1]
+    assert [e[0] for e in built[0][0]] == made and len(built[0][2]) == 1
+
+
+def test_a_trial_folder_in_another_s_shard_is_said_and_skipped(investigation, caplog):
+    good = record(investigation, 1.0)
+    with Store.open(".") as st:
+        data = st.read_file("bare_number", f"{trial_dir(good)}/trial.json")
+        assert data is not None
+        moved = "ee" + good[2:]
+        forged = json.dumps({**json.loads(data), "id": moved}).encode()
+        st.commit("bare_number", {f"trials/ff/{moved}/trial.json": forged}, "moved\n")
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        assert [t.id for t in mitosis.trials("bare_number")] == [good]
+    said = f"trial {moved} on mitosis/bare_number is in the folder trials/ff, not trials/ee"
+    assert said in caplog.text
+
+
+def packed_places() -> tuple[dict[str, tuple[int, int]], set[str]]:
+    """Every object of the store in one pack (``git repack``): the offset and size there of
+    each, by id, and the ids that are the base of a delta (as ``git verify-pack`` says)."""
+    git("repack", "-a", "-d", "-q")
+    (index,) = Path(".git/objects/pack").glob("*.idx")
+    listed = [line.split() for line in git("verify-pack", "-v", str(index)).splitlines()]
+    listed = [f for f in listed if len(f) > 4 and f[1] in ("blob", "tree")]
+    return {f[0]: (int(f[4]), int(f[3])) for f in listed}, {f[6] for f in listed if len(f) > 6}
+
+
+def damage_packed(place: tuple[int, int]) -> None:
+    """Flip a byte in the middle of the packed object at ``place`` (offset, size)."""
+    (pack,) = Path(".git/objects/pack").glob("*.pack")
+    data = bytearray(pack.read_bytes())
+    data[place[0] + place[1] // 2 + 1] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("way", ["dulwich", "pack files"])
+def test_a_damaged_object_in_a_pack_is_said_and_its_trial_skipped(
+    investigation, way, monkeypatch, caplog
+):
+    from mitosis.store import index
+
+    made = [record(investigation, x) for x in (1.0, 2.0, 3.0)]
+    places, bases = packed_places()
+    blobs = {t: git("rev-parse", f"mitosis/bare_number:{trial_dir(t)}/trial.json") for t in made}
+    victim, damaged = next((t, b.strip()) for t, b in blobs.items() if b.strip() not in bases)
+    damage_packed(places[damaged])
+    monkeypatch.setattr(index, "_FEWEST", 10**9 if way == "dulwich" else 0)
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        assert [t.id for t in mitosis.trials("bare_number")] == [t for t in made if t != victim]
+    (said,) = [r.getMessage() for r in caplog.records if "skipped a trial" in r.getMessage()]
+    assert f"trial {victim} on mitosis/bare_number cannot be read: the object {damaged}" in said
+    assert "is damaged" in said and "see git fsck" in said
+    forget()  # and a shard tree that is damaged: its folders are said unreadable
+    index_file(".", "bare_number").unlink()
+    shard = git("rev-parse", f"mitosis/bare_number:trials/{made[0][:2]}").strip()
+    damage_packed(places[shard])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mitosis"):
+        listed = [t.id for t in mitosis.trials("bare_number")]
+    assert made[0] not in listed
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"the folder trials/{made[0][:2]} of mitosis/bare_number cannot be read" in said
+    assert shard in said
 
 
 def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investigation):
@@ -453,9 +615,13 @@ def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investi
     tree = git("rev-parse", f"mitosis/bare_number:trials/{made[:2]}/{made}").strip()
     raw = git("cat-file", "tree", tree, text=False)
     listed = [line.split("\t") for line in git("ls-tree", tree).splitlines()]
-    assert tree_entries(raw) == [(name, info.split()[2]) for info, name in listed]
+    entries = tree_entries(raw)
+    assert entries == [(name, info.split()[2]) for info, name in listed]
     odd = b"100644 caf\xe9\x00" + bytes(20)  # a name that is not UTF-8
     assert tree_entries(odd) == [("caf\ufffd", "00" * 20)]
+    for _, name in listed:  # only the entries of a name
+        assert tree_entries(raw, only=name.encode()) == [e for e in entries if e[0] == name]
+    assert tree_entries(raw, only=b"absent") == []
     for damaged in (
         raw[:-1],
         raw[:10],
@@ -463,7 +629,7 @@ def test_trees_are_read_as_git_writes_them_and_damaged_ones_hold_nothing(investi
         b"nospace\x00" + bytes(20),
         b"10x644 a\x00" + bytes(20),
     ):
-        assert tree_entries(damaged) == []
+        assert tree_entries(damaged) == [] == tree_entries(damaged, only=b"trial.json")
 
 
 @pytest.mark.parametrize(

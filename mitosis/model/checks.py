@@ -16,8 +16,8 @@ fails is reported in one line naming the trial, the branch and the field, and sk
 
 from __future__ import annotations
 
-import math
 import re
+import sys
 from typing import Any, NoReturn
 
 from ..exceptions import BadRecord
@@ -95,11 +95,32 @@ def experiment_problem(name: str) -> str | None:
     return None
 
 
+#: Names and paths seen to pass their checks: records of one experiment repeat the same
+#: parameter names and file paths thousands of times, and a listing checks them all.
+_SOUND_NAMES: set[str] = set()
+_SOUND_PATHS: set[str] = set()
+_SOUND_COMMITS: set[str] = set()
+_SOUND_MOST = 4096  # either set starts anew past this many
+
+
+def _sound(seen: set[str], value: str) -> None:
+    if len(seen) >= _SOUND_MOST:
+        seen.clear()
+    seen.add(value)
+
+
+def _seconds(value: Any) -> bool:
+    """Whether ``value`` is a number of seconds: not negative, and finite as a float (an
+    integer too big for one is not: no NaN, no infinity, and none that printing would raise)."""
+    return type(value) in (float, int) and 0 <= value <= sys.float_info.max
+
+
 class _Checker:
     """Checks one record's fields; the first problem raises :class:`BadRecord`.
 
     A field's name is passed in parts (``field``, ``suffix``) and joined only to report a
-    problem: a listing checks thousands of records, nearly all of them sound."""
+    problem: a listing checks thousands of records, nearly all of them sound. The record is
+    parsed JSON, whose objects' keys are always text."""
 
     def __init__(self, where: str) -> None:
         self.where = where
@@ -115,49 +136,115 @@ class _Checker:
     def number(self, value: Any, field: str, suffix: str = "") -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(field + suffix, f"must be a number, not {type(value).__name__}")
-        if not math.isfinite(value) or value < 0:
+        if not _seconds(value):
             self.fail(field + suffix, f"must be a finite number of seconds, not {value!r}")
 
     def mapping(self, value: Any, field: str, suffix: str = "") -> dict[str, Any]:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        if not isinstance(value, dict):
             self.fail(field + suffix, "must map names (text) to values")
         return value
+
+    def has(self, value: dict[str, Any], field: str, *keys: str) -> None:
+        """Every key of ``keys`` is in ``value`` (null or not: what a record is read into needs
+        the field)."""
+        for key in keys:
+            if key not in value:
+                self.fail(f"{field}.{key}", "is missing")
 
     def choice(self, value: Any, field: str, allowed: tuple[str, ...], suffix: str = "") -> None:
         if value not in allowed:
             self.fail(field + suffix, f"must be one of {', '.join(allowed)}, not {value!r}")
 
     def path(self, value: Any, field: str) -> None:
+        if type(value) is str and value in _SOUND_PATHS:
+            return
         self.text(value, field)
         problem = path_problem(value)
         if problem is not None:
             self.fail(field, problem)
+        _sound(_SOUND_PATHS, value)
 
-    def param(self, value: Any, field: str) -> None:
+    def paths(self, value: Any, field: str) -> None:
+        if not isinstance(value, list):
+            self.fail(field, f"must be a list of paths, not {type(value).__name__}")
+        for n, path in enumerate(value):
+            if type(path) is not str or path not in _SOUND_PATHS:
+                self.path(path, f"{field}[{n}]")
+
+    def name(self, name: str, field: str) -> None:
+        if name in _SOUND_NAMES:
+            return
+        problem = name_problem(name) or printable_problem(name, "the name")
+        if problem is not None:
+            self.fail(field, f"holds a parameter name that is no name: {problem}")
+        _sound(_SOUND_NAMES, name)
+
+    def param(self, value: Any, kind: str, name: str) -> None:
+        if (  # the usual parameter, at a glance; else each of its fields in turn
+            type(value) is dict
+            and type(value.get("variant")) is str
+            and value.get("source") in VALUE_SOURCES
+            and type(value.get("type")) is str
+            and type(value.get("fingerprint")) is str
+            and "value" in value
+            and value.get("dill") is None
+        ):
+            return
+        field = f"{kind}.{name}"
         param = self.mapping(value, field)
-        self.text(param.get("variant"), field, ".variant")
-        self.choice(param.get("source"), field, VALUE_SOURCES, ".source")
-        self.text(param.get("type"), field, ".type")
-        self.text(param.get("fingerprint"), field, ".fingerprint")
-        if param.get("dill") is not None:
+        get = param.get
+        self.text(get("variant"), field, ".variant")
+        self.choice(get("source"), field, VALUE_SOURCES, ".source")
+        self.text(get("type"), field, ".type")
+        self.text(get("fingerprint"), field, ".fingerprint")
+        if "value" not in param:
+            self.fail(field + ".value", "is missing")
+        if get("dill") is not None:
             self.path(param["dill"], f"{field}.dill")
 
     def code(self, value: Any) -> None:
-        if value is None:
+        if value is None or (  # the usual code state, at a glance; else each field in turn
+            type(value) is dict
+            and type(value.get("repository")) is str
+            and type(value.get("commit")) is str
+            and value["commit"] in _SOUND_COMMITS
+            and type(value.get("branch")) is str
+            and type(value.get("remotes")) is dict
+            and all(type(url) is str for url in value["remotes"].values())
+            and type(value.get("dirty")) is bool
+        ):
             return
         code = self.mapping(value, "code")
         self.text(code.get("repository"), "code.repository")
         commit = code.get("commit")
         if commit is not None and not (isinstance(commit, str) and _COMMIT.fullmatch(commit)):
             self.fail("code.commit", f"must be a commit id (40 hex digits) or null, not {commit!r}")
+        if isinstance(commit, str):
+            _sound(_SOUND_COMMITS, commit)
         self.text(code.get("branch"), "code.branch", optional=True)
+        self.has(code, "code", "commit", "branch")
         remotes = self.mapping(code.get("remotes"), "code.remotes")
         for name, url in remotes.items():
-            self.text(url, "code.remotes.", name)
+            if not isinstance(url, str):
+                self.text(url, "code.remotes.", name)
         if not isinstance(code.get("dirty"), bool):
             self.fail("code.dirty", "must be true or false")
 
     def step(self, value: Any, n: int) -> None:
+        if type(value) is dict:  # the usual step, at a glance; else each of its fields in turn
+            get = value.get
+            duration = get("duration", 0.0)
+            if (
+                type(get("name")) is str
+                and type(get("function")) is str
+                and get("status") in STEP_STATUSES
+                and type(get("metrics", {})) is dict
+                and _seconds(duration)
+                and type(get("reused_from", "")) in (str, type(None))
+                and type(get("code", "")) in (str, type(None))
+                and type(get("extra", {})) is dict
+            ):
+                return
         field = f"steps[{n}]"
         step = self.mapping(value, field)
         self.text(step.get("name"), field, ".name")
@@ -174,48 +261,61 @@ def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dic
     """``raw`` (a parsed ``trial.json``) when every field has its type and range and the record
     sits where its id and experiment say; else :class:`BadRecord` naming ``where`` and the field.
 
-    ``trial_id`` is the name of the record's folder, ``experiment`` its branch's experiment.
+    A record that passes holds every field a :class:`~mitosis.model.records.Trial` is made of
+    (:func:`~mitosis.model.records.trial_from_json` builds it without the converter).
+    ``raw`` is what :func:`json.loads` made (its objects' keys are text); ``trial_id`` is the
+    name of the record's folder, ``experiment`` its branch's experiment.
     """
     check = _Checker(where)
     record = check.mapping(raw, "(the record)")
-    if record.get("id") != trial_id or not _HEX_ID.fullmatch(trial_id):
-        check.fail(
-            "id", f"must be the hex name of its folder {trial_id!r}, not {record.get('id')!r}"
-        )
-    if record.get("experiment") != experiment:
+    get = record.get
+    if get("id") != trial_id or not _HEX_ID.fullmatch(trial_id):
+        check.fail("id", f"must be the hex name of its folder {trial_id!r}, not {get('id')!r}")
+    if get("experiment") != experiment:
         check.fail(
             "experiment",
-            f"must be the branch's experiment {experiment!r}, not {record.get('experiment')!r}",
+            f"must be the branch's experiment {experiment!r}, not {get('experiment')!r}",
         )
-    check.choice(record.get("status"), "status", STATUSES)
-    for field in ("started", "ended", "host", "user", "function"):
-        check.text(record.get(field), field)
-    check.number(record.get("duration"), "duration")
-    check.text(record.get("error"), "error", optional=True)
-    check.text(record.get("rerun_of"), "rerun_of", optional=True)
-    check.mapping(record.get("metrics", {}), "metrics")
+    duration = get("duration")
+    if not (  # the usual fields, at a glance; else each in turn, to say which fails
+        get("status") in STATUSES
+        and type(get("started")) is str
+        and type(get("ended")) is str
+        and type(get("host")) is str
+        and type(get("user")) is str
+        and type(get("function")) is str
+        and _seconds(duration)
+        and type(get("error")) in (str, type(None))
+        and type(get("rerun_of")) in (str, type(None))
+        and type(get("metrics", {})) is dict
+    ):
+        check.choice(get("status"), "status", STATUSES)
+        for field in ("started", "ended", "host", "user", "function"):
+            check.text(get(field), field)
+        check.number(duration, "duration")
+        check.text(get("error"), "error", optional=True)
+        check.text(get("rerun_of"), "rerun_of", optional=True)
+        check.mapping(get("metrics", {}), "metrics")
+    if "params" not in record:
+        check.fail("params", "is missing")
     for kind in ("params", "untracked"):
-        for name, param in check.mapping(record.get(kind, {}), kind).items():
-            problem = name_problem(name) or printable_problem(name, "the name")
-            if problem is not None:
-                check.fail(f"{kind}", f"holds a parameter name that is no name: {problem}")
-            check.param(param, f"{kind}.{name}")
-    check.code(record.get("code"))
-    files = record.get("files", [])
-    if not isinstance(files, list):
-        check.fail("files", f"must be a list of paths, not {type(files).__name__}")
-    for n, path in enumerate(files):
-        check.path(path, f"files[{n}]")
-    for path, caption in check.mapping(record.get("captions", {}), "captions").items():
+        for name, param in check.mapping(get(kind, {}), kind).items():
+            if name not in _SOUND_NAMES:
+                check.name(name, kind)
+            check.param(param, kind, name)
+    check.code(get("code"))
+    check.paths(get("files", []), "files")
+    check.paths(get("detached", []), "detached")
+    for path, caption in check.mapping(get("captions", {}), "captions").items():
         check.path(path, "captions")
         check.text(caption, "captions.", path)
-    steps = record.get("steps", [])
+    steps = get("steps", [])
     if not isinstance(steps, list):
         check.fail("steps", f"must be a list, not {type(steps).__name__}")
     for n, step in enumerate(steps):
         check.step(step, n)
-    version = record.get("format", 1)
+    version = get("format", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         check.fail("format", f"must be a format version (1, 2, ...), not {version!r}")
-    check.text(record.get("mitosis", ""), "mitosis")
+    check.text(get("mitosis", ""), "mitosis")
     return record

@@ -127,9 +127,10 @@ def columns(record: dict[str, Any]) -> list[Any]:
 
 def row_of(entry: list[Any], experiment: str, records: bytes | memoryview) -> Row:
     """The row of a trial from its entry in the listing index, ``[trial id, tree id, blob id,
-    offset, size, *columns]`` (see :func:`columns`), its record at ``offset`` in ``records``."""
+    offset, size, *columns, ...]`` (see :func:`columns`; what follows them is the index's
+    own), its record at ``offset`` in ``records``."""
     (trial_id, _, blob, offset, size, tags, status, started, duration, host, main, metrics,
-     variants, untracked, numbers, commit, dirty) = entry  # fmt: skip
+     variants, untracked, numbers, commit, dirty, *_) = entry  # fmt: skip
     if tags:
         main, metrics = decoded(main), decoded(metrics)
     return Row(

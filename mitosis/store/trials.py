@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast, overload
 
@@ -25,7 +25,16 @@ from .results import pointer_of
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
 
-__all__ = ["StoreFiles", "Trials", "listed", "load", "load_json", "read_trials", "trials"]
+__all__ = [
+    "StoreFiles",
+    "Trials",
+    "listed",
+    "load",
+    "load_json",
+    "read_trials",
+    "trials",
+    "variant_uses",
+]
 
 # Records already reported as bad (by the id of their folder's tree), said once per process.
 _BAD: set[tuple[str, str]] = set()
@@ -93,31 +102,57 @@ def _file_entry(store: Store, trial: Trial, name: str) -> ObjectID | None:
     return entry[1]
 
 
-def _parse(
-    raw: Any, trial_id: str, experiment: str, source: StoreFiles, checked: bool = False
-) -> Trial:
-    """A :class:`Trial` from its parsed ``trial.json``, checked first (see
-    :mod:`mitosis.model.checks`) unless it passed its checks already (``checked``: the listing
-    index keeps only records that did, for the id and experiment they were checked for).
+def _checked(raw: Any, trial_id: str, experiment: str) -> dict[str, Any]:
+    """A parsed ``trial.json`` that passed its checks (see :mod:`mitosis.model.checks`): a
+    :class:`Trial` is built from it without fail.
 
     Raises:
-        BadRecord: the record fails its checks (a field, or its place in the tree).
+        BadRecord: the record fails its checks (a field, its place in the tree, a result's tag).
         StoreError: it was written by a newer mitosis.
     """
     where = f"trial {trial_id} on mitosis/{experiment}"
-    if checked and raw.get("id") == trial_id and raw.get("experiment") == experiment:
-        record = raw
-    else:
-        record = check_record(raw, trial_id=trial_id, experiment=experiment, where=where)
+    record = check_record(raw, trial_id=trial_id, experiment=experiment, where=where)
     if record.get("format", 1) > FORMAT:
         raise StoreError(
             f"{where} was written by a newer mitosis (store format {record['format']}); "
             "upgrade mitosis to read it"
         )
+    if _tagged(record):  # its results' tags decode (most records hold none)
+        try:
+            _results(record)
+        except Exception as exc:
+            raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
+    return record
+
+
+def _parse(
+    raw: Any, trial_id: str, experiment: str, source: StoreFiles, checked: bool = False
+) -> Trial:
+    """A :class:`Trial` from its parsed ``trial.json``, checked first (see :func:`_checked`)
+    unless it passed its checks already (``checked``: the listing index keeps only records
+    that did, for the id and experiment they were checked for).
+
+    Raises:
+        BadRecord: the record fails its checks (a field, or its place in the tree).
+        StoreError: it was written by a newer mitosis.
+    """
+    if checked and raw.get("id") == trial_id and raw.get("experiment") == experiment:
+        record = raw
+    else:
+        record = _checked(raw, trial_id, experiment)
     try:
         return trial_from_json(_results(record), source.location, source)
-    except Exception as exc:  # what the checks let through and the converter refuses
+    except Exception as exc:  # pragma: no cover - what passed its checks builds (tested)
+        where = f"trial {trial_id} on mitosis/{experiment}"
         raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
+
+
+def _tagged(record: dict[str, Any]) -> bool:
+    """Whether a record's results (its own, or a step's) may hold tags."""
+    for results in (record, *(record.get("steps") or ())):
+        if tagged(results.get("main")) or tagged(results.get("metrics")):
+            return True
+    return False
 
 
 def _results(record: dict[str, Any]) -> dict[str, Any]:
@@ -221,24 +256,37 @@ def _record(row: Row, location: str) -> Any:
     return json.loads(data)
 
 
-def _judge(experiment: str, location: str) -> Judge:
-    """What a listing of ``experiment`` says of a ``trial.json``: the checks and the reading
-    of :func:`load`, exactly; the columns of its row when it passes."""
-    source = StoreFiles(location)
+def _judge(experiment: str) -> Judge:
+    """What a listing of ``experiment`` says of a ``trial.json``: the checks of :func:`load`,
+    exactly (a record that passes them builds a :class:`Trial`); when it passes, the columns
+    of its row, then the locked variants it used (see :func:`variant_uses`)."""
 
     def judge(trial_id: str, data: bytes) -> list[Any]:
-        record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
-        _parse(record, trial_id, experiment, source)
-        return columns(record)
+        record = _checked(
+            load_json(data, f"trial {trial_id} on mitosis/{experiment}"), trial_id, experiment
+        )
+        locked = [
+            [name, p["variant"], p["fingerprint"]]
+            for name, p in record["params"].items()
+            if p["source"] == "variant"
+        ]
+        return [*columns(record), locked]
 
     return judge
+
+
+def variant_uses(store: Store, experiment: str) -> Iterator[tuple[str, list[list[str]]]]:
+    """Each trial of an experiment's branch, oldest first: its id, and the locked variants it
+    used (``[parameter, variant, fingerprint]`` each), from the listing index."""
+    for entry in listed(store, experiment).entries:
+        yield entry[0], entry[-1]
 
 
 def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Index:
     """The listing index of an experiment's branch (or of its ``commit``): each record that
     failed its checks is said once per process (a warning of the logger ``mitosis``) and left
     out (see :mod:`mitosis.store.index`)."""
-    index = follow(store, experiment, _judge(experiment, store.path), commit)
+    index = follow(store, experiment, _judge(experiment), commit)
     for bad in index.bad:
         key = (store.path, bad.tree)
         if key not in _BAD:

@@ -22,7 +22,7 @@ from ..model.records import Variant, VariantLock
 from ..model.text import check_name
 from ..model.values import dumps_json
 from .repo import Check, Store
-from .trials import load_json, read_trials
+from .trials import load_json, variant_uses
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -206,14 +206,11 @@ def rename_variant(
 
 
 def _locked_by(store: Store, experiment: str, param: str, variant: str) -> str:
-    users = [
-        t
-        for t in read_trials(store, experiment)
-        if param in t.params
-        and t.params[param].source == "variant"
-        and t.params[param].variant == variant
-    ]
-    return min(users, key=lambda t: (t.started, t.id)).id if users else "(unknown: merged in)"
+    """The first trial (oldest) that used ``param=variant``."""
+    for trial_id, used in variant_uses(store, experiment):
+        if any(p == param and v == variant for p, v, _ in used):
+            return trial_id
+    return "(unknown: merged in)"
 
 
 def variants(
@@ -229,11 +226,10 @@ def variants(
             raise UnknownExperiment(experiment, st.experiments(), st.path)
         root = st.tree_of(st.tip(experiment))
         used: dict[tuple[str, str, str], int] = {}  # by name and value: renames move names
-        for trial in read_trials(st, experiment):
-            for name, p in trial.params.items():
-                if p.source == "variant":
-                    key = (name, p.variant, p.fingerprint)
-                    used[key] = used.get(key, 0) + 1
+        for _, locked in variant_uses(st, experiment):
+            for name, variant, fingerprint in locked:
+                key = (name, variant, fingerprint)
+                used[key] = used.get(key, 0) + 1
         params = [param] if param else [name for name, _ in st.children(root, "variants")]
         found = []
         for name in params:
