@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -41,6 +42,22 @@ __all__ = ["admit", "damaged", "history_problem", "quarantine", "removals"]
 
 #: git's modes, as ``git fsck --strict`` accepts them (dulwich's check also allows 100664).
 _MODES = (stat.S_IFDIR, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755, stat.S_IFLNK, 0o160000)
+_MODE_SET = frozenset(_MODES)
+#: What may make a name one that git fsck --strict refuses, in names joined by / and framed
+#: by / (one / too many means a name holds one): a backslash, a NUL, an empty name, ``.``,
+#: ``..``, ``.git`` in any case. A match is looked at name by name (:meth:`_Fsck.names`).
+_SUSPECT = re.compile(rb"[\\\0]|/(?:\.{0,2}|\.[gG][iI][tT])(?=/)")
+#: ``name <email> seconds +zone``, as both git fsck (``fsck_ident``) and dulwich accept it.
+_IDENT = rb"[^<>\n\0]* <[^<>\n\0]*> (?:0|[1-9][0-9]{0,11}) [+-][0-9]{4}\n"
+#: The header of a commit as mitosis and git write it (no signature, no extra header): one
+#: that matches is well formed; any other is judged by dulwich's full check.
+_PLAIN_COMMIT = re.compile(
+    rb"tree [0-9a-f]{40}\n(?:parent [0-9a-f]{40}\n)*author "
+    + _IDENT
+    + b"committer "
+    + _IDENT
+    + rb"(?:encoding [^\n\0]+\n)?\n"
+)
 
 
 @contextlib.contextmanager
@@ -109,6 +126,8 @@ class _Fsck(Inspector):
             self.claimed.discard(binary)
 
     def commit(self, commit_id: bytes, data: bytes) -> None:
+        if _PLAIN_COMMIT.match(data) is not None:
+            return  # the usual shape, well formed (a tenth of the time of dulwich's check)
         from dulwich.errors import ObjectFormatException
         from dulwich.objects import Commit
 
@@ -121,6 +140,25 @@ class _Fsck(Inspector):
         raise _Malformed(f"commit {commit_id.decode()} is missing")
 
     def tree(self, tree_id: bytes, path: bytes, entries: Entries, new: Entries) -> None:
+        if new:
+            names = [name for name, _, _ in new]
+            joined = b"/".join(names)
+            if (
+                _SUSPECT.search(b"/" + joined + b"/") is not None
+                or joined.count(b"/") != len(names) - 1
+                or not _MODE_SET.issuperset([mode for _, mode, _ in new])
+            ):
+                self.names(path, new)
+        keys = [name + b"/" if mode == stat.S_IFDIR else name for name, mode, _ in entries]
+        if keys != sorted(keys) or len({name for name, _, _ in entries}) != len(entries):
+            raise _Malformed(
+                f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
+                "its entries are not sorted, or a name comes twice"
+            )
+
+    def names(self, path: bytes, new: Entries) -> None:
+        """Which of the entries ``new`` of the tree at ``path`` has a name or a mode that git
+        fsck --strict refuses (raised)."""
         where = path.decode("utf-8", "replace").lstrip("/")
         for name, mode, _ in new:
             text = name.decode("utf-8", "replace")
@@ -132,12 +170,6 @@ class _Fsck(Inspector):
                 raise _Malformed(
                     f"{full!r} has the mode {mode:06o}, which git fsck --strict refuses"
                 )
-        keys = [name + b"/" if mode == stat.S_IFDIR else name for name, mode, _ in entries]
-        if keys != sorted(keys) or len({name for name, _, _ in entries}) != len(entries):
-            raise _Malformed(
-                f"the tree {where or '/'} is malformed: its entries are not sorted, or a name "
-                "comes twice"
-            )
 
 
 def history_problem(

@@ -1,0 +1,176 @@
+"""The check of what a pull brings (mitosis/store/incoming.py) at its fast paths: a commit of
+the usual shape is matched whole, any other judged by the full check; the names of a tree are
+screened at once, and a suspect one looked at name by name. Each hostile object below is
+written as a forger would (raw bytes, loose, on a store on this machine) and pulled: it is
+refused, as ``git fsck --strict`` refuses it, and never enters the store."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from conftest import git
+
+import mitosis
+from mitosis.store.repo import Store
+
+_IDENT = b"Forger <f@example.org> 1700000000 +0000"
+
+
+def make(path: Path, count: int = 3) -> None:
+    """A store of ``count`` trials, one commit each, as the recorder writes them."""
+    with Store.open(path, create=True) as st:
+        for i in range(count):
+            trial_id = f"{i:012x}"
+            folder = f"trials/{trial_id[:2]}/{trial_id}"
+            files = {f"{folder}/trial.json": b'{"id": "%s"}' % trial_id.encode()}
+            st.commit("sine", files, f"sine: trial {i}\n")
+
+
+def loose(store: Path, kind: bytes, data: bytes) -> str:
+    """Write the object ``data`` of type ``kind`` as a loose object, whatever it holds."""
+    raw = kind + b" %d\0" % len(data) + data
+    name = hashlib.sha1(raw).hexdigest()
+    folder = store / "objects" / name[:2]
+    folder.mkdir(exist_ok=True)
+    (folder / name[2:]).write_bytes(zlib.compress(raw))
+    return name
+
+
+def tip(store: Path) -> tuple[str, str]:
+    """The tip of mitosis/sine and its tree."""
+    commit = git("rev-parse", "mitosis/sine", cwd=store).strip()
+    return commit, git("rev-parse", f"{commit}^{{tree}}", cwd=store).strip()
+
+
+def point(store: Path, commit: str) -> None:
+    """Move mitosis/sine to ``commit`` (git's own tools would check it first)."""
+    (store / "refs" / "heads" / "mitosis" / "sine").write_text(commit + "\n")
+
+
+def fsck_refuses(store: Path) -> bool:
+    run = subprocess.run(["git", "fsck", "--strict"], cwd=store, capture_output=True)
+    return run.returncode != 0
+
+
+def refused(source: Path, store: Path, what: str) -> None:
+    """A pull of ``source`` into ``store`` is refused, and ``what`` never enters it."""
+    before = git("for-each-ref", cwd=store)
+    with pytest.raises(mitosis.SyncRefused, match="malformed"):
+        mitosis.pull(str(source), store=store)
+    assert git("for-each-ref", cwd=store) == before
+    absent = subprocess.run(["git", "cat-file", "-e", what], cwd=store, capture_output=True)
+    assert absent.returncode != 0
+    git("fsck", "--strict", cwd=store)
+    assert not list((store / "mitosis").glob("incoming-*"))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"author Forger<f@example.org> 1700000000 +0000\ncommitter " + _IDENT,  # no space
+        b"author Forger <f@example.org> <g@example.org> 1700000000 +0000\ncommitter " + _IDENT,
+        b"author Forger <f@exa\0mple.org> 1700000000 +0000\ncommitter " + _IDENT,  # a NUL
+        b"author " + _IDENT,  # no committer
+        b"author " + _IDENT + b"\nparent PARENT\ncommitter " + _IDENT,  # out of order
+    ],
+    ids=["no-space-before-email", "two-emails", "nul", "no-committer", "parent-late"],
+)
+def test_a_malformed_commit_is_refused_whatever_its_shape(tmp_path, header):
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    make(store, 1)
+    parent, tree = tip(source)
+    header = header.replace(b"PARENT", parent.encode())
+    text = b"tree %s\nparent %s\n%s\n\nforged\n" % (tree.encode(), parent.encode(), header)
+    forged = loose(source, b"commit", text)
+    point(source, forged)
+    assert fsck_refuses(source)  # the independent judge agrees it is malformed
+    refused(source, store, forged)
+
+
+def test_a_signed_commit_is_judged_in_full_and_taken(tmp_path):
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    parent, tree = tip(source)
+    signature = b"gpgsig -----BEGIN PGP SIGNATURE-----\n \n iQEz\n -----END PGP SIGNATURE-----"
+    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n%s\n\nsigned\n" % (
+        tree.encode(),
+        parent.encode(),
+        _IDENT,
+        _IDENT,
+        signature,
+    )
+    signed = loose(source, b"commit", text)
+    point(source, signed)
+    git("fsck", "--strict", cwd=source)
+    assert mitosis.pull(str(source), store=store).experiments == {"sine": "new"}
+    assert git("rev-parse", "mitosis/sine", cwd=store).strip() == signed
+    git("fsck", "--strict", cwd=store)
+
+
+def _entry(mode: int, name: bytes, sha: str) -> bytes:
+    return b"%o %s\0%s" % (mode, name, bytes.fromhex(sha))
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "git_refuses"),
+    [
+        (b".GIT", stat.S_IFREG | 0o644, True),
+        (b"", stat.S_IFREG | 0o644, True),
+        (b"zz/zz", stat.S_IFREG | 0o644, True),  # a name holding a path separator
+        (b"zz\\zz", stat.S_IFREG | 0o644, False),  # refused by mitosis alone: Windows' one
+        (b"zz", stat.S_IFREG | 0o664, False),  # git fsck --strict only warns
+        (b"zz", 0o100600, False),
+    ],
+    ids=["dotgit-case", "empty", "slash", "backslash", "mode-664", "mode-600"],
+)
+def test_a_tree_with_a_name_or_mode_git_refuses_is_refused(tmp_path, name, mode, git_refuses):
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    make(store, 1)
+    parent, root = tip(source)
+    blob = loose(source, b"blob", b"planted\n")
+    entries = [line.split("\t") for line in git("ls-tree", root, cwd=source).splitlines()]
+    raw = [(n.encode(), int(m.split()[0], 8), m.split()[2]) for m, n in entries]
+    raw.append((name, mode, blob))
+    raw.sort(key=lambda e: e[0] + b"/" if e[1] == stat.S_IFDIR else e[0])
+    tree = loose(source, b"tree", b"".join(_entry(m, n, s) for n, m, s in raw))
+    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n\nforged\n" % (
+        tree.encode(),
+        parent.encode(),
+        _IDENT,
+        _IDENT,
+    )
+    forged = loose(source, b"commit", text)
+    point(source, forged)
+    assert fsck_refuses(source) == git_refuses
+    refused(source, store, tree)
+
+
+@pytest.mark.parametrize("twice", [False, True], ids=["unsorted", "name-twice"])
+def test_a_tree_out_of_order_is_refused(tmp_path, twice):
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    make(store, 1)
+    parent, root = tip(source)
+    blob = loose(source, b"blob", b"planted\n")
+    folder = git("rev-parse", f"{root}:trials", cwd=source).strip()
+    # "trials" as a file and as a folder (names twice), or "a" after "trials" (unsorted)
+    first = _entry(stat.S_IFREG | 0o644, b"trials" if twice else b"zz", blob)
+    then = _entry(stat.S_IFDIR, b"trials", folder) if twice else _entry(0o100644, b"a", blob)
+    tree = loose(source, b"tree", first + then)
+    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n\nforged\n" % (
+        tree.encode(),
+        parent.encode(),
+        _IDENT,
+        _IDENT,
+    )
+    forged = loose(source, b"commit", text)
+    point(source, forged)
+    assert fsck_refuses(source)
+    refused(source, store, tree)
