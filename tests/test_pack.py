@@ -483,3 +483,24 @@ def test_a_live_packer_s_files_are_left_to_it(tmp_path, point):
     os.kill(proc.pid, signal.SIGCONT)
     assert proc.wait(timeout=60) == 0
     assert_clean(store, written)
+
+
+@pytest.mark.parametrize("count", [0, 1, 300])
+def test_the_pack_index_is_git_s_own_format(tmp_path, count):
+    """The index written in whole tables reads back as dulwich's writer makes it, far
+    offsets (a pack over 2 GiB) included."""
+    import hashlib
+    import io
+
+    from dulwich.pack import write_pack_index_v2
+
+    written = {
+        hashlib.sha1(b"%d" % i).digest(): ((12 + 97 * i) << (i % 3 * 16), i * 7919 % 2**32)
+        for i in range(count)
+    }
+    checksum = hashlib.sha1(b"the pack").digest()
+    theirs = io.BytesIO()
+    entries = sorted((sha, offset, crc) for sha, (offset, crc) in written.items())
+    write_pack_index_v2(theirs, entries, checksum)
+    assert _pack.index_v2(written, checksum) == theirs.getvalue()
+    assert count < 3 or max(offset for offset, _ in written.values()) >= 2**31
