@@ -62,6 +62,7 @@ class Pack:
                     at = large + 8 * (offset & 0x7FFFFFFF)
                     offsets[i] = struct.unpack_from(">Q", index, at)[0]
         self.offsets = offsets
+        self.index = dict(zip(self.ids, offsets, strict=True))  # id (binary): offset
         self.file = open(path + ".pack", "rb")  # noqa: SIM115 - closed by close()
         self.data = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
         ordered = sorted(offsets)
@@ -121,7 +122,7 @@ class Reader:
         # elsewhere, indexed by the ids and offsets that elsewhere claimed)
         self.strict = strict
         self.packs: list[Pack] = []
-        self.where: dict[bytes, tuple[Pack, int]] = {}
+        self._where: dict[bytes, tuple[Pack, int]] | None = None
         for store in (objects, *more):
             self.add_packs(os.fspath(store.pack_dir))
         # by pack and offset, or by id (a loose object)
@@ -143,14 +144,29 @@ class Reader:
                 if not os.path.exists(stem + ".pack"):
                     continue
                 added.append(Pack(stem))
-        fresh: dict[bytes, tuple[Pack, int]] = {}
-        for pack in reversed(added):  # an object in two packs is read from the first
-            fresh.update(zip(pack.ids, zip(itertools.repeat(pack), pack.offsets), strict=True))
-        if self.where:
-            fresh.update(self.where)
-        self.where = fresh
         self.packs += added
+        self._where = None
         return added
+
+    def locate(self, object_id: bytes) -> tuple[Pack, int] | None:
+        """The pack and offset of the object of binary id ``object_id`` (from the first pack
+        that has it), or None: it is loose, or nowhere."""
+        for pack in self.packs:
+            offset = pack.index.get(object_id)
+            if offset is not None:
+                return pack, offset
+        return None
+
+    @property
+    def where(self) -> dict[bytes, tuple[Pack, int]]:
+        """Every packed object's pack and offset, by binary id (as :meth:`locate` finds them);
+        made when first asked for."""
+        if self._where is None:
+            found: dict[bytes, tuple[Pack, int]] = {}
+            for pack in reversed(self.packs):  # an object in two packs is read from the first
+                found.update(zip(pack.ids, zip(itertools.repeat(pack), pack.offsets), strict=True))
+            self._where = found
+        return self._where
 
     def close(self) -> None:
         for pack in self.packs:
@@ -196,7 +212,7 @@ class Reader:
                     raise StoreError(f"the pack {pack.file.name} has a delta that is no git's")
                 offset = base
             else:
-                where = self.where.get(base)
+                where = self.locate(base)
                 if where is None:
                     found = self.raw_binary(base)
                     break
@@ -226,7 +242,7 @@ class Reader:
         Raises:
             KeyError: the store has no such object.
         """
-        where = self.where.get(object_id)
+        where = self.locate(object_id)
         if where is not None:
             return self.entry_at(*where)
         cached = self.cache.get(object_id)
@@ -324,7 +340,7 @@ def verify(reader: Reader, object_id: bytes) -> bool:
         KeyError: there is no such object.
     """
     name = object_id.hex()
-    where = reader.where.get(object_id)
+    where = reader.locate(object_id)
     if where is not None:
         kind, size, base, _ = where[0].header(where[1])
         big = base is None and kind == _BLOB and size > BIG

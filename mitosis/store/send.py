@@ -211,11 +211,10 @@ class _TreeWalk:
         return _Version(tree, raw, self.reader.tree(tree, raw))
 
     def diff(self, tree: bytes, bases: list[bytes], path: bytes) -> None:
-        if tree in self.found or tree in bases:
+        found = self.found
+        if tree in found or tree in bases:
             return
-        self.found[tree] = _TREE
-        if bases:
-            self.bases[tree] = bases[0]
+        found[tree] = _TREE
         old = [self.version(base, path) for base in bases]
         kind, raw = self.reader.raw(tree)
         if kind != _TREE:
@@ -223,30 +222,39 @@ class _TreeWalk:
 
             raise ObjectFormatException(f"{tree.decode()} is not a tree")
         self.inspector.read(tree, kind, raw)
-        if len(old) == 1 and len(old[0].raw) == len(raw):
-            one = _one_changed(old[0], raw)
-            if one is not None:
-                index, sha = one
-                name, mode, before = old[0].entries[index]
-                self.latest[path] = _Version(tree, raw, old[0].entries)
-                self.latest[path].ends = old[0].ends
-                entries = list(old[0].entries)
-                entries[index] = (name, mode, sha)
-                self.latest[path].entries = entries
-                self.walk_entry(name, mode, sha, [before] if mode == _DIR else [], path)
-                return
+        if old:
+            self.bases[tree] = bases[0]
+            if len(old) == 1 and len(old[0].raw) == len(raw):
+                one = _one_changed(old[0], raw)
+                if one is not None:
+                    index, sha = one
+                    name, mode, before = old[0].entries[index]
+                    entries = list(old[0].entries)
+                    entries[index] = (name, mode, sha)
+                    latest = self.latest[path] = _Version(tree, raw, entries)
+                    latest.ends = old[0].ends
+                    self.walk_entry(name, mode, sha, [before] if mode == _DIR else [], path)
+                    return
         new = self.reader.tree(tree, raw)
         self.latest[path] = _Version(tree, raw, new)
-        known: set[tuple[bytes, int, bytes]] = set().union(*(v.entries for v in old))
-        olds: dict[bytes, list[bytes]] = {}
-        for version in old:
-            for name, mode, sha in version.entries:
-                if mode == _DIR:
-                    olds.setdefault(name, []).append(sha)
-        changed = [entry for entry in new if entry not in known]
+        if old:
+            known: set[tuple[bytes, int, bytes]] = set().union(*(v.entries for v in old))
+            changed = [entry for entry in new if entry not in known]
+        else:
+            changed = new
         self.inspector.tree(tree, path, new, changed)
+        depth = path.count(b"/")
+        files = self.files
         for name, mode, sha in changed:
-            self.walk_entry(name, mode, sha, olds.get(name, []), path)
+            if mode == _DIR:
+                self.diff(sha, _folders(old, name) if old else [], path + b"/" + name)
+            elif mode != _SUBMODULE and sha not in found:
+                found[sha] = _BLOB
+                # a trial's file is most like the same file of the trial before
+                last = files.get((depth, name))
+                if last is not None:
+                    self.bases[sha] = last
+                files[(depth, name)] = sha
 
     def walk_entry(
         self, name: bytes, mode: int, sha: bytes, bases: list[bytes], path: bytes
@@ -255,12 +263,28 @@ class _TreeWalk:
             self.diff(sha, bases, path + b"/" + name)
         elif mode != _SUBMODULE and sha not in self.found:
             self.found[sha] = _BLOB
-            # a trial's file is most like the same file of the trial before
             shape = (path.count(b"/"), name)
             last = self.files.get(shape)
             if last is not None:
                 self.bases[sha] = last
             self.files[shape] = sha
+
+
+def _folders(versions: list[_Version], name: bytes) -> list[bytes]:
+    """The ids of the folders named ``name`` in ``versions`` (trees whose entries are in git's
+    order, as a tree checked or written is: found by bisection)."""
+    found = []
+    for version in versions:
+        entries = version.entries
+        at = bisect.bisect_left(entries, name + b"/", key=_order)
+        if at < len(entries) and entries[at][0] == name and entries[at][1] == _DIR:
+            found.append(entries[at][2])
+    return found
+
+
+def _order(entry: tuple[bytes, int, bytes]) -> bytes:
+    """An entry's place in a tree, as git sorts them: a folder's name as if it ended in /."""
+    return entry[0] + b"/" if entry[1] == _DIR else entry[0]
 
 
 def _one_changed(old: _Version, raw: bytes) -> tuple[int, bytes] | None:
@@ -331,7 +355,7 @@ class Outgoing:
         for object_id in binary:  # in the walk's order: a delta's base before it
             if object_id not in left:
                 continue
-            where = reader.where.get(object_id)
+            where = reader.locate(object_id)
             if where is not None:
                 self.packed.setdefault(id(where[0]), []).append((where[1], object_id))
                 continue
@@ -537,7 +561,9 @@ def copy_all(
     from .pack import place_pack  # on first need: only copies write packs
 
     with Reader(source) as reader:
-        wanted = {object_id.hex().encode(): _BLOB for object_id in reader.where}
+        wanted = {
+            object_id.hex().encode(): _BLOB for pack in reader.packs for object_id in pack.ids
+        }
         folder = os.fspath(source.path)
         for fanout in sorted(os.listdir(folder)):
             if len(fanout) == 2 and os.path.isdir(os.path.join(folder, fanout)):
