@@ -260,3 +260,18 @@ def test_a_first_pull_copies_the_store_whole_but_never_what_no_tip_reaches(tmp_p
     assert absent.returncode != 0  # copied again, what the tips reach only
     git("fsck", "--strict", cwd=other)
     assert commits(other) == 6 and not list((other / "mitosis").glob("incoming-*"))
+
+
+def test_a_merge_pull_writes_down_only_the_trials_it_brought(tmp_path):
+    from mitosis.store.provenance import sources
+
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source, range(6))
+    git("clone", "-q", "--bare", str(source), str(store))
+    make(source, range(6, 9))  # three new there, and one new here: the pull merges
+    make(store, range(20, 21))
+    assert mitosis.pull(str(source), store=store).experiments == {"sine": "merged"}
+    with Store.open(store) as st:
+        pulled = {t for t, where in sources(st, "sine").items() if where.startswith("pull")}
+    assert pulled == {f"{i % 5:02x}{i:010x}" for i in range(6, 9)}
+    git("fsck", "--strict", cwd=store)

@@ -22,7 +22,7 @@ from .repo import Store, warn
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
 
-__all__ = ["HERE", "note", "sources", "trial_ids"]
+__all__ = ["HERE", "added", "note", "sources", "trial_ids"]
 
 HERE = "here"
 _PULLED = ("mitosis: pull", "mitosis: merge", "mitosis: adopt", "mitosis: fetch")
@@ -72,6 +72,20 @@ def trial_ids(store: Store, commit: ObjectID | None) -> set[str]:
         for _, shard in store.children(root, "trials")
         for trial_id, _ in store.children(shard, "")
     }
+
+
+def added(store: Store, before: ObjectID | None, after: ObjectID) -> set[str]:
+    """The ids of the trials on a branch at ``after`` that it had not at ``before``: only the
+    shards (``trials/<xx>``) that differ between the two are read."""
+    if before is None:
+        return trial_ids(store, after)
+    old = dict(store.children(store.tree_of(before), "trials"))
+    found: set[str] = set()
+    for name, shard in store.children(store.tree_of(after), "trials"):
+        if old.get(name) != shard:
+            had = {trial_id for trial_id, _ in store.children(old.get(name), "")}
+            found.update(t for t, _ in store.children(shard, "") if t not in had)
+    return found
 
 
 def _learn_from_reflog(store: Store, experiment: str, path: Path, noting: set[str]) -> None:

@@ -22,7 +22,7 @@ from ..model.records import InStore, Pointer, Trial, human_size
 from ..model.redact import strip_credentials
 from .incoming import admit, damaged, history_problem, quarantine
 from .merge import Conflict, integrate, is_ancestor
-from .provenance import note, trial_ids
+from .provenance import added, note, trial_ids
 from .reader import Reader
 from .repo import Store, warn
 from .results import results_refs
@@ -190,11 +190,12 @@ def push(
         ours = {cast("Ref", BRANCH_PREFIX + ref): sha for ref, sha in local.items()}
         ours = {ref: sha for ref, sha in ours.items() if selected(ref)}
         kept: dict[Ref, ObjectID] = {}
-        if results:
+        stored = results_refs(st) if results else {}
+        if stored:  # the results of the pushed trials
             pushed = {name for ref in ours for name in trial_ids(st, st.tip(_experiment_of(ref)))}
             kept = {
                 cast("Ref", results_ref(trial_id)): sha
-                for trial_id, sha in results_refs(st).items()
+                for trial_id, sha in stored.items()
                 if trial_id in pushed
             }
         report: dict[str, str] = {}
@@ -525,14 +526,14 @@ def pull(
         found: list[Conflict] = []
         source = remote if name == remote else shown
         for experiment, theirs in sorted(fetched.items()):
-            before = trial_ids(st, st.local_tip(experiment))
+            before = st.local_tip(experiment)
             try:
                 report[experiment], conflicts_here = integrate(st, experiment, theirs, shown)
             except SyncRefused as refusal:
                 report[experiment], conflicts_here = "refused", []
                 refused.append(refusal)
             if report[experiment] in ("new", "fast-forward", "merged"):
-                note(st, experiment, trial_ids(st, theirs) - before, f"pull {source}")
+                note(st, experiment, added(st, before, theirs), f"pull {source}")
             found += conflicts_here
         brought: list[str] = []
         if results is not False and not _is_bundle(remote):
