@@ -57,10 +57,11 @@ def fsck_refuses(store: Path) -> bool:
     return run.returncode != 0
 
 
-def refused(source: Path, store: Path, what: str) -> None:
-    """A pull of ``source`` into ``store`` is refused, and ``what`` never enters it."""
+def refused(source: Path, store: Path, what: str, why: str = "malformed") -> None:
+    """A pull of ``source`` into ``store`` is refused (saying ``why``), and ``what`` never
+    enters it."""
     before = git("for-each-ref", cwd=store)
-    with pytest.raises(mitosis.SyncRefused, match="malformed"):
+    with pytest.raises(mitosis.SyncRefused, match=why):
         mitosis.pull(str(source), store=store)
     assert git("for-each-ref", cwd=store) == before
     absent = subprocess.run(["git", "cat-file", "-e", what], cwd=store, capture_output=True)
@@ -174,3 +175,24 @@ def test_a_tree_out_of_order_is_refused(tmp_path, twice):
     point(source, forged)
     assert fsck_refuses(source)
     refused(source, store, tree)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["loose", "packed"])
+def test_a_tree_that_is_not_what_its_id_says_is_refused_as_the_walk_reads_it(tmp_path, packed):
+    """A store on this machine whose tip's tree holds another (well-formed) tree's content:
+    the copy takes the ids its index claims, and the walk's reader hashes the tree as it
+    reads it."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    make(store, 1)
+    parent, _ = tip(source)
+    _, root = tip(source)
+    older = git("rev-parse", f"{parent}~1^{{tree}}", cwd=source).strip()
+    content = git("cat-file", "tree", older, cwd=source, text=False)
+    path = source / "objects" / root[:2] / root[2:]
+    path.chmod(0o644)
+    path.write_bytes(zlib.compress(b"tree %d\0" % len(content) + content))
+    if packed:
+        git("repack", "-a", "-d", "-q", cwd=source)  # git packs it as it is, unchecked
+        assert not path.exists()
+    refused(source, store, root, "is not what its id says")

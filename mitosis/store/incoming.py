@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 from ..exceptions import StoreError
 from ..model.checks import name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
-from .reader import Entries, Reader, digest, verify
+from .blobs import BIG
+from .reader import Entries, Reader, verify
 from .repo import Store
 from .send import Inspector, missing
 from .trials import load_json
@@ -43,6 +44,7 @@ __all__ = ["admit", "damaged", "history_problem", "quarantine", "removals"]
 #: git's modes, as ``git fsck --strict`` accepts them (dulwich's check also allows 100664).
 _MODES = (stat.S_IFDIR, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755, stat.S_IFLNK, 0o160000)
 _MODE_SET = frozenset(_MODES)
+_BLOB = 3
 #: What may make a name one that git fsck --strict refuses, in names joined by / and framed
 #: by / (one / too many means a name holds one): a backslash, a NUL, an empty name, ``.``,
 #: ``..``, ``.git`` in any case. A match is looked at name by name (:meth:`_Fsck.names`).
@@ -110,20 +112,9 @@ class _Malformed(Exception):
 
 
 class _Fsck(Inspector):
-    """``git fsck --strict``'s rules for each new commit and tree (dulwich's check of a
-    commit; of a tree: git's modes, entry names, sorted, no name twice); and of those whose
-    ids were only claimed (``claimed``, binary ids), that they are what their ids say (each
-    one checked is taken out of ``claimed``)."""
-
-    def __init__(self, claimed: set[bytes]) -> None:
-        self.claimed = claimed
-
-    def read(self, object_id: bytes, kind: int, data: bytes) -> None:
-        binary = bytes.fromhex(object_id.decode())
-        if binary in self.claimed:
-            if digest(kind, data) != binary:
-                raise _Malformed(f"{object_id.decode()} is not what its id says")
-            self.claimed.discard(binary)
+    """``git fsck --strict``'s rules for each new commit and tree (of a commit, the usual
+    shape matched at once, any other judged by dulwich's full check; of a tree: git's modes,
+    entry names, sorted, no name twice)."""
 
     def commit(self, commit_id: bytes, data: bytes) -> None:
         if _PLAIN_COMMIT.match(data) is not None:
@@ -176,7 +167,6 @@ def history_problem(
     reader: Reader,
     tip: ObjectID,
     known: list[ObjectID | None],
-    claimed: set[bytes] | None = None,
     reached: set[bytes] | None = None,
 ) -> str | None:
     """What is malformed in the commits and trees that ``tip`` brings beyond the history of
@@ -184,10 +174,11 @@ def history_problem(
 
     ``reader`` reads the quarantine and the store. A new commit's trees that are the same as
     one of its parents' at the same path were checked with that parent; only the others are
-    read (see :func:`mitosis.store.send.missing`). Of the objects of ``claimed`` (binary ids
-    that a copy from a store on this machine took from its index, unchecked), those read are
-    checked against their ids and taken out (see :func:`damaged` for the others). ``reached``,
-    when given, gets the (binary) ids of the objects the tip brings.
+    read (see :func:`mitosis.store.send.missing`). The objects that the reader's
+    :attr:`~mitosis.store.reader.Reader.claimed` holds (ids that a copy from a store on this
+    machine took from its index, unchecked) are checked against their ids as they are read
+    (see :func:`damaged` for the others). ``reached``, when given, gets the (binary) ids of
+    the objects the tip brings.
     """
     from dulwich.errors import ObjectFormatException
 
@@ -196,7 +187,7 @@ def history_problem(
     except KeyError:
         return f"commit {tip.decode()} is missing, or is no commit"
     try:
-        found = missing(reader, [tip], [k for k in known if k is not None], _Fsck(claimed or set()))
+        found = missing(reader, [tip], [k for k in known if k is not None], _Fsck())
     except _Malformed as exc:
         return str(exc)
     except KeyError as exc:
@@ -208,8 +199,23 @@ def history_problem(
     return None
 
 
-def damaged(reader: Reader, claimed: set[bytes]) -> str | None:
-    """Which object of ``claimed`` (binary ids) is not what its id says, or None."""
+def damaged(reader: Reader) -> str | None:
+    """Which object of the reader's :attr:`~mitosis.store.reader.Reader.claimed` (those no
+    history walk read) is not what its id says, or None. A pack's are read in the pack's order
+    (a delta's base before it, as git's index-pack reads a pack), the others after."""
+    claimed = reader.claimed
+    for pack in reader.packs:
+        placed = sorted((pack.index[i], i) for i in claimed if i in pack.index)
+        for offset, object_id in placed:
+            if object_id not in claimed:
+                continue  # checked meanwhile, read as the base of another's delta
+            kind, size, base, _ = pack.header(offset)
+            if base is None and kind == _BLOB and size > BIG:
+                continue  # a big blob: streamed, below
+            try:
+                reader.entry_at(pack, offset)  # checked as it is read (see Reader.claimed)
+            except (StoreError, zlib.error) as exc:
+                return f"{object_id.hex()} cannot be read, or is not what its id says: {exc}"
     for object_id in sorted(claimed):
         try:
             if not verify(reader, object_id):

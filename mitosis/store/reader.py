@@ -63,6 +63,7 @@ class Pack:
                     offsets[i] = struct.unpack_from(">Q", index, at)[0]
         self.offsets = offsets
         self.index = dict(zip(self.ids, offsets, strict=True))  # id (binary): offset
+        self.key = 0  # added to an offset, the key of its entry in a reader's cache
         self.file = open(path + ".pack", "rb")  # noqa: SIM115 - closed by close()
         self.data = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
         ordered = sorted(offsets)
@@ -115,18 +116,25 @@ class Reader:
     inflated entries cached so that each delta chain is inflated once."""
 
     def __init__(
-        self, objects: DiskObjectStore, *more: DiskObjectStore, strict: bool = False
+        self,
+        objects: DiskObjectStore,
+        *more: DiskObjectStore,
+        strict: bool = False,
+        claimed: set[bytes] | None = None,
     ) -> None:
         self.objects = objects
         # strict: each entry must be exactly what its header says (a pack that came from
         # elsewhere, indexed by the ids and offsets that elsewhere claimed)
         self.strict = strict
+        # the (binary) ids that a pack's index claims, unchecked: each is hashed when its
+        # entry is first read, and taken out (see :meth:`entry_at`)
+        self.claimed: set[bytes] = claimed if claimed is not None else set()
         self.packs: list[Pack] = []
         self._where: dict[bytes, tuple[Pack, int]] | None = None
         for store in (objects, *more):
             self.add_packs(os.fspath(store.pack_dir))
-        # by pack and offset, or by id (a loose object)
-        self.cache: dict[tuple[int, int] | bytes, tuple[int, bytes]] = {}
+        # by pack and offset (:attr:`Pack.key` plus the offset), or by id (a loose object)
+        self.cache: dict[int | bytes, tuple[int, bytes]] = {}
         self.held = 0
         # loose objects read, kept until taken (see :meth:`take`), up to _KEPT_BYTES
         self.kept: dict[bytes, tuple[int, bytes]] = {}
@@ -144,7 +152,9 @@ class Reader:
                 if not os.path.exists(stem + ".pack"):
                     continue
                 added.append(Pack(stem))
-        self.packs += added
+        for pack in added:
+            pack.key = (len(self.packs) + 1) << 48
+            self.packs.append(pack)
         self._where = None
         return added
 
@@ -184,8 +194,10 @@ class Reader:
         Raises:
             StoreError: the pack is damaged (or its delta chains deeper than git's).
         """
-        chain: list[tuple[tuple[int, int], bytes]] = []  # deltas, the last one's base first
-        found = self.cache.get((id(pack), offset))
+        found = self.cache.get(pack.key + offset)
+        if found is not None:
+            return found
+        chain: list[tuple[Pack, int, bytes]] = []  # deltas, the last one's base first
         while found is None:
             if len(chain) > _DEEPEST:
                 raise StoreError(f"the pack {pack.file.name} has a delta chain deeper than git's")
@@ -204,9 +216,9 @@ class Reader:
             if base is None:
                 if kind not in _NAMES:
                     raise StoreError(f"the pack {pack.file.name} has an entry of no git type")
-                found = self._keep((id(pack), offset), kind, data)
+                found = self._made(pack, offset, kind, data)
                 break
-            chain.append(((id(pack), offset), data))
+            chain.append((pack, offset, data))
             if isinstance(base, int):
                 if not 12 <= base < offset:
                     raise StoreError(f"the pack {pack.file.name} has a delta that is no git's")
@@ -217,17 +229,32 @@ class Reader:
                     found = self.raw_binary(base)
                     break
                 pack, offset = where
-            found = self.cache.get((id(pack), offset))
+            found = self.cache.get(pack.key + offset)
         if chain:
             from dulwich.pack import apply_delta
 
             kind, data = found
-            for key, delta in reversed(chain):
+            for pack, offset, delta in reversed(chain):
                 data = b"".join(apply_delta(data, delta))
-                found = self._keep(key, kind, data)
+                found = self._made(pack, offset, kind, data)
         return found
 
-    def _keep(self, key: tuple[int, int] | bytes, kind: int, data: bytes) -> tuple[int, bytes]:
+    def _made(self, pack: Pack, offset: int, kind: int, data: bytes) -> tuple[int, bytes]:
+        """The object just inflated at ``offset`` of ``pack``, kept; checked against its id
+        when that id is one of :attr:`claimed`.
+
+        Raises:
+            StoreError: it is not what its id says.
+        """
+        if self.claimed:
+            object_id = id_at(pack, offset)
+            if object_id in self.claimed:
+                if digest(kind, data) != object_id:
+                    raise StoreError(f"{object_id.hex()} is not what its id says")
+                self.claimed.discard(object_id)
+        return self._keep(pack.key + offset, kind, data)
+
+    def _keep(self, key: int | bytes, kind: int, data: bytes) -> tuple[int, bytes]:
         if self.held > _CACHE_BYTES:
             self.cache.clear()
             self.held = 0
@@ -242,9 +269,10 @@ class Reader:
         Raises:
             KeyError: the store has no such object.
         """
-        where = self.locate(object_id)
-        if where is not None:
-            return self.entry_at(*where)
+        for pack in self.packs:  # as locate() finds it
+            offset = pack.index.get(object_id)
+            if offset is not None:
+                return self.cache.get(pack.key + offset) or self.entry_at(pack, offset)
         cached = self.cache.get(object_id)
         if cached is not None:
             return cached
@@ -354,6 +382,12 @@ def verify(reader: Reader, object_id: bytes) -> bool:
         except StoreError:
             return False
         return True
+    if object_id in reader.claimed:  # checked as it is read (see Reader.claimed)
+        try:
+            reader.raw_binary(object_id)
+        except StoreError:
+            return False
+        return object_id not in reader.claimed
     kind, data = reader.raw_binary(object_id)
     return digest(kind, data) == object_id
 

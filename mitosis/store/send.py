@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import binascii
 import bisect
+import contextlib
 import hashlib
 import heapq
 import os
@@ -305,7 +306,8 @@ def _one_changed(old: _Version, raw: bytes) -> tuple[int, bytes] | None:
 
 
 class Outgoing:
-    """The pack of ``wanted`` objects (see :func:`missing`): the store's packs that hold only
+    """The pack of ``wanted`` objects (see :func:`missing`; binary ids with ``binary_ids``):
+    the store's packs that hold only
     wanted objects go whole; then the other packed objects, copied; then the loose ones; big
     loose blobs last, streamed. Every delta's base comes before it.
 
@@ -321,13 +323,16 @@ class Outgoing:
         wanted: dict[bytes, int],
         bases: dict[bytes, bytes] | None = None,
         progress: Callable[[bytes], None] | None = None,
+        binary_ids: bool = False,
     ) -> None:
         self.progress = progress
         self.reader = reader
         self.objects = objects
         self.bases = bases or {}
         self.depth: dict[bytes, int] = {}
-        binary = {bytes.fromhex(sha.decode()): kind for sha, kind in wanted.items()}
+        binary = (
+            wanted if binary_ids else {bytes.fromhex(sha.decode()): k for sha, k in wanted.items()}
+        )
         self.count = len(binary)
         self.ids = set(binary)
         left = set(binary)
@@ -352,7 +357,7 @@ class Outgoing:
         self.small: list[bytes] = []
         self.big: list[tuple[str, int]] = []
         folder = os.fspath(objects.path)
-        for object_id in binary:  # in the walk's order: a delta's base before it
+        for object_id in binary if left else ():  # in the walk's order: a base before it
             if object_id not in left:
                 continue
             where = reader.locate(object_id)
@@ -390,10 +395,15 @@ class Outgoing:
             end = len(pack.data) - 20
             for start in range(12, end, CHUNK):
                 out(pack.data[start : min(start + CHUNK, end)])
+            data, ends, crc32 = pack.data, pack.ends, binascii.crc32
             for object_id, at in zip(pack.ids, pack.offsets, strict=True):
-                crc, stop = 0, pack.ends[at]  # made afresh: the pack's own index may lie
-                for piece in range(at, stop, CHUNK):
-                    crc = binascii.crc32(pack.data[piece : min(piece + CHUNK, stop)], crc)
+                stop = ends[at]  # the checksum made afresh: the pack's own index may lie
+                if stop - at <= CHUNK:
+                    crc = crc32(data[at:stop])
+                else:  # a big entry (a result), never held whole
+                    crc = 0
+                    for piece in range(at, stop, CHUNK):
+                        crc = crc32(data[piece : min(piece + CHUNK, stop)], crc)
                 found[object_id] = (at + shift, crc)
                 self.written[object_id] = at + shift
             self.offset += end - 12
@@ -561,18 +571,17 @@ def copy_all(
     from .pack import place_pack  # on first need: only copies write packs
 
     with Reader(source) as reader:
-        wanted = {
-            object_id.hex().encode(): _BLOB for pack in reader.packs for object_id in pack.ids
-        }
+        wanted = dict.fromkeys((i for pack in reader.packs for i in pack.ids), _BLOB)
         folder = os.fspath(source.path)
         for fanout in sorted(os.listdir(folder)):
             if len(fanout) == 2 and os.path.isdir(os.path.join(folder, fanout)):
                 for name in os.listdir(os.path.join(folder, fanout)):
                     if len(name) == 38:  # a blob's kind is only used to find big ones
-                        wanted.setdefault((fanout + name).encode(), _BLOB)
+                        with contextlib.suppress(ValueError):  # not an object's name
+                            wanted.setdefault(bytes.fromhex(fanout + name), _BLOB)
         if progress is not None:
             progress(b"counting objects: %d, done.\n" % len(wanted))
-        outgoing = Outgoing(reader, source, wanted, None, progress)
+        outgoing = Outgoing(reader, source, wanted, None, progress, binary_ids=True)
         if outgoing.count:
             place_pack(target, outgoing.write)
         return outgoing.ids

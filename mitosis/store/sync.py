@@ -306,19 +306,19 @@ def _fetch(
             malformed = []
             # the quarantine's packs read directly; the store's few objects read (its side of
             # the walk, the trees before the first new commit) come through git's alternates
-            with Reader(held.repo.object_store, strict=True) as reader:
+            with Reader(held.repo.object_store, strict=True, claimed=claimed) as reader:
                 for ref, sha in sorted(refs.items()):
                     experiment = ref[len(BRANCH_PREFIX) :].decode()
                     tracked = cast(
                         "ObjectID | None", st.repo.refs.read_ref(_tracking(name, experiment))
                     )
                     known = [st.local_tip(experiment), tracked]
-                    problem = history_problem(reader, sha, known, claimed, reached)
+                    problem = history_problem(reader, sha, known, reached)
                     if problem is not None:
                         malformed.append(f"{experiment}: {problem}")
                 if everything and not malformed and not copied <= reached:
                     continue  # the store held more than the tips reach: copy what they reach
-                problem = damaged(reader, claimed) if not malformed else None
+                problem = damaged(reader) if not malformed else None
                 if problem is not None:  # copied, met by no history, and forged
                     malformed += [f"{_experiment_of(ref)}: {problem}" for ref in sorted(refs)]
             malformed += _results_problems(held, carried)  # a bundle's results, as fetched
