@@ -7,13 +7,14 @@ sends (:mod:`mitosis.store.send`) and by the check of what arrives
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import itertools
 import mmap
 import os
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from hashlib import sha1
 from typing import TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
@@ -72,6 +73,11 @@ class Pack:
     def close(self) -> None:
         self.data.close()
         self.file.close()
+
+    @functools.cached_property
+    def by_offset(self) -> dict[int, bytes]:
+        """The (binary) id of the entry at each offset."""
+        return dict(zip(self.offsets, self.ids, strict=True))
 
     def ref_bases(self) -> set[bytes]:
         """The bases (binary ids) of the pack's ref deltas."""
@@ -246,13 +252,19 @@ class Reader:
         Raises:
             StoreError: it is not what its id says.
         """
-        if self.claimed:
-            object_id = id_at(pack, offset)
-            if object_id in self.claimed:
-                if digest(kind, data) != object_id:
+        claimed = self.claimed
+        if claimed:
+            object_id = pack.by_offset[offset]
+            if object_id in claimed:
+                if sha1(b"%s %d\0%s" % (_NAMES[kind], len(data), data)).digest() != object_id:
                     raise StoreError(f"{object_id.hex()} is not what its id says")
-                self.claimed.discard(object_id)
-        return self._keep(pack.key + offset, kind, data)
+                claimed.discard(object_id)
+        if self.held > _CACHE_BYTES:
+            self.cache.clear()
+            self.held = 0
+        found = self.cache[pack.key + offset] = (kind, data)
+        self.held += len(data)
+        return found
 
     def _keep(self, key: int | bytes, kind: int, data: bytes) -> tuple[int, bytes]:
         if self.held > _CACHE_BYTES:
@@ -316,14 +328,13 @@ class Reader:
         """
         found = self.parsed.get(tree_id)
         if found is None:
-            from dulwich.errors import ObjectFormatException
-            from dulwich.objects import parse_tree
-
             if raw is None:
                 kind, raw = self.raw(tree_id)
                 if kind != _TREE:
+                    from dulwich.errors import ObjectFormatException
+
                     raise ObjectFormatException(f"{tree_id.decode()} is not a tree")
-            found = list(parse_tree(raw, 20, strict=True))
+            found = list(_parse_tree()(raw, 20, strict=True))
             if len(self.parsed) > _PARSED:
                 self.parsed.clear()
             self.parsed[tree_id] = found
@@ -339,6 +350,14 @@ class Reader:
         if kind != _COMMIT:
             raise KeyError(commit_id)
         return links(data)
+
+
+@functools.cache
+def _parse_tree() -> Callable[..., Iterable[tuple[bytes, int, bytes]]]:
+    """dulwich's parser of a tree's content (its C one when built), imported once."""
+    from dulwich.objects import parse_tree
+
+    return parse_tree
 
 
 def links(data: bytes) -> tuple[bytes, list[bytes], int]:
@@ -394,15 +413,9 @@ def verify(reader: Reader, object_id: bytes) -> bool:
 
 def digest(kind: int, data: bytes) -> bytes:
     """The (binary) id of an object of type number ``kind`` and content ``data``."""
-    found = hashlib.sha1(_NAMES[kind] + b" %d\0" % len(data))
-    found.update(data)
-    return found.digest()
+    return sha1(b"%s %d\0%s" % (_NAMES[kind], len(data), data)).digest()
 
 
 def id_at(pack: Pack, offset: int) -> bytes:
     """The id of the entry at ``offset`` of ``pack``."""
-    table = getattr(pack, "by_offset", None)
-    if table is None:
-        table = dict(zip(pack.offsets, pack.ids, strict=True))
-        pack.by_offset = table  # type: ignore[attr-defined]
-    return cast("bytes", table[offset])
+    return pack.by_offset[offset]

@@ -167,11 +167,17 @@ def missing(
 class _Version:
     """A tree as last met at a path: its id, content, entries and where each entry ends."""
 
-    __slots__ = ("ends", "entries", "raw", "tree")
+    __slots__ = ("ends", "entries", "number", "raw", "tree")
 
     def __init__(self, tree: bytes, raw: bytes, entries: list[tuple[bytes, int, bytes]]) -> None:
         self.tree, self.raw, self.entries = tree, raw, entries
         self.ends: list[int] | None = None
+        self.number: int | None = None  # the content as one big integer, once made
+
+    def as_number(self) -> int:
+        if self.number is None:
+            self.number = int.from_bytes(self.raw, "big")
+        return self.number
 
     def entry_ends(self) -> list[int]:
         if self.ends is None:
@@ -226,14 +232,15 @@ class _TreeWalk:
         if old:
             self.bases[tree] = bases[0]
             if len(old) == 1 and len(old[0].raw) == len(raw):
-                one = _one_changed(old[0], raw)
+                number = int.from_bytes(raw, "big")
+                one = _one_changed(old[0], raw, number)
                 if one is not None:
                     index, sha = one
                     name, mode, before = old[0].entries[index]
                     entries = list(old[0].entries)
                     entries[index] = (name, mode, sha)
                     latest = self.latest[path] = _Version(tree, raw, entries)
-                    latest.ends = old[0].ends
+                    latest.ends, latest.number = old[0].ends, number
                     self.walk_entry(name, mode, sha, [before] if mode == _DIR else [], path)
                     return
         new = self.reader.tree(tree, raw)
@@ -288,10 +295,10 @@ def _order(entry: tuple[bytes, int, bytes]) -> bytes:
     return entry[0] + b"/" if entry[1] == _DIR else entry[0]
 
 
-def _one_changed(old: _Version, raw: bytes) -> tuple[int, bytes] | None:
-    """When the tree ``raw`` is ``old`` but for one entry's id: that entry's index and new
-    id (hex); else None."""
-    diff = int.from_bytes(old.raw, "big") ^ int.from_bytes(raw, "big")
+def _one_changed(old: _Version, raw: bytes, number: int) -> tuple[int, bytes] | None:
+    """When the tree ``raw`` (``number``: as one big integer) is ``old`` but for one entry's
+    id: that entry's index and new id (hex); else None."""
+    diff = old.as_number() ^ number
     if not diff:
         return None
     size = len(raw)
