@@ -67,12 +67,16 @@ class Pack:
         self.key = 0  # added to an offset, the key of its entry in a reader's cache
         self.file = open(path + ".pack", "rb")  # noqa: SIM115 - closed by close()
         self.data = mmap.mmap(self.file.fileno(), 0, access=mmap.ACCESS_READ)
-        ordered = sorted(offsets)
-        self.ends = dict(zip(ordered, [*ordered[1:], len(self.data) - 20], strict=True))
 
     def close(self) -> None:
         self.data.close()
         self.file.close()
+
+    @functools.cached_property
+    def ends(self) -> dict[int, int]:
+        """Where each entry ends (the next entry's offset, or the pack's checksum's)."""
+        ordered = sorted(self.offsets)
+        return dict(zip(ordered, [*ordered[1:], len(self.data) - 20], strict=True))
 
     @functools.cached_property
     def by_offset(self) -> dict[int, bytes]:
