@@ -57,11 +57,17 @@ def fsck_refuses(store: Path) -> bool:
     return run.returncode != 0
 
 
-def refused(source: Path, store: Path, what: str, why: str = "malformed") -> None:
-    """A pull of ``source`` into ``store`` is refused (saying ``why``), and ``what`` never
-    enters it."""
+def refused(
+    source: Path,
+    store: Path,
+    what: str,
+    why: str = "malformed",
+    error: type[Exception] = mitosis.SyncRefused,
+) -> None:
+    """A pull of ``source`` into ``store`` is refused (``error``, saying ``why``), and
+    ``what`` never enters it."""
     before = git("for-each-ref", cwd=store)
-    with pytest.raises(mitosis.SyncRefused, match=why):
+    with pytest.raises(error, match=why):
         mitosis.pull(str(source), store=store)
     assert git("for-each-ref", cwd=store) == before
     absent = subprocess.run(["git", "cat-file", "-e", what], cwd=store, capture_output=True)
@@ -196,3 +202,67 @@ def test_a_tree_that_is_not_what_its_id_says_is_refused_as_the_walk_reads_it(tmp
         git("repack", "-a", "-d", "-q", cwd=source)  # git packs it as it is, unchecked
         assert not path.exists()
     refused(source, store, root, "is not what its id says")
+
+
+def _commit(source: Path, tree: str, parent: str) -> str:
+    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n\nforged\n" % (
+        tree.encode(),
+        parent.encode(),
+        _IDENT,
+        _IDENT,
+    )
+    return loose(source, b"commit", text)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ([], [(0o100644, b"a")]),  # appended after trials/: out of order
+        ([], [(0o100644, b"zz", b"0100644")]),  # a mode written with a leading zero
+        # "a" as a folder, in its place after "a-b", with a file "a" two entries before
+        ([(0o100644, b"a"), (0o100644, b"a-b")], [(stat.S_IFDIR, b"a")]),
+    ],
+    ids=["out-of-order", "zero-padded-mode", "name-twice-apart"],
+)
+@pytest.mark.parametrize("first", [True, False], ids=["first-pull", "onto-history"])
+def test_a_tree_that_is_its_base_and_one_entry_more_is_checked_as_a_whole(
+    tmp_path, before, after, first
+):
+    """The walk takes a tree that is the tree at the same path in its parent with one entry
+    more (a trial added to a shard) byte-wise, and looks at the new entry alone: its name and
+    mode, its neighbours' order, and the same name in the other kind anywhere in the tree."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    if first:  # copied whole, checked by the quarantine's walk alone
+        git("init", "-q", "--bare", str(store))
+    else:
+        make(store, 1)
+    parent, root = tip(source)
+    blob = loose(source, b"blob", b"planted\n")
+    folder = git("rev-parse", f"{root}:trials", cwd=source).strip()
+
+    def tree(entries: list[tuple[int, bytes, bytes]]) -> str:
+        raw = b"".join(
+            b"%s %s\0%s" % (text, name, bytes.fromhex(sha)) for text, name, sha in entries
+        )
+        return loose(source, b"tree", raw)
+
+    def entry(mode: int, name: bytes, text: bytes | None = None) -> tuple[bytes, bytes, str]:
+        return (text or b"%o" % mode, name, folder if mode == stat.S_IFDIR else blob)
+
+    base = [entry(*e) for e in before] + [entry(stat.S_IFDIR, b"trials")]
+    if before:  # the base itself, well formed, is a commit of its own
+        parent = _commit(source, tree(base), parent)
+    grown = sorted(
+        base + [entry(*e) for e in after],
+        key=lambda e: e[1] + b"/" if e[0] == b"40000" else e[1],
+    )
+    if after == [(0o100644, b"a")]:
+        grown = [*base, entry(*after[0])]  # placed last, though "a" sorts first
+    forged = tree(grown)
+    point(source, _commit(source, forged, parent))
+    assert fsck_refuses(source)
+    if after[0][2:] and not first:  # unreadable to the walk of what to copy, at the source
+        refused(source, store, forged, "leading zero", mitosis.SyncError)
+    else:
+        refused(source, store, forged)

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import re
@@ -31,7 +32,7 @@ from ..exceptions import StoreError
 from ..model.checks import name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
 from .blobs import BIG
-from .reader import Entries, Reader, verify
+from .reader import Entries, Reader, tree_order, verify
 from .repo import Store
 from .send import Inspector, missing
 from .trials import load_json
@@ -142,6 +143,24 @@ class _Fsck(Inspector):
                 self.names(path, new)
         keys = [name + b"/" if mode == stat.S_IFDIR else name for name, mode, _ in entries]
         if keys != sorted(keys) or len({name for name, _, _ in entries}) != len(entries):
+            raise _Malformed(
+                f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
+                "its entries are not sorted, or a name comes twice"
+            )
+
+    def inserted(self, tree_id: bytes, path: bytes, entries: Entries, index: int) -> None:
+        # the base's entries were in order, names once each: only the new one is looked at
+        name, mode, _ = entry = entries[index]
+        if mode not in _MODE_SET or b"/" in name or _SUSPECT.search(b"/" + name + b"/") is not None:
+            self.names(path, [entry])
+        key = tree_order(entry)
+        other = name if mode == stat.S_IFDIR else name + b"/"  # the same name, as the other kind
+        at = bisect.bisect_left(entries, other, key=tree_order)
+        if (
+            (index and tree_order(entries[index - 1]) >= key)
+            or (index + 1 < len(entries) and key >= tree_order(entries[index + 1]))
+            or (at < len(entries) and tree_order(entries[at]) == other)
+        ):
             raise _Malformed(
                 f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
                 "its entries are not sorted, or a name comes twice"

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
     from dulwich.objects import ObjectID
 
-__all__ = ["Entries", "Pack", "Reader", "digest", "id_at", "links", "verify"]
+__all__ = ["Entries", "Pack", "Reader", "digest", "id_at", "links", "tree_order", "verify"]
 
 _COMMIT, _TREE, _BLOB, _OFS_DELTA, _REF_DELTA = 1, 2, 3, 6, 7
 #: A tree's entries: name, mode, id (hex).
@@ -362,6 +362,11 @@ def _parse_tree() -> Callable[..., Iterable[tuple[bytes, int, bytes]]]:
     from dulwich.objects import parse_tree
 
     return parse_tree
+
+
+def tree_order(entry: tuple[bytes, int, bytes]) -> bytes:
+    """An entry's place in a tree, as git sorts them: a folder's name as if it ended in /."""
+    return entry[0] + b"/" if entry[1] == _DIR else entry[0]
 
 
 def links(data: bytes) -> tuple[bytes, list[bytes], int]:

@@ -31,13 +31,14 @@ import contextlib
 import hashlib
 import heapq
 import os
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING
 
 from .blobs import CHUNK, is_big_loose, pack_entry
-from .reader import Entries, Pack, Reader, id_at, links
+from .reader import Entries, Pack, Reader, id_at, links, tree_order
 
 if TYPE_CHECKING:
     from dulwich.object_store import DiskObjectStore
@@ -70,6 +71,11 @@ class Inspector:
         """A new tree at ``path`` (``b""``: a commit's root), its entries, and those of them that
         no base (the same path in the commit's parents) has. A tree that differs from its base
         only in one entry's id is not told of: its names and modes are its base's."""
+
+    def inserted(self, tree_id: bytes, path: bytes, entries: Entries, index: int) -> None:
+        """A new tree at ``path`` that is its one base (a tree of well-ordered entries) with
+        one entry more, ``entries[index]``: by default, told to :meth:`tree`."""
+        self.tree(tree_id, path, entries, [entries[index]])
 
 
 def missing(
@@ -231,6 +237,16 @@ class _TreeWalk:
         self.inspector.read(tree, kind, raw)
         if old:
             self.bases[tree] = bases[0]
+            if len(old) == 1 and len(old[0].raw) < len(raw):
+                added = _one_inserted(old[0], raw)
+                if added is not None:  # a trial added to a shard: its base and one entry
+                    index, entry = added
+                    entries = list(old[0].entries)
+                    entries.insert(index, entry)
+                    self.latest[path] = _Version(tree, raw, entries)
+                    self.inspector.inserted(tree, path, entries, index)
+                    self.walk_entry(*entry, [], path)
+                    return
             if len(old) == 1 and len(old[0].raw) == len(raw):
                 number = int.from_bytes(raw, "big")
                 one = _one_changed(old[0], raw, number)
@@ -284,15 +300,34 @@ def _folders(versions: list[_Version], name: bytes) -> list[bytes]:
     found = []
     for version in versions:
         entries = version.entries
-        at = bisect.bisect_left(entries, name + b"/", key=_order)
+        at = bisect.bisect_left(entries, name + b"/", key=tree_order)
         if at < len(entries) and entries[at][0] == name and entries[at][1] == _DIR:
             found.append(entries[at][2])
     return found
 
 
-def _order(entry: tuple[bytes, int, bytes]) -> bytes:
-    """An entry's place in a tree, as git sorts them: a folder's name as if it ended in /."""
-    return entry[0] + b"/" if entry[1] == _DIR else entry[0]
+#: One tree entry: a mode as git writes it (octal, no leading zero), a name, a binary id.
+_ENTRY = re.compile(rb"([1-7][0-7]{4,5}) ([^\0]*)\0(.{20})", re.DOTALL)
+
+
+def _one_inserted(old: _Version, raw: bytes) -> tuple[int, tuple[bytes, int, bytes]] | None:
+    """When the tree ``raw`` is ``old`` with one entry more (anywhere): where it goes among
+    ``old``'s entries, and the entry (name, mode, hex id); else None. Found byte-wise: the
+    first byte where they differ falls in the entry of ``old`` before which the new one went
+    (or past its end), and what follows the new entry is the rest of ``old`` as it was."""
+    size, extra = len(old.raw), len(raw) - len(old.raw)
+    diff = old.as_number() ^ int.from_bytes(raw[:size], "big")
+    first = size - (diff.bit_length() + 7) // 8  # size when they differ in no byte
+    ends = old.entry_ends()
+    index = bisect.bisect_right(ends, first)
+    start = ends[index - 1] if index else 0
+    if raw[start + extra :] != old.raw[start:]:
+        return None
+    found = _ENTRY.fullmatch(raw, start, start + extra)
+    if found is None:
+        return None
+    mode = int(found[1], 8)
+    return index, (found[2], mode, found[3].hex().encode())
 
 
 def _one_changed(old: _Version, raw: bytes, number: int) -> tuple[int, bytes] | None:
