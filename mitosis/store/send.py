@@ -243,7 +243,10 @@ class _TreeWalk:
                     index, entry = added
                     entries = list(old[0].entries)
                     entries.insert(index, entry)
-                    self.latest[path] = _Version(tree, raw, entries)
+                    latest = self.latest[path] = _Version(tree, raw, entries)
+                    ends, extra = old[0].entry_ends(), len(raw) - len(old[0].raw)
+                    start = ends[index - 1] if index else 0
+                    latest.ends = [*ends[:index], start + extra, *(e + extra for e in ends[index:])]
                     self.inspector.inserted(tree, path, entries, index)
                     self.walk_entry(*entry, [], path)
                     return
