@@ -199,8 +199,9 @@ class _TreeWalk:
     """Adds to ``found`` the trees and files of a tree that its bases (the same path in the
     parents) lack. The last version met at each path is kept, as the next commit's parent
     usually has that version: a tree of the same length as it that differs in one entry's
-    id (a trial added to a shard rewrites the tree of shards that way) is compared byte-wise,
-    without parsing it."""
+    id (a trial added to a shard rewrites the tree of shards that way), and a tree that is it
+    with one entry more (the shard the trial was added to), are compared byte-wise, without
+    parsing them."""
 
     def __init__(
         self,
@@ -352,9 +353,9 @@ def _one_changed(old: _Version, raw: bytes, number: int) -> tuple[int, bytes] | 
 
 class Outgoing:
     """The pack of ``wanted`` objects (see :func:`missing`; binary ids with ``binary_ids``):
-    the store's packs that hold only
-    wanted objects go whole; then the other packed objects, copied; then the loose ones; big
-    loose blobs last, streamed. Every delta's base comes before it.
+    the store's packs that hold only wanted objects go whole; then the other packed objects,
+    copied; then the loose ones; big loose blobs last, streamed. Every delta's base comes
+    before it.
 
     :meth:`records` gives its entries (for dulwich's pack writers: a push to a server);
     :meth:`write` writes it to a file, the whole packs' bytes copied at once (a push to a
