@@ -275,3 +275,18 @@ def test_a_merge_pull_writes_down_only_the_trials_it_brought(tmp_path):
         pulled = {t for t, where in sources(st, "sine").items() if where.startswith("pull")}
     assert pulled == {f"{i % 5:02x}{i:010x}" for i in range(6, 9)}
     git("fsck", "--strict", cwd=store)
+
+
+def test_a_first_pull_from_a_store_that_lost_a_file_is_refused(tmp_path):
+    """A store copied whole whose tips reach a file it does not hold: the walk reads no file,
+    so what it reached is compared with what was copied."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source, range(3))
+    tip = git("rev-parse", "mitosis/sine", cwd=source).strip()
+    listing = git("ls-tree", "-r", tip, cwd=source).splitlines()
+    blob = next(line.split()[2] for line in listing if line.endswith("output.log"))
+    (source / "objects" / blob[:2] / blob[2:]).unlink()
+    with pytest.raises(mitosis.SyncRefused, match=f"{blob} is missing"):
+        mitosis.pull(str(source), store=store)
+    assert git("for-each-ref", cwd=store) == ""
+    git("fsck", "--strict", cwd=store)

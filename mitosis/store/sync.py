@@ -313,11 +313,15 @@ def _fetch(
                         "ObjectID | None", st.repo.refs.read_ref(_tracking(name, experiment))
                     )
                     known = [st.local_tip(experiment), tracked]
-                    problem = history_problem(reader, sha, known, reached)
+                    problem = history_problem(reader, sha, known, reached if everything else None)
                     if problem is not None:
                         malformed.append(f"{experiment}: {problem}")
                 if everything and not malformed and not copied <= reached:
                     continue  # the store held more than the tips reach: copy what they reach
+                # a file the tips reach that was not copied (the walk reads no file) is here
+                lost = [o.hex() for o in reached - copied if not st.has(o.hex())]
+                if lost and not malformed:
+                    malformed += [f"{_experiment_of(r)}: {lost[0]} is missing" for r in refs]
                 problem = damaged(reader) if not malformed else None
                 if problem is not None:  # copied, met by no history, and forged
                     malformed += [f"{_experiment_of(ref)}: {problem}" for ref in sorted(refs)]
