@@ -17,7 +17,7 @@ from types import ModuleType
 import pytest
 
 import mitosis
-from tests.conftest import foreground_job, git, processes
+from tests.conftest import console_script, foreground_job, git, processes
 
 EXPERIMENT = """
 import sys
@@ -201,3 +201,59 @@ def test_a_trial_that_ignores_ctrl_c_is_killed_after_the_grace_time(investigatio
     (trial,) = mitosis.trials("stubborn")
     assert trial.status == "killed" and "SIGKILL" in (trial.error or "")
     assert trial.duration < 60
+
+
+def test_the_command_line_s_trial_process_imports_the_experiment_alongside(investigation, tmp_path):
+    """`mitosis run` names the experiment's modules to the trial process it started ahead
+    before it imports them itself: both import at once (the module here lets the command line
+    import it only once the trial process has)."""
+    marker = tmp_path / "imported"
+    Path("alongside.py").write_text(
+        textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+
+        MARK = Path({str(marker)!r})
+        if sys.argv[0].endswith("worker.py"):
+            MARK.write_text(sys.argv[1])  # "--gate": imported while the process waits
+        else:  # the command line: the trial process is importing this module too
+            deadline = time.monotonic() + 60
+            while not MARK.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the trial process never imported this module")
+                time.sleep(0.02)
+
+
+        def alongside(x: float) -> float:
+            return x
+        """)
+    )
+    Path("pyproject.toml").write_text(
+        '[tool.mitosis.experiments]\nalongside = { run = "alongside:alongside" }\n'
+    )
+    git("add", "alongside.py", "pyproject.toml")
+    git("commit", "-qm", "alongside")
+    done = subprocess.run(
+        [console_script(), "run", "alongside", "-e", "x=2"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "--gate"
+    (trial,) = mitosis.trials("alongside")
+    assert trial.status == "ok" and trial.main == 2
+
+
+def test_the_modules_a_registered_chain_runs_are_named_without_importing_them(tmp_path):
+    from mitosis.run.config import load_config
+
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.mitosis.experiments]\n"
+        'make = { run = "pkg.data:make", lookup = "pkg.lookups:make" }\n'
+        'fit = { run = "pkg.models:fit" }\n'
+        'pipeline = { steps = ["make", "fit"] }\n'
+    )
+    config = load_config(tmp_path / "pyproject.toml")
+    assert config.modules(["make"]) == ("pkg.data",)  # the function's, not the lookup's
+    assert config.modules(["pipeline"]) == ("pkg.data", "pkg.models")
+    assert config.modules(["make", "fit", "make"]) == ("pkg.data", "pkg.models")
+    assert config.modules(["unknown"]) == ()
+    assert "pkg" not in sys.modules

@@ -145,6 +145,10 @@ def run(
     gate = ctx.with_resource(ahead(single))
     settings = config_of(ctx)
     module = module or ctx.find_root().params.get("module")
+    if gate is not None:  # it imports the experiment's modules as this process does
+        settings.importable()
+        named = [module.partition(":")[0]] if module else settings.modules(experiment)
+        gate.preload(list(sys.path), named, settings.figure_dpi)
     if module is not None:
         if experiment:
             fail(f"-m {module} runs that module; give it or experiment names, not both")

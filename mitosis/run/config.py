@@ -91,9 +91,7 @@ class Config:
                 f"experiment {name!r} is itself a chain of steps ({', '.join(entry.steps)}); "
                 'a step must be a registered function (run = "module:function")'
             )
-        root = str(self.root)
-        if root not in sys.path:
-            sys.path.insert(0, root)
+        self.importable()
         fn = _import(entry.run, f"run of experiment {name!r}")
         if not callable(fn):
             raise ConfigError(f"run = {entry.run!r} of experiment {name!r} is not callable")
@@ -111,9 +109,7 @@ class Config:
         """A mitosis 0.6 experiment module (``package.module``, or ``module:object``): an
         object with ``run``, ``lookup_dict`` and ``name``, as the experiment ``name``. The
         folder of ``pyproject.toml`` (else the current one) goes first on ``sys.path``."""
-        root = str(self.root)
-        if root not in sys.path:
-            sys.path.insert(0, root)
+        self.importable()
         module, _, qualname = ref.partition(":")
         obj = _import(f"{module}:{qualname}" if qualname else module, f"-m {ref}")
         missing = [a for a in ("run", "lookup_dict", "name") if not hasattr(obj, a)]
@@ -132,6 +128,24 @@ class Config:
             raise ConfigError(f"-m {ref}: name must be the experiment's name, a string")
         spec = spec_of(obj.run, obj.lookup_dict, None)
         return Chain(obj.name, (Step(attrs.evolve(spec, name=obj.name), obj.run),))
+
+    def importable(self) -> None:
+        """Put the folder of ``pyproject.toml`` (else the current one) first on ``sys.path``, so
+        that the investigation's modules import without being installed."""
+        root = str(self.root)
+        if root not in sys.path:
+            sys.path.insert(0, root)
+
+    def modules(self, names: Sequence[str]) -> tuple[str, ...]:
+        """The modules of the functions that the chain of ``names`` runs (see
+        :meth:`Chain.modules`), named without importing them (none for a name that is not
+        registered: :meth:`chain` says why)."""
+        found = []
+        for name in names:
+            entry = self.experiments.get(name)
+            steps = map(self.experiments.get, entry.steps) if entry and entry.steps else [entry]
+            found += [step.run.partition(":")[0] for step in steps if step and step.run]
+        return tuple(dict.fromkeys(found))
 
     def chain(self, names: Sequence[str]) -> Chain:
         """The registered experiment ``names[0]`` (a function or a list of steps), or the chain

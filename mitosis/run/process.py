@@ -158,10 +158,7 @@ class GatedTrial:
         self._go = False
         self._gate = gate or Gate()
         self._gate.taken = True
-        early: dict[str, Any] = {"path": job.path, "modules": list(modules)}
-        if job.figure_dpi is not None:
-            early["env"] = {"MITOSIS_FIGURE_DPI": trial_env(job.figure_dpi)["MITOSIS_FIGURE_DPI"]}
-        self._gate.say(early)
+        self._gate.preload(job.path, modules, job.figure_dpi)
 
     def open(self, spool: str) -> None:
         """Run the trial, its folder made in ``spool``."""

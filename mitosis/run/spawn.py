@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
@@ -111,10 +111,10 @@ def interrupt_running(kill: bool = False) -> int:
 
 class Gate:
     """A trial process started before its caller knows what it will run: it starts Python and
-    waits on a pipe (``worker.py --gate FD``). The caller :meth:`say` s the import path and the
-    experiment's modules (imported while the caller gets ready), then the trial to run; closing
-    the pipe before that ends it having run nothing (:meth:`end`). Its output is streamed to
-    this process's console, as a single trial's is."""
+    waits on a pipe (``worker.py --gate FD``). The caller tells it the import path and the
+    experiment's modules (:meth:`preload`: imported while the caller gets ready), then the
+    trial to run; closing the pipe before that ends it having run nothing (:meth:`end`). Its
+    output is streamed to this process's console, as a single trial's is."""
 
     def __init__(self) -> None:
         read_end, write_end = os.pipe()
@@ -127,6 +127,19 @@ class Gate:
             os.close(read_end)
         self.pipe = os.fdopen(write_end, "wb")
         self.taken = False
+        self.told = False
+
+    def preload(self, path: list[str], modules: Sequence[str], figure_dpi: float | None) -> None:
+        """Tell the process, once, its import path, the experiment's modules to import now (a
+        trial's own imports cost nothing after), and the figures' dots per inch: by whoever
+        knows them first (the command line knows the modules before it imports them)."""
+        if self.told:
+            return
+        self.told = True
+        early: dict[str, Any] = {"path": path, "modules": list(modules)}
+        if figure_dpi is not None:
+            early["env"] = {"MITOSIS_FIGURE_DPI": trial_env(figure_dpi)["MITOSIS_FIGURE_DPI"]}
+        self.say(early)
 
     def say(self, message: dict[str, Any]) -> None:
         """Write one line to the trial process (which may have died: its exit code says why)."""
