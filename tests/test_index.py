@@ -356,8 +356,8 @@ def test_what_building_a_trial_refuses_a_listing_refuses(investigation, caplog):
         data = st.read_file("bare_number", f"trials/{good[:2]}/{good}/trial.json")
     assert data is not None
     files, refused = {}, {}
-    for n, (change, said) in enumerate(REFUSED):
-        trial_id = f"{n:02x}" + good[2:]
+    for n, (change, said) in enumerate(REFUSED, start=1):  # ids of other shards than good's
+        trial_id = f"{(int(good[:2], 16) + n) % 256:02x}" + good[2:]
         files[f"trials/{trial_id[:2]}/{trial_id}/trial.json"] = json.dumps(
             {**json.loads(data), "id": trial_id, **change}
         ).encode()
