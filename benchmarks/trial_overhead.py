@@ -12,7 +12,10 @@ Prints, measured in the same run (whole processes interleaved round by round, me
 - in this process: a whole trial through ``mitosis.run`` against a bare ``python -c``
   subprocess calling the same function, and what the parts of a trial cost on their own.
 
-    python benchmarks/trial_overhead.py [--repeat N] [--before PATH]
+    python benchmarks/trial_overhead.py [--repeat N] [--before PATH] [--heavy]
+
+With ``--heavy``, also an experiment whose module imports numpy and matplotlib, started both
+ways, against its own bare script (the trial process imports it while the caller gets ready).
 
 Goals: a whole-process single trial, script and command line, at most 3x the bare script
 (issue 17); mitosis's own overhead per trial in process (run minus bare) under 50 ms (issue 2).
@@ -36,7 +39,15 @@ GOAL_RATIO = 3.0
 SCRIPT = "import mitosis\nfrom bench_exp import trivial\nmitosis.run(trivial, {'x': 1})\n"
 BARE = "from bench_exp import trivial\ntrivial(x=1)\n"
 DEPENDENCIES = "import attrs, cattrs, dulwich.repo"
-PYPROJECT = '[tool.mitosis.experiments]\ntrivial = { run = "bench_exp:trivial" }\n'
+PYPROJECT = (
+    '[tool.mitosis.experiments]\ntrivial = { run = "bench_exp:trivial" }\n'
+    'heavy = { run = "heavy_exp:heavy" }\n'
+)
+#: An experiment that imports numpy and matplotlib at module level (``--heavy``).
+HEAVY = (
+    "import numpy\nimport matplotlib.pyplot\n\n\n"
+    "def heavy(x=1):\n    return float(numpy.sum([x]))\n"
+)
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:
@@ -49,10 +60,11 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
 
 
 def whole_processes(
-    root: Path, repeat: int, before: Path | None, env: dict[str, str]
+    root: Path, repeat: int, before: Path | None, env: dict[str, str], heavy: bool = False
 ) -> tuple[list[tuple[str, float]], list[str]]:
     """Median wall times (ms) of whole processes, run interleaved round by round, and the goal
-    lines of the single trial."""
+    lines of the single trial (with ``heavy``, the lines of an experiment importing numpy and
+    matplotlib too, against its own bare script)."""
     python = sys.executable
     command = os.path.join(os.path.dirname(python), "mitosis")
     env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -72,6 +84,14 @@ def whole_processes(
             [command, "run", "trivial", "-e", "x=1"],
             tree_env,
         )
+    if heavy:
+        runs["python bare_heavy.py (numpy, matplotlib)"] = ([python, "bare_heavy.py"], env)
+        for tree, tree_env in trees:
+            runs[f"python script_heavy.py ({tree})"] = ([python, "script_heavy.py"], tree_env)
+            runs[f"mitosis run heavy -e x=1 ({tree})"] = (
+                [command, "run", "heavy", "-e", "x=1"],
+                tree_env,
+            )
     times: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(repeat + 1):  # the first round warms the caches up, uncounted
         for name, (args, run_env) in runs.items():
@@ -93,6 +113,10 @@ def whole_processes(
                 f"{kind}: {ratio:.2f}x the bare script "
                 f"({'within' if ratio <= GOAL_RATIO else 'OVER'} the goal of {GOAL_RATIO:.0f}x)"
             )
+        if heavy:  # no goal: how much of the experiment's imports the caller's overlap
+            for kind in (f"python script_heavy.py ({tree})", f"mitosis run heavy -e x=1 ({tree})"):
+                ratio = medians[kind] / medians["python bare_heavy.py (numpy, matplotlib)"]
+                verdicts.append(f"{kind}: {ratio:.2f}x its bare script")
     return rows, verdicts
 
 
@@ -100,6 +124,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=21)
     parser.add_argument("--before", type=Path, help="a checkout of an earlier mitosis")
+    parser.add_argument(
+        "--heavy", action="store_true", help="also an experiment importing numpy and matplotlib"
+    )
     args = parser.parse_args()
     repeat = args.repeat
 
@@ -108,6 +135,13 @@ def main() -> int:
     (root / "script.py").write_text(SCRIPT)
     (root / "bare.py").write_text(BARE)
     (root / "pyproject.toml").write_text(PYPROJECT)
+    (root / "heavy_exp.py").write_text(HEAVY)
+    (root / "bare_heavy.py").write_text(
+        BARE.replace("bench_exp", "heavy_exp").replace("trivial", "heavy")
+    )
+    (root / "script_heavy.py").write_text(
+        SCRIPT.replace("bench_exp", "heavy_exp").replace("trivial", "heavy")
+    )
     (root / ".gitignore").write_text("__pycache__/\n")  # as a project has: the code is clean
     env = {
         **os.environ,
@@ -118,7 +152,7 @@ def main() -> int:
     }
     for git_args in (["init", "-q"], ["add", "."], ["commit", "-qm", "bench"]):
         subprocess.run(["git", *git_args], cwd=root, check=True, env=env)
-    whole, verdicts = whole_processes(root, repeat, args.before, env)
+    whole, verdicts = whole_processes(root, repeat, args.before, env, args.heavy)
     os.chdir(root)
     sys.path.insert(0, str(root))
     os.environ.update(env)
