@@ -147,14 +147,7 @@ def test_a_tree_with_a_name_or_mode_git_refuses_is_refused(tmp_path, name, mode,
     raw.append((name, mode, blob))
     raw.sort(key=lambda e: e[0] + b"/" if e[1] == stat.S_IFDIR else e[0])
     tree = loose(source, b"tree", b"".join(_entry(m, n, s) for n, m, s in raw))
-    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n\nforged\n" % (
-        tree.encode(),
-        parent.encode(),
-        _IDENT,
-        _IDENT,
-    )
-    forged = loose(source, b"commit", text)
-    point(source, forged)
+    point(source, _commit(source, tree, parent))
     assert fsck_refuses(source) == git_refuses
     refused(source, store, tree)
 
@@ -171,14 +164,7 @@ def test_a_tree_out_of_order_is_refused(tmp_path, twice):
     first = _entry(stat.S_IFREG | 0o644, b"trials" if twice else b"zz", blob)
     then = _entry(stat.S_IFDIR, b"trials", folder) if twice else _entry(0o100644, b"a", blob)
     tree = loose(source, b"tree", first + then)
-    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n\nforged\n" % (
-        tree.encode(),
-        parent.encode(),
-        _IDENT,
-        _IDENT,
-    )
-    forged = loose(source, b"commit", text)
-    point(source, forged)
+    point(source, _commit(source, tree, parent))
     assert fsck_refuses(source)
     refused(source, store, tree)
 
