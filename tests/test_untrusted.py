@@ -94,9 +94,10 @@ def test_a_rename_from_the_remote_is_no_removal(investigation, tmp_path, hub):
     assert [v.name for v in mitosis.variants("sine", store=b)] == ["low_a"]
 
 
-def _malformed_tree(hub: Path, names: list[bytes]) -> str:
+def _malformed_tree(hub: Path, names: list[bytes], mode: int = stat.S_IFREG | 0o644) -> str:
     """A commit on the hub's mitosis/sine, child of its tip, whose tree holds ``names`` (each
-    a blob), made with dulwich as a forger would (git's own tools refuse such names)."""
+    a blob of ``mode``), made with dulwich as a forger would (git's own tools refuse such
+    names)."""
     from dulwich.objects import Blob, Commit, Tree
     from dulwich.repo import Repo
 
@@ -109,7 +110,7 @@ def _malformed_tree(hub: Path, names: list[bytes]) -> str:
         for entry in base.iteritems():
             tree.add(entry.path, entry.mode, entry.sha)
         for name in names:
-            tree.add(name, stat.S_IFREG | 0o644, blob.id)
+            tree.add(name, mode, blob.id)
         repo.object_store.add_object(tree)
         commit = Commit()
         commit.tree, commit.parents = tree.id, [tip]
@@ -122,14 +123,29 @@ def _malformed_tree(hub: Path, names: list[bytes]) -> str:
         return commit.id.decode()
 
 
-@pytest.mark.parametrize("name", [b"..", b".git", b"."])
-def test_malformed_trees_never_enter_the_store(investigation, tmp_path, hub, name):
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        (b"..", stat.S_IFREG | 0o644),
+        (b".git", stat.S_IFREG | 0o644),
+        (b".", stat.S_IFREG | 0o644),
+        # what NTFS and HFS+ read as .git: git fsck --strict refuses them as .git itself
+        (b"GIT~1", stat.S_IFREG | 0o644),
+        (b".git. ", stat.S_IFREG | 0o644),
+        (".g\u200cit".encode(), stat.S_IFREG | 0o644),
+        (b".gitmodules", stat.S_IFLNK),  # a symbolic link there is refused too
+    ],
+    ids=["dotdot", "dotgit", "dot", "ntfs-short", "ntfs-trailing", "hfs-ignored", "modules-link"],
+)
+def test_malformed_trees_never_enter_the_store(investigation, tmp_path, hub, name, mode):
     a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
     record(investigation, a, 1)
     mitosis.push(store=a)
     mitosis.pull(store=b)
     before = git("for-each-ref", cwd=b)
-    forged = _malformed_tree(hub, [name])
+    forged = _malformed_tree(hub, [name], mode)
+    refused_by_git = subprocess.run(["git", "fsck", "--strict"], cwd=hub, capture_output=True)
+    assert refused_by_git.returncode != 0  # the independent judge agrees it is malformed
     proc = cli("pull", "--store", str(b))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "brings malformed objects" in proc.stderr

@@ -40,6 +40,13 @@ VALUE_SOURCES = ("variant", "literal", "default")
 _HEX_ID = re.compile(r"[0-9a-f]{4,64}")
 _DRIVE = re.compile(r"[A-Za-z]:")
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+#: Code points that HFS+ ignores in a name (git's ``is_hfs_dotgit`` drops them, then compares).
+_HFS_IGNORED = dict.fromkeys(
+    [0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x206A, 0x2070), 0xFEFF]
+)
+#: ``.git`` as NTFS reads a name: its short name ``git~1``, trailing dots and spaces ignored, a
+#: ``:stream`` after it (git's ``is_ntfs_dotgit``).
+_NTFS_DOTGIT = re.compile(r"(?:\.git|git~1)[. ]*(?::.*)?", re.IGNORECASE | re.DOTALL)
 # What git refuses in one component of a ref name (git check-ref-format), and "/": an
 # experiment's branch is exactly one component under refs/heads/mitosis/.
 _REF_REFUSED = re.compile(r"[\x00-\x20\x7f~^:?*\[\\/]|\.\.|@\{")
@@ -51,8 +58,8 @@ def name_problem(name: str) -> str | None:
         return f"the name {name!r} is not a file name"
     if "/" in name or "\\" in name or "\x00" in name:
         return f"the name {name!r} holds a path separator or NUL"
-    if name.lower() == ".git":
-        return "the name .git is refused (git fsck refuses it too)"
+    if name.translate(_HFS_IGNORED).lower() == ".git" or _NTFS_DOTGIT.fullmatch(name):
+        return f"the name {name!r} is .git on some file system (git fsck refuses it too)"
     return None
 
 

@@ -48,8 +48,10 @@ _MODE_SET = frozenset(_MODES)
 _BLOB = 3
 #: What may make a name one that git fsck --strict refuses, in names joined by / and framed
 #: by / (one / too many means a name holds one): a backslash, a NUL, an empty name, ``.``,
-#: ``..``, ``.git`` in any case. A match is looked at name by name (:meth:`_Fsck.names`).
-_SUSPECT = re.compile(rb"[\\\0]|/(?:\.{0,2}|\.[gG][iI][tT])(?=/)")
+#: ``..``, ``git`` in any case (``.git``, and what some file system reads as it: ``git~1``,
+#: ``.git.``), a byte of a code point beyond ASCII (``.git`` with a code point that HFS+
+#: ignores). A match is looked at name by name (:meth:`_Fsck.names`).
+_SUSPECT = re.compile(rb"[\\\0\x80-\xff]|[gG][iI][tT]|/\.{0,2}(?=/)")
 #: ``name <email> seconds +zone``, as both git fsck (``fsck_ident``) and dulwich accept it.
 _IDENT = rb"[^<>\n\0]* <[^<>\n\0]*> (?:0|[1-9][0-9]{0,11}) [+-][0-9]{4}\n"
 #: The header of a commit as mitosis and git write it (no signature, no extra header): one
@@ -180,6 +182,8 @@ class _Fsck(Inspector):
                 raise _Malformed(
                     f"{full!r} has the mode {mode:06o}, which git fsck --strict refuses"
                 )
+            if mode == stat.S_IFLNK and text.lower() == ".gitmodules":
+                raise _Malformed(f"{full!r} is a symbolic link, which git fsck --strict refuses")
 
 
 def history_problem(
