@@ -91,11 +91,15 @@ def run(
         TrialFailed: a step raised, returned a wrong shape, was killed or interrupted; the
             trial is recorded all the same, and the error carries its id.
     """
-    # The trial's interpreter starts first, while this process imports what it needs.
+    # The trial's interpreter starts first, while this process imports what it needs; it
+    # imports the experiment's modules as soon as they are known.
     with ahead(not debug and not reuse) as gate:
         from .experiment import chain_of  # on first need: see the note at the top
 
         chain = chain_of(experiment, lookup, untracked)
+        if gate is not None:
+            check_dpi(figure_dpi)
+            gate.preload(list(sys.path), chain.modules(), figure_dpi)
         return run_experiment(
             chain,
             params,
