@@ -23,29 +23,12 @@ import attrs
 from ..exceptions import StoreError
 from ..model.portable import write_file
 from ..model.types import InStore, OnDisk
-from .spawn import (
-    INTERRUPT_GRACE,
-    Gate,
-    Running,
-    finish,
-    interrupt_running,
-    popen,
-    pumped,
-    trial_env,
-)
+from .spawn import Gate, Running, finish, popen, pumped, trial_env
 
 if TYPE_CHECKING:
     from .warm import TrialProcess
 
-__all__ = [
-    "INTERRUPT_GRACE",
-    "IN_MEMORY",
-    "GatedTrial",
-    "Job",
-    "Ran",
-    "interrupt_running",
-    "perform",
-]
+__all__ = ["IN_MEMORY", "GatedTrial", "Job", "Ran", "perform"]
 
 #: Files a trial process left that are bigger than this stay on disk (with a spool folder) and
 #: travel in the :class:`Ran` by path, to be streamed into the store.

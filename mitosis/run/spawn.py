@@ -22,7 +22,18 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from .warm import TrialProcess
 
-__all__ = ["INTERRUPT_GRACE", "RUNNING", "Gate", "Running", "finish", "gate_ahead", "popen"]
+__all__ = [
+    "INTERRUPT_GRACE",
+    "RUNNING",
+    "Gate",
+    "Running",
+    "finish",
+    "gate_ahead",
+    "interrupt_running",
+    "popen",
+    "pumped",
+    "trial_env",
+]
 
 #: Seconds a trial process has to report after Ctrl-C before it is killed.
 INTERRUPT_GRACE = 10.0
@@ -41,10 +52,12 @@ class Running(NamedTuple):
 
 def trial_env(figure_dpi: float | None = None) -> dict[str, str]:
     """The environment of a trial process."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}
-    if figure_dpi is not None:
-        env["MITOSIS_FIGURE_DPI"] = repr(float(figure_dpi))
-    return env
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg", **_dpi(figure_dpi)}
+
+
+def _dpi(figure_dpi: float | None) -> dict[str, str]:
+    """The variable that sets the figures' dots per inch (none for the default)."""
+    return {} if figure_dpi is None else {"MITOSIS_FIGURE_DPI": repr(float(figure_dpi))}
 
 
 def popen(args: list[str], env: dict[str, str], fds: tuple[int, ...] = ()) -> TrialProcess:
@@ -138,7 +151,7 @@ class Gate:
         self.told = True
         early: dict[str, Any] = {"path": path, "modules": list(modules)}
         if figure_dpi is not None:
-            early["env"] = {"MITOSIS_FIGURE_DPI": trial_env(figure_dpi)["MITOSIS_FIGURE_DPI"]}
+            early["env"] = _dpi(figure_dpi)
         self.say(early)
 
     def say(self, message: dict[str, Any]) -> None:

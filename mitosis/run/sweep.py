@@ -31,9 +31,10 @@ from . import warm
 from .environment import CodeSnapshot, hostname, read_code, username
 from .experiment import Chain, Lookup, chain_of
 from .params import locks_of, resolve
-from .process import Job, Ran, interrupt_running, perform
+from .process import Job, Ran, perform
 from .record import Recipe, commit_trial, finish, recipe_of
 from .reuse import Reuse, find_reusable
+from .spawn import interrupt_running
 from .trial import Origin, check_dpi, code_start, prepare, threshold_of, trusted_remotes
 
 __all__ = ["Item", "run_sweep", "sweep"]
