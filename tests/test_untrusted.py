@@ -564,3 +564,25 @@ def test_malformed_results_never_enter_the_store(investigation, tmp_path, hub, t
     assert missing.returncode != 0  # the forged commit never entered the store
     assert "refs/mitosis-results/" not in git("for-each-ref", cwd=away)
     git("fsck", "--strict", cwd=away)
+
+
+@pytest.mark.parametrize("transport", ["path", "daemon"])
+def test_results_refs_that_name_no_trial_are_left_out(
+    investigation, tmp_path, hub, transport, request
+):
+    """A remote's refs under refs/mitosis-results/ are untrusted names: only a trial's hex id
+    is fetched, as a bundle's are; nothing else becomes a ref of the store."""
+    trial = mitosis.run(investigation.big, {"mib": 2})
+    mitosis.push(str(hub))
+    kept = git("rev-parse", f"refs/mitosis-results/{trial.id}", cwd=hub).strip()
+    for name in ("not-a-trial", "ABCDEF12", "ab/cd/ef12"):
+        git("update-ref", f"refs/mitosis-results/{name}", kept, cwd=hub)
+    away = tmp_path / "away"
+    git("init", "-q", str(away))
+    remote = request.getfixturevalue("daemon") if transport == "daemon" else str(hub)
+    report = mitosis.pull(remote, store=away, results=True)
+    assert report.results == [trial.id]
+    refs = git("for-each-ref", "--format=%(refname)", "refs/mitosis-results/", cwd=away).split()
+    assert refs == [f"refs/mitosis-results/{trial.id}"]
+    assert mitosis.load(trial.id, store=away).results()["main"] == trial.main
+    git("fsck", "--strict", cwd=away)

@@ -7,6 +7,7 @@ Every module that reads or writes a store builds its paths here; nothing here do
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "pointer_name",
     "qualified",
     "result_name",
+    "results_id",
     "results_ref",
     "split_qualified",
     "tracking_branch",
@@ -100,6 +102,17 @@ def results_ref(trial_id: str) -> bytes:
     """``refs/mitosis-results/<id>``: what keeps a trial's big results in the store, outside
     ``refs/heads/`` so that clones and fetches of the branches leave them behind."""
     return RESULTS_PREFIX + trial_id.encode()
+
+
+_TRIAL_ID = re.compile(rb"[0-9a-f]{4,64}")
+
+
+def results_id(ref: bytes) -> str | None:
+    """The trial id of a results ref (:func:`results_ref`); None for a ref of another name
+    (a ref from elsewhere may be named anything)."""
+    if ref.startswith(RESULTS_PREFIX) and _TRIAL_ID.fullmatch(ref, len(RESULTS_PREFIX)):
+        return ref[len(RESULTS_PREFIX) :].decode()
+    return None
 
 
 def figure_name(step: str, number: int) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from ..exceptions import StoreError
-from ..model.layout import RESULTS_PREFIX, pointer_name, results_ref
+from ..model.layout import RESULTS_PREFIX, pointer_name, results_id, results_ref
 from ..model.records import Pointer, Trial, load_pointer
 from .repo import Store, fault_point
 
@@ -72,9 +72,11 @@ def drop_results(store: Store, trial_id: str, commit: ObjectID | None) -> None:
 
 
 def results_refs(store: Store) -> dict[str, ObjectID]:
-    """Trial id to the commit of its results ref, for every results ref of the store."""
+    """Trial id to the commit of its results ref, for every results ref of the store (a ref
+    there whose name is no trial id, as a store copied from elsewhere may hold, is none)."""
     found = store.repo.refs.as_dict(cast("Ref", RESULTS_PREFIX.rstrip(b"/")))
-    return {name.decode(): sha for name, sha in found.items()}
+    ids = {name: results_id(RESULTS_PREFIX + name) for name in found}
+    return {trial_id: found[name] for name, trial_id in ids.items() if trial_id is not None}
 
 
 def pointer_of(store: Store, trial: Trial, name: str) -> Pointer | None:

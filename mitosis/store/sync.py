@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -17,7 +16,14 @@ import attrs
 
 from ..exceptions import StoreError, SyncConflict, SyncError, SyncRefused
 from ..model.checks import experiment_problem
-from ..model.layout import BRANCH_PREFIX, RESULTS_PREFIX, branch, results_ref, tracking_branch
+from ..model.layout import (
+    BRANCH_PREFIX,
+    RESULTS_PREFIX,
+    branch,
+    results_id,
+    results_ref,
+    tracking_branch,
+)
 from ..model.records import InStore, Pointer, Trial, human_size
 from ..model.redact import strip_credentials
 from .incoming import admit, damaged, history_problem, quarantine
@@ -470,12 +476,7 @@ def _read_bundle(
     except Exception as exc:
         raise SyncError(f"cannot read the bundle {bundle}: {type(exc).__name__}: {exc}") from None
     refs = {cast("Ref", r): sha for r, sha in references.items() if selected(r)}
-    carried = {
-        cast("Ref", r): sha
-        for r, sha in references.items()
-        if r.startswith(RESULTS_PREFIX)
-        and re.fullmatch(rb"[0-9a-f]{4,64}", r[len(RESULTS_PREFIX) :])
-    }
+    carried = {cast("Ref", r): sha for r, sha in references.items() if results_id(r)}
     return refs, carried
 
 
@@ -647,10 +648,12 @@ def fetch_results(
     local = results_refs(st)
 
     def wanted(ref: bytes) -> bool:
-        if not ref.startswith(RESULTS_PREFIX):
-            return False
-        trial_id = ref[len(RESULTS_PREFIX) :].decode()
-        return trial_id not in local and (trial_ids is None or trial_id in trial_ids)
+        trial_id = results_id(ref)
+        return (
+            trial_id is not None
+            and trial_id not in local
+            and (trial_ids is None or trial_id in trial_ids)
+        )
 
     with quarantine(st) as held:
         if isinstance(client, LocalGitClient):  # a store on this machine: copied, streamed
@@ -685,7 +688,7 @@ def fetch_results(
         admit(held, st)
     for ref, sha in refs.items():
         st.repo.refs.add_if_new(ref, sha, message=b"mitosis: fetch results")
-    return sorted(ref[len(RESULTS_PREFIX) :].decode() for ref in refs)
+    return sorted(str(results_id(ref)) for ref in refs)
 
 
 def _results_problems(held: Store, refs: Mapping[Ref, ObjectID]) -> list[str]:
@@ -695,7 +698,7 @@ def _results_problems(held: Store, refs: Mapping[Ref, ObjectID]) -> list[str]:
     with Reader(held.repo.object_store, strict=True) as reader:
         found = {ref: history_problem(reader, sha, []) for ref, sha in sorted(refs.items())}
     return [
-        f"results of trial {ref[len(RESULTS_PREFIX) :].decode()}: {problem}"
+        f"results of trial {results_id(ref)}: {problem}"
         for ref, problem in found.items()
         if problem is not None
     ]
