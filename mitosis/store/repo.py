@@ -145,16 +145,6 @@ class Store:
         trials are recorded (on the store's disk, never pushed)."""
         return os.path.join(self.repo.controldir(), "mitosis", "spool")
 
-    def loose_estimate(self, folders: int = 8) -> int:
-        """About how many loose objects the store holds, from the first ``folders`` of the 256
-        fan-out folders (object ids are uniform)."""
-        root = self.repo.object_store.path
-        found = 0
-        for prefix in range(folders):
-            with contextlib.suppress(OSError):
-                found += len(os.listdir(os.path.join(root, f"{prefix:02x}")))
-        return found * 256 // folders
-
     def _maybe_pack(self, commit_id: ObjectID) -> None:
         """Start a background packer when loose objects pile up. Their number is estimated
         from the one fan-out folder the new commit went into (a 256th of them)."""
