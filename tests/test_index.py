@@ -458,7 +458,8 @@ def write_loose(git_dir: Path, kind: str, body: bytes) -> str:
 
 def test_a_damaged_or_missing_trial_folder_is_said_and_skipped(investigation, caplog):
     good = record(investigation, 1.0)
-    damaged_id, missing_id = "cd" + good[2:], "ef" + good[2:]
+    # in shards of their own, whatever shard the good trial is in
+    damaged_id, missing_id = [s + good[2:] for s in ("cd", "ef", "ab") if s != good[:2]][:2]
     folder = write_loose(Path(".git"), "tree", b"100644 trial.json")  # no NUL, no id: damaged
     absent = "1" * 40  # a trial.json whose blob is not in the store
     shard = git("rev-parse", f"mitosis/bare_number:trials/{good[:2]}").strip()
