@@ -3,6 +3,7 @@ bundles, plain git on the same branches, and pulls racing with trials."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -302,9 +303,20 @@ def test_a_rename_settles_a_conflict_and_rewrites_nothing(investigation, tmp_pat
     assert "noise=low is now noise=low_b" in result.output
     assert git("merge-base", "--is-ancestor", recorded, "mitosis/sine", cwd=b, check=False) == ""
     assert mitosis.pull(store=b).experiments == {"sine": "merged"}
-    assert mitosis.load(trial_b, store=b).params["noise"].variant == "low"  # the record as it was
+    folder = f"mitosis/sine:trials/{trial_b[:2]}/{trial_b}/trial.json"
+    assert json.loads(git("show", folder, cwd=b))["params"]["noise"]["variant"] == "low"  # kept
+    assert mitosis.load(trial_b, store=b).params["noise"].variant == "low_b"  # listed by its name
     counts = {(v.name, v.value, v.trials) for v in mitosis.variants("sine", store=b)}
     assert counts == {("low", 0.01, 1), ("low_b", 0.02, 1)}
+    # a name in a listing means one value: the trial that meant 0.02 by "low" is under "low_b"
+    assert [t.id for t in mitosis.trials("sine", where="noise=low", store=b)] == [trial_a]
+    found = mitosis.trials("sine", where="noise=low_b", store=b)
+    assert [(t.id, t.variants["noise"], t.params["noise"].value) for t in found] == [
+        (trial_b, "low_b", 0.02)
+    ]
+    assert [r.variants["noise"] for r in found.rows] == ["low_b"]
+    log = CliRunner().invoke(main, ["log", "sine", "--where", "noise=low_b", "--store", str(b)])
+    assert log.exit_code == 0 and trial_b in log.output and " low_b " in log.output, log.output
     with pytest.raises(mitosis.VariantRenamed, match="renamed to 'low_b'"):
         record(investigation, b, 4, lookup={"noise": {"low": 0.02}})
     record(investigation, b, 4, lookup={"noise": {"low": 0.01}})  # the name's meaning now
@@ -312,6 +324,66 @@ def test_a_rename_settles_a_conflict_and_rewrites_nothing(investigation, tmp_pat
     mitosis.push(store=b)
     assert mitosis.pull(store=a).experiments == {"sine": "fast-forward"}
     assert {trial_a, trial_b} <= ids(a)
+
+
+def test_a_name_renamed_twice_lists_its_trials_under_the_last(investigation, tmp_path, hub):
+    a = server(tmp_path, "a", hub)
+    first = record(investigation, a, 1)
+    mitosis.rename_variant("sine", "noise", "low", "quiet", store=a)
+    second = record(investigation, a, 2, noise="quiet", lookup={"noise": {"quiet": 0.01}})
+    mitosis.rename_variant("sine", "noise", "quiet", "calm", store=a)
+    record(investigation, a, 3, lookup={"noise": {"low": 0.5}})  # "low" free again: a new value
+    listed = {t.id: t.variants["noise"] for t in mitosis.trials("sine", store=a)}
+    assert listed[first] == listed[second] == "calm"
+    counts = {(v.name, v.value, v.trials) for v in mitosis.variants("sine", store=a)}
+    assert counts == {("calm", 0.01, 2), ("low", 0.5, 1)}
+    assert [t.id for t in mitosis.trials("sine", where="noise=calm", store=a)] == [first, second]
+
+
+def _forge(store: Path, path: str, content: bytes) -> None:
+    """Commit onto mitosis/sine, with git's plumbing, its tree with ``path`` holding
+    ``content``: what a forger's branch would bring."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(store / ".git" / "forge.index")}
+
+    def plumb(*args: str, data: bytes | None = None) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=store, env=env, input=data, capture_output=True, check=True
+        )
+        return done.stdout.decode().strip()
+
+    plumb("read-tree", "mitosis/sine")
+    blob = plumb("hash-object", "-w", "--stdin", data=content)
+    plumb("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+    commit = plumb("commit-tree", plumb("write-tree"), "-p", "mitosis/sine", "-m", "forged")
+    plumb("update-ref", "refs/heads/mitosis/sine", commit)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"renamed_to": "\x1b[2Jgone"},  # a terminal escape, for `mitosis log` to print
+        {"renamed_to": ""},
+        {"renamed_to": 7},
+        {"param": "amplitude"},
+        {"variant": "high"},
+        {"fingerprint": "sha256:" + "0" * 64},  # not the one its file is named by
+        None,  # not JSON
+    ],
+)
+def test_a_rename_note_mitosis_never_writes_renames_nothing(
+    investigation, tmp_path, hub, caplog, change
+):
+    a = server(tmp_path, "a", hub)
+    trial = record(investigation, a, 1)
+    mitosis.rename_variant("sine", "noise", "low", "quiet", store=a)
+    notes = git("ls-tree", "-r", "--name-only", "mitosis/sine", "variants/noise/low.renamed", cwd=a)
+    (note,) = notes.split()
+    written = json.loads(git("show", f"mitosis/sine:{note}", cwd=a))
+    _forge(a, note, b"{not json" if change is None else json.dumps({**written, **change}).encode())
+    assert mitosis.load(trial, store=a).variants["noise"] == "low"  # as recorded
+    assert [t.variants["noise"] for t in mitosis.trials("sine", store=a)] == ["low"]
+    assert [(v.name, v.trials) for v in mitosis.variants("sine", store=a)] == [("quiet", 0)]
+    assert f"{note} of mitosis/sine is not a rename note" in caplog.text
 
 
 def test_rename_errors(investigation, tmp_path, hub):

@@ -1,7 +1,7 @@
 """Fields of trials, the ``where`` filter and the sort, shared by :func:`mitosis.trials`,
 ``mitosis log`` and :func:`mitosis.plot` (the browser shows fields as text the same way):
-``NAME OP VALUE`` clauses joined with ``and``; a parameter matches by variant name, or by value
-where both sides are numbers.
+``NAME OP VALUE`` clauses joined with ``and``; a parameter matches by variant name (the name
+its value has now: a renamed variant by its new name), or by value where both sides are numbers.
 
 A listing holds a :class:`Row` per trial: the fields ``log`` prints, filters and sorts by, as the
 listing index keeps them (see :mod:`mitosis.store.index`), so that listing builds no

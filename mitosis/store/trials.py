@@ -13,11 +13,14 @@ from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast, overload
 
+import attrs
+
 from ..exceptions import BadRecord, StoreError, UnknownExperiment
 from ..model.checks import check_record
-from ..model.layout import FORMAT, TRIAL, trial_dir
+from ..model.layout import FORMAT, TRIAL, VARIANTS, trial_dir
 from ..model.query import Row, columns, decoded, select, tagged
 from ..model.records import FileInfo, Trial, trial_from_json
+from ..model.text import unsafe_char
 from .index import Index, Judge, blob_id, follow
 from .repo import Store, warn
 from .results import pointer_of
@@ -32,12 +35,18 @@ __all__ = [
     "load",
     "load_json",
     "read_trials",
+    "renames",
     "trials",
     "variant_uses",
 ]
 
 # Records already reported as bad (by the id of their folder's tree), said once per process.
 _BAD: set[tuple[str, str]] = set()
+
+#: A renamed variant: ``(parameter, name it was used by, fingerprint of its value)``.
+Renamed = tuple[str, str, str]
+# The renames at each commit read (by store and commit id): most have none.
+_RENAMES: dict[tuple[str, ObjectID | None], dict[Renamed, str]] = {}
 
 
 class StoreFiles(NamedTuple):
@@ -225,6 +234,7 @@ class Trials(Sequence[Trial]):
                 self._source,
                 checked=True,
             )
+            trial = _named(trial, row.variants)
             self._built[index] = trial
         return trial
 
@@ -282,6 +292,94 @@ def variant_uses(store: Store, experiment: str) -> Iterator[tuple[str, list[list
         yield entry[0], entry[-1]
 
 
+def renames(store: Store, experiment: str, commit: ObjectID | None) -> dict[Renamed, str]:
+    """The variants of an experiment at ``commit`` of its branch that were renamed (see
+    :func:`~mitosis.store.variants.rename_variant`): each name a value was used by, to the name
+    that value has now, after every rename since. Read from the notes
+    ``variants/<param>/<old>.renamed/<fingerprint>.json``; a note that is not one mitosis
+    writes is said once (a warning of the logger ``mitosis``) and left out."""
+    key = (store.path, commit)
+    found = _RENAMES.get(key)
+    if found is not None:
+        return found
+    root = store.tree_of(commit)
+    direct: dict[Renamed, str] = {}
+    for param, _ in store.children(root, VARIANTS):
+        for folder, _ in store.children(root, f"{VARIANTS}/{param}"):
+            if not folder.endswith(".renamed"):
+                continue
+            old = folder.removesuffix(".renamed")
+            for file, blob in store.children(root, f"{VARIANTS}/{param}/{folder}"):
+                where = f"{VARIANTS}/{param}/{folder}/{file} of mitosis/{experiment}"
+                try:
+                    note = load_json(store.read_file(experiment, "", blob) or b"", where)
+                except StoreError:
+                    note = None
+                new, fingerprint = _note(note, param, old, file)
+                if new is None:
+                    if (store.path, blob.decode()) not in _BAD:
+                        _BAD.add((store.path, blob.decode()))
+                        warn("mitosis: skipped a rename: %s is not a rename note", where)
+                    continue
+                direct[(param, old, fingerprint)] = new
+    found = {}
+    for (param, old, fingerprint), new in direct.items():
+        for _ in direct:  # a later rename of the new name moves it on (a cycle stops)
+            newer = direct.get((param, new, fingerprint))
+            if newer is None or newer == old:
+                break
+            new = newer
+        found[(param, old, fingerprint)] = new
+    if len(_RENAMES) > 64:
+        _RENAMES.clear()
+    _RENAMES[key] = found
+    return found
+
+
+def _note(note: Any, param: str, old: str, file: str) -> tuple[str | None, str]:
+    """The new name and the fingerprint of a rename note at ``<param>/<old>.renamed/<file>``,
+    or None when it is not such a note."""
+    if not isinstance(note, dict):
+        return None, ""
+    new, fingerprint = note.get("renamed_to"), note.get("fingerprint")
+    if (
+        not isinstance(new, str)
+        or not new
+        or unsafe_char(new) is not None
+        or not isinstance(fingerprint, str)
+        or note.get("param") != param
+        or note.get("variant") != old
+        or file != f"{fingerprint.removeprefix('sha256:')[:16]}.json"
+    ):
+        return None, ""
+    return new, fingerprint
+
+
+def _current(store: Store, index: Index) -> list[Row]:
+    """The rows of ``index``, each renamed variant under the name its value has now."""
+    rows = index.rows()
+    tip = cast("ObjectID", index.tip.encode()) if index.tip else None
+    names = renames(store, index.experiment, tip)
+    if not names:
+        return rows
+    current = []
+    for row, entry in zip(rows, index.entries, strict=True):
+        moved = {p: names[(p, v, f)] for p, v, f in entry[-1] if (p, v, f) in names}
+        current.append(row._replace(variants={**row.variants, **moved}) if moved else row)
+    return current
+
+
+def _named(trial: Trial, names: dict[str, str]) -> Trial:
+    """``trial`` with its variants called by ``names`` (parameter to variant name), where
+    they differ from the names it was recorded with."""
+    moved = {
+        k: attrs.evolve(p, variant=names[k])
+        for k, p in trial.params.items()
+        if names.get(k, p.variant) != p.variant
+    }
+    return attrs.evolve(trial, params={**trial.params, **moved}) if moved else trial
+
+
 def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Index:
     """The listing index of an experiment's branch (or of its ``commit``): each record that
     failed its checks is said once per process (a warning of the logger ``mitosis``) and left
@@ -298,7 +396,7 @@ def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Ind
 def read_trials(store: Store, experiment: str, commit: ObjectID | None = None) -> Trials:
     """The trials on an experiment's branch (or at ``commit`` of it), oldest first, read
     from their ``trial.json`` blobs alone, through the listing index."""
-    return Trials(listed(store, experiment, commit).rows(), store.path)
+    return Trials(_current(store, listed(store, experiment, commit)), store.path)
 
 
 def trials(
@@ -318,7 +416,9 @@ def trials(
         experiment: the experiment (default: every experiment in the store).
         where: keep the trials meeting every clause, ``NAME OP VALUE`` joined with ``and``
             (``"noise=low and main<0.1"``; OP one of ``= != < > <= >=``). A parameter matches
-            by variant name, or by value where both sides are numbers.
+            by variant name, or by value where both sides are numbers. A variant renamed since
+            (:func:`mitosis.rename_variant`) is listed and matched by its new name, in the
+            trial's :attr:`~Trial.params` too; its ``trial.json`` keeps the name it ran with.
         sort: order by this parameter, metric or field (``main``, ``duration``, ...): numbers
             first, ascending, then text; trials without it last.
         store: the store (default as for :func:`mitosis.run`).
@@ -334,12 +434,12 @@ def trials(
             if experiment not in names:
                 raise UnknownExperiment(experiment, names, st.path)
             names = [experiment]
-        indexes = [listed(st, name) for name in names]
+        rows = [_current(st, listed(st, name)) for name in names]
         location = st.path
-    if len(indexes) == 1:
-        found = indexes[0].rows()
+    if len(rows) == 1:
+        found = rows[0]
     else:
-        found = sorted((r for i in indexes for r in i.rows()), key=attrgetter("started", "id"))
+        found = sorted((r for part in rows for r in part), key=attrgetter("started", "id"))
     if where is not None or sort is not None:
         found = select(found, where, sort)
     return Trials(found, location)
@@ -358,4 +458,9 @@ def load(id_prefix: str, *, store: str | os.PathLike[str] | None = None) -> Tria
         if data is None:
             raise BadRecord(f"trial {trial_id} on mitosis/{experiment} has no {TRIAL}")
         record = load_json(data, f"trial {trial_id} on mitosis/{experiment}")
-        return _parse(record, trial_id, experiment, StoreFiles(st.path))
+        trial = _parse(record, trial_id, experiment, StoreFiles(st.path))
+        now = renames(st, experiment, st.tip(experiment))
+        names = {
+            k: now.get((k, p.variant, p.fingerprint), p.variant) for k, p in trial.params.items()
+        }
+        return _named(trial, names)

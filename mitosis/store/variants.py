@@ -22,7 +22,7 @@ from ..model.records import Variant, VariantLock
 from ..model.text import check_name
 from ..model.values import dumps_json
 from .repo import Check, Store
-from .trials import load_json, variant_uses
+from .trials import load_json, renames, variant_uses
 
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID
@@ -225,23 +225,15 @@ def variants(
         if st.tip(experiment) is None:
             raise UnknownExperiment(experiment, st.experiments(), st.path)
         root = st.tree_of(st.tip(experiment))
-        used: dict[tuple[str, str, str], int] = {}  # by name and value: renames move names
+        now = renames(st, experiment, st.tip(experiment))
+        used: dict[tuple[str, str, str], int] = {}  # by name now and value
         for _, locked in variant_uses(st, experiment):
             for name, variant, fingerprint in locked:
-                key = (name, variant, fingerprint)
+                key = (name, now.get((name, variant, fingerprint), variant), fingerprint)
                 used[key] = used.get(key, 0) + 1
         params = [param] if param else [name for name, _ in st.children(root, "variants")]
         found = []
         for name in params:
-            renamed: dict[tuple[str, str], int] = {}  # (new name, fingerprint) -> trials
-            for folder, _ in st.children(root, f"{VARIANTS}/{name}"):
-                if folder.endswith(".renamed"):
-                    for _, alias_id in st.children(root, f"{VARIANTS}/{name}/{folder}"):
-                        alias = load_json(st.read_file(experiment, "", alias_id) or b"", folder)
-                        target = (alias.get("renamed_to", ""), alias.get("fingerprint", ""))
-                        renamed[target] = renamed.get(target, 0) + used.get(
-                            (name, alias.get("variant", ""), target[1]), 0
-                        )
             for file, blob_id in st.children(root, f"{VARIANTS}/{name}"):
                 if not file.endswith(".json"):
                     continue
@@ -249,16 +241,16 @@ def variants(
                 record = load_json(st.read_file(experiment, "", blob_id) or b"", where)
                 if not isinstance(record, dict) or not isinstance(record.get("variant"), str):
                     raise StoreError(f"{where} is not a readable variant lock")
+                fingerprint = record.get("fingerprint", "")
                 found.append(
                     Variant(
                         param=name,
                         name=record["variant"],
                         value=record.get("value"),
                         type=record.get("type", ""),
-                        fingerprint=record.get("fingerprint", ""),
+                        fingerprint=fingerprint,
                         pickled=record.get("dill") is not None,
-                        trials=used.get((name, record["variant"], record.get("fingerprint", "")), 0)
-                        + renamed.get((record["variant"], record.get("fingerprint", "")), 0),
+                        trials=used.get((name, record["variant"], fingerprint), 0),
                     )
                 )
     return sorted(found, key=lambda v: (v.param, v.name))
