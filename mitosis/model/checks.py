@@ -8,7 +8,9 @@ name, every path that names a file and every record field is untrusted input unt
 - :func:`check_record`: a ``trial.json`` record has every field of the right type and range,
   and its id and experiment match where it sits in the tree (``trials/<id[:2]>/<id>`` on
   ``mitosis/<experiment>``);
-- :func:`experiment_problem`: a branch name is one mitosis can read and write.
+- :func:`experiment_problem`: a branch name is one mitosis can read and write;
+- :func:`lock_problem`: a variant lock file, or a rename's note, has its fields' types and sits
+  where its parameter and variant name say.
 
 Nothing here does I/O; what reads the store (``mitosis.store``) calls it, and a record that
 fails is reported in one line naming the trial, the branch and the field, and skipped.
@@ -21,6 +23,7 @@ import sys
 from typing import Any, NoReturn
 
 from ..exceptions import BadRecord
+from .layout import alias_path, variant_path
 from .text import escape, unsafe_char
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "VALUE_SOURCES",
     "check_record",
     "experiment_problem",
+    "lock_problem",
     "name_problem",
     "path_problem",
     "printable_problem",
@@ -98,6 +102,44 @@ def experiment_problem(name: str) -> str | None:
         return (
             f"experiment name {name!r} cannot name a git branch; use letters, digits, "
             "'-', '_', '+' and '.' (no spaces, '/', '..', '~', '^', ':' or trailing '.lock')"
+        )
+    return None
+
+
+def lock_problem(raw: Any, path: str) -> str | None:
+    """What is wrong with ``raw`` (parsed JSON) as the variant lock file at ``path``
+    (``variants/<param>/<variant>.json``: ``param``, ``variant``, ``type`` and ``fingerprint``
+    text, ``dill`` a file name or null, and a ``value``), or as a rename's note there
+    (``variants/<param>/<old>.renamed/<fp>.json``: ``param``, ``variant`` (the old name),
+    ``renamed_to`` (a name) and ``fingerprint``), or None.
+
+    A lock or a note sits where its own fields say (the file of its parameter, variant name and,
+    for a note, fingerprint), so that one file cannot speak for another name.
+    """
+    if not isinstance(raw, dict):
+        return f"it must map fields to values, not be a {type(raw).__name__}"
+    note = ".renamed/" in path
+    fields = ("param", "variant", "fingerprint", "renamed_to" if note else "type")
+    for field in fields:
+        if not isinstance(raw.get(field), str):
+            return f"field {field!r} must be text, not {type(raw.get(field)).__name__}"
+    if note:
+        problem = printable_problem(raw["renamed_to"], "the new name") or name_problem(
+            raw["renamed_to"]
+        )
+        if problem is not None:
+            return f"field 'renamed_to': {problem}"
+        place = alias_path(variant_path(raw["param"], raw["variant"]), raw["fingerprint"])
+    else:
+        if "value" not in raw:
+            return "field 'value' is missing"
+        if raw.get("dill") is not None and not isinstance(raw["dill"], str):
+            return f"field 'dill' must be a file name or null, not {type(raw['dill']).__name__}"
+        place = variant_path(raw["param"], raw["variant"]) + ".json"
+    if place != path:
+        return (
+            f"it names {raw['param']}={raw['variant']!r}, whose "
+            f"{'note' if note else 'lock'} is {place}, not {path}"
         )
     return None
 

@@ -165,7 +165,13 @@ def rerun(
 
 
 def _record(chain: Chain, resolved: list[Resolved], store: str | None, origin: Origin) -> Trial:
-    """Record the rerun; a name renamed since (to settle a conflict) is used by its new name."""
+    """Record the rerun; a name renamed since (to settle a conflict) is used by its new name.
+
+    Raises:
+        RerunError: the renames lead back to a name already tried (the rename notes came from
+            elsewhere: :func:`mitosis.rename_variant` never makes a circle).
+    """
+    tried: set[tuple[str, str]] = set()
     while True:
         try:
             return record(chain, resolved, store=store, origin=origin)
@@ -176,6 +182,15 @@ def _record(chain: Chain, resolved: list[Resolved], store: str | None, origin: O
         except VariantRenamed as renamed:
             if renamed.renamed_to is None:
                 raise
+            tried.add((renamed.param, renamed.variant))
+            if (renamed.param, renamed.renamed_to) in tried:
+                names = ", ".join(sorted(f"{p}={v}" for p, v in tried))
+                raise RerunError(
+                    f"the rename notes of mitosis/{chain.name} go round in a circle: "
+                    f"{renamed.param}={renamed.variant} is renamed to {renamed.renamed_to}, "
+                    f"which was tried already ({names}); mitosis did not write them (they came "
+                    "with a pull): remove the notes under variants/ from the branch, then rerun"
+                ) from None
             resolved = [
                 attrs.evolve(r, variant=renamed.renamed_to)
                 if (r.name, r.variant) == (renamed.param, renamed.variant)

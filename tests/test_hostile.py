@@ -1,0 +1,158 @@
+"""A hostile review of what mitosis reads from others, second round: files a collaborator's
+branch can hold (variant locks, rename notes, trial folders, environment files, names) forged
+with the git CLI's plumbing, as a hostile collaborator would, pulled or planted in real
+repositories, and read by the installed `mitosis` command. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import console_script, git, server
+from test_browser import chromium  # noqa: F401 - a fixture
+
+import mitosis
+
+# What a terminal acts on: C0 controls but newline, DEL, C1 controls.
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The installed `mitosis` command, as a user runs it."""
+    return subprocess.run(
+        [console_script(), *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+def plant(repo: Path, files: dict[str, bytes], branch: str = "mitosis/sine") -> str:
+    """A commit on ``branch`` of ``repo`` adding ``files`` (path to bytes; any name a tree may
+    hold), made with git's plumbing alone: blobs, a temporary index, write-tree, commit-tree,
+    update-ref. Returns the commit's id."""
+    index = repo / ".." / f"forged-index-{os.getpid()}"
+    env = {**os.environ, "GIT_INDEX_FILE": str(index.resolve())}
+
+    def run(*args: str, data: bytes | None = None) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=repo, env=env, input=data, capture_output=True, check=True
+        )
+        return done.stdout.decode().strip()
+
+    tip = run("rev-parse", "--verify", "-q", branch)
+    run("read-tree", tip)
+    entries = b""
+    for path, data in files.items():
+        blob = run("hash-object", "-w", "--stdin", data=data)
+        entries += b"100644 " + blob.encode() + b"\t" + path.encode() + b"\0"
+    run("update-index", "-z", "--index-info", data=entries)
+    tree = run("write-tree")
+    commit = run("commit-tree", tree, "-p", tip, "-m", "forged")
+    run("update-ref", f"refs/heads/{branch}", commit, tip)
+    index.unlink()
+    return commit
+
+
+def record(investigation, store: Path | None = None, noise: str = "low") -> mitosis.Trial:
+    return mitosis.run(
+        investigation.sine,
+        {"amplitude": 2, "noise": noise},
+        lookup=investigation.lookup,
+        store=store,
+    )
+
+
+def forged_copy(trial: mitosis.Trial, trial_id: str, **changes: object) -> dict[str, bytes]:
+    """The files of a copy of ``trial``'s folder under ``trial_id``, its record changed."""
+    folder = f"trials/{trial_id[:2]}/{trial_id}"
+    files = {f"{folder}/{name}": trial.read(name) for name in trial.files}
+    raw = json.loads(trial.read("trial.json"))
+    raw.update(id=trial_id, **changes)
+    files[f"{folder}/trial.json"] = json.dumps(raw).encode()
+    return files
+
+
+# -- variant locks and rename notes ----------------------------------------------------------
+
+_LOCK = {"param": "noise", "variant": "high", "value": 0.5, "type": "float", "dill": None}
+
+
+@pytest.mark.parametrize(
+    ("lock", "problem"),
+    [
+        ([1], "it must map fields to values, not be a list"),
+        ({**_LOCK, "fingerprint": [1]}, "field 'fingerprint' must be text, not list"),
+        ({**_LOCK, "fingerprint": "sha256:0", "type": None}, "field 'type' must be text"),
+        ({**_LOCK, "fingerprint": "sha256:0", "dill": 7}, "field 'dill' must be a file name"),
+        (
+            {**_LOCK, "fingerprint": "sha256:0", "variant": "low"},
+            "it names noise='low', whose lock is variants/noise/low.json, not "
+            "variants/noise/high.json",
+        ),
+    ],
+    ids=["list", "fingerprint", "type", "dill", "another-name"],
+)
+def test_a_pulled_lock_that_mitosis_did_not_write_is_refused_clearly(
+    investigation, tmp_path, hub, lock, problem
+):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a)
+    mitosis.push(store=a)
+    plant(hub, {"variants/noise/high.json": json.dumps(lock).encode()})
+    assert mitosis.pull(store=b).experiments == {"sine": "new"}  # a new lock: pulled
+    said = f"variants/noise/high.json on mitosis/sine is not a readable variant lock: {problem}"
+    with pytest.raises(mitosis.StoreError, match=re.escape(said)):
+        record(investigation, b, noise="high")  # was: AttributeError or TypeError
+    record(investigation, b, noise="low")  # the other names still run
+    proc = cli("variants", "sine", "--store", str(b))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert said in proc.stderr and "use another variant name" in proc.stderr
+    git("fsck", "--strict", cwd=b)  # the store is sound: only what it holds was refused
+
+
+def test_a_rename_note_that_mitosis_did_not_write_is_refused_clearly(investigation, tmp_path):
+    trial = record(investigation)
+    fingerprint = trial.params["noise"].fingerprint
+    note = f"variants/noise/high.renamed/{fingerprint.removeprefix('sha256:')[:16]}.json"
+    plant(
+        Path.cwd(),
+        {
+            note: json.dumps(
+                {
+                    "param": "noise",
+                    "variant": "high",
+                    "fingerprint": fingerprint,
+                    "renamed_to": ["low"],
+                }
+            ).encode()
+        },
+    )
+    lookup = {"noise": {"high": investigation.lookup["noise"]["low"]}}
+    with pytest.raises(mitosis.StoreError, match="field 'renamed_to' must be text, not list"):
+        mitosis.run(investigation.sine, {"amplitude": 2, "noise": "high"}, lookup=lookup)
+
+
+def test_rename_notes_in_a_circle_stop_a_rerun(investigation, tmp_path):
+    trial = record(investigation)
+    fingerprint = trial.params["noise"].fingerprint
+    short = fingerprint.removeprefix("sha256:")[:16]
+
+    def note(old: str, new: str) -> tuple[str, bytes]:
+        path = f"variants/noise/{old}.renamed/{short}.json"
+        fields = {"param": "noise", "variant": old, "fingerprint": fingerprint, "renamed_to": new}
+        return path, json.dumps(fields).encode()
+
+    params = json.loads(trial.read("trial.json"))["params"]
+    for forged_id, notes in (
+        ("cdcdcdcdcdcd", [note("zz", "zz")]),  # a name renamed to itself
+        ("cececececece", [note("yy", "xx"), note("xx", "yy")]),  # two names, each other's
+    ):
+        first = notes[0][0].split("/")[2].removesuffix(".renamed")
+        changed = {**params, "noise": {**params["noise"], "variant": first}}
+        plant(Path.cwd(), {**forged_copy(trial, forged_id, params=changed), **dict(notes)})
+        proc = cli("rerun", forged_id, timeout=120)  # was: a loop without end
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "the rename notes of mitosis/sine go round in a circle" in proc.stderr
+    assert len(mitosis.trials("sine")) == 3  # nothing more recorded
