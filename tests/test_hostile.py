@@ -6,6 +6,7 @@ repositories, and read by the installed `mitosis` command. Each test failed befo
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -156,3 +157,33 @@ def test_rename_notes_in_a_circle_stop_a_rerun(investigation, tmp_path):
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "the rename notes of mitosis/sine go round in a circle" in proc.stderr
     assert len(mitosis.trials("sine")) == 3  # nothing more recorded
+
+
+# -- names in the tree, on a terminal ---------------------------------------------------------
+
+
+def test_a_trial_folder_named_with_escape_sequences_reaches_no_terminal(
+    investigation, tmp_path, hub, caplog
+):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    trial = record(investigation, a)
+    mitosis.push(store=a)
+    record_bytes = trial.read("trial.json")
+    plant(
+        hub,
+        {
+            "trials/\x1b[31m/abcdabcdabcd/trial.json": record_bytes,  # a shard's name
+            "trials/zz/\x1b]0;owned\x07\x1b[2J/trial.json": record_bytes + b" ",  # a folder's
+        },
+    )
+    assert mitosis.pull(store=b).experiments == {"sine": "new"}
+    proc = cli("log", "--store", str(b))
+    assert proc.returncode == 0, proc.stderr
+    skipped = [line for line in proc.stderr.splitlines() if "skipped a trial" in line]
+    assert len(skipped) == 2, proc.stderr
+    assert not _CONTROL.search(proc.stderr + proc.stdout), repr(proc.stderr)
+    assert "trials/\\x1b[31m, not trials/ab" in proc.stderr
+    assert "trial \\x1b]0;owned\\x07\\x1b[2J on mitosis/sine" in proc.stderr
+    with caplog.at_level(logging.WARNING, logger="mitosis"):  # and so for Python's logging
+        assert [t.id for t in mitosis.trials(store=b)] == [trial.id]
+    assert not any(_CONTROL.search(r.getMessage()) for r in caplog.records)

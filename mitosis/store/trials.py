@@ -18,6 +18,7 @@ from ..model.checks import check_record
 from ..model.layout import FORMAT, TRIAL, trial_dir
 from ..model.query import Row, columns, decoded, select, tagged
 from ..model.records import FileInfo, Trial, trial_from_json
+from ..model.text import escape
 from .index import Index, Judge, blob_id, follow
 from .repo import Store, warn
 from .results import pointer_of
@@ -284,14 +285,15 @@ def variant_uses(store: Store, experiment: str) -> Iterator[tuple[str, list[list
 
 def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Index:
     """The listing index of an experiment's branch (or of its ``commit``): each record that
-    failed its checks is said once per process (a warning of the logger ``mitosis``) and left
-    out (see :mod:`mitosis.store.index`)."""
+    failed its checks is said once per process (a warning of the logger ``mitosis``, its
+    control characters escaped) and left out (see :mod:`mitosis.store.index`)."""
     index = follow(store, experiment, _judge(experiment), commit)
     for bad in index.bad:
         key = (store.path, bad.tree)
         if key not in _BAD:
             _BAD.add(key)
-            warn("mitosis: skipped a trial: %s", bad.reason)
+            # folder names come from the tree as they are: a terminal must not act on them
+            warn("mitosis: skipped a trial: %s", escape(bad.reason))
     return index
 
 
