@@ -187,3 +187,21 @@ def test_a_trial_folder_named_with_escape_sequences_reaches_no_terminal(
     with caplog.at_level(logging.WARNING, logger="mitosis"):  # and so for Python's logging
         assert [t.id for t in mitosis.trials(store=b)] == [trial.id]
     assert not any(_CONTROL.search(r.getMessage()) for r in caplog.records)
+
+
+# -- names drawn in plots ----------------------------------------------------------------------
+
+
+def test_recorded_names_are_drawn_as_written(investigation, tmp_path):
+    names = {"$\\frac$": 0.1, "$5 or $10": 0.2, "_low": 0.3}  # mathtext; a "hidden" label
+    for name in names:
+        mitosis.run(investigation.sine, {"amplitude": 2, "noise": name}, lookup={"noise": names})
+    figure = mitosis.plot("sine", x="noise", hue="noise")  # was: ValueError when drawn
+    figure.savefig(tmp_path / "plot.png")
+    (axes,) = figure.axes
+    drawn = [*axes.get_xticklabels(), *axes.get_legend().get_texts()]
+    assert sorted(t.get_text() for t in drawn) == sorted([*names, *names])
+    assert not any(t.get_parse_math() for t in drawn)
+    for command in (["plot", "sine", "--x", "noise", "-o", str(tmp_path / "p.svg")], ["browse"]):
+        proc = cli(*command)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
