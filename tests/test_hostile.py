@@ -205,3 +205,37 @@ def test_recorded_names_are_drawn_as_written(investigation, tmp_path):
     for command in (["plot", "sine", "--x", "noise", "-o", str(tmp_path / "p.svg")], ["browse"]):
         proc = cli(*command)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+# -- an environment that is not mitosis's ---------------------------------------------------
+
+
+@pytest.mark.parametrize("environment", [b'"python"', b"[1, 2]", b"null"])
+def test_an_environment_file_that_is_no_object_is_refused_clearly(investigation, environment):
+    trial = record(investigation)
+    forged = "cdcdcdcdcdcd"
+    files = forged_copy(trial, forged)
+    files[f"trials/cd/{forged}/environment.json"] = environment
+    plant(Path.cwd(), files)
+    said = f"environment.json of trial {forged} is not a JSON object"
+    for command in (["show", forged], ["diff", forged, trial.id], ["rerun", forged]):
+        proc = cli(*command)  # was: AttributeError or TypeError
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert said in proc.stderr
+
+
+def test_an_environment_with_values_that_are_not_text_is_shown(investigation):
+    trial = record(investigation)
+    forged = "cdcdcdcdcdcd"
+    files = forged_copy(trial, forged)
+    odd = {"python": {"version": 3}, "platform": [1], "machine": None, "cwd": 5}
+    files[f"trials/cd/{forged}/environment.json"] = json.dumps(odd).encode()
+    files[f"trials/cd/{forged}/requirements.txt"] = b"caf\xe9==1\n"  # not UTF-8
+    plant(Path.cwd(), files)
+    for command in (["show", forged], ["diff", forged, trial.id]):
+        proc = cli(*command)  # was: TypeError in diff's table
+        assert proc.returncode == 0, proc.stderr
+    assert '{"version":3}' in cli("diff", forged, trial.id).stdout
+    proc = cli("rerun", forged)  # was: TypeError (cwd), UnicodeDecodeError (requirements)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert re.search(r'^environment +python +\{"version":3\}', proc.stderr, re.M), proc.stderr

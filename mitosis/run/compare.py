@@ -86,11 +86,19 @@ def _read_text(trial: Trial, name: str) -> str:
 
 
 def recorded_environment(trial: Trial) -> dict[str, Any]:
-    """The trial's ``environment.json`` (empty when it recorded none)."""
+    """The trial's ``environment.json`` (empty when it recorded none).
+
+    Raises:
+        StoreError: it is not a JSON object (mitosis did not write it).
+    """
     text = _read_text(trial, ENVIRONMENT)
-    env: dict[str, Any] = (
-        load_json(text.encode(), f"environment.json of {trial.id}") if text else {}
-    )
+    where = f"{ENVIRONMENT} of trial {trial.id}"
+    env = load_json(text.encode(), where) if text else {}
+    if not isinstance(env, dict):
+        raise StoreError(
+            f"{where} is not a JSON object but a {type(env).__name__}: mitosis did not write it "
+            "(a damaged or forged record, maybe from a pull); do not trust this trial"
+        )
     return env
 
 
@@ -136,8 +144,8 @@ def diff_trials(a: Trial, b: Trial) -> list[Difference]:
     keys = ("python", "implementation", "platform", "machine", "host", "executable")
     found += _pairs(
         "environment",
-        {k: env_a.get(k) for k in keys if k in env_a},
-        {k: env_b.get(k) for k in keys if k in env_b},
+        {k: _text(env_a[k]) for k in keys if k in env_a},
+        {k: _text(env_b[k]) for k in keys if k in env_b},
     )
     found += _pairs(
         "packages",

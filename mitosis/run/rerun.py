@@ -237,12 +237,12 @@ def environment_differences(trial: Trial) -> list[Difference]:
     recorded = recorded_environment(trial)
     now = converter().unstructure(_environment.environment())
     found = [
-        Difference("environment", key, recorded.get(key), now[key])
+        Difference("environment", key, _shown(recorded[key]), now[key])
         for key in ("python", "implementation", "platform", "machine")
         if key in recorded and recorded[key] != now[key]
     ]
     if REQUIREMENTS in trial.files:
-        before = _comparable(packages(trial.read(REQUIREMENTS).decode()))
+        before = _comparable(packages(trial.read(REQUIREMENTS).decode("utf-8", "replace")))
         after = _comparable(packages(_environment.requirements()))
         found += [
             Difference("packages", name, before.get(name), after.get(name))
@@ -250,6 +250,11 @@ def environment_differences(trial: Trial) -> list[Difference]:
             if before.get(name) != after.get(name)
         ]
     return found
+
+
+def _shown(value: Any) -> str:
+    """A recorded value as text (a forged record may hold any JSON where text belongs)."""
+    return value if isinstance(value, str) else dumps_json(value)
 
 
 def _comparable(found: dict[str, str]) -> dict[str, str]:
@@ -432,7 +437,7 @@ def _candidate_roots(trial: Trial, tree: Path, repo: str) -> list[str]:
     places = [Path(p or os.getcwd()) for p in sys.path]
     if trial.code is not None:
         cwd = recorded_environment(trial).get("cwd")
-        if cwd and Path(cwd).is_relative_to(trial.code.repository):
+        if isinstance(cwd, str) and cwd and Path(cwd).is_relative_to(trial.code.repository):
             relative.append(str(Path(cwd).relative_to(trial.code.repository)))
     for place in places:
         with contextlib.suppress(OSError, ValueError):
