@@ -239,3 +239,38 @@ def test_an_environment_with_values_that_are_not_text_is_shown(investigation):
     proc = cli("rerun", forged)  # was: TypeError (cwd), UnicodeDecodeError (requirements)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert re.search(r'^environment +python +\{"version":3\}', proc.stderr, re.M), proc.stderr
+
+
+# -- names a script must not read as what every object inherits --------------------------------
+
+
+def test_inherited_names_are_compared_in_chromium(investigation, chromium):  # noqa: F811
+    trial = record(investigation)
+    raw = json.loads(trial.read("trial.json"))
+    noise = raw["params"]["noise"]
+    params = {
+        **raw["params"],
+        "__proto__": {**noise, "variant": "proto-variant"},
+        "constructor": {**noise, "variant": "constructor-variant"},
+    }
+    metrics = {**raw["metrics"], "__proto__": {"hidden": 1}, "toString": 5}
+    forged = "cdcdcdcdcdcd"
+    files = forged_copy(trial, forged, params=params, metrics=metrics)
+    folder = f"trials/cd/{forged}"
+    files[f"{folder}/requirements.txt"] = trial.read("requirements.txt") + b"constructor\n"
+    plant(Path.cwd(), files)
+    site = mitosis.browse()
+    compare = f"{(site.path / 'compare.html').as_uri()}?a={trial.id}&b={forged}"
+    dom = chromium(compare, "--dump-dom")  # was: these rows left out, "the same" packages
+    for name, value in (
+        ("__proto__", "proto-variant = 0.01"),
+        ("constructor", "constructor-variant = 0.01"),
+        ("toString", "5"),
+    ):
+        assert f'<tr class="differs"><th>{name}</th><td></td><td>{value}</td></tr>' in dom, name
+    assert '<tr class="differs"><th>__proto__</th><td></td><td>{"hidden":1}</td></tr>' in dom
+    assert "<pre>(nothing only here)</pre><pre>constructor</pre>" in dom
+    table = chromium((site.path / "experiments" / "sine" / "index.html").as_uri(), "--dump-dom")
+    mine, theirs = (re.search(f'<tr data-id="{i}">.*?</tr>', table)[0] for i in (trial.id, forged))
+    assert "proto-variant" in theirs and "constructor-variant" in theirs
+    assert "{}" not in mine and "function" not in mine  # was: Object.prototype's, shown

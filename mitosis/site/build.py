@@ -166,6 +166,13 @@ def safe_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+def parsed(text: str) -> str:
+    """A script expression of the JSON ``text`` (made by :func:`safe_json`): parsed by
+    ``JSON.parse``, since in an object literal a recorded key ``"__proto__"`` would set the
+    object's prototype rather than be a field (and hide it)."""
+    return f"JSON.parse({json.dumps(text)})"
+
+
 def _read_manifest(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_bytes())
@@ -345,7 +352,7 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
         for name, path, caption in figures
     ]
     text = safe_json(record)[:-1] + ',"requirements":' + requirements + "}"
-    writer.write(f"{base}/data.js", f"mitosisTrial({text});\n")
+    writer.write(f"{base}/data.js", f"mitosisTrial({parsed(text)});\n")
 
 
 def _trial_data(trial: Trial, environment: dict[str, Any]) -> dict[str, Any]:
@@ -416,7 +423,8 @@ def _write_experiment(writer: _Writer, name: str, folder: str, found: list[Trial
         "metrics": metrics,
         "rows": rows,
     }
-    writer.write(f"{base}/trials.js", f"window.mitosisExperiment = {safe_json(data)};\n")
+    script = f"window.mitosisExperiment = {parsed(safe_json(data))};\n"
+    writer.write(f"{base}/trials.js", script)
     writer.write(f"{base}/index.html", _pages.experiment_page(name, found, plots))
 
 
