@@ -189,6 +189,21 @@ def test_a_trial_folder_named_with_escape_sequences_reaches_no_terminal(
     assert not any(_CONTROL.search(r.getMessage()) for r in caplog.records)
 
 
+@pytest.mark.parametrize("name", ["../../../evil", "a/../../b", "\x1b[2J"])
+def test_a_step_name_that_is_no_file_name_is_never_written(investigation, name):
+    trial = record(investigation)
+    steps = json.loads(trial.read("trial.json"))["steps"]
+    forged = "cdcdcdcdcdcd"
+    plant(Path.cwd(), forged_copy(trial, forged, steps=[{**steps[0], "name": name}]))
+    assert [t.id for t in mitosis.trials()] == [trial.id]
+    proc = cli("rerun", forged)  # was: the rerun wrote results/../../../evil.dill in its tree
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"trial {forged} on mitosis/sine is not a readable trial record: field " in proc.stderr
+    assert "'steps[0].name' is no step name" in proc.stderr
+    assert [t.id for t in mitosis.trials()] == [trial.id]  # nothing recorded
+    git("fsck", "--strict", cwd=Path.cwd())  # was: hasDotdot, refused by every pull from it
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 

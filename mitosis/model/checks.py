@@ -23,7 +23,7 @@ import sys
 from typing import Any, NoReturn
 
 from ..exceptions import BadRecord
-from .layout import alias_path, variant_path
+from .layout import alias_path, figure_name, result_name, variant_path
 from .text import escape, unsafe_char
 
 __all__ = [
@@ -149,6 +149,7 @@ def lock_problem(raw: Any, path: str) -> str | None:
 _SOUND_NAMES: set[str] = set()
 _SOUND_PATHS: set[str] = set()
 _SOUND_COMMITS: set[str] = set()
+_SOUND_STEPS: set[str] = set()
 _SOUND_MOST = 4096  # either set starts anew past this many
 
 
@@ -251,6 +252,17 @@ class _Checker:
         if get("dill") is not None:
             self.path(param["dill"], f"{field}.dill")
 
+    def step_name(self, name: str, field: str) -> None:
+        """A step's name makes the names of its files (``results/<step>.dill``): a rerun
+        writes them, so ``../x`` would put ``..`` in the store's own tree."""
+        problem = printable_problem(name, "the name") or next(
+            filter(None, (path_problem(result_name(name)), path_problem(figure_name(name, 0)))),
+            None,
+        )
+        if problem is not None:
+            self.fail(field + ".name", f"is no step name: {problem}")
+        _sound(_SOUND_STEPS, name)
+
     def code(self, value: Any) -> None:
         if value is None or (  # the usual code state, at a glance; else each field in turn
             type(value) is dict
@@ -285,6 +297,7 @@ class _Checker:
             duration = get("duration", 0.0)
             if (
                 type(get("name")) is str
+                and get("name") in _SOUND_STEPS
                 and type(get("function")) is str
                 and get("status") in STEP_STATUSES
                 and type(get("metrics", {})) is dict
@@ -297,6 +310,7 @@ class _Checker:
         field = f"steps[{n}]"
         step = self.mapping(value, field)
         self.text(step.get("name"), field, ".name")
+        self.step_name(step["name"], field)
         self.text(step.get("function"), field, ".function")
         self.choice(step.get("status"), field, STEP_STATUSES, ".status")
         self.mapping(step.get("metrics", {}), field, ".metrics")
