@@ -204,6 +204,35 @@ def test_a_step_name_that_is_no_file_name_is_never_written(investigation, name):
     git("fsck", "--strict", cwd=Path.cwd())  # was: hasDotdot, refused by every pull from it
 
 
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+def test_json_nested_without_end_is_a_bad_record_not_a_crash(investigation, tmp_path):
+    trial = record(investigation)
+    raw = json.loads(trial.read("trial.json"))
+    noise = {**raw["params"]["noise"], "value": "deep"}  # JSON that Python reads, but
+    params = {**raw["params"], "noise": noise}  # too deep for what shows it
+    deep = json.dumps({**raw, "id": "cececececece", "params": params}).encode()
+    planted = {
+        "trials/ab/abababababab/trial.json": _nested(100_000),  # json.loads: RecursionError
+        "trials/ce/cececececece/trial.json": deep.replace(b'"deep"', _nested(900)),
+    }
+    json.loads(planted["trials/ce/cececececece/trial.json"])
+    files = forged_copy(trial, "cdcdcdcdcdcd")
+    files["trials/cd/cdcdcdcdcdcd/environment.json"] = _nested(100_000)
+    plant(Path.cwd(), {**planted, **files})
+    assert sorted(t.id for t in mitosis.trials()) == sorted(["cdcdcdcdcdcd", trial.id])
+    proc = cli("log")  # was: RecursionError, for every listing of the store
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "trial abababababab on mitosis/sine is not readable JSON" in proc.stderr
+    assert "trial cececececece on mitosis/sine is not readable JSON: it nests" in proc.stderr
+    for command in (["browse", "--out", str(tmp_path / "site")], ["show", "cdcd"]):
+        proc = cli(*command)  # was: RecursionError (browse, of the whole store)
+        assert "Traceback" not in proc.stderr, proc.stderr
+    assert "environment.json of trial cdcdcdcdcdcd is not readable JSON" in proc.stderr
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 

@@ -9,6 +9,8 @@ name, every path that names a file and every record field is untrusted input unt
   and its id and experiment match where it sits in the tree (``trials/<id[:2]>/<id>`` on
   ``mitosis/<experiment>``);
 - :func:`experiment_problem`: a branch name is one mitosis can read and write;
+- :func:`nesting_problem`: parsed JSON nests no deeper than :data:`NESTING` (what reads it
+  may recurse);
 - :func:`lock_problem`: a variant lock file, or a rename's note, has its fields' types and sits
   where its parameter and variant name say.
 
@@ -27,6 +29,7 @@ from .layout import alias_path, figure_name, result_name, variant_path
 from .text import escape, unsafe_char
 
 __all__ = [
+    "NESTING",
     "STATUSES",
     "STEP_STATUSES",
     "VALUE_SOURCES",
@@ -34,6 +37,7 @@ __all__ = [
     "experiment_problem",
     "lock_problem",
     "name_problem",
+    "nesting_problem",
     "path_problem",
     "printable_problem",
 ]
@@ -141,6 +145,29 @@ def lock_problem(raw: Any, path: str) -> str | None:
             f"it names {raw['param']}={raw['variant']!r}, whose "
             f"{'note' if note else 'lock'} is {place}, not {path}"
         )
+    return None
+
+
+#: How deep the JSON of a store may nest its lists and objects: what reads records (decoding
+#: tags, making a site's data, printing) recurses into them.
+NESTING = 100
+#: Fewer brackets than this cannot nest deeper than :data:`NESTING`: most files need no walk.
+_FEW_BRACKETS = NESTING
+
+
+def nesting_problem(data: bytes, parsed: Any) -> str | None:
+    """What is wrong with how deep ``parsed`` (the JSON of ``data``) nests, or None."""
+    if data.count(b"[") + data.count(b"{") < _FEW_BRACKETS:
+        return None
+    level: list[tuple[Any, int]] = [(parsed, 1)]
+    while level:
+        value, depth = level.pop()
+        if depth > NESTING:
+            return f"it nests lists and objects more than {NESTING} deep"
+        if isinstance(value, dict):
+            level.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            level.extend((v, depth + 1) for v in value)
     return None
 
 

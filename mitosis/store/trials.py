@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast, overload
 
 from ..exceptions import BadRecord, StoreError, UnknownExperiment
-from ..model.checks import check_record
+from ..model.checks import check_record, nesting_problem
 from ..model.layout import FORMAT, TRIAL, trial_dir
 from ..model.query import Row, columns, decoded, select, tagged
 from ..model.records import FileInfo, Trial, trial_from_json
@@ -173,11 +173,17 @@ def _results(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_json(data: bytes, where: str) -> Any:
-    """JSON from the store; what is not JSON is a :class:`StoreError` naming ``where``."""
+    """JSON from the store; what is not JSON, or nests deeper than what reads it can follow
+    (see :func:`~mitosis.model.checks.nesting_problem`), is a :class:`StoreError` naming
+    ``where``."""
     try:
-        return json.loads(data)
-    except ValueError as exc:
+        found = json.loads(data)
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"{where} is not readable JSON: {exc}") from None
+    problem = nesting_problem(data, found)
+    if problem is not None:
+        raise StoreError(f"{where} is not readable JSON: {problem}")
+    return found
 
 
 class Trials(Sequence[Trial]):
