@@ -276,6 +276,10 @@ def test_a_06_folder_brings_no_file_from_outside_it(trials06, tmp_path):
         conn.execute("UPDATE trials_nothing SET filename = ?", (climbing,))
     (hostile / "trial_x").mkdir()
     (tmp_path / "sent" / f"outside_{key}").write_text("AUDIT-SECRET-NOTEBOOK")
+    for folder in hostile.iterdir():  # Python the parser cannot build (MemoryError, Recursion)
+        if folder.is_dir() and not folder.is_symlink() and folder not in (short, long):
+            (folder / "config.txt").write_text("-" * 100_000 + "1\n")
+            (folder / "source.py").write_text("a" + ".a" * 100_000 + "\n")
     store = tmp_path / "store"
     env = {**os.environ, "AUDIT_TOKEN": "AUDIT-SECRET-IN-THE-ENVIRONMENT"}
     done = subprocess.run(
@@ -292,9 +296,11 @@ def test_a_06_folder_brings_no_file_from_outside_it(trials06, tmp_path):
     assert f"{short.name}/requirements.txt is a symbolic link: left out" in out
     assert f"its folder {long.name} is a symbolic link" in out
     assert f"its notebook '{climbing}' is not a file name of the folder" in out
-    # the short trial without what its links reach, and the failed one; not the linked folder
-    # nor the one whose notebook climbs out
-    assert "2 trials imported" in out
+    # the failed trial's source.py and config.txt: parsed, refused, never a crash
+    assert "/source.py names no steps" in out
+    # the short trial, without what its links reach; not the linked folder, the one whose
+    # notebook climbs out, nor the failed one
+    assert "1 trials imported" in out
     everything = subprocess.run(
         ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=store, capture_output=True
     ).stdout

@@ -443,7 +443,7 @@ def _steps_of(source: str) -> tuple[list[str], list[tuple[dict[str, str], dict[s
     and its parameters given by variant name and by expression (each ``{param: text}``)."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except _LITERAL_ERRORS:  # a deep nesting: RecursionError, MemoryError
         return [], []
     refs: list[str] = []
     given: list[tuple[dict[str, str], dict[str, str]]] = []
@@ -506,7 +506,7 @@ def _config_values(text: str, count: int) -> list[dict[str, Any]]:
     value read as a Python literal (others left out)."""
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except _LITERAL_ERRORS:  # a deep nesting: RecursionError, MemoryError
         return []
     found: list[dict[str, Any]] = []
     for node in tree.body[:count]:
