@@ -233,6 +233,25 @@ def test_json_nested_without_end_is_a_bad_record_not_a_crash(investigation, tmp_
     assert "environment.json of trial cdcdcdcdcdcd is not readable JSON" in proc.stderr
 
 
+def test_names_too_long_for_a_file_system_export_or_fail_clearly(investigation, tmp_path):
+    trial = record(investigation)
+    raw = json.loads(trial.read("trial.json"))
+    long = "x" * 300  # a name; a file name holds at most 255 bytes
+    params = {**raw["params"], long: raw["params"]["amplitude"]}
+    plant(Path.cwd(), forged_copy(trial, "cdcdcdcdcdcd", params=params))
+    proc = cli("export", "cdcdcdcdcdcd", str(tmp_path / "one"))  # was: OSError, a traceback
+    assert proc.returncode == 0, proc.stderr
+    (file,) = [p.name for p in (tmp_path / "one" / "params").iterdir() if p.name[0] == "x"]
+    assert len(file) < 255 and json.loads((tmp_path / "one" / "params.json").read_text())[long]
+    files = forged_copy(trial, "cececececece", files=[*raw["files"], long])
+    files[f"trials/ce/cececececece/{long}"] = b"a file of the trial"
+    plant(Path.cwd(), files)
+    proc = cli("export", "cececececece", str(tmp_path / "two"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot write the export of trial cececececece" in proc.stderr
+    assert "File name too long" in proc.stderr and not (tmp_path / "two").exists()
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 
