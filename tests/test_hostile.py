@@ -252,6 +252,24 @@ def test_names_too_long_for_a_file_system_export_or_fail_clearly(investigation, 
     assert "File name too long" in proc.stderr and not (tmp_path / "two").exists()
 
 
+BAD_TAGS = [{"py/set": [[1]]}, {"py/tuple": 5}, {"py/float": "many"}, {"py/dict": [[[1], 2]]}]
+
+
+@pytest.mark.parametrize("value", BAD_TAGS, ids=["set", "tuple", "float", "dict"])
+def test_a_parameter_value_that_does_not_decode_stops_rerun_and_export_clearly(
+    investigation, tmp_path, value
+):
+    trial = record(investigation)
+    params = json.loads(trial.read("trial.json"))["params"]
+    params["amplitude"] = {**params["amplitude"], "value": value}
+    plant(Path.cwd(), forged_copy(trial, "cdcdcdcdcdcd", params=params))
+    for command in (["rerun", "cdcd"], ["export", "cdcd", str(tmp_path / "out")]):
+        proc = cli(*command)  # was: TypeError, ValueError tracebacks
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "trial cdcdcdcdcdcd records parameter 'amplitude' as {" in proc.stderr
+    assert sorted(t.id for t in mitosis.trials()) == sorted([trial.id, "cdcdcdcdcdcd"])
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 
