@@ -233,6 +233,20 @@ def test_json_nested_without_end_is_a_bad_record_not_a_crash(investigation, tmp_
     assert "environment.json of trial cdcdcdcdcdcd is not readable JSON" in proc.stderr
 
 
+def test_a_pointer_nested_without_end_is_refused_clearly(investigation):
+    trial = record(investigation)
+    folder = "trials/cd/cdcdcdcdcdcd"
+    files = forged_copy(trial, "cdcdcdcdcdcd", detached=["results/sine.dill"], format=2)
+    del files[f"{folder}/results/sine.dill"]
+    files[f"{folder}/results/sine.dill.pointer"] = _nested(100_000)
+    plant(Path.cwd(), files)
+    proc = cli("show", "cdcd")  # was: RecursionError
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "results/sine.dill  ?  (named by the record, but not in its folder)" in proc.stdout
+    with pytest.raises(mitosis.StoreError, match="is not a readable pointer: 200001 bytes"):
+        mitosis.load("cdcd").results()
+
+
 def test_names_too_long_for_a_file_system_export_or_fail_clearly(investigation, tmp_path):
     trial = record(investigation)
     raw = json.loads(trial.read("trial.json"))
