@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -334,6 +335,34 @@ def test_an_environment_with_values_that_are_not_text_is_shown(investigation):
     proc = cli("rerun", forged)  # was: TypeError (cwd), UnicodeDecodeError (requirements)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert re.search(r'^environment +python +\{"version":3\}', proc.stderr, re.M), proc.stderr
+
+
+# -- sizes -------------------------------------------------------------------------------------
+
+# The peak memory of this process alone (VmHWM: ru_maxrss would count its parent's before exec)
+_PEAK = (
+    "import re, sys, mitosis; mitosis.browse(sys.argv[1]); "
+    "print(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1])"
+)
+
+
+def test_a_huge_output_log_is_shown_in_part_without_being_held(investigation, tmp_path):
+    trial = record(investigation)
+    peak = []
+    for n, size in enumerate((0, 400 << 20)):  # a log of 400 MiB: what a pull may bring
+        forged = f"c{n}c{n}c{n}c{n}c{n}c{n}"
+        files = forged_copy(trial, forged)
+        files[f"trials/{forged[:2]}/{forged}/output.log"] = b"start\n" + b"x" * size + b"end\n"
+        plant(Path.cwd(), files)
+        site = tmp_path / f"site-{n}"
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK, str(site)], capture_output=True, text=True, check=True
+        )
+        peak.append(int(done.stdout.split()[-1]) * 1024)  # bytes (Linux: KiB)
+    page = (site / "trials" / "c1" / "c1c1c1c1c1c1" / "index.html").read_text()
+    assert "start\n" in page and "end\n" in page and f"{400 << 20} bytes" not in page
+    assert "bytes in the middle are left out" in page
+    assert peak[1] - peak[0] < 100 << 20, peak  # was: the log held whole, and decoded
 
 
 # -- names a script must not read as what every object inherits --------------------------------

@@ -289,6 +289,24 @@ class _Blobs:
     def read(self, blob: ObjectID | None) -> bytes | None:
         return None if blob is None else self.store.read_file("", "", blob)
 
+    def clipped(self, blob: ObjectID | None) -> _pages.Clipped | None:
+        """A log or diff as a page shows it, read as it goes: one of any size (a pull may
+        bring gigabytes) is never held whole."""
+        size = None if blob is None else self.store.blob_size(blob.decode())
+        if blob is None or size is None:
+            return None
+        if size <= _pages.MAX_TEXT:
+            return _pages.Clipped(self.read(blob) or b"", size)
+        half = _pages.MAX_TEXT // 2
+        file = self.store.open_blob(blob.decode(), "a trial's output or diff")
+        if file is None:  # pragma: no cover - its size was just read
+            return None
+        with file:
+            head, tail = file.read(half), b""
+            while chunk := file.read(1 << 20):
+                tail = (tail + chunk)[-half:]
+        return _pages.Clipped(head + tail, size)
+
     def once(self, kind: str, blob: ObjectID | None, render: Any) -> Any:
         if blob is None:
             return render(None)
@@ -342,8 +360,8 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
         figures=figures,
         environment=environment_html,
         packages=packages,
-        log=blobs.read(files.get(OUTPUT)),
-        diff=blobs.read(files.get(CODE_DIFF)),
+        log=blobs.clipped(files.get(OUTPUT)),
+        diff=blobs.clipped(files.get(CODE_DIFF)),
     )
     writer.write(f"{base}/index.html", page)
     record = _trial_data(trial, environment)
