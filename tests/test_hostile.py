@@ -285,6 +285,32 @@ def test_a_parameter_value_that_does_not_decode_stops_rerun_and_export_clearly(
     assert sorted(t.id for t in mitosis.trials()) == sorted([trial.id, "cdcdcdcdcdcd"])
 
 
+@pytest.mark.parametrize("here", [True, False], ids=["here", "rebuilt"])
+def test_a_recorded_folder_outside_the_code_is_never_on_the_import_path(
+    investigation, tmp_path, here
+):
+    name = f"uses_colorsys_{os.getpid()}_{int(here)}"
+    Path(f"{name}.py").write_text("import colorsys\n\n\ndef run():\n    return 1.0\n")
+    git("add", f"{name}.py")
+    git("commit", "-q", "-m", "an experiment that imports a module of the standard library")
+    trial = mitosis.run(__import__(name).run, {})
+    elsewhere = tmp_path / "elsewhere"  # a folder of this machine someone else could write
+    elsewhere.mkdir()
+    marker = tmp_path / "imported-from-elsewhere"
+    (elsewhere / "colorsys.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    environment = json.loads(trial.read("environment.json"))
+    up = [".."] * (len(Path(trial.code.repository).parts) - 1)  # back up to /
+    environment["cwd"] = os.path.join(trial.code.repository, *up, *elsewhere.parts[1:])
+    forged = "cdcdcdcdcdcd"
+    files = forged_copy(trial, forged)
+    files[f"trials/cd/{forged}/environment.json"] = json.dumps(environment).encode()
+    plant(Path.cwd(), files, branch=f"mitosis/{trial.experiment}")
+    proc = cli("rerun", forged, *(["--here"] if here else []))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert not marker.exists()  # was: imported (by the command line itself, with --here)
+    assert proc.returncode == 0 and f"reproduces trial {forged}" in proc.stdout, proc.stderr
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 

@@ -442,7 +442,12 @@ def _candidate_roots(trial: Trial, tree: Path, repo: str) -> list[str]:
     for place in places:
         with contextlib.suppress(OSError, ValueError):
             relative.append(str(place.resolve().relative_to(repo)))
-    return [str(tree / r) for r in dict.fromkeys(relative) if (tree / r).is_dir()]
+    inside = tree.resolve()  # a recorded cwd of <repository>/../../x leaves it: never searched
+    return [
+        str(tree / r)
+        for r in dict.fromkeys(relative)
+        if (tree / r).is_dir() and (tree / r).resolve().is_relative_to(inside)
+    ]
 
 
 def _checkout_roots(trial: Trial) -> tuple[str, ...]:
