@@ -311,6 +311,36 @@ def test_a_recorded_folder_outside_the_code_is_never_on_the_import_path(
     assert proc.returncode == 0 and f"reproduces trial {forged}" in proc.stdout, proc.stderr
 
 
+@pytest.mark.parametrize("function", ["shutil:rmtree", "{module}:os.rmdir"])
+def test_a_record_naming_a_function_outside_the_experiment_never_calls_it(
+    investigation, tmp_path, function
+):
+    trial = record(investigation)
+    victim = tmp_path / "victim"  # what the forged call would remove
+    victim.mkdir()
+    function = function.format(module=trial.function.partition(":")[0])
+    path = str(victim)
+    params = {
+        "path": {"variant": repr(path), "value": path, "source": "literal", "type": "str"}
+        | {"fingerprint": "sha256:0", "dill": None}
+    }
+    steps = [{**json.loads(trial.read("trial.json"))["steps"][0], "function": function}]
+    changes = {"params": params, "untracked": {}, "function": function, "steps": steps}
+    plant(Path.cwd(), forged_copy(trial, "cdcdcdcdcdcd", **changes))
+    for command, cwd in (
+        (["rerun", "cdcd", "--here"], Path.cwd()),  # was: shutil.rmtree(path=...) ran
+        (["rerun", "cdcd", "--here", "--store", str(Path.cwd())], tmp_path),  # no checkout
+        (["rerun", "cdcd"], Path.cwd()),  # was: os.rmdir(path=...) ran
+        (["export", "cdcd", str(tmp_path / "export")], Path.cwd()),  # was: run.py called it
+    ):
+        proc = cli(*command, cwd=cwd)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        said = ("is not in", "which is no function that module")
+        assert function in proc.stderr and any(s in proc.stderr for s in said), proc.stderr
+        assert victim.is_dir()
+    assert len(mitosis.trials()) == 2  # nothing ran, nothing recorded
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 

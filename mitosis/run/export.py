@@ -17,7 +17,8 @@ from ..store.repo import Store
 from ..store.trials import load
 from .experiment import Chain
 from .files import inside
-from .rerun import Pickled, chain_of_record, import_roots, rebuild, recorded_params
+from .rebuild import import_roots, rebuild, refs_of
+from .rerun import Pickled, chain_of_record, recorded_params
 
 __all__ = ["export"]
 
@@ -117,7 +118,7 @@ def export(
     tree = out / "code"
     try:
         repo = rebuild(trial, trial.location, code, tree)
-        roots = import_roots(trial, tree, repo, [s.ref[0] for s in chain.steps if s.ref])
+        roots = import_roots(trial, tree, repo, refs_of(trial))
         _write_export(trial, out, [os.path.relpath(r, tree) for r in roots], chain)
     except OSError as exc:  # a name too long for this file system, a full disk, ...
         shutil.rmtree(out, ignore_errors=True)
