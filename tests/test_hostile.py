@@ -421,6 +421,34 @@ def test_a_huge_output_log_is_shown_in_part_without_being_held(investigation, tm
     assert peak[1] - peak[0] < 100 << 20, peak  # was: the log held whole, and decoded
 
 
+_DIFF_PEAK = (
+    "import re, sys, mitosis; from mitosis.run.compare import diff_trials; "
+    "found = diff_trials(mitosis.load(sys.argv[1]), mitosis.load(sys.argv[2])); "
+    "print([(d.a, d.b) for d in found if d.key == 'uncommitted diff']); "
+    "print(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1])"
+)
+
+
+def test_a_huge_recorded_diff_is_compared_without_being_held(investigation):
+    trial = record(investigation)
+    peak, rows = [], []
+    line = b"+" + b"x" * 30 + b"\n"
+    for forged, count in (("c0c0c0c0c0c0", 1), ("c1c1c1c1c1c1", 1_500_000)):  # 46 MiB
+        files = forged_copy(trial, forged, files=[*trial.files, "code.diff"])
+        files[f"trials/{forged[:2]}/{forged}/code.diff"] = line * count
+        plant(Path.cwd(), files)
+        done = subprocess.run(
+            [sys.executable, "-c", _DIFF_PEAK, trial.id, forged],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows.append(done.stdout.splitlines()[0])
+        peak.append(int(done.stdout.split()[-1]) * 1024)
+    assert rows == ["[(None, '1 lines')]", "[(None, '1500000 lines')]"]
+    assert peak[1] - peak[0] < 30 << 20, peak  # was: held, decoded and split in lines
+
+
 # -- names a script must not read as what every object inherits --------------------------------
 
 

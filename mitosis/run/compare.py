@@ -5,6 +5,7 @@ Reads JSON and text only (nothing is unpickled).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from typing import Any
@@ -85,6 +86,22 @@ def _read_text(trial: Trial, name: str) -> str:
         return ""
 
 
+def _lines(trial: Trial, name: str) -> tuple[int, str]:
+    """How many lines a file of the trial has, and a digest of its bytes (``(0, "")`` when
+    it has none), read as it goes: a diff of any size is never held whole."""
+    lines, digest, last = 0, hashlib.sha256(), b""
+    try:
+        with trial.open(name) as file:
+            while chunk := file.read(1 << 20):
+                lines, last = lines + chunk.count(b"\n"), chunk[-1:]
+                digest.update(chunk)
+    except StoreError:
+        pass
+    if not last:  # none, or empty: as no uncommitted changes
+        return 0, ""
+    return lines + (last != b"\n"), digest.hexdigest()
+
+
 def recorded_environment(trial: Trial) -> dict[str, Any]:
     """The trial's ``environment.json`` (empty when it recorded none).
 
@@ -130,14 +147,14 @@ def diff_trials(a: Trial, b: Trial) -> list[Difference]:
         if code_b
         else {},
     )
-    diff_a, diff_b = _read_text(a, CODE_DIFF), _read_text(b, CODE_DIFF)
+    diff_a, diff_b = _lines(a, CODE_DIFF), _lines(b, CODE_DIFF)
     if diff_a != diff_b:
         found.append(
             Difference(
                 "code",
                 "uncommitted diff",
-                f"{len(diff_a.splitlines())} lines" if diff_a else None,
-                f"{len(diff_b.splitlines())} lines" if diff_b else None,
+                f"{diff_a[0]} lines" if diff_a[0] else None,
+                f"{diff_b[0]} lines" if diff_b[0] else None,
             )
         )
     env_a, env_b = recorded_environment(a), recorded_environment(b)
