@@ -402,13 +402,17 @@ _PEAK = (
 )
 
 
-def test_a_huge_output_log_is_shown_in_part_without_being_held(investigation, tmp_path):
+def test_a_huge_output_log_or_figure_is_not_held(investigation, tmp_path):
     trial = record(investigation)
     peak = []
-    for n, size in enumerate((0, 400 << 20)):  # a log of 400 MiB: what a pull may bring
+    figures = ["figures/sine-0.png", "figures/sine-1.png"]
+    for n, size in enumerate((0, 400 << 20)):  # a log and a figure of 400 MiB, as pulled
         forged = f"c{n}c{n}c{n}c{n}c{n}c{n}"
-        files = forged_copy(trial, forged)
-        files[f"trials/{forged[:2]}/{forged}/output.log"] = b"start\n" + b"x" * size + b"end\n"
+        files = forged_copy(trial, forged, files=[*trial.files, *figures])
+        folder = f"trials/{forged[:2]}/{forged}"
+        files[f"{folder}/output.log"] = b"start\n" + b"x" * size + b"end\n"
+        files[f"{folder}/figures/sine-0.png"] = b"\x89PNG" + bytes(size)
+        files[f"{folder}/figures/sine-1.png/inside"] = b"a folder where a figure belongs"
         plant(Path.cwd(), files)
         site = tmp_path / f"site-{n}"
         done = subprocess.run(
@@ -418,7 +422,9 @@ def test_a_huge_output_log_is_shown_in_part_without_being_held(investigation, tm
     page = (site / "trials" / "c1" / "c1c1c1c1c1c1" / "index.html").read_text()
     assert "start\n" in page and "end\n" in page and f"{400 << 20} bytes" not in page
     assert "bytes in the middle are left out" in page
-    assert peak[1] - peak[0] < 100 << 20, peak  # was: the log held whole, and decoded
+    assert (site / "trials" / "c1" / "c1c1c1c1c1c1" / "fig-0.png").stat().st_size == 4 + size
+    assert "fig-1.png" not in page
+    assert peak[1] - peak[0] < 100 << 20, peak  # was: the log and the figure held whole
 
 
 _DIFF_PEAK = (

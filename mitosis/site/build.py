@@ -27,9 +27,10 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -125,10 +126,13 @@ class _Writer:
         self.folders: set[str] = set()
         self.suffix = f".{os.getpid()}.tmp"
 
-    def write(self, relative: str, data: bytes | str, *, if_changed: bool = False) -> None:
+    def write(
+        self, relative: str, data: bytes | str | IO[bytes], *, if_changed: bool = False
+    ) -> None:
+        """Write ``data`` (bytes, text, or a file copied as it is read) at ``relative``."""
         path = os.path.join(self.root, relative)
         raw = data.encode() if isinstance(data, str) else data
-        if if_changed:
+        if if_changed and isinstance(raw, bytes):
             try:
                 with open(path, "rb") as f:
                     if f.read() == raw:
@@ -141,7 +145,10 @@ class _Writer:
             self.folders.add(folder)
         tmp = os.path.join(folder, "." + os.path.basename(path) + self.suffix)
         with open(tmp, "wb") as f:
-            f.write(raw)
+            if isinstance(raw, bytes):
+                f.write(raw)
+            else:
+                shutil.copyfileobj(raw, f, 1 << 20)
         os.replace(tmp, path)
         self.written.append(relative)
 
@@ -349,10 +356,13 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
     base = trial_folder(trial.id)
     figures = []
     for n, path in enumerate(trial.figures):
-        data = blobs.store.read_file("", path, tree)
+        entry = blobs.store.entry(tree, path)  # copied as it is read: a figure of any size
+        regular = entry is not None and stat.S_ISREG(entry[0])
+        data = blobs.store.open_blob(entry[1].decode(), path) if entry and regular else None
         if data is None:
             continue
-        writer.write(f"{base}/fig-{n}.png", data)
+        with data:
+            writer.write(f"{base}/fig-{n}.png", data)
         figures.append((f"fig-{n}.png", path, trial.captions.get(path, "")))
     page = _pages.trial_page(
         trial,
