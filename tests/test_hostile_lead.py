@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_hostile import BAD_TAGS, forged_copy, plant, record
+from test_hostile import BAD_TAGS, cli, forged_copy, plant, record
 
 import mitosis
 
@@ -28,3 +28,18 @@ def test_trial_value_of_a_forged_parameter_is_a_clear_error(investigation, value
     forged = mitosis.load("cdcdcdcdcdcd")
     with pytest.raises(mitosis.MitosisError, match="amplitude"):
         forged.value("amplitude")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Trial.figures (model/records.py) orders figures by int() of what str.isdigit() "
+    "accepts, and int('²') raises ValueError: a forged figure name stops mitosis browse",
+)
+def test_a_figure_numbered_with_a_superscript_does_not_stop_the_browser(investigation, tmp_path):
+    trial = record(investigation)
+    folder = "trials/cd/cdcdcdcdcdcd"
+    files = forged_copy(trial, "cdcdcdcdcdcd", files=[*trial.files, "figures/sine-².png"])
+    files[f"{folder}/figures/sine-².png"] = b"\x89PNG"
+    plant(Path.cwd(), files)
+    proc = cli("browse", "--out", str(tmp_path / "site"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-800:]
