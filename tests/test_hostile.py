@@ -30,10 +30,10 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess
     )
 
 
-def plant(repo: Path, files: dict[str, bytes], branch: str = "mitosis/sine") -> str:
-    """A commit on ``branch`` of ``repo`` adding ``files`` (path to bytes; any name a tree may
-    hold), made with git's plumbing alone: blobs, a temporary index, write-tree, commit-tree,
-    update-ref. Returns the commit's id."""
+def plant(repo: Path, files: dict, branch: str = "mitosis/sine") -> str:
+    """A commit on ``branch`` of ``repo`` adding ``files`` (path, text or bytes, to bytes: any
+    name a tree may hold), made with git's plumbing alone: blobs, a temporary index,
+    write-tree, commit-tree, update-ref. Returns the commit's id."""
     index = repo / ".." / f"forged-index-{os.getpid()}"
     env = {**os.environ, "GIT_INDEX_FILE": str(index.resolve())}
 
@@ -48,7 +48,8 @@ def plant(repo: Path, files: dict[str, bytes], branch: str = "mitosis/sine") -> 
     entries = b""
     for path, data in files.items():
         blob = run("hash-object", "-w", "--stdin", data=data)
-        entries += b"100644 " + blob.encode() + b"\t" + path.encode() + b"\0"
+        name = path.encode() if isinstance(path, str) else path
+        entries += b"100644 " + blob.encode() + b"\t" + name + b"\0"
     run("update-index", "-z", "--index-info", data=entries)
     tree = run("write-tree")
     commit = run("commit-tree", tree, "-p", tip, "-m", "forged")
@@ -339,6 +340,27 @@ def test_a_record_naming_a_function_outside_the_experiment_never_calls_it(
         assert function in proc.stderr and any(s in proc.stderr for s in said), proc.stderr
         assert victim.is_dir()
     assert len(mitosis.trials()) == 2  # nothing ran, nothing recorded
+
+
+def test_names_that_are_not_utf8_never_stop_a_reader(investigation, tmp_path):
+    trial = record(investigation)
+    folder = f"trials/{trial.id[:2]}/{trial.id}".encode()
+    plant(
+        Path.cwd(),
+        {
+            b"trials/\xff\xfe/abcdabcdabcd/trial.json": trial.read("trial.json"),  # a shard
+            folder[:-1] + b"\xff/trial.json": b"{}",  # a folder beside the trial's
+            folder + b"/\xff.log": b"a file of the trial",
+            b"variants/\xff/a.json": b"{}",  # a parameter's folder of locks
+        },
+    )
+    for command in (["log"], ["variants", "sine"], ["show", trial.id], ["browse"]):
+        proc = cli(*command)  # was: UnicodeDecodeError, in every listing of the store
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    said = cli("log").stderr  # each is said, with replacement characters
+    assert "trial abcdabcdabcd on mitosis/sine is in the folder trials/\ufffd\ufffd" in said
+    assert [t.id for t in mitosis.trials()] == [trial.id]
+    assert [v.name for v in mitosis.variants("sine")] == ["low"]
 
 
 # -- names drawn in plots ----------------------------------------------------------------------
