@@ -45,3 +45,20 @@ def test_a_merged_pull_with_a_forged_lock_is_refused_clearly(investigation, tmp_
     assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
     assert proc.returncode == 1 and "refused" in proc.stderr
     assert git("rev-parse", "mitosis/sine", cwd=b) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="store/merge.py _union decodes tree names strictly (name.decode()): a pull that "
+    "merges a tree holding a name that is not UTF-8 (git allows it) stops with a "
+    "UnicodeDecodeError instead of merging it or refusing it",
+)
+def test_a_merged_pull_with_a_name_that_is_not_utf8_never_crashes(investigation, tmp_path, hub):
+    a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
+    record(investigation, a)
+    mitosis.push(store=a)
+    mitosis.pull(store=b)
+    record(investigation, b)  # b's own trial: the pull merges
+    plant(hub, {b"trials/\xff\xfe/abcdabcdabcd/trial.json": b"{}"})
+    proc = cli("pull", "--store", str(b))
+    assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
