@@ -363,6 +363,20 @@ def test_names_that_are_not_utf8_never_stop_a_reader(investigation, tmp_path):
     assert [v.name for v in mitosis.variants("sine")] == ["low"]
 
 
+def test_a_recorded_path_that_utf8_cannot_encode_is_a_bad_record(investigation, tmp_path):
+    trial = record(investigation)
+    files = [*trial.files, "figures/\udc80-0.png", "\udc81"]  # lone surrogates (JSON allows)
+    planted = forged_copy(trial, "cdcdcdcdcdcd", files=files)
+    planted["trials/cd/cdcdcdcdcdcd/figures/a-0.png"] = b"a folder of figures"
+    plant(Path.cwd(), planted)
+    assert [t.id for t in mitosis.trials()] == [trial.id]
+    for command in (["browse"], ["export", "cdcd", str(tmp_path / "out")], ["show", "cdcd"]):
+        proc = cli(*command)  # was: UnicodeEncodeError (browse: the whole site)
+        assert "Traceback" not in proc.stderr, proc.stderr
+    assert "field 'files[4]' the path 'figures/" in proc.stderr
+    assert "holds the unsafe character" in proc.stderr
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 

@@ -236,7 +236,9 @@ class _Checker:
         if type(value) is str and value in _SOUND_PATHS:
             return
         self.text(value, field)
-        problem = path_problem(value)
+        # the files of a record are named after printable names; a lone surrogate cannot even
+        # be looked up in a tree (UTF-8 cannot encode it)
+        problem = path_problem(value) or printable_problem(value, "the path")
         if problem is not None:
             self.fail(field, problem)
         _sound(_SOUND_PATHS, value)
