@@ -377,6 +377,25 @@ def test_a_recorded_path_that_utf8_cannot_encode_is_a_bad_record(investigation, 
     assert "holds the unsafe character" in proc.stderr
 
 
+def test_a_record_an_earlier_listing_index_accepted_is_judged_again(investigation):
+    from mitosis.model.query import columns
+    from mitosis.store import index
+    from mitosis.store.repo import Store
+
+    trial = record(investigation)
+    steps = json.loads(trial.read("trial.json"))["steps"]
+    plant(Path.cwd(), forged_copy(trial, "cdcdcdcdcdcd", steps=[{**steps[0], "name": "../x"}]))
+    with Store.open(".") as st:  # the file as an earlier mitosis wrote it: laxer checks
+        index.follow(st, "sine", lambda trial_id, data: [*columns(json.loads(data)), []])
+        path = index.index_path(st, "sine")
+    earlier = path.read_bytes().replace(b"mitosis-index %d" % index.VERSION, b"mitosis-index 4")
+    path.write_bytes(earlier)
+    proc = cli("log", "--json")  # was: listed from the file, as the earlier checks judged
+    assert proc.returncode == 0, proc.stderr
+    assert [r["id"] for r in json.loads(proc.stdout)] == [trial.id]
+    assert "'steps[0].name' is no step name" in proc.stderr
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 
