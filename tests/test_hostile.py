@@ -396,6 +396,29 @@ def test_a_record_an_earlier_listing_index_accepted_is_judged_again(investigatio
     assert "'steps[0].name' is no step name" in proc.stderr
 
 
+def test_an_integer_too_big_for_a_float_is_a_number_like_others(investigation, tmp_path):
+    first = record(investigation)
+    raw = json.loads(first.read("trial.json"))
+    params = {**raw["params"], "amplitude": {**raw["params"]["amplitude"], "value": 3}}
+    huge = 10**400  # JSON holds it; a float cannot
+    metrics = {**raw["metrics"], "err": -huge}
+    plant(Path.cwd(), forged_copy(first, "cdcdcdcdcdcd", main=huge, metrics=metrics, params=params))
+    for command in (
+        ["log", "--sort", "main"],  # was: OverflowError
+        ["log", "--where", "main>1"],
+        ["log", "--sort", "err"],
+        ["plot", "sine", "--x", "amplitude", "-o", str(tmp_path / "p.png")],
+        ["plot", "sine", "--x", "amplitude", "--y", "err", "-o", str(tmp_path / "q.png")],
+        ["browse"],
+    ):
+        proc = cli(*command)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    table = cli("log", "--sort", "main").stdout.splitlines()
+    assert table[-1].startswith("cdcdcdcdcdcd") and "1.000e+400  -1.000e+400" in table[-1]
+    assert max(map(len, table)) < 200
+    assert [t.id for t in mitosis.trials(where="main>1")] == ["cdcdcdcdcdcd"]
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 
