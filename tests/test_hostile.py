@@ -419,6 +419,35 @@ def test_an_integer_too_big_for_a_float_is_a_number_like_others(investigation, t
     assert [t.id for t in mitosis.trials(where="main>1")] == ["cdcdcdcdcdcd"]
 
 
+def test_rerun_here_outside_a_checkout_finds_code_an_import_hook_knows(tmp_path, monkeypatch):
+    """What an editable install's finder serves (not on sys.path) is the user's code; the
+    standard library and the installed distributions are not."""
+    import importlib.machinery
+    import shutil as shutil_module
+
+    from mitosis.run.rebuild import own_path
+
+    package = tmp_path / "hooked" / f"hooked_{os.getpid()}"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+
+    class Finder:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name != package.name:
+                return None
+            spec = importlib.machinery.ModuleSpec(
+                name, None, origin=str(package / "__init__.py"), is_package=True
+            )
+            spec.has_location = True
+            return spec
+
+    monkeypatch.setattr(sys, "meta_path", [Finder, *sys.meta_path])
+    found = own_path([f"{package.name}.model", "shutil"])
+    assert str(tmp_path / "hooked") in found
+    assert str(Path(shutil_module.__file__).parent) not in found
+
+
 # -- names drawn in plots ----------------------------------------------------------------------
 
 

@@ -212,16 +212,25 @@ def checkout_roots(trial: Trial) -> tuple[str, ...]:
     return tuple(_candidate_roots(trial, root, str(root)))
 
 
-def own_path() -> tuple[str, ...]:
-    """Outside a checkout, the folders of this process's import path that hold the user's code:
-    not the standard library's nor the installed distributions' (a record may name any of
-    their functions)."""
+def own_path(modules: list[str]) -> tuple[str, ...]:
+    """Outside a checkout, the folders that hold the user's code: those of this process's
+    import path, and those an import hook knows for the top-level packages of ``modules`` (an
+    editable install; found, not imported), but not the standard library's nor the installed
+    distributions' (a record may name any of their functions)."""
+    import importlib.util
     import sysconfig
 
     system = {Path(p).resolve() for p in sysconfig.get_paths().values()}
+    found = [p or os.getcwd() for p in sys.path]
+    for top in dict.fromkeys(m.partition(".")[0] for m in modules):
+        with contextlib.suppress(ImportError, ValueError):
+            spec = importlib.util.find_spec(top)  # a top-level name: nothing runs
+            if spec is not None and spec.has_location and spec.origin:
+                origin = Path(spec.origin)  # <root>/<top>.py, or <root>/<top>/__init__.py
+                found.append(str(origin.parent.parent if spec.parent else origin.parent))
     return tuple(
         entry
-        for entry in dict.fromkeys(p or os.getcwd() for p in sys.path)
+        for entry in dict.fromkeys(found)
         if Path(entry).is_dir() and not any(Path(entry).resolve().is_relative_to(s) for s in system)
     )
 

@@ -147,7 +147,9 @@ def rerun(
         if here:
             roots = checkout_roots(original)
             fix = "rerun without --here to rebuild the recorded code"
-            defined_in(original, roots or own_path(), refs_of(original), "your code", fix)
+            refs = refs_of(original)
+            mine = roots or own_path([module for module, _ in refs])
+            defined_in(original, mine, refs, "your code", fix)
             with _first_on_path(roots):  # as the trial process will have them
                 chain = chain_of_record(original, imported=True)
             origin = Origin(path=roots, rerun_of=original.id)
