@@ -75,11 +75,14 @@ def parse(path: Path) -> Page:
 
 
 def script_json(path: Path, prefix: str) -> Any:
-    """The JSON in a data script ``prefix(JSON);`` or ``prefix JSON;``."""
+    """The JSON in a data script ``prefix(JSON.parse("JSON"));`` or ``prefix
+    JSON.parse("JSON");`` (a JSON string literal is a script's string literal too)."""
     source = path.read_text()
     assert source.startswith(prefix) and source.rstrip().endswith(";")
     body = source[len(prefix) :].rstrip().rstrip(";")
-    return json.loads(body[1:-1] if body.startswith("(") else body)
+    body = body[1:-1] if body.startswith("(") else body
+    assert body.startswith("JSON.parse(") and body.endswith(")")
+    return json.loads(json.loads(body[len("JSON.parse(") : -1]))
 
 
 def new_store(root: Path) -> ModuleType:

@@ -238,3 +238,93 @@ def test_import_of_a_folder_without_06_trials(tmp_path, runner):
 )
 def test_the_steps_names_of_a_06_trial(name, variant, count, expected):
     assert _step_names(name, variant, count) == expected
+
+
+def _folder_of(root: Path, text: str) -> Path:
+    """The 0.6 trial folder whose config.txt holds ``text``."""
+    return next(
+        p
+        for p in root.iterdir()
+        if (p / "config.txt").is_file() and text in (p / "config.txt").read_text()
+    )
+
+
+@pytest.mark.legacy
+def test_a_06_folder_brings_no_file_from_outside_it(trials06, tmp_path):
+    """A trials folder from someone else: symbolic links to files of this machine (a secret,
+    the importing process's own environment), a trial folder that is a link, a notebook name
+    that climbs out; none of what they reach enters the store, and each is said."""
+    hostile = tmp_path / "sent" / "trials"
+    shutil.copytree(trials06, hostile, symlinks=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("AUDIT-SECRET-IN-A-FILE\n")
+    short = _folder_of(hostile, "'length': 3")
+    (short / "results_0.dill").unlink()
+    (short / "results_0.dill").symlink_to(secret)
+    (short / "experiment.log").unlink()
+    (short / "experiment.log").symlink_to("/proc/self/environ")
+    long = _folder_of(hostile, "'length': 5")
+    (short / "requirements.txt").unlink()
+    (short / "requirements.txt").symlink_to(long / "requirements.txt")  # inside: left out too
+    outside = tmp_path / "outside-folder"
+    shutil.move(long, outside)
+    long.symlink_to(outside)  # a trial folder that is a link
+    with sqlite3.connect(hostile / "nothing.db") as conn:
+        (filename,) = conn.execute("SELECT filename FROM trials_nothing").fetchone()
+        key = filename.rsplit("_", 1)[1]
+        climbing = f"trial_x/../../outside_{key}"
+        conn.execute("UPDATE trials_nothing SET filename = ?", (climbing,))
+    (hostile / "trial_x").mkdir()
+    (tmp_path / "sent" / f"outside_{key}").write_text("AUDIT-SECRET-NOTEBOOK")
+    for folder in hostile.iterdir():  # Python the parser cannot build (MemoryError, Recursion)
+        if folder.is_dir() and not folder.is_symlink() and folder not in (short, long):
+            (folder / "config.txt").write_text("-" * 100_000 + "1\n")
+            (folder / "source.py").write_text("a" + ".a" * 100_000 + "\n")
+    store = tmp_path / "store"
+    env = {**os.environ, "AUDIT_TOKEN": "AUDIT-SECRET-IN-THE-ENVIRONMENT"}
+    done = subprocess.run(
+        [shutil.which("mitosis") or "mitosis", "import-0.6", str(hostile), "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"{short.name}/results_0.dill is a symbolic link: left out" in out
+    assert f"{short.name}/experiment.log is a symbolic link: left out" in out
+    assert f"{short.name}/requirements.txt is a symbolic link: left out" in out
+    assert f"its folder {long.name} is a symbolic link" in out
+    assert f"its notebook '{climbing}' is not a file name of the folder" in out
+    # the failed trial's source.py and config.txt: parsed, refused, never a crash
+    assert "/source.py names no steps" in out
+    # the short trial, without what its links reach; not the linked folder, the one whose
+    # notebook climbs out, nor the failed one
+    assert "1 trials imported" in out
+    everything = subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=store, capture_output=True
+    ).stdout
+    history = subprocess.run(["git", "log", "--all", "-p"], cwd=store, capture_output=True)
+    assert b"AUDIT-SECRET" not in everything and b"AUDIT-SECRET" not in history.stdout
+    git("fsck", "--strict", cwd=store)
+
+
+@pytest.mark.legacy
+def test_a_big_06_result_is_streamed_and_kept_off_the_branch(trials06, tmp_path):
+    big = tmp_path / "trials"
+    shutil.copytree(trials06, big, symlinks=True)
+    short = _folder_of(big, "'length': 3")
+    blob = os.urandom(3 << 20)  # over the threshold of results kept off the branch
+    (short / "results_1.dill").write_bytes(blob)
+    with (short / "experiment.log").open("ab") as log:  # a line longer than a slice read
+        log.write(b"x" * (1 << 17) + b"INFO:2001-01-01 00:00:00,000: not a line's start\n")
+    store = tmp_path / "store"
+    report = mitosis.import_06(big, store=store)
+    assert len(report.imported) == 4, report
+    (trial,) = [t for t in mitosis.trials("data+fit", store=store) if t.main == 3]
+    assert trial.detached == ["results/fit.dill"] and trial.format == 2
+    assert trial.read("results/fit.dill") == blob
+    assert not trial.started.startswith("2001")
+    tree = git("ls-tree", "-r", "--name-only", "mitosis/data+fit", cwd=store)
+    assert f"trials/{trial.id[:2]}/{trial.id}/results/fit.dill.pointer" in tree.split()
+    git("fsck", "--strict", cwd=store)

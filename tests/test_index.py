@@ -52,7 +52,7 @@ def head(path: Path) -> dict:
 
     data = path.read_bytes()
     magic, header, body = data.split(b"\n", 2)
-    assert magic == b"mitosis-index 4"
+    assert magic == b"mitosis-index 5"
     found = json.loads(header)
     assert len(body) == found["columns"] + found["records"]
     columns, records = body[: found["columns"]], body[found["columns"] :]
@@ -168,7 +168,7 @@ def damage(path: Path, where: str = "columns") -> None:
         pytest.param(lambda p: p.write_bytes(b""), id="empty"),
         pytest.param(lambda p: p.write_text("{not an index"), id="garbage"),
         pytest.param(
-            lambda p: p.write_bytes(p.read_bytes().replace(b"mitosis-index 4", b"mitosis-index 2")),
+            lambda p: p.write_bytes(p.read_bytes().replace(b"mitosis-index 5", b"mitosis-index 2")),
             id="another-version",
         ),
         pytest.param(

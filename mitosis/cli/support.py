@@ -158,7 +158,12 @@ def cell(value: Any, width: int = _CELL) -> str:
     if isinstance(value, float):
         return format(value, ".4g")
     if isinstance(value, int):
-        return str(value)
+        shown_int = str(value)
+        if len(shown_int) <= width:
+            return shown_int
+        from decimal import Decimal  # JSON holds integers of any size: wider ones in short
+
+        return format(Decimal(value), ".4g")
     text = shown(" ".join((value if isinstance(value, str) else dumps_json(value)).split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 

@@ -8,7 +8,11 @@ name, every path that names a file and every record field is untrusted input unt
 - :func:`check_record`: a ``trial.json`` record has every field of the right type and range,
   and its id and experiment match where it sits in the tree (``trials/<id[:2]>/<id>`` on
   ``mitosis/<experiment>``);
-- :func:`experiment_problem`: a branch name is one mitosis can read and write.
+- :func:`experiment_problem`: a branch name is one mitosis can read and write;
+- :func:`nesting_problem`: parsed JSON nests no deeper than :data:`NESTING` (what reads it
+  may recurse);
+- :func:`lock_problem`: a variant lock file, or a rename's note, has its fields' types and sits
+  where its parameter and variant name say.
 
 Nothing here does I/O; what reads the store (``mitosis.store``) calls it, and a record that
 fails is reported in one line naming the trial, the branch and the field, and skipped.
@@ -21,15 +25,19 @@ import sys
 from typing import Any, NoReturn
 
 from ..exceptions import BadRecord
+from .layout import alias_path, figure_name, result_name, variant_path
 from .text import escape, unsafe_char
 
 __all__ = [
+    "NESTING",
     "STATUSES",
     "STEP_STATUSES",
     "VALUE_SOURCES",
     "check_record",
     "experiment_problem",
+    "lock_problem",
     "name_problem",
+    "nesting_problem",
     "path_problem",
     "printable_problem",
 ]
@@ -102,11 +110,73 @@ def experiment_problem(name: str) -> str | None:
     return None
 
 
+def lock_problem(raw: Any, path: str) -> str | None:
+    """What is wrong with ``raw`` (parsed JSON) as the variant lock file at ``path``
+    (``variants/<param>/<variant>.json``: ``param``, ``variant``, ``type`` and ``fingerprint``
+    text, ``dill`` a file name or null, and a ``value``), or as a rename's note there
+    (``variants/<param>/<old>.renamed/<fp>.json``: ``param``, ``variant`` (the old name),
+    ``renamed_to`` (a name) and ``fingerprint``), or None.
+
+    A lock or a note sits where its own fields say (the file of its parameter, variant name and,
+    for a note, fingerprint), so that one file cannot speak for another name.
+    """
+    if not isinstance(raw, dict):
+        return f"it must map fields to values, not be a {type(raw).__name__}"
+    note = ".renamed/" in path
+    fields = ("param", "variant", "fingerprint", "renamed_to" if note else "type")
+    for field in fields:
+        if not isinstance(raw.get(field), str):
+            return f"field {field!r} must be text, not {type(raw.get(field)).__name__}"
+    if note:
+        problem = printable_problem(raw["renamed_to"], "the new name") or name_problem(
+            raw["renamed_to"]
+        )
+        if problem is not None:
+            return f"field 'renamed_to': {problem}"
+        place = alias_path(variant_path(raw["param"], raw["variant"]), raw["fingerprint"])
+    else:
+        if "value" not in raw:
+            return "field 'value' is missing"
+        if raw.get("dill") is not None and not isinstance(raw["dill"], str):
+            return f"field 'dill' must be a file name or null, not {type(raw['dill']).__name__}"
+        place = variant_path(raw["param"], raw["variant"]) + ".json"
+    if place != path:
+        return (
+            f"it names {raw['param']}={raw['variant']!r}, whose "
+            f"{'note' if note else 'lock'} is {place}, not {path}"
+        )
+    return None
+
+
+#: How deep the JSON of a store may nest its lists and objects: what reads records (decoding
+#: tags, making a site's data, printing) recurses into them.
+NESTING = 100
+#: Fewer brackets than this cannot nest deeper than :data:`NESTING`: most files need no walk.
+_FEW_BRACKETS = NESTING
+
+
+def nesting_problem(data: bytes, parsed: Any) -> str | None:
+    """What is wrong with how deep ``parsed`` (the JSON of ``data``) nests, or None."""
+    if data.count(b"[") + data.count(b"{") < _FEW_BRACKETS:
+        return None
+    level: list[tuple[Any, int]] = [(parsed, 1)]
+    while level:
+        value, depth = level.pop()
+        if depth > NESTING:
+            return f"it nests lists and objects more than {NESTING} deep"
+        if isinstance(value, dict):
+            level.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            level.extend((v, depth + 1) for v in value)
+    return None
+
+
 #: Names and paths seen to pass their checks: records of one experiment repeat the same
 #: parameter names and file paths thousands of times, and a listing checks them all.
 _SOUND_NAMES: set[str] = set()
 _SOUND_PATHS: set[str] = set()
 _SOUND_COMMITS: set[str] = set()
+_SOUND_STEPS: set[str] = set()
 _SOUND_MOST = 4096  # either set starts anew past this many
 
 
@@ -166,7 +236,9 @@ class _Checker:
         if type(value) is str and value in _SOUND_PATHS:
             return
         self.text(value, field)
-        problem = path_problem(value)
+        # the files of a record are named after printable names; a lone surrogate cannot even
+        # be looked up in a tree (UTF-8 cannot encode it)
+        problem = path_problem(value) or printable_problem(value, "the path")
         if problem is not None:
             self.fail(field, problem)
         _sound(_SOUND_PATHS, value)
@@ -209,6 +281,17 @@ class _Checker:
         if get("dill") is not None:
             self.path(param["dill"], f"{field}.dill")
 
+    def step_name(self, name: str, field: str) -> None:
+        """A step's name makes the names of its files (``results/<step>.dill``): a rerun
+        writes them, so ``../x`` would put ``..`` in the store's own tree."""
+        problem = printable_problem(name, "the name") or next(
+            filter(None, (path_problem(result_name(name)), path_problem(figure_name(name, 0)))),
+            None,
+        )
+        if problem is not None:
+            self.fail(field + ".name", f"is no step name: {problem}")
+        _sound(_SOUND_STEPS, name)
+
     def code(self, value: Any) -> None:
         if value is None or (  # the usual code state, at a glance; else each field in turn
             type(value) is dict
@@ -243,6 +326,7 @@ class _Checker:
             duration = get("duration", 0.0)
             if (
                 type(get("name")) is str
+                and get("name") in _SOUND_STEPS
                 and type(get("function")) is str
                 and get("status") in STEP_STATUSES
                 and type(get("metrics", {})) is dict
@@ -255,6 +339,7 @@ class _Checker:
         field = f"steps[{n}]"
         step = self.mapping(value, field)
         self.text(step.get("name"), field, ".name")
+        self.step_name(step["name"], field)
         self.text(step.get("function"), field, ".function")
         self.choice(step.get("status"), field, STEP_STATUSES, ".status")
         self.mapping(step.get("metrics", {}), field, ".metrics")

@@ -10,6 +10,7 @@ listing index keeps them (see :mod:`mitosis.store.index`), so that listing build
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -153,15 +154,18 @@ def row_of(entry: list[Any], experiment: str, records: bytes | memoryview) -> Ro
 
 
 def number(value: Any) -> float | None:
-    """``value`` as a float, or None (booleans are not numbers here)."""
-    if type(value) in (float, int):  # the usual case, first
-        return float(value)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    """``value`` as a float, or None (booleans are not numbers here); an integer too big for a
+    float (JSON holds any) is an infinity of its sign."""
     try:
+        if type(value) in (float, int):  # the usual case, first
+            return float(value)
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return float(value)
         return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
     except (TypeError, ValueError):
         return None
 

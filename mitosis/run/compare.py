@@ -5,6 +5,7 @@ Reads JSON and text only (nothing is unpickled).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from typing import Any
@@ -85,12 +86,36 @@ def _read_text(trial: Trial, name: str) -> str:
         return ""
 
 
+def _lines(trial: Trial, name: str) -> tuple[int, str]:
+    """How many lines a file of the trial has, and a digest of its bytes (``(0, "")`` when
+    it has none), read as it goes: a diff of any size is never held whole."""
+    lines, digest, last = 0, hashlib.sha256(), b""
+    try:
+        with trial.open(name) as file:
+            while chunk := file.read(1 << 20):
+                lines, last = lines + chunk.count(b"\n"), chunk[-1:]
+                digest.update(chunk)
+    except StoreError:
+        pass
+    if not last:  # none, or empty: as no uncommitted changes
+        return 0, ""
+    return lines + (last != b"\n"), digest.hexdigest()
+
+
 def recorded_environment(trial: Trial) -> dict[str, Any]:
-    """The trial's ``environment.json`` (empty when it recorded none)."""
+    """The trial's ``environment.json`` (empty when it recorded none).
+
+    Raises:
+        StoreError: it is not a JSON object (mitosis did not write it).
+    """
     text = _read_text(trial, ENVIRONMENT)
-    env: dict[str, Any] = (
-        load_json(text.encode(), f"environment.json of {trial.id}") if text else {}
-    )
+    where = f"{ENVIRONMENT} of trial {trial.id}"
+    env = load_json(text.encode(), where) if text else {}
+    if not isinstance(env, dict):
+        raise StoreError(
+            f"{where} is not a JSON object but a {type(env).__name__}: mitosis did not write it "
+            "(a damaged or forged record, maybe from a pull); do not trust this trial"
+        )
     return env
 
 
@@ -122,22 +147,22 @@ def diff_trials(a: Trial, b: Trial) -> list[Difference]:
         if code_b
         else {},
     )
-    diff_a, diff_b = _read_text(a, CODE_DIFF), _read_text(b, CODE_DIFF)
+    diff_a, diff_b = _lines(a, CODE_DIFF), _lines(b, CODE_DIFF)
     if diff_a != diff_b:
         found.append(
             Difference(
                 "code",
                 "uncommitted diff",
-                f"{len(diff_a.splitlines())} lines" if diff_a else None,
-                f"{len(diff_b.splitlines())} lines" if diff_b else None,
+                f"{diff_a[0]} lines" if diff_a[0] else None,
+                f"{diff_b[0]} lines" if diff_b[0] else None,
             )
         )
     env_a, env_b = recorded_environment(a), recorded_environment(b)
     keys = ("python", "implementation", "platform", "machine", "host", "executable")
     found += _pairs(
         "environment",
-        {k: env_a.get(k) for k in keys if k in env_a},
-        {k: env_b.get(k) for k in keys if k in env_b},
+        {k: _text(env_a[k]) for k in keys if k in env_a},
+        {k: _text(env_b[k]) for k in keys if k in env_b},
     )
     found += _pairs(
         "packages",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import shutil
@@ -16,7 +17,8 @@ from ..store.repo import Store
 from ..store.trials import load
 from .experiment import Chain
 from .files import inside
-from .rerun import Pickled, chain_of_record, import_roots, rebuild, recorded_params
+from .rebuild import import_roots, rebuild, refs_of
+from .rerun import Pickled, chain_of_record, recorded_params
 
 __all__ = ["export"]
 
@@ -116,12 +118,28 @@ def export(
     tree = out / "code"
     try:
         repo = rebuild(trial, trial.location, code, tree)
-        roots = import_roots(trial, tree, repo, [s.ref[0] for s in chain.steps if s.ref])
+        roots = import_roots(trial, tree, repo, refs_of(trial))
         _write_export(trial, out, [os.path.relpath(r, tree) for r in roots], chain)
+    except OSError as exc:  # a name too long for this file system, a full disk, ...
+        shutil.rmtree(out, ignore_errors=True)
+        raise RerunError(
+            f"cannot write the export of trial {trial.id} in {out}: {exc.strerror or exc} "
+            f"({exc.filename}); nothing is left there"
+        ) from None
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
     return out
+
+
+def _file_name(name: str) -> str:
+    """A parameter's file in ``params/``: its name, never a path; a long one shortened (a file
+    name holds at most 255 bytes), told apart from others by a hash."""
+    file = quote(name, safe="")
+    if len(file) > 120:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        file = f"{file[:100]}-{digest}"
+    return f"{file}.pickle"
 
 
 def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> None:
@@ -140,7 +158,7 @@ def _write_export(trial: Trial, out: Path, roots: list[str], chain: Chain) -> No
     per_step: list[dict[str, str]] = [{} for _ in chain.steps]
     shown = {}
     for r in recorded_params(trial):
-        file = f"{quote(r.name, safe='')}.pickle"  # a name, never a path
+        file = _file_name(r.name)
         data = r.value.data if isinstance(r.value, Pickled) else pickle.dumps(r.value)
         inside(out / "params", file, f"trial {trial.id}'s parameter").write_bytes(data)
         per_step[r.step][r.arg] = file

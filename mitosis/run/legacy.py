@@ -8,6 +8,9 @@ A 0.6 trials folder holds, per experiment, a SQLite database ``<steps joined by 
 ``requirements.txt``) and each trial's notebook (``trial_<variant>_<iteration>_<key>.html``).
 Everything there is read as data: SQLite through the standard library, ``source.py`` and
 ``config.txt`` parsed (never run), and the pickled results copied as bytes, never unpickled.
+A trials folder may come from someone else: only its own regular files are read (a symbolic
+link, which could reach any file of this machine, such as ``/proc/self/environ``, is left out
+and said), and the files copied are streamed into the store, never held whole.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,14 @@ import attrs
 
 from .._version import __version__
 from ..exceptions import BadParameter, BadRecord, MitosisError
-from ..model.checks import check_record, experiment_problem
+from ..model.checks import check_record, experiment_problem, name_problem
 from ..model.layout import (
+    FORMAT,
+    FORMAT_INLINE,
     OUTPUT,
+    RESULTS_THRESHOLD,
     TRIAL,
+    is_result,
     param_name,
     qualified,
     result_name,
@@ -39,12 +47,15 @@ from ..model.layout import (
 )
 from ..model.records import (
     CodeState,
+    FileData,
+    OnDisk,
     Param,
     StepRecord,
     StepStatus,
     Trial,
     VariantLock,
     converter,
+    size_of,
 )
 from ..model.values import Encoded, encode
 from ..store.repo import Store
@@ -55,13 +66,15 @@ from ..store.write import write_trial
 __all__ = ["Imported", "import_06", "load_trial_data"]
 
 _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-_LOG_TIME = re.compile(r"^[A-Z]+:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}):", re.M)
+_LOG_TIME = re.compile(rb"[A-Z]+:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}):")
 _NOTEBOOK = re.compile(r"trial_.+_[0-9a-z]+\.(html|ipynb)")
 _TABLES = "SELECT name FROM sqlite_master WHERE type = 'table'"
 _UNKNOWN = object()
 _LITERAL_ERRORS = (ValueError, TypeError, SyntaxError, MemoryError, RecursionError)
 _LATE = dt.timedelta(days=7)  # a notebook written later than this was copied, not written then
 LEGACY = "legacy/"  # the 0.6 files kept in an imported trial's folder
+#: A file that is parsed (``source.py``, ``config.txt``) and bigger than this is not 0.6's.
+PARSED_MOST = 16 << 20
 
 
 def load_trial_data(trial_id: str, *, store: str | os.PathLike[str] | None = None) -> list[Any]:
@@ -107,7 +120,7 @@ class _Legacy:
 
     experiment: str
     trial: Trial
-    files: dict[str, bytes]
+    files: dict[str, FileData]
     locks: list[VariantLock]
     when: tuple[int, int]
     origin: str
@@ -137,7 +150,8 @@ def import_06(
     found: list[_Legacy] = []
     used: set[str] = set()
     for db in sorted(root.glob("*.db")):
-        found += _read_database(root, db, used, report.skipped.append)
+        if _file(db, root, report.skipped.append) is not None:  # no symbolic link
+            found += _read_database(root, db, used, report.skipped.append)
     for entry in sorted(root.iterdir()):
         if entry.is_dir() and entry.name not in used:
             report.skipped.append(
@@ -208,7 +222,7 @@ def _read_database(
     """The trials of one 0.6 database that can be read; the others reported to ``skip``."""
     name = db.stem
     try:
-        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
+        with sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True) as conn:
             tables = {r[0] for r in conn.execute(_TABLES)}
             if f"trials_{name}" not in tables:
                 skip(f"{db.name}: no table trials_{name}")
@@ -258,14 +272,22 @@ def _read_trial(
         raise _Skip(f"its commit {commit!r} is not a commit id")
     if not isinstance(filename, str) or not _NOTEBOOK.fullmatch(filename):
         raise _Skip("it never finished (the database names no notebook for it)")
+    if name_problem(filename) is not None:  # the pattern takes a "/" too
+        raise _Skip(f"its notebook {filename!r} is not a file name of the folder")
     key = filename.rsplit("_", 1)[1].split(".")[0]
     folders = [p for p in root.glob(f"*_{key}") if p.is_dir()]
     if len(folders) != 1:
         raise _Skip(f"{'no' if not folders else 'more than one'} trial folder *_{key}")
     here = folders[0]
     used.add(here.name)
+    if here.is_symlink():
+        raise _Skip(f"its folder {here.name} is a symbolic link (to {os.readlink(here)!r})")
     origin = f"{root.name}/{here.name}"
-    source = _text(here / "source.py")
+
+    def file(path: Path) -> OnDisk | None:
+        return _file(path, root, skip)
+
+    source = _parsed(file(here / "source.py"), skip)
     if source is None:
         raise _Skip(f"{here.name}/source.py is missing: its steps are unknown")
     refs, given = _steps_of(source)
@@ -279,10 +301,10 @@ def _read_trial(
     problem = experiment_problem(experiment)
     if problem is not None or any("." in n or "+" in n for n in names):
         raise _Skip(problem or f"step names {names} hold '.' or '+'")
-    values = _config_values(_text(here / "config.txt") or "", len(refs))
+    values = _config_values(_parsed(file(here / "config.txt"), skip) or "", len(refs))
 
     params: dict[bool, dict[str, Param]] = {True: {}, False: {}}
-    files: dict[str, bytes] = {}
+    files: dict[str, FileData] = {}
     locks = []
     for i, (step, (lookups, evals)) in enumerate(zip(names, given, strict=True)):
         for arg, text in [*lookups.items(), *evals.items()]:
@@ -313,23 +335,26 @@ def _read_trial(
 
     results = {}
     for i, step in enumerate(names):
-        data = _bytes(here / f"results_{i}.dill")
+        data = file(here / f"results_{i}.dill")
         if data is not None:
             results[i] = data
-            files[result_name(step)] = data  # copied, never unpickled
+            files[result_name(step)] = data  # copied (streamed), never unpickled
     finished = result is not None
     if finished and len(results) < len(names):
         missing = ", ".join(f"results_{i}.dill" for i in range(len(names)) if i not in results)
         skip(f"{origin}: {missing} missing; imported without it")
-    log = _bytes(here / "experiment.log")
+    log = file(here / "experiment.log")
     files[OUTPUT] = log or b""
     for extra in ("source.py", "config.txt", "requirements.txt"):
-        data = _bytes(here / extra)
+        data = file(here / extra)
         if data is not None:
             files[LEGACY + extra] = data
-    notebook = _bytes(root / filename)
+    notebook = file(root / filename)
     if notebook is not None:
         files[LEGACY + "notebook." + filename.rsplit(".", 1)[1]] = notebook
+    detached = sorted(  # big results are kept off the branch, as a new trial's are
+        name for name in files if is_result(name) and size_of(files[name]) > RESULTS_THRESHOLD
+    )
 
     main = _literal(result) if finished else None
     steps = []
@@ -343,7 +368,7 @@ def _read_trial(
             status = "not run"
         last = i == len(names) - 1
         steps.append(StepRecord(step, ref, status, main=main if last and finished else None))
-    started, ended = _times(here, root / filename, log or b"")
+    started, ended = _times(here, root / filename, log)
     trial_id = hashlib.sha256(
         f"mitosis-0.6\0{name}\0{variant}\0{iteration}\0{key}\0{commit}".encode()
     ).hexdigest()[:12]
@@ -368,6 +393,8 @@ def _read_trial(
         files=sorted(files),
         steps=steps,
         mitosis=__version__,
+        detached=detached,
+        format=FORMAT if detached else FORMAT_INLINE,
     )
     record = converter().unstructure(trial)
     try:
@@ -379,14 +406,34 @@ def _read_trial(
     return _Legacy(experiment, trial, files, locks, when, origin)
 
 
-def _text(path: Path) -> str | None:
-    data = _bytes(path)
-    return None if data is None else data.decode("utf-8", "replace")
-
-
-def _bytes(path: Path) -> bytes | None:
+def _file(path: Path, root: Path, skip: Callable[[str], None]) -> OnDisk | None:
+    """A regular file of the 0.6 folder ``root``, to be streamed into the store, or None when
+    there is none. A symbolic link (which could reach any file of this machine) or anything but
+    a regular file is left out, and said to ``skip``."""
     try:
-        return path.read_bytes() if path.is_file() else None
+        found = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(found.st_mode):
+        what = "a symbolic link" if stat.S_ISLNK(found.st_mode) else "not a regular file"
+        skip(
+            f"{root.name}/{path.relative_to(root).as_posix()} is {what}: left out (only the "
+            "0.6 folder's own files are read)"
+        )
+        return None
+    return OnDisk(os.fspath(path), found.st_size)
+
+
+def _parsed(file: OnDisk | None, skip: Callable[[str], None]) -> str | None:
+    """The text of a file that is parsed (``source.py``, ``config.txt``), or None."""
+    if file is None:
+        return None
+    if file.size > PARSED_MOST:
+        skip(f"{file.path} holds {file.size} bytes: too big for 0.6's, left out")
+        return None
+    try:
+        with open(file.path, "rb") as f:
+            return f.read(PARSED_MOST).decode("utf-8", "replace")
     except OSError:
         return None
 
@@ -396,7 +443,7 @@ def _steps_of(source: str) -> tuple[list[str], list[tuple[dict[str, str], dict[s
     and its parameters given by variant name and by expression (each ``{param: text}``)."""
     try:
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except _LITERAL_ERRORS:  # a deep nesting: RecursionError, MemoryError
         return [], []
     refs: list[str] = []
     given: list[tuple[dict[str, str], dict[str, str]]] = []
@@ -459,7 +506,7 @@ def _config_values(text: str, count: int) -> list[dict[str, Any]]:
     value read as a Python literal (others left out)."""
     try:
         tree = ast.parse(text)
-    except (SyntaxError, ValueError):
+    except _LITERAL_ERRORS:  # a deep nesting: RecursionError, MemoryError
         return []
     found: list[dict[str, Any]] = []
     for node in tree.body[:count]:
@@ -501,16 +548,31 @@ def _literal(text: str) -> Any:
         return text
 
 
-def _times(here: Path, notebook: Path, log: bytes) -> tuple[dt.datetime, dt.datetime]:
+def _log_times(log: OnDisk | None) -> list[dt.datetime]:
+    """The first and last of the times that start a 0.6 log's lines (none without a log), read
+    a slice at a time: a log of any size, with lines of any length."""
+    first = last = None
+    try:
+        with open(log.path if log else os.devnull, "rb") as f:
+            at_start = True
+            while chunk := f.readline(1 << 16):
+                match = _LOG_TIME.match(chunk) if at_start else None
+                at_start = chunk.endswith(b"\n")
+                if match is None:
+                    continue
+                with contextlib.suppress(ValueError):
+                    when = dt.datetime.strptime(match.group(1).decode(), "%Y-%m-%d %H:%M:%S,%f")
+                    first, last = min(first or when, when), max(last or when, when)
+    except OSError:
+        pass
+    return [] if first is None or last is None else [first.astimezone(), last.astimezone()]
+
+
+def _times(here: Path, notebook: Path, log: OnDisk | None) -> tuple[dt.datetime, dt.datetime]:
     """When a 0.6 trial started and ended: its log's first and last times (in this machine's
     time zone: 0.6 wrote none), else its ``source.py``'s modification time, else its folder's
     date; the end no earlier than the notebook's modification time, if that is within days."""
-    stamps = []
-    for match in _LOG_TIME.finditer(log.decode("utf-8", "replace")):
-        try:
-            stamps.append(dt.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").astimezone())
-        except ValueError:
-            continue
+    stamps = _log_times(log)
     if stamps:
         started, ended = min(stamps), max(stamps)
     else:

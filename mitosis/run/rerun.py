@@ -8,11 +8,9 @@ process's import path. Parameters are the recorded values, never names resolved 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import os
 import pickle
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..exceptions import EnvironmentDiffers, RerunError, TrialFailed, VariantRenamed
-from ..model.checks import path_problem
-from ..model.layout import CODE_DIFF, REQUIREMENTS, split_qualified
+from ..model.layout import REQUIREMENTS, split_qualified
 from ..model.records import Trial, converter
 from ..model.values import Encoded, decode, dumps_json
 from ..store.trials import load
@@ -31,12 +28,23 @@ from . import environment as _environment
 from .compare import Difference, packages, recorded_environment
 from .environment import CodeSnapshot, read_code
 from .experiment import Chain, ExperimentSpec, Step
-from .files import write_tree
 from .params import Resolved
+from .rebuild import (
+    checkout_roots,
+    defined_in,
+    import_roots,
+    materialize,
+    not_defined,
+    not_recorded,
+    own_path,
+    rebuild,
+    recorded_diff,
+    refs_of,
+)
 from .trial import Origin, code_start, record
 
 if TYPE_CHECKING:
-    from dulwich.repo import Repo
+    pass
 
 __all__ = [
     "Agreement",
@@ -44,8 +52,6 @@ __all__ = [
     "Rerun",
     "chain_of_record",
     "environment_differences",
-    "import_roots",
-    "rebuild",
     "recorded_params",
     "rerun",
 ]
@@ -139,7 +145,11 @@ def rerun(
         raise EnvironmentDiffers(original.id, [_difference_text(d) for d in environment])
     with tempfile.TemporaryDirectory(prefix="mitosis-rerun-") as tmp:
         if here:
-            roots = _checkout_roots(original)
+            roots = checkout_roots(original)
+            fix = "rerun without --here to rebuild the recorded code"
+            refs = refs_of(original)
+            mine = roots or own_path([module for module, _ in refs])
+            defined_in(original, mine, refs, "your code", fix)
             with _first_on_path(roots):  # as the trial process will have them
                 chain = chain_of_record(original, imported=True)
             origin = Origin(path=roots, rerun_of=original.id)
@@ -150,12 +160,12 @@ def rerun(
             tree = Path(tmp, "code")
             repo = rebuild(original, location, code, tree, progress)
             chain = chain_of_record(original, imported=False)
-            roots = import_roots(original, tree, repo, [s.ref[0] for s in chain.steps if s.ref])
+            roots = import_roots(original, tree, repo, refs_of(original))
             state = attrs.evolve(original.code, repository=repo) if original.code else None
             origin = Origin(
-                code=CodeSnapshot(state, _recorded_diff(original)), path=roots, rerun_of=original.id
+                code=CodeSnapshot(state, recorded_diff(original)), path=roots, rerun_of=original.id
             )
-            code_changes = _not_recorded(original)
+            code_changes = not_recorded(original)
         if progress is not None:
             progress("")  # the trial's own output follows
         trial = _record(chain, recorded_params(original), location, origin)
@@ -165,7 +175,13 @@ def rerun(
 
 
 def _record(chain: Chain, resolved: list[Resolved], store: str | None, origin: Origin) -> Trial:
-    """Record the rerun; a name renamed since (to settle a conflict) is used by its new name."""
+    """Record the rerun; a name renamed since (to settle a conflict) is used by its new name.
+
+    Raises:
+        RerunError: the renames lead back to a name already tried (the rename notes came from
+            elsewhere: :func:`mitosis.rename_variant` never makes a circle).
+    """
+    tried: set[tuple[str, str]] = set()
     while True:
         try:
             return record(chain, resolved, store=store, origin=origin)
@@ -176,6 +192,15 @@ def _record(chain: Chain, resolved: list[Resolved], store: str | None, origin: O
         except VariantRenamed as renamed:
             if renamed.renamed_to is None:
                 raise
+            tried.add((renamed.param, renamed.variant))
+            if (renamed.param, renamed.renamed_to) in tried:
+                names = ", ".join(sorted(f"{p}={v}" for p, v in tried))
+                raise RerunError(
+                    f"the rename notes of mitosis/{chain.name} go round in a circle: "
+                    f"{renamed.param}={renamed.variant} is renamed to {renamed.renamed_to}, "
+                    f"which was tried already ({names}); mitosis did not write them (they came "
+                    "with a pull): remove the notes under variants/ from the branch, then rerun"
+                ) from None
             resolved = [
                 attrs.evolve(r, variant=renamed.renamed_to)
                 if (r.name, r.variant) == (renamed.param, renamed.variant)
@@ -222,12 +247,12 @@ def environment_differences(trial: Trial) -> list[Difference]:
     recorded = recorded_environment(trial)
     now = converter().unstructure(_environment.environment())
     found = [
-        Difference("environment", key, recorded.get(key), now[key])
+        Difference("environment", key, _shown(recorded[key]), now[key])
         for key in ("python", "implementation", "platform", "machine")
         if key in recorded and recorded[key] != now[key]
     ]
     if REQUIREMENTS in trial.files:
-        before = _comparable(packages(trial.read(REQUIREMENTS).decode()))
+        before = _comparable(packages(trial.read(REQUIREMENTS).decode("utf-8", "replace")))
         after = _comparable(packages(_environment.requirements()))
         found += [
             Difference("packages", name, before.get(name), after.get(name))
@@ -235,6 +260,11 @@ def environment_differences(trial: Trial) -> list[Difference]:
             if before.get(name) != after.get(name)
         ]
     return found
+
+
+def _shown(value: Any) -> str:
+    """A recorded value as text (a forged record may hold any JSON where text belongs)."""
+    return value if isinstance(value, str) else dumps_json(value)
 
 
 def _comparable(found: dict[str, str]) -> dict[str, str]:
@@ -254,16 +284,10 @@ def _stand_in(*args: Any, **kwargs: Any) -> Any:
 
 def chain_of_record(trial: Trial, imported: bool) -> Chain:
     """The trial's steps: functions imported here (``imported``), else references the trial
-    process imports from the rebuilt code."""
+    process imports from the rebuilt code. Check first that the code defines them
+    (:func:`defined_in`): a record may name any function of this machine."""
     steps = []
-    for record_ in trial.steps:
-        module, _, qualname = record_.function.partition(":")
-        if not qualname or module == "__main__" or "<" in qualname:
-            raise RerunError(
-                f"trial {trial.id} ran {record_.function}, which cannot be imported again "
-                "(defined in __main__, a notebook or another function); rerun works for "
-                "functions in a module of the code repository"
-            )
+    for record_, (module, qualname) in zip(trial.steps, refs_of(trial), strict=True):
         spec = ExperimentSpec(record_.name, {}, frozenset())
         if imported:
             steps.append(Step(spec, _import(trial, module, qualname)))
@@ -284,159 +308,9 @@ def _import(trial: Trial, module: str, qualname: str) -> Any:
             f"cannot import {module}:{qualname} (trial {trial.id}'s experiment) from the current "
             f"checkout: {exc}. Rerun without --here to rebuild the recorded code."
         ) from exc
+    if (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)) != (module, qualname):
+        raise RerunError(not_defined(trial, module, qualname, "your code"))
     return obj
-
-
-def _recorded_diff(trial: Trial) -> bytes:
-    return trial.read(CODE_DIFF) if CODE_DIFF in trial.files else b""
-
-
-def _not_recorded(trial: Trial) -> list[str]:
-    """What the rebuilt code lacks: untracked files too large to be recorded."""
-    note = _environment.UNTRACKED_NOTE.encode()
-    return [
-        f"not rebuilt: {line[len(note) :].decode(errors='replace')} (untracked, over 1 MiB, "
-        "named but not recorded)"
-        for line in _recorded_diff(trial).splitlines()
-        if line.startswith(note)
-    ]
-
-
-def _find_commit(
-    trial: Trial, store: str | None, code: str | os.PathLike[str] | None
-) -> tuple[Repo, str]:
-    """The repository holding the trial's code commit, and that commit."""
-    from dulwich.errors import NotGitRepository
-    from dulwich.objects import ObjectID
-    from dulwich.repo import Repo
-
-    state = trial.code
-    if state is None or state.commit is None:
-        raise RerunError(
-            f"trial {trial.id} recorded no code commit (its code was not in a git repository "
-            "with commits), so its code cannot be rebuilt; rerun it with --here"
-        )
-    places = [code] if code is not None else [store, os.getcwd(), state.repository]
-    looked = []
-    for place in places:
-        if place is None:
-            continue
-        try:
-            repo = Repo.discover(str(place))
-        except (NotGitRepository, OSError):
-            continue
-        looked.append(repo.path)
-        if ObjectID(state.commit.encode()) in repo.object_store:
-            return repo, state.commit
-        repo.close()
-    remotes = ", ".join(f"{n} {u}" for n, u in state.remotes.items()) or "none recorded"
-    raise RerunError(
-        f"commit {state.commit} (trial {trial.id}'s code, branch {state.branch or '(detached)'}) "
-        f"is not in {', '.join(dict.fromkeys(looked)) or 'any git repository found'}; fetch it "
-        f"into the code's repository (e.g. `git fetch origin`; the code's remotes: {remotes}), "
-        "or name the repository that has it with --code"
-    )
-
-
-def rebuild(
-    trial: Trial,
-    store: str | None,
-    code: str | os.PathLike[str] | None,
-    dest: Path,
-    progress: Callable[[str], None] | None = None,
-) -> str:
-    """Write the trial's code (commit + recorded diff) into ``dest``; return the repository
-    it came from. ``progress`` is told what is being done."""
-    repo, commit = _find_commit(trial, store, code)
-    with repo:
-        what = f"code.diff of trial {trial.id}"
-        _materialize(repo, commit, _recorded_diff(trial), dest, what, progress)
-        return str(Path(repo.path).resolve())
-
-
-def _materialize(
-    repo: Repo,
-    commit: str,
-    diff: bytes,
-    dest: Path,
-    what: str,
-    progress: Callable[[str], None] | None = None,
-) -> None:
-    """Write the files of ``commit`` into ``dest`` and apply ``diff`` (``what`` it is) there."""
-    from dulwich import porcelain
-    from dulwich.objects import Commit, ObjectID
-    from dulwich.patch import PatchApplicationFailure
-    from dulwich.repo import Repo
-
-    head = repo[ObjectID(commit.encode())]
-    assert isinstance(head, Commit)
-    write_tree(repo, head.tree, dest, f"rebuilding commit {commit[:10]}", progress)
-    if not diff.strip():
-        return
-    if progress is not None:
-        progress("applying the recorded uncommitted diff")
-    _check_diff_paths(diff, what)
-    with Repo.init(str(dest)) as scratch:  # apply_patch wants a repository around the files
-        try:
-            porcelain.apply_patch(scratch, io.BytesIO(diff))
-        except (ValueError, OSError, PatchApplicationFailure) as exc:
-            raise RerunError(
-                f"the uncommitted diff ({what}) does not apply to commit {commit}: {exc}"
-            ) from exc
-    shutil.rmtree(dest / ".git")
-
-
-def _check_diff_paths(diff: bytes, what: str) -> None:
-    """Refuse a diff that names a path outside its tree (it came with the record)."""
-    from dulwich.patch import parse_unified_diff
-
-    try:
-        patches = parse_unified_diff(diff)
-    except Exception as exc:
-        raise RerunError(f"the uncommitted diff ({what}) cannot be read: {exc}") from None
-    for patch in patches:
-        named = (patch.old_path, patch.new_path, patch.rename_from, patch.rename_to)
-        for raw in (*named, patch.copy_from, patch.copy_to):
-            if raw is None or raw == b"/dev/null":
-                continue
-            path = (
-                os.fsdecode(raw).split("/", 1)[-1]
-                if raw[:2] in (b"a/", b"b/")
-                else os.fsdecode(raw)
-            )
-            problem = path_problem(path)
-            if problem is not None:
-                raise RerunError(f"the uncommitted diff ({what}) names {problem}; nothing applied")
-
-
-def _candidate_roots(trial: Trial, tree: Path, repo: str) -> list[str]:
-    """Folders of ``tree`` (a copy of the code's repository ``repo``) that may hold the
-    experiment's modules: its root, ``src``, the folder the trial ran in, and the counterparts
-    of this process's import path entries inside the repository."""
-    relative = ["", "src"]
-    places = [Path(p or os.getcwd()) for p in sys.path]
-    if trial.code is not None:
-        cwd = recorded_environment(trial).get("cwd")
-        if cwd and Path(cwd).is_relative_to(trial.code.repository):
-            relative.append(str(Path(cwd).relative_to(trial.code.repository)))
-    for place in places:
-        with contextlib.suppress(OSError, ValueError):
-            relative.append(str(place.resolve().relative_to(repo)))
-    return [str(tree / r) for r in dict.fromkeys(relative) if (tree / r).is_dir()]
-
-
-def _checkout_roots(trial: Trial) -> tuple[str, ...]:
-    """For ``--here``: the folders of the checkout around the current directory that may hold
-    the experiment's modules (none outside git), found as in the rebuilt code."""
-    from dulwich.errors import NotGitRepository
-    from dulwich.repo import Repo
-
-    try:
-        with Repo.discover(os.getcwd()) as repo:
-            root = Path(repo.path).resolve()
-    except NotGitRepository:
-        return ()
-    return tuple(_candidate_roots(trial, root, str(root)))
 
 
 @contextlib.contextmanager
@@ -448,28 +322,6 @@ def _first_on_path(folders: tuple[str, ...]) -> Iterator[None]:
         yield
     finally:
         sys.path[:] = saved
-
-
-def import_roots(trial: Trial, tree: Path, repo: str, modules: list[str]) -> tuple[str, ...]:
-    """Folders of the rebuilt ``tree`` to put first on the import path: where the experiment's
-    modules are, then the tree's counterparts of the import path entries inside the code's
-    repository (and of the folder the trial ran in)."""
-    roots = _candidate_roots(trial, tree, repo)
-    first = []
-    for module in modules:
-        parts = module.split(".")
-        found = [
-            root
-            for root in roots
-            if Path(root, *parts).with_suffix(".py").is_file() or Path(root, *parts).is_dir()
-        ]
-        if not found:
-            raise RerunError(
-                f"module {module} (trial {trial.id}'s experiment) is not in its rebuilt code "
-                f"(looked in {', '.join(roots)}); was it committed?"
-            )
-        first.append(found[0])
-    return tuple(dict.fromkeys([*first, *roots]))
 
 
 def _code_changes(trial: Trial, start: str, store: str | None, scratch: Path) -> list[str]:
@@ -488,7 +340,7 @@ def _code_changes(trial: Trial, start: str, store: str | None, scratch: Path) ->
     try:
         rebuild(trial, store, current.repository, scratch / "recorded")
         with Repo(current.repository) as repo:
-            _materialize(repo, current.commit, diff, scratch / "now", "the current checkout")
+            materialize(repo, current.commit, diff, scratch / "now", "the current checkout")
     except RerunError as exc:
         return [*changes, f"the files cannot be compared: {exc}"]
     recorded, now = _files(scratch / "recorded"), _files(scratch / "now")
@@ -527,6 +379,17 @@ class Pickled:
         return pickle.loads, (self.data,)
 
 
+def _decoded(trial: Trial, name: str, value: Any) -> Any:
+    """A parameter's recorded JSON decoded (its tags: ``py/tuple``, ``py/set``, ...)."""
+    try:
+        return decode(value)
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        raise RerunError(
+            f"trial {trial.id} records parameter {name!r} as {dumps_json(value)[:200]}, which "
+            f"is no value mitosis wrote ({exc}); its record was damaged or forged"
+        ) from None
+
+
 def recorded_params(trial: Trial) -> list[Resolved]:
     """The trial's parameters as it recorded them: values, names, fingerprints."""
     names = [s.name for s in trial.steps]
@@ -543,7 +406,7 @@ def recorded_params(trial: Trial) -> list[Resolved]:
                     )
                 step = names.index(step_name)
             pickled = trial.read(p.dill) if p.dill else None
-            value = Pickled(pickled) if pickled is not None else decode(p.value)
+            value = Pickled(pickled) if pickled is not None else _decoded(trial, name, p.value)
             encoded = Encoded(p.value, pickled is None, p.fingerprint, p.type, pickled)
             found.append(Resolved(name, value, p.variant, p.source, tracked, encoded, step, arg))
     return found

@@ -69,6 +69,11 @@ SCRIPT = r"""
     return node;
   }
 
+  // Records are untrusted: a name such as "constructor" or "__proto__" is looked up as the
+  // record's own field only, never one every object inherits.
+  function has(o, k) { return Object.prototype.hasOwnProperty.call(o, k); }
+  function own(o, k) { return has(o, k) ? o[k] : undefined; }
+
   function fmt(v) {
     if (v === null || v === undefined) { return ""; }
     if (typeof v === "number") { return Number.isInteger(v) ? String(v) : String(+v.toPrecision(4)); }
@@ -121,11 +126,11 @@ SCRIPT = r"""
       {label: "status", get: function (r) { return r.status; }, status: true}
     ];
     data.params.forEach(function (p) {
-      columns.push({label: p, get: function (r) { return r.params[p]; }});
+      columns.push({label: p, get: function (r) { return own(r.params, p); }});
     });
     columns.push({label: "main", get: function (r) { return r.main; }, number: true});
     data.metrics.forEach(function (m) {
-      columns.push({label: m, title: "metric " + m, get: function (r) { return r.metrics[m]; }, number: true});
+      columns.push({label: m, title: "metric " + m, get: function (r) { return own(r.metrics, m); }, number: true});
     });
     columns.push({label: "duration (s)", get: function (r) { return r.duration; }, number: true});
     columns.push({label: "commit", get: function (r) { return r.commit; }});
@@ -250,20 +255,21 @@ SCRIPT = r"""
       });
       out.appendChild(table);
     }
-    function keys(p, q) { return Object.keys(p).concat(Object.keys(q).filter(function (k) { return !(k in p); })); }
+    function keys(p, q) { return Object.keys(p).concat(Object.keys(q).filter(function (k) { return !has(p, k); })); }
     function param(p) { return p ? p.variant + (p.source === "variant" ? " = " + fmt(p.value) : "") : ""; }
     section("Trial", [["experiment", a.experiment, b.experiment], ["status", a.status, b.status],
       ["main", a.main, b.main], ["started", a.started, b.started], ["duration (s)", a.duration, b.duration],
       ["host", a.host, b.host], ["function", a.function, b.function], ["code commit", a.commit, b.commit],
       ["uncommitted changes", a.dirty, b.dirty], ["python", a.python, b.python], ["platform", a.platform, b.platform]]);
-    section("Parameters", keys(a.params, b.params).map(function (k) { return [k, param(a.params[k]), param(b.params[k])]; }));
-    section("Untracked", keys(a.untracked, b.untracked).map(function (k) { return [k, param(a.untracked[k]), param(b.untracked[k])]; }));
-    section("Metrics", keys(a.metrics, b.metrics).map(function (k) { return [k, a.metrics[k], b.metrics[k]]; }));
-    var ra = {}, rb = {};
-    a.requirements.forEach(function (l) { ra[l] = true; });
-    b.requirements.forEach(function (l) { rb[l] = true; });
-    var onlyA = a.requirements.filter(function (l) { return !rb[l]; });
-    var onlyB = b.requirements.filter(function (l) { return !ra[l]; });
+    function sides(field, show) {
+      return keys(a[field], b[field]).map(function (k) { return [k, show(own(a[field], k)), show(own(b[field], k))]; });
+    }
+    section("Parameters", sides("params", param));
+    section("Untracked", sides("untracked", param));
+    section("Metrics", sides("metrics", function (v) { return v; }));
+    var ra = new Set(a.requirements), rb = new Set(b.requirements);
+    var onlyA = a.requirements.filter(function (l) { return !rb.has(l); });
+    var onlyB = b.requirements.filter(function (l) { return !ra.has(l); });
     out.appendChild(el("h2", {text: "Packages"}));
     out.appendChild(onlyA.length || onlyB.length ?
       el("div", {className: "side"}, [el("pre", {text: onlyA.join("\n") || "(nothing only here)"}), el("pre", {text: onlyB.join("\n") || "(nothing only here)"})]) :

@@ -27,9 +27,10 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 
@@ -125,10 +126,13 @@ class _Writer:
         self.folders: set[str] = set()
         self.suffix = f".{os.getpid()}.tmp"
 
-    def write(self, relative: str, data: bytes | str, *, if_changed: bool = False) -> None:
+    def write(
+        self, relative: str, data: bytes | str | IO[bytes], *, if_changed: bool = False
+    ) -> None:
+        """Write ``data`` (bytes, text, or a file copied as it is read) at ``relative``."""
         path = os.path.join(self.root, relative)
         raw = data.encode() if isinstance(data, str) else data
-        if if_changed:
+        if if_changed and isinstance(raw, bytes):
             try:
                 with open(path, "rb") as f:
                     if f.read() == raw:
@@ -141,7 +145,10 @@ class _Writer:
             self.folders.add(folder)
         tmp = os.path.join(folder, "." + os.path.basename(path) + self.suffix)
         with open(tmp, "wb") as f:
-            f.write(raw)
+            if isinstance(raw, bytes):
+                f.write(raw)
+            else:
+                shutil.copyfileobj(raw, f, 1 << 20)
         os.replace(tmp, path)
         self.written.append(relative)
 
@@ -164,6 +171,13 @@ def safe_json(value: Any) -> str:
     nor ``<!--`` can appear), and everything not ASCII (U+2028 too) as ``\\u`` escapes."""
     text = json.dumps(plain(value, repr), ensure_ascii=True, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def parsed(text: str) -> str:
+    """A script expression of the JSON ``text`` (made by :func:`safe_json`): parsed by
+    ``JSON.parse``, since in an object literal a recorded key ``"__proto__"`` would set the
+    object's prototype rather than be a field (and hide it)."""
+    return f"JSON.parse({json.dumps(text)})"
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
@@ -282,6 +296,24 @@ class _Blobs:
     def read(self, blob: ObjectID | None) -> bytes | None:
         return None if blob is None else self.store.read_file("", "", blob)
 
+    def clipped(self, blob: ObjectID | None) -> _pages.Clipped | None:
+        """A log or diff as a page shows it, read as it goes: one of any size (a pull may
+        bring gigabytes) is never held whole."""
+        size = None if blob is None else self.store.blob_size(blob.decode())
+        if blob is None or size is None:
+            return None
+        if size <= _pages.MAX_TEXT:
+            return _pages.Clipped(self.read(blob) or b"", size)
+        half = _pages.MAX_TEXT // 2
+        file = self.store.open_blob(blob.decode(), "a trial's output or diff")
+        if file is None:  # pragma: no cover - its size was just read
+            return None
+        with file:
+            head, tail = file.read(half), b""
+            while chunk := file.read(1 << 20):
+                tail = (tail + chunk)[-half:]
+        return _pages.Clipped(head + tail, size)
+
     def once(self, kind: str, blob: ObjectID | None, render: Any) -> Any:
         if blob is None:
             return render(None)
@@ -324,10 +356,13 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
     base = trial_folder(trial.id)
     figures = []
     for n, path in enumerate(trial.figures):
-        data = blobs.store.read_file("", path, tree)
+        entry = blobs.store.entry(tree, path)  # copied as it is read: a figure of any size
+        regular = entry is not None and stat.S_ISREG(entry[0])
+        data = blobs.store.open_blob(entry[1].decode(), path) if entry and regular else None
         if data is None:
             continue
-        writer.write(f"{base}/fig-{n}.png", data)
+        with data:
+            writer.write(f"{base}/fig-{n}.png", data)
         figures.append((f"fig-{n}.png", path, trial.captions.get(path, "")))
     page = _pages.trial_page(
         trial,
@@ -335,8 +370,8 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
         figures=figures,
         environment=environment_html,
         packages=packages,
-        log=blobs.read(files.get(OUTPUT)),
-        diff=blobs.read(files.get(CODE_DIFF)),
+        log=blobs.clipped(files.get(OUTPUT)),
+        diff=blobs.clipped(files.get(CODE_DIFF)),
     )
     writer.write(f"{base}/index.html", page)
     record = _trial_data(trial, environment)
@@ -345,7 +380,7 @@ def _write_trial(writer: _Writer, blobs: _Blobs, trial: Trial, tree: ObjectID, f
         for name, path, caption in figures
     ]
     text = safe_json(record)[:-1] + ',"requirements":' + requirements + "}"
-    writer.write(f"{base}/data.js", f"mitosisTrial({text});\n")
+    writer.write(f"{base}/data.js", f"mitosisTrial({parsed(text)});\n")
 
 
 def _trial_data(trial: Trial, environment: dict[str, Any]) -> dict[str, Any]:
@@ -416,7 +451,8 @@ def _write_experiment(writer: _Writer, name: str, folder: str, found: list[Trial
         "metrics": metrics,
         "rows": rows,
     }
-    writer.write(f"{base}/trials.js", f"window.mitosisExperiment = {safe_json(data)};\n")
+    script = f"window.mitosisExperiment = {parsed(safe_json(data))};\n"
+    writer.write(f"{base}/trials.js", script)
     writer.write(f"{base}/index.html", _pages.experiment_page(name, found, plots))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -13,6 +13,7 @@ from ..model.query import text
 from ..model.records import Param, Trial
 
 __all__ = [
+    "Clipped",
     "ExperimentSummary",
     "compare_page",
     "environment_html",
@@ -25,6 +26,14 @@ __all__ = [
 
 #: Output logs and diffs longer than this show their start and end only.
 MAX_TEXT = 256 * 1024
+
+
+class Clipped(NamedTuple):
+    """A text file as a page shows it: all its bytes, or (when it is longer than
+    :data:`MAX_TEXT`) its first and last ``MAX_TEXT // 2``; and its size."""
+
+    data: bytes
+    size: int
 
 
 def esc(value: Any) -> str:
@@ -69,15 +78,16 @@ def _status(status: str) -> str:
     return f'<span class="status status-{esc(status)}">{esc(status)}</span>'
 
 
-def _long_text(raw: bytes | None, cls: str) -> str:
-    if raw is None:
+def _long_text(text: Clipped | None, cls: str) -> str:
+    if text is None:
         return '<p class="muted">none recorded</p>'
-    if not raw:
+    raw, size = text
+    if not size:
         return '<p class="muted">empty</p>'
     note = ""
-    if len(raw) > MAX_TEXT:
+    if size > MAX_TEXT:
         half = MAX_TEXT // 2
-        left_out = len(raw) - 2 * half
+        left_out = size - 2 * half
         raw = raw[:half] + f"\n… {left_out} bytes left out …\n".encode() + raw[-half:]
         note = f'<p class="muted">{left_out} bytes in the middle are left out here.</p>'
     body = raw.decode("utf-8", "replace")
@@ -249,8 +259,8 @@ def trial_page(
     figures: Sequence[tuple[str, str, str]],
     environment: str,
     packages: str,
-    log: bytes | None,
-    diff: bytes | None,
+    log: Clipped | None,
+    diff: Clipped | None,
 ) -> str:
     """``figures``: ``(image file, recorded path, caption)``."""
     t = trial

@@ -20,6 +20,7 @@ from ..store.trials import trials
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
 __all__ = ["FORMATS", "check_format", "draw", "plot", "save"]
 
@@ -139,6 +140,7 @@ def draw(
     figure = Figure(figsize=(6.4, 4.4), layout="constrained")
     axes = figure.add_subplot()
     width = 0.5 / len(hues) if len(hues) > 1 and not numeric else 0.0
+    lines: list[Line2D] = []
     for k, name in enumerate(hues):
         shift = (k - (len(hues) - 1) / 2) * width
         points: dict[float, list[float]] = {}
@@ -151,21 +153,24 @@ def draw(
         ys = [v for values in points.values() for v in values]
         axes.scatter(xs, ys, s=14, alpha=0.4, color=colour, linewidths=0)
         means = sorted((at, sum(values) / len(values)) for at, values in points.items())
-        axes.plot(
-            [at for at, _ in means],
-            [m for _, m in means],
-            marker="o",
-            color=colour,
-            label=name if hue else None,
+        (line,) = axes.plot(
+            [at for at, _ in means], [m for _, m in means], marker="o", color=colour
         )
+        lines.append(line)
+    # Names come from records: shown as written, never read as mathtext (`$\frac$` would
+    # stop the drawing, `$5 or $10` would lose its dollars), nor a legend entry left out for
+    # starting with `_`
     if not numeric:
-        axes.set_xticks(range(len(names)), names, rotation=30 if len(names) > 6 else 0)
-    axes.set_xlabel(x)
-    axes.set_ylabel(y)
+        rotation = 30 if len(names) > 6 else 0
+        axes.set_xticks(range(len(names)), names, rotation=rotation, parse_math=False)
+    axes.set_xlabel(x, parse_math=False)
+    axes.set_ylabel(y, parse_math=False)
     shown = " and ".join([where] if isinstance(where, str) else list(where or ()))
-    axes.set_title(f"{title}: {y} against {x}" + (f" ({shown})" if shown else ""))
+    axes.set_title(f"{title}: {y} against {x}" + (f" ({shown})" if shown else ""), parse_math=False)
     if hue:
-        axes.legend(title=hue)
+        legend = axes.legend(lines, hues, title=hue)  # given, so that `_x` is not left out
+        for text in (legend.get_title(), *legend.get_texts()):
+            text.set_parse_math(False)
     return figure
 
 

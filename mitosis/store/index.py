@@ -8,7 +8,7 @@ of its :class:`~mitosis.Row` (see :func:`mitosis.model.query.columns`), the vari
 (what :func:`mitosis.variants` counts), and the ``trial.json`` bytes; for a folder whose record
 failed them, the one-line reason. The file::
 
-    mitosis-index 4\\n
+    mitosis-index 5\\n
     {"store": ..., "experiment": ..., "tip": ..., "columns": C, "records": R, "sha256": ...}\\n
     C bytes of JSON: {"shards": {shard: tree id, ...},
                       "entries": [[id, tree id, blob id, offset, size, *columns, used],
@@ -69,7 +69,9 @@ __all__ = [
     "tree_entries",
 ]
 
-VERSION = 4  # 4: records pass the checks of a Trial's every field (3 kept what 4 refuses)
+#: 4: records pass the checks of a Trial's every field (3 kept what 4 refuses); 5: and of
+#: their step names, printable paths and nesting (4 kept what 5 refuses)
+VERSION = 5
 _MAGIC = b"mitosis-index %d\n" % VERSION
 _LEFTOVER_SECONDS = 3600.0  # a temporary file this old was left by a writer that died
 

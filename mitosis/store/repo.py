@@ -268,13 +268,15 @@ class Store:
         return obj.as_raw_string() if isinstance(obj, Blob) else None
 
     def children(self, tree_id: ObjectID | None, path: str) -> list[tuple[str, ObjectID]]:
-        """Names and object ids of the entries of the tree at ``path``."""
+        """Names and object ids of the entries of the tree at ``path`` (a name that is not
+        UTF-8, which git allows and mitosis never writes, with replacement characters: its
+        readers then find no trial or lock of that name)."""
         from dulwich.objects import Tree
 
         obj = self.lookup(tree_id, path)
         if not isinstance(obj, Tree):
             return []
-        return [(e.path.decode(), e.sha) for e in obj.iteritems()]
+        return [(e.path.decode("utf-8", "replace"), e.sha) for e in obj.iteritems()]
 
     def trial_dirs(
         self, experiment: str, shard: str | None = None

@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from dulwich.objects import ObjectID
     from dulwich.refs import Ref
 
-__all__ = ["drop_results", "pointer_of", "results_refs", "write_results"]
+__all__ = ["POINTER_MOST", "drop_results", "pointer_of", "results_refs", "write_results"]
+
+#: The most bytes a pointer file may hold (mitosis writes about 200).
+POINTER_MOST = 512
 
 
 def results_message(trial: Trial) -> str:
@@ -86,4 +89,10 @@ def pointer_of(store: Store, trial: Trial, name: str) -> Pointer | None:
     data = store.read_file(trial.experiment, path)
     if data is None:
         return None
-    return load_pointer(data, f"{pointer_name(name)} of trial {trial.id}", trial.id)
+    where = f"{pointer_name(name)} of trial {trial.id}"
+    if len(data) > POINTER_MOST:  # so that its JSON cannot nest deeper than json.loads goes
+        raise StoreError(
+            f"{where} is not a readable pointer: {len(data)} bytes, where a pointer holds "
+            "about 200; the record was damaged or forged"
+        )
+    return load_pointer(data, where, trial.id)

@@ -16,11 +16,11 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast, overload
 import attrs
 
 from ..exceptions import BadRecord, StoreError, UnknownExperiment
-from ..model.checks import check_record
+from ..model.checks import check_record, lock_problem, nesting_problem
 from ..model.layout import FORMAT, TRIAL, VARIANTS, trial_dir
 from ..model.query import Row, columns, decoded, select, tagged
 from ..model.records import FileInfo, Trial, trial_from_json
-from ..model.text import unsafe_char
+from ..model.text import escape
 from .index import Index, Judge, blob_id, follow
 from .repo import Store, warn
 from .results import pointer_of
@@ -181,11 +181,17 @@ def _results(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_json(data: bytes, where: str) -> Any:
-    """JSON from the store; what is not JSON is a :class:`StoreError` naming ``where``."""
+    """JSON from the store; what is not JSON, or nests deeper than what reads it can follow
+    (see :func:`~mitosis.model.checks.nesting_problem`), is a :class:`StoreError` naming
+    ``where``."""
     try:
-        return json.loads(data)
-    except ValueError as exc:
+        found = json.loads(data)
+    except (ValueError, RecursionError) as exc:
         raise StoreError(f"{where} is not readable JSON: {exc}") from None
+    problem = nesting_problem(data, found)
+    if problem is not None:
+        raise StoreError(f"{where} is not readable JSON: {problem}")
+    return found
 
 
 class Trials(Sequence[Trial]):
@@ -310,17 +316,19 @@ def renames(store: Store, experiment: str, commit: ObjectID | None) -> dict[Rena
                 continue
             old = folder.removesuffix(".renamed")
             for file, blob in store.children(root, f"{VARIANTS}/{param}/{folder}"):
-                where = f"{VARIANTS}/{param}/{folder}/{file} of mitosis/{experiment}"
+                path = f"{VARIANTS}/{param}/{folder}/{file}"
                 try:
-                    note = load_json(store.read_file(experiment, "", blob) or b"", where)
+                    note = load_json(store.read_file(experiment, "", blob) or b"", path)
                 except StoreError:
                     note = None
-                new, fingerprint = _note(note, param, old, file)
-                if new is None:
+                if lock_problem(note, path) is not None:
                     if (store.path, blob.decode()) not in _BAD:
                         _BAD.add((store.path, blob.decode()))
+                        where = escape(f"{path} of mitosis/{experiment}")
                         warn("mitosis: skipped a rename: %s is not a rename note", where)
                     continue
+                assert isinstance(note, dict), "lock_problem checked it"
+                new, fingerprint = note["renamed_to"], note["fingerprint"]
                 direct[(param, old, fingerprint)] = new
     found = {}
     for (param, old, fingerprint), new in direct.items():
@@ -334,25 +342,6 @@ def renames(store: Store, experiment: str, commit: ObjectID | None) -> dict[Rena
         _RENAMES.clear()
     _RENAMES[key] = found
     return found
-
-
-def _note(note: Any, param: str, old: str, file: str) -> tuple[str | None, str]:
-    """The new name and the fingerprint of a rename note at ``<param>/<old>.renamed/<file>``,
-    or None when it is not such a note."""
-    if not isinstance(note, dict):
-        return None, ""
-    new, fingerprint = note.get("renamed_to"), note.get("fingerprint")
-    if (
-        not isinstance(new, str)
-        or not new
-        or unsafe_char(new) is not None
-        or not isinstance(fingerprint, str)
-        or note.get("param") != param
-        or note.get("variant") != old
-        or file != f"{fingerprint.removeprefix('sha256:')[:16]}.json"
-    ):
-        return None, ""
-    return new, fingerprint
 
 
 def _current(store: Store, index: Index) -> list[Row]:
@@ -382,14 +371,15 @@ def _named(trial: Trial, names: dict[str, str]) -> Trial:
 
 def listed(store: Store, experiment: str, commit: ObjectID | None = None) -> Index:
     """The listing index of an experiment's branch (or of its ``commit``): each record that
-    failed its checks is said once per process (a warning of the logger ``mitosis``) and left
-    out (see :mod:`mitosis.store.index`)."""
+    failed its checks is said once per process (a warning of the logger ``mitosis``, its
+    control characters escaped) and left out (see :mod:`mitosis.store.index`)."""
     index = follow(store, experiment, _judge(experiment), commit)
     for bad in index.bad:
         key = (store.path, bad.tree)
         if key not in _BAD:
             _BAD.add(key)
-            warn("mitosis: skipped a trial: %s", bad.reason)
+            # folder names come from the tree as they are: a terminal must not act on them
+            warn("mitosis: skipped a trial: %s", escape(bad.reason))
     return index
 
 

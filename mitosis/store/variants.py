@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..exceptions import (
     StoreError,
@@ -17,6 +17,7 @@ from ..exceptions import (
     VariantConflict,
     VariantRenamed,
 )
+from ..model.checks import lock_problem
 from ..model.layout import VARIANTS, alias_path, variant_path
 from ..model.records import Variant, VariantLock
 from ..model.text import check_name
@@ -31,6 +32,7 @@ __all__ = [
     "describe_lock",
     "lock_check",
     "lock_new",
+    "read_lock",
     "rename_variant",
     "variant_files",
     "variants",
@@ -59,6 +61,26 @@ def variant_files(locks: Iterable[VariantLock]) -> dict[str, bytes]:
     return files
 
 
+def read_lock(raw: bytes, path: str, experiment: str) -> dict[str, Any]:
+    """The variant lock file (or rename's note) at ``path`` on ``mitosis/<experiment>``,
+    parsed and checked (see :func:`~mitosis.model.checks.lock_problem`): it may have come with
+    a pull.
+
+    Raises:
+        StoreError: it is not JSON, or not a lock (a note) of the name its place says.
+    """
+    where = f"{path} on mitosis/{experiment}"
+    lock = load_json(raw, where)
+    problem = lock_problem(lock, path)
+    if problem is not None:
+        raise StoreError(
+            f"{where} is not a readable variant lock: {problem}. mitosis did not write it (a "
+            "damaged or forged file, maybe from a pull): use another variant name, or remove "
+            "the file from the branch"
+        )
+    return cast("dict[str, Any]", lock)
+
+
 def describe_lock(record: dict[str, Any]) -> str:
     """A locked value as people read it: its JSON and type, or its type and fingerprint."""
     if record.get("value") is not None or record.get("dill") is None:
@@ -75,13 +97,14 @@ def lock_check(experiment: str, locks: Sequence[VariantLock]) -> Check:
         for r in locks:
             base = variant_path(r.param, r.variant)
             raw = store.read_file(experiment, base + ".json", tree_id)
-            locked = load_json(raw, f"the lock of {r.param}={r.variant}") if raw else None
-            if locked is not None and locked.get("fingerprint") == r.encoded.fingerprint:
+            locked = read_lock(raw, base + ".json", experiment) if raw is not None else None
+            if locked is not None and locked["fingerprint"] == r.encoded.fingerprint:
                 continue
-            alias = store.read_file(experiment, alias_path(base, r.encoded.fingerprint), tree_id)
+            note = alias_path(base, r.encoded.fingerprint)
+            alias = store.read_file(experiment, note, tree_id)
             if alias is not None:  # this value had this name here once; it has another now
-                renamed = load_json(alias, f"the rename of {r.param}={r.variant}")
-                raise VariantRenamed(experiment, r.param, r.variant, renamed.get("renamed_to"))
+                renamed = read_lock(alias, note, experiment)
+                raise VariantRenamed(experiment, r.param, r.variant, renamed["renamed_to"])
             if locked is None:
                 continue
             mine = {
@@ -159,11 +182,11 @@ def rename_variant(
             if raw is None:
                 known = [v.name for v in variants(experiment, param, store=s.path)]
                 raise UnknownVariant(f"{param}", old, known)
-            lock = load_json(raw, f"the lock of {param}={old}")
+            lock = read_lock(raw, source + ".json", experiment)
             taken = s.read_file(experiment, target + ".json", tree)
             if taken is not None:
-                other = load_json(taken, f"the lock of {param}={new}")
-                if other.get("fingerprint") != lock.get("fingerprint"):
+                other = read_lock(taken, target + ".json", experiment)
+                if other["fingerprint"] != lock["fingerprint"]:
                     raise VariantConflict(
                         experiment,
                         param,
@@ -175,7 +198,9 @@ def rename_variant(
 
         tree = st.tree_of(st.tip(experiment))
         check(st, tree)
-        lock = load_json(st.read_file(experiment, source + ".json", tree) or b"{}", source)
+        lock = read_lock(
+            st.read_file(experiment, source + ".json", tree) or b"", source + ".json", experiment
+        )
         pickled = st.read_file(experiment, source + ".dill", tree)
         moved = {
             **lock,
@@ -186,12 +211,12 @@ def rename_variant(
             source + ".json": None,
             source + ".dill": None,
             target + ".json": dumps_json(moved, indent=2).encode(),
-            alias_path(source, lock.get("fingerprint", "")): dumps_json(
+            alias_path(source, lock["fingerprint"]): dumps_json(
                 {
                     "param": param,
                     "variant": old,
                     "renamed_to": new,
-                    "fingerprint": lock.get("fingerprint"),
+                    "fingerprint": lock["fingerprint"],
                 },
                 indent=2,
             ).encode(),
@@ -237,20 +262,17 @@ def variants(
             for file, blob_id in st.children(root, f"{VARIANTS}/{name}"):
                 if not file.endswith(".json"):
                     continue
-                where = f"{VARIANTS}/{name}/{file} of {experiment}"
-                record = load_json(st.read_file(experiment, "", blob_id) or b"", where)
-                if not isinstance(record, dict) or not isinstance(record.get("variant"), str):
-                    raise StoreError(f"{where} is not a readable variant lock")
-                fingerprint = record.get("fingerprint", "")
+                path = f"{VARIANTS}/{name}/{file}"
+                record = read_lock(st.read_file(experiment, "", blob_id) or b"", path, experiment)
                 found.append(
                     Variant(
                         param=name,
                         name=record["variant"],
-                        value=record.get("value"),
-                        type=record.get("type", ""),
-                        fingerprint=fingerprint,
+                        value=record["value"],
+                        type=record["type"],
+                        fingerprint=record["fingerprint"],
                         pickled=record.get("dill") is not None,
-                        trials=used.get((name, record["variant"], fingerprint), 0),
+                        trials=used.get((name, record["variant"], record["fingerprint"]), 0),
                     )
                 )
     return sorted(found, key=lambda v: (v.param, v.name))
