@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from ..exceptions import BadRecord
 from .layout import alias_path, figure_name, result_name, variant_path
 from .text import escape, unsafe_char
+from .values import tagged, undecodable
 
 __all__ = [
     "NESTING",
@@ -258,7 +259,23 @@ class _Checker:
             self.fail(field, f"holds a parameter name that is no name: {problem}")
         _sound(_SOUND_NAMES, name)
 
+    def results(self, holder: dict[str, Any], field: str) -> None:
+        """The tags of ``main`` and ``metrics`` of ``holder`` (a record or a step) decode:
+        readers decode what may hold one (see :func:`~mitosis.model.values.tagged`)."""
+        for key in ("main", "metrics"):
+            value = holder.get(key)
+            if tagged(value):
+                self.decodes(value, field + key)
+
+    def decodes(self, value: Any, field: str) -> None:
+        problem = undecodable(value)
+        if problem is not None:
+            self.fail(field, problem)
+
     def param(self, value: Any, kind: str, name: str) -> None:
+        held = value.get("value") if type(value) is dict and not value.get("dill") else None
+        if type(held) in (dict, list):  # decoded when asked for (with dill: unpickled instead)
+            self.decodes(held, f"{kind}.{name}.value")
         if (  # the usual parameter, at a glance; else each of its fields in turn
             type(value) is dict
             and type(value.get("variant")) is str
@@ -322,6 +339,7 @@ class _Checker:
 
     def step(self, value: Any, n: int) -> None:
         if type(value) is dict:  # the usual step, at a glance; else each of its fields in turn
+            self.results(value, f"steps[{n}].")
             get = value.get
             duration = get("duration", 0.0)
             if (
@@ -395,6 +413,7 @@ def check_record(raw: Any, *, trial_id: str, experiment: str, where: str) -> dic
             if name not in _SOUND_NAMES:
                 check.name(name, kind)
             check.param(param, kind, name)
+    check.results(record, "")
     check.code(get("code"))
     check.paths(get("files", []), "files")
     check.paths(get("detached", []), "detached")

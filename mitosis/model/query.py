@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ..exceptions import BadQuery, UnknownField
 from .records import Trial
-from .values import decode, dumps_json
+from .values import decode, dumps_json, tagged
 
 __all__ = [
     "BUILTIN_FIELDS",
@@ -41,7 +41,6 @@ _OPERATORS = ("!=", "<=", ">=", "=", "<", ">")
 
 #: ``(name, operator, value)``
 Condition = tuple[str, str, str]
-_CONTAINERS = (dict, list)
 
 
 class Row(NamedTuple):
@@ -84,13 +83,6 @@ class Row(NamedTuple):
     dirty: bool | None
     blob: str
     record: bytes | memoryview
-
-
-def tagged(value: Any) -> bool:
-    """Whether a result may hold a tag (only containers can): most hold plain numbers."""
-    if type(value) is dict:
-        return "py/float" in value or any(type(v) in _CONTAINERS for v in value.values())
-    return type(value) is list
 
 
 def decoded(value: Any) -> Any:

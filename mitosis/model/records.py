@@ -317,7 +317,8 @@ class Trial:
 
         def key(path: str) -> tuple[int, str, int]:
             step, _, number = path[len(FIGURES) : -len(".png")].rpartition("-")
-            return (order.get(step, len(order)), step, int(number) if number.isdigit() else 0)
+            n = int(number) if number.isascii() and number.isdigit() else 0  # not "²"
+            return (order.get(step, len(order)), step, n)
 
         return sorted((f for f in self.files if f.startswith(FIGURES)), key=key)
 

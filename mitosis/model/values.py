@@ -28,7 +28,17 @@ import attrs
 from ..exceptions import BadParameter
 from .portable import NeedsDill, dumps, plain
 
-__all__ = ["Encoded", "decode", "dumps_json", "encode", "load_dill", "loads_dill", "type_name"]
+__all__ = [
+    "Encoded",
+    "decode",
+    "dumps_json",
+    "encode",
+    "load_dill",
+    "loads_dill",
+    "tagged",
+    "type_name",
+    "undecodable",
+]
 
 _TAGS = ("py/tuple", "py/set", "py/frozenset", "py/dict", "py/float", "py/type")
 
@@ -228,6 +238,24 @@ def decode(canonical: Any) -> Any:
     if "py/type" in canonical:
         raise ValueError(f"{canonical['py/type']} values are loaded from their dill file")
     return {k: decode(v) for k, v in canonical.items()}
+
+
+def tagged(value: Any) -> bool:
+    """Whether a result (``main``, ``metrics``) may hold a tag (only containers can) that
+    :func:`decode` turns into a value: most hold plain numbers."""
+    if type(value) is dict:
+        return "py/float" in value or any(type(v) in (dict, list) for v in value.values())
+    return type(value) is list
+
+
+def undecodable(value: Any) -> str | None:
+    """Why :func:`decode` cannot make a value of recorded JSON (a tag mitosis never writes,
+    such as ``{"py/set": [[1]]}``), or None."""
+    try:
+        decode(value)
+    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+        return f"holds a tag mitosis never writes ({type(exc).__name__}: {exc})"
+    return None
 
 
 def loads_dill(data: bytes) -> Any:

@@ -379,17 +379,6 @@ class Pickled:
         return pickle.loads, (self.data,)
 
 
-def _decoded(trial: Trial, name: str, value: Any) -> Any:
-    """A parameter's recorded JSON decoded (its tags: ``py/tuple``, ``py/set``, ...)."""
-    try:
-        return decode(value)
-    except (TypeError, ValueError, AttributeError, RecursionError) as exc:
-        raise RerunError(
-            f"trial {trial.id} records parameter {name!r} as {dumps_json(value)[:200]}, which "
-            f"is no value mitosis wrote ({exc}); its record was damaged or forged"
-        ) from None
-
-
 def recorded_params(trial: Trial) -> list[Resolved]:
     """The trial's parameters as it recorded them: values, names, fingerprints."""
     names = [s.name for s in trial.steps]
@@ -406,7 +395,8 @@ def recorded_params(trial: Trial) -> list[Resolved]:
                     )
                 step = names.index(step_name)
             pickled = trial.read(p.dill) if p.dill else None
-            value = Pickled(pickled) if pickled is not None else _decoded(trial, name, p.value)
+            # a record's values decode: those that do not are bad records, never loaded
+            value = Pickled(pickled) if pickled is not None else decode(p.value)
             encoded = Encoded(p.value, pickled is None, p.fingerprint, p.type, pickled)
             found.append(Resolved(name, value, p.variant, p.source, tracked, encoded, step, arg))
     return found

@@ -116,7 +116,7 @@ def _checked(raw: Any, trial_id: str, experiment: str) -> dict[str, Any]:
     :class:`Trial` is built from it without fail.
 
     Raises:
-        BadRecord: the record fails its checks (a field, its place in the tree, a result's tag).
+        BadRecord: the record fails its checks (a field, a tag, its place in the tree).
         StoreError: it was written by a newer mitosis.
     """
     where = f"trial {trial_id} on mitosis/{experiment}"
@@ -126,11 +126,6 @@ def _checked(raw: Any, trial_id: str, experiment: str) -> dict[str, Any]:
             f"{where} was written by a newer mitosis (store format {record['format']}); "
             "upgrade mitosis to read it"
         )
-    if _tagged(record):  # its results' tags decode (most records hold none)
-        try:
-            _results(record)
-        except Exception as exc:
-            raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
     return record
 
 
@@ -154,14 +149,6 @@ def _parse(
     except Exception as exc:  # pragma: no cover - what passed its checks builds (tested)
         where = f"trial {trial_id} on mitosis/{experiment}"
         raise BadRecord(f"{where} is not a readable trial record: {exc!r}") from None
-
-
-def _tagged(record: dict[str, Any]) -> bool:
-    """Whether a record's results (its own, or a step's) may hold tags."""
-    for results in (record, *(record.get("steps") or ())):
-        if tagged(results.get("main")) or tagged(results.get("metrics")):
-            return True
-    return False
 
 
 def _results(record: dict[str, Any]) -> dict[str, Any]:
