@@ -23,6 +23,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -31,8 +33,9 @@ from typing import TYPE_CHECKING
 from ..exceptions import StoreError
 from ..model.checks import name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
+from . import blobcheck
 from .blobs import BIG
-from .reader import Entries, Reader, tree_order, verify
+from .reader import Entries, Reader, binary_ids, tree_order, verify
 from .repo import Store
 from .send import Inspector, missing
 from .trials import load_json
@@ -40,7 +43,7 @@ from .trials import load_json
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID, Tree
 
-__all__ = ["admit", "damaged", "history_problem", "quarantine", "removals"]
+__all__ = ["Aside", "admit", "damaged", "history_problem", "quarantine", "removals"]
 
 #: git's modes, as ``git fsck --strict`` accepts them (dulwich's check also allows 100664).
 _MODES = (stat.S_IFDIR, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755, stat.S_IFLNK, 0o160000)
@@ -218,8 +221,56 @@ def history_problem(
     except (ObjectFormatException, StoreError) as exc:
         return f"malformed: {exc}"
     if reached is not None:
-        reached.update(bytes.fromhex(object_id.decode()) for object_id in found)
+        reached.update(binary_ids(found))
     return None
+
+
+#: Fewer objects copied than this are all checked in the pull's own process (a process of
+#: their own takes longer to start than the check takes).
+ASIDE = 10_000
+
+
+class Aside:
+    """The blobs of the quarantine's packs checked against their ids in a process of their
+    own (:mod:`mitosis.store.blobcheck`, started at once, when ``claimed`` holds at least
+    :data:`ASIDE` ids), while the history walk checks the commits and trees: the second core
+    takes a third of a first pull's checking. A context manager: on leaving, the process is
+    ended if it still runs."""
+
+    def __init__(self, held: Store, claimed: set[bytes]) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        if len(claimed) < ASIDE:
+            return
+        folder = os.fspath(held.repo.object_store.pack_dir)
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        packs = [os.path.join(folder, n[: -len(".idx")]) for n in names if n.endswith(".idx")]
+        command = [sys.executable, "-I", blobcheck.__file__, str(BIG), *packs]
+        with contextlib.suppress(OSError):  # cannot start: the caller checks them all
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+
+    def __enter__(self) -> Aside:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+    def take(self, claimed: set[bytes]) -> str | None:
+        """Wait for the process; take the ids it vouches for out of ``claimed``; what it
+        found wrong, or None (also when it failed: what it vouched for is then nothing, and
+        :func:`damaged` checks it all)."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        out, err = process.communicate()
+        if process.returncode == blobcheck.WRONG:
+            return err.decode("ascii", "replace").strip() or "an object is not what its id says"
+        if process.returncode == 0 and len(out) % 20 == 0:
+            claimed.difference_update(out[at : at + 20] for at in range(0, len(out), 20))
+        return None
 
 
 def damaged(reader: Reader) -> str | None:
@@ -228,15 +279,18 @@ def damaged(reader: Reader) -> str | None:
     (a delta's base before it, as git's index-pack reads a pack), the others after."""
     claimed = reader.claimed
     for pack in reader.packs:
-        placed = sorted((pack.index[i], i) for i in claimed if i in pack.index)
-        for offset, object_id in placed:
+        if not claimed:
+            break
+        by_offset, header, entry_at = pack.by_offset, pack.header, reader.entry_at
+        for offset in pack.ends:  # in the pack's order
+            object_id = by_offset[offset]
             if object_id not in claimed:
-                continue  # checked meanwhile, read as the base of another's delta
-            kind, size, base, _ = pack.header(offset)
+                continue  # checked already (read by the walk, or as a delta's base)
+            kind, size, base, _ = header(offset)
             if base is None and kind == _BLOB and size > BIG:
                 continue  # a big blob: streamed, below
             try:
-                reader.entry_at(pack, offset)  # checked as it is read (see Reader.claimed)
+                entry_at(pack, offset, object_id)  # checked as it is read (see Reader.claimed)
             except (StoreError, zlib.error) as exc:
                 return f"{object_id.hex()} cannot be read, or is not what its id says: {exc}"
     for object_id in sorted(claimed):
