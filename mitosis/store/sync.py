@@ -698,6 +698,8 @@ def _results_problems(held: Store, refs: Mapping[Ref, ObjectID]) -> list[str]:
     """What is malformed in the results commits ``refs`` point at and their trees (read in the
     quarantine ``held``), one line per trial (see
     :func:`~mitosis.store.incoming.history_problem`)."""
+    if not refs:
+        return []  # none: the quarantine's packs are not read again
     with Reader(held.repo.object_store, strict=True) as reader:
         found = {ref: history_problem(reader, sha, []) for ref, sha in sorted(refs.items())}
     return [
