@@ -11,6 +11,8 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -27,8 +29,10 @@ from mitosis.store.repo import Store
 
 @pytest.fixture
 def aside(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The blobs of every pull from a path checked in a process of their own."""
+    """The blobs of every pull from a path checked in a process of their own, which the pull
+    waits for (a walk of a few trials ends before the process starts)."""
     monkeypatch.setattr(incoming, "ASIDE", 0)
+    monkeypatch.setattr(incoming.Aside, "wait", True)
 
 
 def make(path: Path, count: int) -> None:
@@ -60,10 +64,14 @@ def the_pack(store: Path) -> str:
     return str(index.with_suffix(""))
 
 
-def check(*packs: str) -> subprocess.CompletedProcess[bytes]:
-    """blobcheck run as a pull runs it: by its path, isolated."""
-    command = [sys.executable, "-I", blobcheck.__file__, str(1 << 20), *packs]
-    return subprocess.run(command, capture_output=True, check=False)
+def check(*packs: str) -> tuple[subprocess.CompletedProcess[bytes], list[bytes]]:
+    """blobcheck run as a pull runs it, by its path, isolated; and the ids it vouched for."""
+    with tempfile.TemporaryDirectory() as folder:
+        checked = os.path.join(folder, "checked")
+        command = [sys.executable, "-I", blobcheck.__file__, str(1 << 20), checked, *packs]
+        done = subprocess.run(command, capture_output=True, check=False)
+        found = Path(checked).read_bytes() if os.path.exists(checked) else b""
+    return done, [found[at : at + 20] for at in range(0, len(found), 20)]
 
 
 def write_raw_pack(store: Path, entries: list[tuple[bytes, bytes]]) -> None:
@@ -97,9 +105,8 @@ def test_every_blob_of_a_packed_store_is_vouched_for(tmp_path):
     make(store, 12)
     with Store.open(store) as st_:
         pack_loose(st_)
-    done = check(the_pack(store))
+    done, vouched = check(the_pack(store))
     assert done.returncode == 0, done.stderr
-    vouched = [done.stdout[at : at + 20] for at in range(0, len(done.stdout), 20)]
     assert len(vouched) == len(set(vouched)) and set(vouched) == blob_ids(store)
 
 
@@ -189,31 +196,36 @@ def test_a_pull_refuses_a_damaged_blob_entry_met_by_the_check_aside(tmp_path, as
     content = git("cat-file", "blob", name, cwd=source).encode()
     write_raw_pack(source, [(bytes.fromhex(name), entry(content))])
     os.remove(source / "objects" / name[:2] / name[2:])
-    done = check(the_pack(source))
+    done, _ = check(the_pack(source))
     assert done.returncode == blobcheck.WRONG and name.encode() in done.stderr
     with pytest.raises(mitosis.SyncRefused, match=name):
         mitosis.pull(str(source), store=store)
     assert git("for-each-ref", cwd=store) == ""
 
 
-@pytest.mark.parametrize("how", ["cannot-start", "fails"])
+@pytest.mark.parametrize("how", ["cannot-start", "fails", "lags"])
 def test_without_the_check_aside_the_pull_checks_every_blob_itself(
     tmp_path, aside, monkeypatch, how
 ):
     if how == "cannot-start":
         monkeypatch.setattr(incoming.sys, "executable", str(tmp_path / "no-python"))
     else:
-        failing = tmp_path / "failing.py"
-        failing.write_text("import sys; sys.exit(1)\n")
-        monkeypatch.setattr(incoming.blobcheck, "__file__", str(failing))
+        script = tmp_path / "script.py"
+        # fails at once; or lags behind the walk, which then ends it and checks the rest
+        pause = 60 if how == "lags" else 0
+        script.write_text(f"import sys, time; time.sleep({pause}); sys.exit(1)\n")
+        monkeypatch.setattr(incoming.blobcheck, "__file__", str(script))
+        monkeypatch.setattr(incoming.Aside, "wait", how == "fails")
     good, source, store = tmp_path / "good.git", tmp_path / "source.git", tmp_path / "store.git"
     make(good, 4)
+    started = time.monotonic()
     assert mitosis.pull(str(good), store=tmp_path / "other.git").experiments == {"sine": "new"}
     git("fsck", "--strict", cwd=tmp_path / "other.git")
     make(source, 3)
     forged = forged_delta(source)
     with pytest.raises(mitosis.SyncRefused, match=f"{forged.hex()}"):
         mitosis.pull(str(source), store=store)
+    assert time.monotonic() - started < 30  # never waited for the lagging process
     assert git("for-each-ref", cwd=store) == ""
 
 
@@ -242,5 +254,5 @@ def test_a_random_pack_is_never_vouched_for(tmp_path):
     for at in range(12, len(data) - 20):
         data[at] = noise.randrange(256)
     pack.write_bytes(bytes(data))
-    done = check(the_pack(store))
-    assert done.returncode != 0 and done.stdout == b""
+    done, vouched = check(the_pack(store))
+    assert done.returncode != 0 and vouched == []

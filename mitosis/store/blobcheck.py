@@ -1,18 +1,19 @@
 """The blobs of a pack checked against their ids in a process of their own, while a pull's
 history walk checks the commits and trees it copied (see :mod:`mitosis.store.incoming`).
 
-Standard library only, and run by its path (``python -I -S blobcheck.py BIG PACK...``, each
+Standard library only, and run by its path (``python -I blobcheck.py BIG OUT PACK...``, each
 ``PACK`` a pack's path without ``.pack``), so that it starts in a few milliseconds. For each pack,
 in the pack's order (a delta's base before it, as git's index-pack reads a pack), every entry
 whose delta chain ends in a blob of at most ``BIG`` bytes (bigger ones are streamed by the
 caller) is inflated strictly (exactly one zlib stream, of the size its header says), its delta
 applied, and its content hashed and compared with the id that the pack's index gives its offset.
 
-Exits 0 having written the ids of the blobs that are what they say (20 bytes each) to its
-standard output; 3 (:data:`WRONG`) at the first entry that is not, or cannot be read, having
-written what is wrong to its standard error. Whatever it does not vouch for (an entry of another
-kind, a delta whose base is not in the pack, an id that shares its offset with another, anything
-when it fails otherwise) its caller checks itself.
+Appends the ids of the blobs that are what they say (20 bytes each) to the file ``OUT`` as it
+goes, a few hundred at a time (its caller may stop it early, and take what it has checked), and
+exits 0 once it has checked them all; 3 (:data:`WRONG`) at the first entry that is not, or
+cannot be read, having written what is wrong to its standard error. Whatever it does not vouch
+for (an entry of another kind, a delta whose base is not in the pack, an id that shares its
+offset with another, anything when it fails otherwise) its caller checks itself.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sys
 import zlib
 from collections.abc import Callable
 from hashlib import sha1
+from typing import BinaryIO
 
 #: The exit status that says an entry is not what the pack's index says.
 WRONG = 3
@@ -33,6 +35,8 @@ _BLOB, _OFS_DELTA, _REF_DELTA = 3, 6, 7
 _KIND = bytes((byte >> 4) & 7 for byte in range(256))
 #: The entries looked at one by one: blobs and deltas.
 _LOOKED_AT = re.compile(b"[\x03\x06\x07]")
+#: The ids written at once.
+_BATCH = 256
 #: Inflated blobs kept as delta bases, in bytes; the cache starts anew past it.
 _CACHE_BYTES = 32 << 20
 
@@ -210,15 +214,16 @@ class _Pack:
         self.cache[offset] = data
         self.held += len(data)
 
-    def blobs(self, big: int) -> list[bytes]:
-        """The ids of the pack's blobs (of at most ``big`` bytes), each checked.
+    def blobs(self, big: int, out: BinaryIO) -> None:
+        """Check the pack's blobs (of at most ``big`` bytes), their ids written to ``out``
+        a few hundred at a time.
 
         Raises:
             Wrong: an entry is not what the index says.
         """
         data, ids, order = self.data, self.ids, self.order
         if not order:
-            return []
+            return
         # each entry's type (its first byte's bits 4 to 6), all at once: only blobs and deltas
         # are looked at one by one, not the commits and trees (read by the caller's walk)
         order = [*order, order[0]]  # two at least: itemgetter gives a tuple
@@ -252,24 +257,28 @@ class _Pack:
             if sha1(b"blob %d\0%s" % (len(content), content)).digest() != object_id:
                 raise Wrong(object_id.hex(), "is not what its id says")
             checked.append(object_id)
-        return checked
+            if len(checked) == _BATCH:
+                out.write(b"".join(checked))
+                out.flush()
+                checked.clear()
+        out.write(b"".join(checked))
+        out.flush()
 
 
 def main(arguments: list[str]) -> int:
     global _apply
     _apply = _native()
-    big, *paths = arguments
-    found = []
-    for path in paths:
-        pack = _Pack(path)
-        try:
-            found += pack.blobs(int(big))
-        except Wrong as exc:
-            sys.stderr.write(f"{exc.args[0]} {exc.args[1]}\n")
-            return WRONG
-        finally:
-            pack.close()
-    sys.stdout.buffer.write(b"".join(found))
+    big, checked, *paths = arguments
+    with open(checked, "ab") as out:
+        for path in paths:
+            pack = _Pack(path)
+            try:
+                pack.blobs(int(big), out)
+            except Wrong as exc:
+                sys.stderr.write(f"{exc.args[0]} {exc.args[1]}\n")
+                return WRONG
+            finally:
+                pack.close()
     return 0
 
 

@@ -233,21 +233,30 @@ ASIDE = 10_000
 class Aside:
     """The blobs of the quarantine's packs checked against their ids in a process of their
     own (:mod:`mitosis.store.blobcheck`, started at once, when ``claimed`` holds at least
-    :data:`ASIDE` ids), while the history walk checks the commits and trees: the second core
-    takes a third of a first pull's checking. A context manager: on leaving, the process is
-    ended if it still runs."""
+    :data:`ASIDE` ids), while the history walk checks the commits and trees: the machine's
+    second core takes a third of a first pull's checking. :meth:`take` takes what it checked;
+    on leaving (a context manager), the process is ended if it still runs."""
+
+    #: Whether :meth:`take` waits for the process to finish (tests), rather than ending it
+    #: and leaving what it did not check yet to its caller (on a busy machine, the process
+    #: may lag behind the walk).
+    wait = False
 
     def __init__(self, held: Store, claimed: set[bytes]) -> None:
         self.process: subprocess.Popen[bytes] | None = None
+        self.checked = os.path.join(held.repo.controldir(), "checked-aside")
         if len(claimed) < ASIDE:
             return
         folder = os.fspath(held.repo.object_store.pack_dir)
         names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
         packs = [os.path.join(folder, n[: -len(".idx")]) for n in names if n.endswith(".idx")]
-        command = [sys.executable, "-I", blobcheck.__file__, str(BIG), *packs]
+        command = [sys.executable, "-I", blobcheck.__file__, str(BIG), self.checked, *packs]
         with contextlib.suppress(OSError):  # cannot start: the caller checks them all
             self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
 
     def __enter__(self) -> Aside:
@@ -259,17 +268,24 @@ class Aside:
             self.process.communicate()
 
     def take(self, claimed: set[bytes]) -> str | None:
-        """Wait for the process; take the ids it vouches for out of ``claimed``; what it
-        found wrong, or None (also when it failed: what it vouched for is then nothing, and
-        :func:`damaged` checks it all)."""
+        """Take the ids the process checked out of ``claimed`` (ending it first if it still
+        runs, unless :attr:`wait`: :func:`damaged` then checks the rest); what it found
+        wrong, or None."""
         process, self.process = self.process, None
         if process is None:
             return None
-        out, err = process.communicate()
+        if not self.wait and process.poll() is None:
+            process.kill()
+        _, err = process.communicate()
         if process.returncode == blobcheck.WRONG:
             return err.decode("ascii", "replace").strip() or "an object is not what its id says"
-        if process.returncode == 0 and len(out) % 20 == 0:
-            claimed.difference_update(out[at : at + 20] for at in range(0, len(out), 20))
+        try:
+            with open(self.checked, "rb") as file:
+                found = file.read()
+        except OSError:  # it wrote none: the caller checks them all
+            return None
+        whole = len(found) - len(found) % 20  # the last id cut short, if it was ended writing
+        claimed.difference_update(found[at : at + 20] for at in range(0, whole, 20))
         return None
 
 
