@@ -252,3 +252,44 @@ def test_a_tree_that_is_its_base_and_one_entry_more_is_checked_as_a_whole(
         refused(source, store, forged, "leading zero", mitosis.SyncError)
     else:
         refused(source, store, forged)
+
+
+def _grown(source: Path, parent: str, shard: bytes, folder: bytes) -> str:
+    """A commit on ``parent`` whose tree adds the trial folder ``trials/<shard>/ff..`` of the
+    raw tree ``folder`` (a shard of its own; the trees above it made by git)."""
+    folder_id = loose(source, b"tree", folder)
+    trial = b"ff" + shard[2:] * 5
+    shard_id = git("mktree", cwd=source, input=f"040000 tree {folder_id}\t{trial.decode()}\n")
+    root = git("rev-parse", f"{parent}^{{tree}}", cwd=source).strip()
+    shelf = git("ls-tree", f"{root}:trials", cwd=source)
+    shelf += f"040000 tree {shard_id.strip()}\t{shard.decode()}\n"
+    shelf_id = git("mktree", cwd=source, input=shelf).strip()
+    tree = git("mktree", cwd=source, input=f"040000 tree {shelf_id}\ttrials\n").strip()
+    return _commit(source, tree, parent)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        [(0o100644, b"trial.json"), (0o100644, b"output.log")],  # the same names, unsorted
+        [(0o100664, b"output.log"), (0o100644, b"trial.json")],  # one mode git fsck refuses
+        [(0o100644, b"output.log"), (0o100644, b"output.log")],  # one name twice
+    ],
+    ids=["unsorted", "mode", "name-twice"],
+)
+def test_a_small_tree_is_judged_by_its_names_and_modes_in_order(tmp_path, forged):
+    """A small tree is judged once per shape (its names and modes, in order): a trial's
+    folder shaped almost as one judged well formed just before is judged in full."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    make(store, 1)
+    parent, _ = tip(source)
+    blob = loose(source, b"blob", b"planted\n")
+    good = [(0o100644, b"output.log"), (0o100644, b"trial.json")]
+    parent = _grown(source, parent, b"f1", b"".join(_entry(m, n, blob) for m, n in good))
+    raw = b"".join(_entry(m, n, blob) for m, n in forged)
+    point(source, _grown(source, parent, b"f2", raw))
+    folder = hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest()
+    refused(source, store, folder)
+    point(source, parent)  # the well-formed one alone is taken
+    assert mitosis.pull(str(source), store=store).experiments == {"sine": "fast-forward"}

@@ -55,6 +55,10 @@ _BLOB = 3
 #: ``.git.``), a byte of a code point beyond ASCII (``.git`` with a code point that HFS+
 #: ignores). A match is looked at name by name (:meth:`_Fsck.names`).
 _SUSPECT = re.compile(rb"[\\\0\x80-\xff]|[gG][iI][tT]|/\.{0,2}(?=/)")
+#: Trees of at most this many entries are judged once per shape (names and modes, in order).
+_SHAPED = 16
+#: Shapes kept; the set starts anew past it.
+_SHAPES = 1024
 #: ``name <email> seconds +zone``, as both git fsck (``fsck_ident``) and dulwich accept it.
 _IDENT = rb"[^<>\n\0]* <[^<>\n\0]*> (?:0|[1-9][0-9]{0,11}) [+-][0-9]{4}\n"
 #: The header of a commit as mitosis and git write it (no signature, no extra header): one
@@ -136,7 +140,25 @@ class _Fsck(Inspector):
     def absent(self, commit_id: bytes) -> None:
         raise _Malformed(f"commit {commit_id.decode()} is missing")
 
+    def __init__(self) -> None:
+        # the names and modes of small trees found well formed: a trial's folders, each
+        # shaped as the one before, are judged once
+        self.shapes: set[tuple[tuple[bytes, int], ...]] = set()
+
     def tree(self, tree_id: bytes, path: bytes, entries: Entries, new: Entries) -> None:
+        if len(entries) > _SHAPED:
+            self.judge(path, entries, new)
+            return
+        shape = tuple([(name, mode) for name, mode, _ in entries])
+        if shape not in self.shapes:
+            self.judge(path, entries, entries)  # every name: the shape is judged whole
+            if len(self.shapes) >= _SHAPES:
+                self.shapes.clear()
+            self.shapes.add(shape)
+
+    def judge(self, path: bytes, entries: Entries, new: Entries) -> None:
+        """Whether the tree at ``path`` of ``entries`` is well formed, its entries ``new``
+        (those no base has) screened for names and modes (raised)."""
         if new:
             names = [name for name, _, _ in new]
             joined = b"/".join(names)

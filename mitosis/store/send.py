@@ -145,7 +145,7 @@ def missing(
             elif interesting:
                 inspector.absent(parent)
     found: dict[bytes, int] = {c: _COMMIT for c in ours if c not in theirs}
-    walk = _TreeWalk(reader, found, inspector, bases if bases is not None else {})
+    walk = _TreeWalk(reader, found, inspector, bases)
     for number, commit_id in enumerate(reversed(ours)):
         if progress is not None and number % 1000 == 0:
             progress(b"counting objects: %d\r" % len(found))
@@ -205,13 +205,13 @@ class _TreeWalk:
         reader: Reader,
         found: dict[bytes, int],
         inspector: Inspector,
-        bases: dict[bytes, bytes],
+        bases: dict[bytes, bytes] | None,
     ) -> None:
         self.reader = reader
         self.found = found
         self.inspector = inspector
         self.latest: dict[bytes, _Version] = {}
-        self.bases = bases  # a delta base for each object found: the same path in a parent
+        self.bases = bases  # a delta base for each object found (the same path in a parent)
         self.files: dict[tuple[int, bytes], bytes] = {}  # the last file met, by depth and name
 
     def version(self, tree: bytes, path: bytes) -> _Version:
@@ -233,7 +233,8 @@ class _TreeWalk:
             raise ObjectFormatException(f"{tree.decode()} is not a tree")
         old: list[_Version] = []
         if bases:
-            self.bases[tree] = bases[0]
+            if self.bases is not None:
+                self.bases[tree] = bases[0]
             if len(bases) == 1:
                 base = self.version(bases[0], path)
                 if len(base.raw) == len(raw) and self.changed(base, tree, raw, path):
@@ -258,12 +259,12 @@ class _TreeWalk:
                 self.diff(sha, _folders(old, name) if old else [], path + b"/" + name)
             elif mode != _SUBMODULE and sha not in found:
                 found[sha] = _BLOB
-                # a trial's file is most like the same file of the trial before
-                shape = (depth, name)
-                last = files.get(shape)
-                if last is not None:
-                    bases_of[sha] = last
-                files[shape] = sha
+                if bases_of is not None:  # a trial's file is most like the trial before's
+                    shape = (depth, name)
+                    last = files.get(shape)
+                    if last is not None:
+                        bases_of[sha] = last
+                    files[shape] = sha
 
     def changed(self, base: _Version, tree: bytes, raw: bytes, path: bytes) -> bool:
         """Whether the tree ``raw`` is ``base`` (of the same length) but for one entry's id:
@@ -307,11 +308,12 @@ class _TreeWalk:
             self.diff(sha, bases, path + b"/" + name)
         elif mode != _SUBMODULE and sha not in self.found:
             self.found[sha] = _BLOB
-            shape = (path.count(b"/"), name)
-            last = self.files.get(shape)
-            if last is not None:
-                self.bases[sha] = last
-            self.files[shape] = sha
+            if self.bases is not None:
+                shape = (path.count(b"/"), name)
+                last = self.files.get(shape)
+                if last is not None:
+                    self.bases[sha] = last
+                self.files[shape] = sha
 
 
 def _folders(versions: list[_Version], name: bytes) -> list[bytes]:
