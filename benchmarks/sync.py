@@ -317,12 +317,12 @@ def phases(runs: Runs, repeat: int, source: Path) -> None:
             setattr(owner, name, original)
     total = statistics.median(totals)
     print(f"a first pull of the packed store: {total:.2f} s (median of {repeat}), of which")
-    for _, _, label in wrapped:
-        if label in spent:
-            print(f"  {statistics.median(spent[label]):6.3f} s  {label}")
-    print(
-        f"  the rest: the quarantine made, the pull's start and end (load {os.getloadavg()[0]:.1f})"
-    )
+    parts = {label: statistics.median(spent[label]) for _, _, label in wrapped if label in spent}
+    for label, seconds in parts.items():
+        print(f"  {seconds:6.3f} s  {label}")
+    rest = total - sum(parts.values())
+    print(f"  {rest:6.3f} s  the rest: the quarantine made, the stores opened, the refs moved")
+    print(f"  (load {os.getloadavg()[0]:.1f})")
 
 
 def sizes(root: Path, loose: Path, count: int) -> bool:
