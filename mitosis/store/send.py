@@ -473,7 +473,8 @@ class Outgoing:
                     strict=True,
                 )
             )
-            self.written.update(zip(pack.ids, moved, strict=True))
+            if self.packed or (self.small and self.bases):  # a delta may go against them
+                self.written.update(zip(pack.ids, moved, strict=True))
             self.offset += end - 12
         position = self.offset
         for entry in self._rest():
