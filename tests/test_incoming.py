@@ -207,8 +207,10 @@ def _commit(source: Path, tree: str, parent: str) -> str:
         ([], [(0o100644, b"zz", b"0100644")]),  # a mode written with a leading zero
         # "a" as a folder, in its place after "a-b", with a file "a" two entries before
         ([(0o100644, b"a"), (0o100644, b"a-b")], [(stat.S_IFDIR, b"a")]),
+        # "b" as a file, in its place before "b-c", with a folder "b" two entries after
+        ([(0o100644, b"b-c"), (stat.S_IFDIR, b"b")], [(0o100644, b"b")]),
     ],
-    ids=["out-of-order", "zero-padded-mode", "name-twice-apart"],
+    ids=["out-of-order", "zero-padded-mode", "name-twice-apart", "file-name-twice-apart"],
 )
 @pytest.mark.parametrize("first", [True, False], ids=["first-pull", "onto-history"])
 def test_a_tree_that_is_its_base_and_one_entry_more_is_checked_as_a_whole(
@@ -293,3 +295,42 @@ def test_a_small_tree_is_judged_by_its_names_and_modes_in_order(tmp_path, forged
     refused(source, store, folder)
     point(source, parent)  # the well-formed one alone is taken
     assert mitosis.pull(str(source), store=store).experiments == {"sine": "fast-forward"}
+
+
+def _replaced(source: Path, tree: str, name: bytes, new: str) -> str:
+    """The tree ``tree`` with the entry ``name`` pointing at ``new``: the same length, one
+    entry's id changed."""
+    listing = git("ls-tree", tree, cwd=source).splitlines()
+    raw = b""
+    for line in listing:
+        info, entry = line.split("\t")
+        mode, _, sha = info.split()
+        raw += _entry(int(mode, 8), entry.encode(), new if entry.encode() == name else sha)
+    return loose(source, b"tree", raw)
+
+
+@pytest.mark.parametrize(
+    ("mode", "name"),
+    [(0o100664, b"trial.json"), (0o100644, b"trial\\json")],
+    ids=["mode", "name"],
+)
+def test_a_tree_of_its_bases_length_differing_outside_an_id_is_checked_as_a_whole(
+    tmp_path, mode, name
+):
+    """The walk takes a tree of the same length as the tree at the same path in its parent
+    byte-wise when they differ in one entry's id alone; a trial's folder whose file has another
+    mode, or another name of the same length, is judged whole (on a first pull, where the walk
+    alone judges it) and refused."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    git("init", "-q", "--bare", str(store))
+    parent, root = tip(source)
+    path = "trials/00/000000000002"
+    record = git("rev-parse", f"{root}:{path}/trial.json", cwd=source).strip()
+    folder = loose(source, b"tree", _entry(mode, name, record))
+    shard = _replaced(
+        source, git("rev-parse", f"{root}:trials/00", cwd=source).strip(), b"000000000002", folder
+    )
+    shelf = _replaced(source, git("rev-parse", f"{root}:trials", cwd=source).strip(), b"00", shard)
+    point(source, _commit(source, _replaced(source, root, b"trials", shelf), parent))
+    refused(source, store, folder)

@@ -121,6 +121,13 @@ class _Malformed(Exception):
     """What is wrong with a history that arrived."""
 
 
+def _unsorted(path: bytes) -> _Malformed:
+    return _Malformed(
+        f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
+        "its entries are not sorted, or a name comes twice"
+    )
+
+
 class _Fsck(Inspector):
     """``git fsck --strict``'s rules for each new commit and tree (of a commit, the usual
     shape matched at once, any other judged by dulwich's full check; of a tree: git's modes,
@@ -170,10 +177,7 @@ class _Fsck(Inspector):
                 self.names(path, new)
         keys = [name + b"/" if mode == stat.S_IFDIR else name for name, mode, _ in entries]
         if keys != sorted(keys) or len({name for name, _, _ in entries}) != len(entries):
-            raise _Malformed(
-                f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
-                "its entries are not sorted, or a name comes twice"
-            )
+            raise _unsorted(path)
 
     def inserted(self, tree_id: bytes, path: bytes, entries: Entries, index: int) -> None:
         # the base's entries were in order, names once each: only the new one is looked at
@@ -181,17 +185,20 @@ class _Fsck(Inspector):
         if mode not in _MODE_SET or b"/" in name or _SUSPECT.search(b"/" + name + b"/") is not None:
             self.names(path, [entry])
         key = tree_order(entry)
-        other = name if mode == stat.S_IFDIR else name + b"/"  # the same name, as the other kind
-        at = bisect.bisect_left(entries, other, key=tree_order)
-        if (
-            (index and tree_order(entries[index - 1]) >= key)
-            or (index + 1 < len(entries) and key >= tree_order(entries[index + 1]))
-            or (at < len(entries) and tree_order(entries[at]) == other)
+        if (index and tree_order(entries[index - 1]) >= key) or (
+            index + 1 < len(entries) and key >= tree_order(entries[index + 1])
         ):
-            raise _Malformed(
-                f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
-                "its entries are not sorted, or a name comes twice"
-            )
+            raise _unsorted(path)
+        # The same name as the other kind (a file "a" for a folder "a") sorts before a folder,
+        # after a file, with only names that start with it between: a neighbour's name shows
+        # whether to look for it.
+        near = index - 1 if mode == stat.S_IFDIR else index + 1
+        if not (0 <= near < len(entries) and entries[near][0].startswith(name)):
+            return
+        other = name if mode == stat.S_IFDIR else name + b"/"
+        at = bisect.bisect_left(entries, other, key=tree_order)
+        if at < len(entries) and tree_order(entries[at]) == other:
+            raise _unsorted(path)
 
     def names(self, path: bytes, new: Entries) -> None:
         """Which of the entries ``new`` of the tree at ``path`` has a name or a mode that git

@@ -170,17 +170,11 @@ def missing(
 class _Version:
     """A tree as last met at a path: its id, content, entries and where each entry ends."""
 
-    __slots__ = ("ends", "entries", "number", "raw", "tree")
+    __slots__ = ("ends", "entries", "raw", "tree")
 
     def __init__(self, tree: bytes, raw: bytes, entries: list[tuple[bytes, int, bytes]]) -> None:
         self.tree, self.raw, self.entries = tree, raw, entries
         self.ends: list[int] | None = None
-        self.number: int | None = None  # the content as one big integer, once made
-
-    def as_number(self) -> int:
-        if self.number is None:
-            self.number = int.from_bytes(self.raw, "big")
-        return self.number
 
     def entry_ends(self) -> list[int]:
         if self.ends is None:
@@ -269,8 +263,7 @@ class _TreeWalk:
     def changed(self, base: _Version, tree: bytes, raw: bytes, path: bytes) -> bool:
         """Whether the tree ``raw`` is ``base`` (of the same length) but for one entry's id:
         then that entry is walked, and the tree is not parsed."""
-        number = int.from_bytes(raw, "big")
-        one = _one_changed(base, raw, number)
+        one = _one_changed(base, raw)
         if one is None:
             return False
         index, sha = one
@@ -278,7 +271,7 @@ class _TreeWalk:
         entries = list(base.entries)
         entries[index] = (name, mode, sha)
         latest = self.latest[path] = _Version(tree, raw, entries)
-        latest.ends, latest.number = base.ends, number
+        latest.ends = base.ends
         self.walk_entry(name, mode, sha, [before] if mode == _DIR else [], path)
         return True
 
@@ -338,8 +331,7 @@ def _one_inserted(old: _Version, raw: bytes) -> tuple[int, tuple[bytes, int, byt
     first byte where they differ falls in the entry of ``old`` before which the new one went
     (or past its end), and what follows the new entry is the rest of ``old`` as it was."""
     size, extra = len(old.raw), len(raw) - len(old.raw)
-    diff = old.as_number() ^ int.from_bytes(raw[:size], "big")
-    first = size - (diff.bit_length() + 7) // 8  # size when they differ in no byte
+    first = _first_difference(old.raw, raw, size)
     ends = old.entry_ends()
     index = bisect.bisect_right(ends, first)
     start = ends[index - 1] if index else 0
@@ -352,21 +344,34 @@ def _one_inserted(old: _Version, raw: bytes) -> tuple[int, tuple[bytes, int, byt
     return index, (found[2], mode, found[3].hex().encode())
 
 
-def _one_changed(old: _Version, raw: bytes, number: int) -> tuple[int, bytes] | None:
-    """When the tree ``raw`` (``number``: as one big integer) is ``old`` but for one entry's
-    id: that entry's index and new id (hex); else None."""
-    diff = old.as_number() ^ number
-    if not diff:
-        return None
-    size = len(raw)
-    first = size - (diff.bit_length() + 7) // 8
-    last = size - 1 - ((diff & -diff).bit_length() - 1) // 8
+def _one_changed(old: _Version, raw: bytes) -> tuple[int, bytes] | None:
+    """When the tree ``raw`` (of ``old``'s length) is ``old`` but for one entry's id: that
+    entry's index and new id (hex); else None. The first byte where they differ falls in that
+    id, and they are the same after it."""
+    first = _first_difference(old.raw, raw, len(raw))
     ends = old.entry_ends()
     index = bisect.bisect_right(ends, first)
-    if index >= len(ends) or ends[index] - 20 > first or last >= ends[index]:
-        return None
+    if index >= len(ends) or ends[index] - 20 > first:
+        return None  # the same, or the first difference is in no entry's id
     end = ends[index]
+    if raw[end:] != old.raw[end:]:
+        return None
     return index, raw[end - 20 : end].hex().encode()
+
+
+def _first_difference(old: bytes, new: bytes, size: int) -> int:
+    """Where the first ``size`` bytes of ``old`` and ``new`` first differ (``size`` when they do
+    not): halves compared as wholes (each one ``memcmp``) down to a few bytes."""
+    low, high = 0, size  # the same before low; a difference before high, if any
+    while high - low > 16:
+        middle = (low + high) // 2
+        if old[low:middle] == new[low:middle]:
+            low = middle
+        else:
+            high = middle
+    while low < size and old[low] == new[low]:
+        low += 1
+    return low
 
 
 class Outgoing:
