@@ -229,6 +229,14 @@ def test_without_the_check_aside_the_pull_checks_every_blob_itself(
     assert git("for-each-ref", cwd=store) == ""
 
 
+def test_a_frozen_application_starts_no_check_aside(tmp_path, aside, monkeypatch):
+    """In a frozen application, sys.executable is the application itself: never run."""
+    monkeypatch.setattr(incoming.sys, "frozen", True, raising=False)
+    store = Store.open(tmp_path / "store.git", create=True)
+    with store, incoming.Aside(store, {b"\1" * 20}) as started:
+        assert started.process is None and started.take({b"\1" * 20}) is None
+
+
 def test_a_first_pull_with_the_check_aside_is_what_git_reads(tmp_path, aside):
     source, store = tmp_path / "source.git", tmp_path / "store.git"
     make(source, 30)

@@ -274,8 +274,8 @@ class Aside:
     def __init__(self, held: Store, claimed: set[bytes]) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self.checked = os.path.join(held.repo.controldir(), "checked-aside")
-        if len(claimed) < ASIDE:
-            return
+        if len(claimed) < ASIDE or getattr(sys, "frozen", False):
+            return  # few, or no interpreter to run it with (a frozen application)
         folder = os.fspath(held.repo.object_store.pack_dir)
         names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
         packs = [os.path.join(folder, n[: -len(".idx")]) for n in names if n.endswith(".idx")]
