@@ -334,3 +334,31 @@ def test_a_tree_of_its_bases_length_differing_outside_an_id_is_checked_as_a_whol
     shelf = _replaced(source, git("rev-parse", f"{root}:trials", cwd=source).strip(), b"00", shard)
     point(source, _commit(source, _replaced(source, root, b"trials", shelf), parent))
     refused(source, store, folder)
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [b"zz" * 20, b"\xff" * 40, b"ab" * 19, b"ab " * 13 + b"a"],
+    ids=["not-hex", "not-ascii", "short", "spaced"],
+)
+@pytest.mark.parametrize("first", [True, False], ids=["first-pull", "onto-history"])
+def test_a_commit_whose_parent_is_no_commit_id_is_refused(tmp_path, parent, first):
+    """A commit's text names its parents: one that is no id of 40 hex digits is refused
+    (on a first pull it crashed the walk of the copied store, with the parent as its error)."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    if first:
+        git("init", "-q", "--bare", str(store))
+    else:
+        make(store, 1)
+    _, tree = tip(source)
+    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n\nforged\n" % (
+        tree.encode(),
+        parent,
+        _IDENT,
+        _IDENT,
+    )
+    forged = loose(source, b"commit", text)
+    point(source, forged)
+    assert fsck_refuses(source)
+    refused(source, store, forged, "malformed")

@@ -145,7 +145,8 @@ class _Fsck(Inspector):
             raise _Malformed(f"commit {commit_id.decode()} is malformed: {exc}") from None
 
     def absent(self, commit_id: bytes) -> None:
-        raise _Malformed(f"commit {commit_id.decode()} is missing")
+        shown = commit_id.decode("ascii", "backslashreplace")
+        raise _Malformed(f"the parent {shown!r} of a new commit is missing, or no commit id")
 
     def __init__(self) -> None:
         # the names and modes of small trees found well formed: a trial's folders, each

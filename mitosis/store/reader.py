@@ -358,8 +358,19 @@ class Reader:
         return self._keep(object_id, *found)
 
     def raw(self, object_id: bytes) -> tuple[int, bytes]:
-        """:meth:`raw_binary` of a hex id."""
-        return self.raw_binary(bytes.fromhex(object_id.decode()))
+        """:meth:`raw_binary` of a hex id.
+
+        Raises:
+            KeyError: the store has no such object, or ``object_id`` is no object's id (40
+                hex digits: a commit's text names its parents and tree, whatever they are).
+        """
+        try:
+            binary = bytes.fromhex(object_id.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise KeyError(object_id) from None
+        if len(binary) != 20:
+            raise KeyError(object_id)
+        return self.raw_binary(binary)
 
     def tree(self, tree_id: bytes, raw: bytes | None = None) -> Entries:
         """The entries ``(name, mode, hex id)`` of the tree ``tree_id`` (hex), parsed strictly
