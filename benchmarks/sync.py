@@ -11,9 +11,11 @@ fresh copy):
 - a lab's day: 100 new trials (loose, as written) pushed onto a remote that has the other N,
   against ``git push``; and pulled into a store that has the other N, against ``git fetch``;
 - with ``--gc``, the store's size per trial: loose, after ``mitosis.gc``, and after ``git gc``
-  of a copy, with the peak memory (resident set) of each packer, run in a process of its own.
+  of a copy, with the peak memory (resident set) of each packer, run in a process of its own;
+- with ``--phases``, where a first pull of the packed store spends its time (medians of
+  ``--repeat`` pulls, ``time.perf_counter`` around each phase).
 
-    python benchmarks/sync.py [--trials N] [--repeat R] [--gc]
+    python benchmarks/sync.py [--trials N] [--repeat R] [--gc] [--phases]
 
 Goals: sync within 2x of git (issue 18); with ``--gc``, after packing, within 1.5x of git gc's
 size, without the git CLI (issue 5).
@@ -179,6 +181,7 @@ def main() -> int:
     parser.add_argument("--new", type=int, default=100, help="trials of a day's push")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gc", action="store_true", help="also measure packing and sizes")
+    parser.add_argument("--phases", action="store_true", help="also time a packed pull's phases")
     args = parser.parse_args()
     count = args.trials
     root = Path(tempfile.mkdtemp(prefix="mitosis-sync-bench-"))
@@ -260,10 +263,66 @@ def main() -> int:
         met = met and ratio <= GOAL
         verdict = "within" if ratio <= GOAL else "OVER"
         print(f"{name:<28} {ours:10.2f} {theirs:8.2f} {ratio:6.2f}   {verdict} {GOAL}x")
+    if args.phases:
+        phases(runs, args.repeat, packed)
     if args.gc:
         met = sizes(root, loose, count) and met
     shutil.rmtree(root, ignore_errors=True)
     return 0 if met else 1
+
+
+def phases(runs: Runs, repeat: int, source: Path) -> None:
+    """Print where a first pull of the store ``source`` spends its time: its phases timed by
+    wrapping the functions that do them (medians of ``repeat`` pulls into empty stores)."""
+    import functools
+
+    import mitosis
+    from mitosis.store import incoming, sync
+
+    spent: dict[str, list[float]] = {}
+    wrapped = [
+        (sync, "_copy_local", "copy (the packs' bytes, the index made, fsynced)"),
+        (sync, "Reader", "opening the quarantine's pack"),
+        (sync, "history_problem", "walk: commits and trees read, hashed, checked"),
+        (incoming.Aside, "take", "files hashed aside: the rest taken (waited for)"),
+        (sync, "damaged", "files left, hashed in the pull's process"),
+        (sync, "integrate", "the branch moved"),
+        (sync, "added", "provenance: the trials brought"),
+    ]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in wrapped]
+
+    def timing(function: Callable[..., object], label: str) -> Callable[..., object]:
+        @functools.wraps(function)
+        def timed_call(*args: object, **kwargs: object) -> object:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent.setdefault(label, []).append(time.perf_counter() - start)
+
+        return timed_call
+
+    for owner, name, label in wrapped:
+        setattr(owner, name, timing(getattr(owner, name), label))
+    totals = []
+    try:
+        for number in range(repeat):
+            target = runs.fresh()
+            totals.append(timed(lambda target=target: mitosis.pull(str(source), store=target)))  # type: ignore[misc]
+            shutil.rmtree(target, ignore_errors=True)
+            for times in spent.values():  # one entry per pull: several calls summed
+                times[number:] = [sum(times[number:])]
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+    total = statistics.median(totals)
+    print(f"a first pull of the packed store: {total:.2f} s (median of {repeat}), of which")
+    parts = {label: statistics.median(spent[label]) for _, _, label in wrapped if label in spent}
+    for label, seconds in parts.items():
+        print(f"  {seconds:6.3f} s  {label}")
+    rest = total - sum(parts.values())
+    print(f"  {rest:6.3f} s  the rest: the quarantine made, the stores opened, the refs moved")
+    print(f"  (load {os.getloadavg()[0]:.1f})")
 
 
 def sizes(root: Path, loose: Path, count: int) -> bool:

@@ -207,8 +207,10 @@ def _commit(source: Path, tree: str, parent: str) -> str:
         ([], [(0o100644, b"zz", b"0100644")]),  # a mode written with a leading zero
         # "a" as a folder, in its place after "a-b", with a file "a" two entries before
         ([(0o100644, b"a"), (0o100644, b"a-b")], [(stat.S_IFDIR, b"a")]),
+        # "b" as a file, in its place before "b-c", with a folder "b" two entries after
+        ([(0o100644, b"b-c"), (stat.S_IFDIR, b"b")], [(0o100644, b"b")]),
     ],
-    ids=["out-of-order", "zero-padded-mode", "name-twice-apart"],
+    ids=["out-of-order", "zero-padded-mode", "name-twice-apart", "file-name-twice-apart"],
 )
 @pytest.mark.parametrize("first", [True, False], ids=["first-pull", "onto-history"])
 def test_a_tree_that_is_its_base_and_one_entry_more_is_checked_as_a_whole(
@@ -252,3 +254,111 @@ def test_a_tree_that_is_its_base_and_one_entry_more_is_checked_as_a_whole(
         refused(source, store, forged, "leading zero", mitosis.SyncError)
     else:
         refused(source, store, forged)
+
+
+def _grown(source: Path, parent: str, shard: bytes, folder: bytes) -> str:
+    """A commit on ``parent`` whose tree adds the trial folder ``trials/<shard>/ff..`` of the
+    raw tree ``folder`` (a shard of its own; the trees above it made by git)."""
+    folder_id = loose(source, b"tree", folder)
+    trial = b"ff" + shard[2:] * 5
+    shard_id = git("mktree", cwd=source, input=f"040000 tree {folder_id}\t{trial.decode()}\n")
+    root = git("rev-parse", f"{parent}^{{tree}}", cwd=source).strip()
+    shelf = git("ls-tree", f"{root}:trials", cwd=source)
+    shelf += f"040000 tree {shard_id.strip()}\t{shard.decode()}\n"
+    shelf_id = git("mktree", cwd=source, input=shelf).strip()
+    tree = git("mktree", cwd=source, input=f"040000 tree {shelf_id}\ttrials\n").strip()
+    return _commit(source, tree, parent)
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        [(0o100644, b"trial.json"), (0o100644, b"output.log")],  # the same names, unsorted
+        [(0o100664, b"output.log"), (0o100644, b"trial.json")],  # one mode git fsck refuses
+        [(0o100644, b"output.log"), (0o100644, b"output.log")],  # one name twice
+    ],
+    ids=["unsorted", "mode", "name-twice"],
+)
+def test_a_small_tree_is_judged_by_its_names_and_modes_in_order(tmp_path, forged):
+    """A small tree is judged once per shape (its names and modes, in order): a trial's
+    folder shaped almost as one judged well formed just before is judged in full."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    make(store, 1)
+    parent, _ = tip(source)
+    blob = loose(source, b"blob", b"planted\n")
+    good = [(0o100644, b"output.log"), (0o100644, b"trial.json")]
+    parent = _grown(source, parent, b"f1", b"".join(_entry(m, n, blob) for m, n in good))
+    raw = b"".join(_entry(m, n, blob) for m, n in forged)
+    point(source, _grown(source, parent, b"f2", raw))
+    folder = hashlib.sha1(b"tree %d\0" % len(raw) + raw).hexdigest()
+    refused(source, store, folder)
+    point(source, parent)  # the well-formed one alone is taken
+    assert mitosis.pull(str(source), store=store).experiments == {"sine": "fast-forward"}
+
+
+def _replaced(source: Path, tree: str, name: bytes, new: str) -> str:
+    """The tree ``tree`` with the entry ``name`` pointing at ``new``: the same length, one
+    entry's id changed."""
+    listing = git("ls-tree", tree, cwd=source).splitlines()
+    raw = b""
+    for line in listing:
+        info, entry = line.split("\t")
+        mode, _, sha = info.split()
+        raw += _entry(int(mode, 8), entry.encode(), new if entry.encode() == name else sha)
+    return loose(source, b"tree", raw)
+
+
+@pytest.mark.parametrize(
+    ("mode", "name"),
+    [(0o100664, b"trial.json"), (0o100644, b"trial\\json")],
+    ids=["mode", "name"],
+)
+def test_a_tree_of_its_bases_length_differing_outside_an_id_is_checked_as_a_whole(
+    tmp_path, mode, name
+):
+    """The walk takes a tree of the same length as the tree at the same path in its parent
+    byte-wise when they differ in one entry's id alone; a trial's folder whose file has another
+    mode, or another name of the same length, is judged whole (on a first pull, where the walk
+    alone judges it) and refused."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    git("init", "-q", "--bare", str(store))
+    parent, root = tip(source)
+    path = "trials/00/000000000002"
+    record = git("rev-parse", f"{root}:{path}/trial.json", cwd=source).strip()
+    folder = loose(source, b"tree", _entry(mode, name, record))
+    shard = _replaced(
+        source, git("rev-parse", f"{root}:trials/00", cwd=source).strip(), b"000000000002", folder
+    )
+    shelf = _replaced(source, git("rev-parse", f"{root}:trials", cwd=source).strip(), b"00", shard)
+    point(source, _commit(source, _replaced(source, root, b"trials", shelf), parent))
+    refused(source, store, folder)
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [b"zz" * 20, b"\xff" * 40, b"ab" * 19, b"ab " * 13 + b"a"],
+    ids=["not-hex", "not-ascii", "short", "spaced"],
+)
+@pytest.mark.parametrize("first", [True, False], ids=["first-pull", "onto-history"])
+def test_a_commit_whose_parent_is_no_commit_id_is_refused(tmp_path, parent, first):
+    """A commit's text names its parents: one that is no id of 40 hex digits is refused
+    (on a first pull it crashed the walk of the copied store, with the parent as its error)."""
+    source, store = tmp_path / "source.git", tmp_path / "store.git"
+    make(source)
+    if first:
+        git("init", "-q", "--bare", str(store))
+    else:
+        make(store, 1)
+    _, tree = tip(source)
+    text = b"tree %s\nparent %s\nauthor %s\ncommitter %s\n\nforged\n" % (
+        tree.encode(),
+        parent,
+        _IDENT,
+        _IDENT,
+    )
+    forged = loose(source, b"commit", text)
+    point(source, forged)
+    assert fsck_refuses(source)
+    refused(source, store, forged, "malformed")

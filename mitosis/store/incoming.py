@@ -23,6 +23,8 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -31,8 +33,9 @@ from typing import TYPE_CHECKING
 from ..exceptions import StoreError
 from ..model.checks import name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
+from . import blobcheck
 from .blobs import BIG
-from .reader import Entries, Reader, tree_order, verify
+from .reader import Entries, Reader, binary_ids, tree_order, verify
 from .repo import Store
 from .send import Inspector, missing
 from .trials import load_json
@@ -40,7 +43,7 @@ from .trials import load_json
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID, Tree
 
-__all__ = ["admit", "damaged", "history_problem", "quarantine", "removals"]
+__all__ = ["Aside", "admit", "damaged", "history_problem", "quarantine", "removals"]
 
 #: git's modes, as ``git fsck --strict`` accepts them (dulwich's check also allows 100664).
 _MODES = (stat.S_IFDIR, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755, stat.S_IFLNK, 0o160000)
@@ -52,6 +55,10 @@ _BLOB = 3
 #: ``.git.``), a byte of a code point beyond ASCII (``.git`` with a code point that HFS+
 #: ignores). A match is looked at name by name (:meth:`_Fsck.names`).
 _SUSPECT = re.compile(rb"[\\\0\x80-\xff]|[gG][iI][tT]|/\.{0,2}(?=/)")
+#: Trees of at most this many entries are judged once per shape (names and modes, in order).
+_SHAPED = 16
+#: Shapes kept; the set starts anew past it.
+_SHAPES = 1024
 #: ``name <email> seconds +zone``, as both git fsck (``fsck_ident``) and dulwich accept it.
 _IDENT = rb"[^<>\n\0]* <[^<>\n\0]*> (?:0|[1-9][0-9]{0,11}) [+-][0-9]{4}\n"
 #: The header of a commit as mitosis and git write it (no signature, no extra header): one
@@ -114,6 +121,13 @@ class _Malformed(Exception):
     """What is wrong with a history that arrived."""
 
 
+def _unsorted(path: bytes) -> _Malformed:
+    return _Malformed(
+        f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
+        "its entries are not sorted, or a name comes twice"
+    )
+
+
 class _Fsck(Inspector):
     """``git fsck --strict``'s rules for each new commit and tree (of a commit, the usual
     shape matched at once, any other judged by dulwich's full check; of a tree: git's modes,
@@ -131,9 +145,28 @@ class _Fsck(Inspector):
             raise _Malformed(f"commit {commit_id.decode()} is malformed: {exc}") from None
 
     def absent(self, commit_id: bytes) -> None:
-        raise _Malformed(f"commit {commit_id.decode()} is missing")
+        shown = commit_id.decode("ascii", "backslashreplace")
+        raise _Malformed(f"the parent {shown!r} of a new commit is missing, or no commit id")
+
+    def __init__(self) -> None:
+        # the names and modes of small trees found well formed: a trial's folders, each
+        # shaped as the one before, are judged once
+        self.shapes: set[tuple[tuple[bytes, int], ...]] = set()
 
     def tree(self, tree_id: bytes, path: bytes, entries: Entries, new: Entries) -> None:
+        if len(entries) > _SHAPED:
+            self.judge(path, entries, new)
+            return
+        shape = tuple([(name, mode) for name, mode, _ in entries])
+        if shape not in self.shapes:
+            self.judge(path, entries, entries)  # every name: the shape is judged whole
+            if len(self.shapes) >= _SHAPES:
+                self.shapes.clear()
+            self.shapes.add(shape)
+
+    def judge(self, path: bytes, entries: Entries, new: Entries) -> None:
+        """Whether the tree at ``path`` of ``entries`` is well formed, its entries ``new``
+        (those no base has) screened for names and modes (raised)."""
         if new:
             names = [name for name, _, _ in new]
             joined = b"/".join(names)
@@ -145,10 +178,7 @@ class _Fsck(Inspector):
                 self.names(path, new)
         keys = [name + b"/" if mode == stat.S_IFDIR else name for name, mode, _ in entries]
         if keys != sorted(keys) or len({name for name, _, _ in entries}) != len(entries):
-            raise _Malformed(
-                f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
-                "its entries are not sorted, or a name comes twice"
-            )
+            raise _unsorted(path)
 
     def inserted(self, tree_id: bytes, path: bytes, entries: Entries, index: int) -> None:
         # the base's entries were in order, names once each: only the new one is looked at
@@ -156,17 +186,20 @@ class _Fsck(Inspector):
         if mode not in _MODE_SET or b"/" in name or _SUSPECT.search(b"/" + name + b"/") is not None:
             self.names(path, [entry])
         key = tree_order(entry)
-        other = name if mode == stat.S_IFDIR else name + b"/"  # the same name, as the other kind
-        at = bisect.bisect_left(entries, other, key=tree_order)
-        if (
-            (index and tree_order(entries[index - 1]) >= key)
-            or (index + 1 < len(entries) and key >= tree_order(entries[index + 1]))
-            or (at < len(entries) and tree_order(entries[at]) == other)
+        if (index and tree_order(entries[index - 1]) >= key) or (
+            index + 1 < len(entries) and key >= tree_order(entries[index + 1])
         ):
-            raise _Malformed(
-                f"the tree {path.decode('utf-8', 'replace').lstrip('/') or '/'} is malformed: "
-                "its entries are not sorted, or a name comes twice"
-            )
+            raise _unsorted(path)
+        # The same name as the other kind (a file "a" for a folder "a") sorts before a folder,
+        # after a file, with only names that start with it between: a neighbour's name shows
+        # whether to look for it.
+        near = index - 1 if mode == stat.S_IFDIR else index + 1
+        if not (0 <= near < len(entries) and entries[near][0].startswith(name)):
+            return
+        other = name if mode == stat.S_IFDIR else name + b"/"
+        at = bisect.bisect_left(entries, other, key=tree_order)
+        if at < len(entries) and tree_order(entries[at]) == other:
+            raise _unsorted(path)
 
     def names(self, path: bytes, new: Entries) -> None:
         """Which of the entries ``new`` of the tree at ``path`` has a name or a mode that git
@@ -218,8 +251,72 @@ def history_problem(
     except (ObjectFormatException, StoreError) as exc:
         return f"malformed: {exc}"
     if reached is not None:
-        reached.update(bytes.fromhex(object_id.decode()) for object_id in found)
+        reached.update(binary_ids(found))
     return None
+
+
+#: Fewer objects copied than this are all checked in the pull's own process (a process of
+#: their own takes longer to start than the check takes).
+ASIDE = 10_000
+
+
+class Aside:
+    """The blobs of the quarantine's packs checked against their ids in a process of their
+    own (:mod:`mitosis.store.blobcheck`, started at once, when ``claimed`` holds at least
+    :data:`ASIDE` ids), while the history walk checks the commits and trees: the machine's
+    second core takes a third of a first pull's checking. :meth:`take` takes what it checked;
+    on leaving (a context manager), the process is ended if it still runs."""
+
+    #: Whether :meth:`take` waits for the process to finish (tests), rather than ending it
+    #: and leaving what it did not check yet to its caller (on a busy machine, the process
+    #: may lag behind the walk).
+    wait = False
+
+    def __init__(self, held: Store, claimed: set[bytes]) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+        self.checked = os.path.join(held.repo.controldir(), "checked-aside")
+        if len(claimed) < ASIDE or getattr(sys, "frozen", False):
+            return  # few, or no interpreter to run it with (a frozen application)
+        folder = os.fspath(held.repo.object_store.pack_dir)
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        packs = [os.path.join(folder, n[: -len(".idx")]) for n in names if n.endswith(".idx")]
+        command = [sys.executable, "-I", blobcheck.__file__, str(BIG), self.checked, *packs]
+        with contextlib.suppress(OSError):  # cannot start: the caller checks them all
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+
+    def __enter__(self) -> Aside:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+    def take(self, claimed: set[bytes]) -> str | None:
+        """Take the ids the process checked out of ``claimed`` (ending it first if it still
+        runs, unless :attr:`wait`: :func:`damaged` then checks the rest); what it found
+        wrong, or None."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if not self.wait and process.poll() is None:
+            process.kill()
+        _, err = process.communicate()
+        if process.returncode == blobcheck.WRONG:
+            return err.decode("ascii", "replace").strip() or "an object is not what its id says"
+        try:
+            with open(self.checked, "rb") as file:
+                found = file.read()
+        except OSError:  # it wrote none: the caller checks them all
+            return None
+        whole = len(found) - len(found) % 20  # the last id cut short, if it was ended writing
+        claimed.difference_update(found[at : at + 20] for at in range(0, whole, 20))
+        return None
 
 
 def damaged(reader: Reader) -> str | None:
@@ -228,15 +325,18 @@ def damaged(reader: Reader) -> str | None:
     (a delta's base before it, as git's index-pack reads a pack), the others after."""
     claimed = reader.claimed
     for pack in reader.packs:
-        placed = sorted((pack.index[i], i) for i in claimed if i in pack.index)
-        for offset, object_id in placed:
+        if not claimed:
+            break
+        by_offset, header, entry_at = pack.by_offset, pack.header, reader.entry_at
+        for offset in pack.ends:  # in the pack's order
+            object_id = by_offset[offset]
             if object_id not in claimed:
-                continue  # checked meanwhile, read as the base of another's delta
-            kind, size, base, _ = pack.header(offset)
+                continue  # checked already (read by the walk, or as a delta's base)
+            kind, size, base, _ = header(offset)
             if base is None and kind == _BLOB and size > BIG:
                 continue  # a big blob: streamed, below
             try:
-                reader.entry_at(pack, offset)  # checked as it is read (see Reader.claimed)
+                entry_at(pack, offset, object_id)  # checked as it is read (see Reader.claimed)
             except (StoreError, zlib.error) as exc:
                 return f"{object_id.hex()} cannot be read, or is not what its id says: {exc}"
     for object_id in sorted(claimed):

@@ -30,6 +30,7 @@ import bisect
 import contextlib
 import hashlib
 import heapq
+import mmap
 import os
 import re
 import struct
@@ -57,9 +58,6 @@ _RUN = 48
 class Inspector:
     """Told of each new commit and each new tree that :func:`missing` meets (a check of
     what arrives raises from these); by default, does nothing."""
-
-    def read(self, object_id: bytes, kind: int, data: bytes) -> None:
-        """A new commit or tree (hex id), as read."""
 
     def commit(self, commit_id: bytes, data: bytes) -> None:
         """A new commit, and its text."""
@@ -147,14 +145,13 @@ def missing(
             elif interesting:
                 inspector.absent(parent)
     found: dict[bytes, int] = {c: _COMMIT for c in ours if c not in theirs}
-    walk = _TreeWalk(reader, found, inspector, bases if bases is not None else {})
+    walk = _TreeWalk(reader, found, inspector, bases)
     for number, commit_id in enumerate(reversed(ours)):
         if progress is not None and number % 1000 == 0:
             progress(b"counting objects: %d\r" % len(found))
         if commit_id in theirs:
             continue
         data = texts.get(commit_id) or reader.raw(commit_id)[1]
-        inspector.read(commit_id, _COMMIT, data)
         inspector.commit(commit_id, data)
         tree, parents, _ = commits[commit_id]
         parent_trees = [t[0] for p in parents if (t := links_of(p)) is not None]
@@ -173,17 +170,11 @@ def missing(
 class _Version:
     """A tree as last met at a path: its id, content, entries and where each entry ends."""
 
-    __slots__ = ("ends", "entries", "number", "raw", "tree")
+    __slots__ = ("ends", "entries", "raw", "tree")
 
     def __init__(self, tree: bytes, raw: bytes, entries: list[tuple[bytes, int, bytes]]) -> None:
         self.tree, self.raw, self.entries = tree, raw, entries
         self.ends: list[int] | None = None
-        self.number: int | None = None  # the content as one big integer, once made
-
-    def as_number(self) -> int:
-        if self.number is None:
-            self.number = int.from_bytes(self.raw, "big")
-        return self.number
 
     def entry_ends(self) -> list[int]:
         if self.ends is None:
@@ -208,13 +199,13 @@ class _TreeWalk:
         reader: Reader,
         found: dict[bytes, int],
         inspector: Inspector,
-        bases: dict[bytes, bytes],
+        bases: dict[bytes, bytes] | None,
     ) -> None:
         self.reader = reader
         self.found = found
         self.inspector = inspector
         self.latest: dict[bytes, _Version] = {}
-        self.bases = bases  # a delta base for each object found: the same path in a parent
+        self.bases = bases  # a delta base for each object found (the same path in a parent)
         self.files: dict[tuple[int, bytes], bytes] = {}  # the last file met, by depth and name
 
     def version(self, tree: bytes, path: bytes) -> _Version:
@@ -229,40 +220,24 @@ class _TreeWalk:
         if tree in found or tree in bases:
             return
         found[tree] = _TREE
-        old = [self.version(base, path) for base in bases]
         kind, raw = self.reader.raw(tree)
         if kind != _TREE:
             from dulwich.errors import ObjectFormatException
 
             raise ObjectFormatException(f"{tree.decode()} is not a tree")
-        self.inspector.read(tree, kind, raw)
-        if old:
-            self.bases[tree] = bases[0]
-            if len(old) == 1 and len(old[0].raw) < len(raw):
-                added = _one_inserted(old[0], raw)
-                if added is not None:  # a trial added to a shard: its base and one entry
-                    index, entry = added
-                    entries = list(old[0].entries)
-                    entries.insert(index, entry)
-                    latest = self.latest[path] = _Version(tree, raw, entries)
-                    ends, extra = old[0].entry_ends(), len(raw) - len(old[0].raw)
-                    start = ends[index - 1] if index else 0
-                    latest.ends = [*ends[:index], start + extra, *(e + extra for e in ends[index:])]
-                    self.inspector.inserted(tree, path, entries, index)
-                    self.walk_entry(*entry, [], path)
+        old: list[_Version] = []
+        if bases:
+            if self.bases is not None:
+                self.bases[tree] = bases[0]
+            if len(bases) == 1:
+                base = self.version(bases[0], path)
+                if len(base.raw) == len(raw) and self.changed(base, tree, raw, path):
                     return
-            if len(old) == 1 and len(old[0].raw) == len(raw):
-                number = int.from_bytes(raw, "big")
-                one = _one_changed(old[0], raw, number)
-                if one is not None:
-                    index, sha = one
-                    name, mode, before = old[0].entries[index]
-                    entries = list(old[0].entries)
-                    entries[index] = (name, mode, sha)
-                    latest = self.latest[path] = _Version(tree, raw, entries)
-                    latest.ends, latest.number = old[0].ends, number
-                    self.walk_entry(name, mode, sha, [before] if mode == _DIR else [], path)
+                if len(base.raw) < len(raw) and self.inserted(base, tree, raw, path):
                     return
+                old = [base]
+            else:
+                old = [self.version(base, path) for base in bases]
         new = self.reader.tree(tree, raw)
         self.latest[path] = _Version(tree, raw, new)
         if old:
@@ -272,17 +247,52 @@ class _TreeWalk:
             changed = new
         self.inspector.tree(tree, path, new, changed)
         depth = path.count(b"/")
-        files = self.files
+        files, bases_of = self.files, self.bases
         for name, mode, sha in changed:
             if mode == _DIR:
                 self.diff(sha, _folders(old, name) if old else [], path + b"/" + name)
             elif mode != _SUBMODULE and sha not in found:
                 found[sha] = _BLOB
-                # a trial's file is most like the same file of the trial before
-                last = files.get((depth, name))
-                if last is not None:
-                    self.bases[sha] = last
-                files[(depth, name)] = sha
+                if bases_of is not None:  # a trial's file is most like the trial before's
+                    shape = (depth, name)
+                    last = files.get(shape)
+                    if last is not None:
+                        bases_of[sha] = last
+                    files[shape] = sha
+
+    def changed(self, base: _Version, tree: bytes, raw: bytes, path: bytes) -> bool:
+        """Whether the tree ``raw`` is ``base`` (of the same length) but for one entry's id:
+        then that entry is walked, and the tree is not parsed."""
+        one = _one_changed(base, raw)
+        if one is None:
+            return False
+        index, sha = one
+        name, mode, before = base.entries[index]
+        entries = list(base.entries)
+        entries[index] = (name, mode, sha)
+        latest = self.latest[path] = _Version(tree, raw, entries)
+        latest.ends = base.ends
+        self.walk_entry(name, mode, sha, [before] if mode == _DIR else [], path)
+        return True
+
+    def inserted(self, base: _Version, tree: bytes, raw: bytes, path: bytes) -> bool:
+        """Whether the tree ``raw`` is ``base`` with one entry more (a trial added to a
+        shard): then the new entry alone is checked and walked, and the tree is not parsed."""
+        added = _one_inserted(base, raw)
+        if added is None:
+            return False
+        index, entry = added
+        entries = list(base.entries)
+        entries.insert(index, entry)
+        latest = self.latest[path] = _Version(tree, raw, entries)
+        ends, extra = base.entry_ends(), len(raw) - len(base.raw)
+        start = ends[index - 1] if index else 0
+        latest.ends = ends[:index]
+        latest.ends.append(start + extra)
+        latest.ends += [end + extra for end in ends[index:]]
+        self.inspector.inserted(tree, path, entries, index)
+        self.walk_entry(*entry, [], path)
+        return True
 
     def walk_entry(
         self, name: bytes, mode: int, sha: bytes, bases: list[bytes], path: bytes
@@ -291,11 +301,12 @@ class _TreeWalk:
             self.diff(sha, bases, path + b"/" + name)
         elif mode != _SUBMODULE and sha not in self.found:
             self.found[sha] = _BLOB
-            shape = (path.count(b"/"), name)
-            last = self.files.get(shape)
-            if last is not None:
-                self.bases[sha] = last
-            self.files[shape] = sha
+            if self.bases is not None:
+                shape = (path.count(b"/"), name)
+                last = self.files.get(shape)
+                if last is not None:
+                    self.bases[sha] = last
+                self.files[shape] = sha
 
 
 def _folders(versions: list[_Version], name: bytes) -> list[bytes]:
@@ -320,8 +331,7 @@ def _one_inserted(old: _Version, raw: bytes) -> tuple[int, tuple[bytes, int, byt
     first byte where they differ falls in the entry of ``old`` before which the new one went
     (or past its end), and what follows the new entry is the rest of ``old`` as it was."""
     size, extra = len(old.raw), len(raw) - len(old.raw)
-    diff = old.as_number() ^ int.from_bytes(raw[:size], "big")
-    first = size - (diff.bit_length() + 7) // 8  # size when they differ in no byte
+    first = _first_difference(old.raw, raw, size)
     ends = old.entry_ends()
     index = bisect.bisect_right(ends, first)
     start = ends[index - 1] if index else 0
@@ -334,21 +344,34 @@ def _one_inserted(old: _Version, raw: bytes) -> tuple[int, tuple[bytes, int, byt
     return index, (found[2], mode, found[3].hex().encode())
 
 
-def _one_changed(old: _Version, raw: bytes, number: int) -> tuple[int, bytes] | None:
-    """When the tree ``raw`` (``number``: as one big integer) is ``old`` but for one entry's
-    id: that entry's index and new id (hex); else None."""
-    diff = old.as_number() ^ number
-    if not diff:
-        return None
-    size = len(raw)
-    first = size - (diff.bit_length() + 7) // 8
-    last = size - 1 - ((diff & -diff).bit_length() - 1) // 8
+def _one_changed(old: _Version, raw: bytes) -> tuple[int, bytes] | None:
+    """When the tree ``raw`` (of ``old``'s length) is ``old`` but for one entry's id: that
+    entry's index and new id (hex); else None. The first byte where they differ falls in that
+    id, and they are the same after it."""
+    first = _first_difference(old.raw, raw, len(raw))
     ends = old.entry_ends()
     index = bisect.bisect_right(ends, first)
-    if index >= len(ends) or ends[index] - 20 > first or last >= ends[index]:
-        return None
+    if index >= len(ends) or ends[index] - 20 > first:
+        return None  # the same, or the first difference is in no entry's id
     end = ends[index]
+    if raw[end:] != old.raw[end:]:
+        return None
     return index, raw[end - 20 : end].hex().encode()
+
+
+def _first_difference(old: bytes, new: bytes, size: int) -> int:
+    """Where the first ``size`` bytes of ``old`` and ``new`` first differ (``size`` when they do
+    not): halves compared as wholes (each one ``memcmp``) down to a few bytes."""
+    low, high = 0, size  # the same before low; a difference before high, if any
+    while high - low > 16:
+        middle = (low + high) // 2
+        if old[low:middle] == new[low:middle]:
+            low = middle
+        else:
+            high = middle
+    while low < size and old[low] == new[low]:
+        low += 1
+    return low
 
 
 class Outgoing:
@@ -441,17 +464,22 @@ class Outgoing:
             end = len(pack.data) - 20
             for start in range(12, end, CHUNK):
                 out(pack.data[start : min(start + CHUNK, end)])
-            data, ends, crc32 = pack.data, pack.ends, binascii.crc32
-            for object_id, at in zip(pack.ids, pack.offsets, strict=True):
-                stop = ends[at]  # the checksum made afresh: the pack's own index may lie
-                if stop - at <= CHUNK:
-                    crc = crc32(data[at:stop])
-                else:  # a big entry (a result), never held whole
-                    crc = 0
-                    for piece in range(at, stop, CHUNK):
-                        crc = crc32(data[piece : min(piece + CHUNK, stop)], crc)
-                found[object_id] = (at + shift, crc)
-                self.written[object_id] = at + shift
+            data, crc32 = pack.data, binascii.crc32
+            # the checksums made afresh (the pack's own index may lie), in the pack's order
+            crcs = {
+                at: crc32(data[at:stop]) if stop - at <= CHUNK else _crc(data, at, stop)
+                for at, stop in pack.ends.items()
+            }
+            moved = [at + shift for at in pack.offsets]
+            found.update(
+                zip(
+                    pack.ids,
+                    zip(moved, [crcs[at] for at in pack.offsets], strict=True),
+                    strict=True,
+                )
+            )
+            if self.packed or (self.small and self.bases):  # a delta may go against them
+                self.written.update(zip(pack.ids, moved, strict=True))
             self.offset += end - 12
         position = self.offset
         for entry in self._rest():
@@ -544,6 +572,14 @@ class Outgoing:
             kind, data = self.reader.raw_binary(object_id)
         head = bytes(pack_object_header(kind, None, len(data), self.objects.object_format))
         return self._emit(object_id, kind, head + zlib.compress(data, 1), len(data))
+
+
+def _crc(data: mmap.mmap, start: int, stop: int) -> int:
+    """The checksum of a big entry (a result) of a pack, never held whole."""
+    crc = 0
+    for piece in range(start, stop, CHUNK):
+        crc = binascii.crc32(data[piece : min(piece + CHUNK, stop)], crc)
+    return crc
 
 
 def _chained(first: bytes, rest: Iterable[bytes]) -> Iterator[bytes]:

@@ -26,10 +26,10 @@ from ..model.layout import (
 )
 from ..model.records import InStore, Pointer, Trial, human_size
 from ..model.redact import strip_credentials
-from .incoming import admit, damaged, history_problem, quarantine
+from .incoming import Aside, admit, damaged, history_problem, quarantine
 from .merge import Conflict, integrate, is_ancestor
 from .provenance import added, note, trial_ids
-from .reader import Reader
+from .reader import Reader, collector_paused
 from .repo import Store, warn
 from .results import results_refs
 from .send import copy, copy_all
@@ -288,7 +288,7 @@ def _fetch(
 
     selected = _selected(experiments)
     for whole in (True, False):  # a whole store copied, else what the tips lack (see below)
-        with quarantine(st) as held:
+        with quarantine(st) as held, collector_paused():
             claimed: set[bytes] = set()  # ids taken from a copied store's index, unchecked
             everything = False
             if _is_bundle(remote):
@@ -312,7 +312,10 @@ def _fetch(
             malformed = []
             # the quarantine's packs read directly; the store's few objects read (its side of
             # the walk, the trees before the first new commit) come through git's alternates
-            with Reader(held.repo.object_store, strict=True, claimed=claimed) as reader:
+            with (
+                Aside(held, claimed) as aside,
+                Reader(held.repo.object_store, strict=True, claimed=claimed) as reader,
+            ):
                 for ref, sha in sorted(refs.items()):
                     experiment = ref[len(BRANCH_PREFIX) :].decode()
                     tracked = cast(
@@ -328,7 +331,7 @@ def _fetch(
                 lost = [o.hex() for o in reached - copied if not st.has(o.hex())]
                 if lost and not malformed:
                     malformed += [f"{_experiment_of(r)}: {lost[0]} is missing" for r in refs]
-                problem = damaged(reader) if not malformed else None
+                problem = None if malformed else aside.take(claimed) or damaged(reader)
                 if problem is not None:  # copied, met by no history, and forged
                     malformed += [f"{_experiment_of(ref)}: {problem}" for ref in sorted(refs)]
             malformed += _results_problems(held, carried)  # a bundle's results, as fetched
@@ -695,6 +698,8 @@ def _results_problems(held: Store, refs: Mapping[Ref, ObjectID]) -> list[str]:
     """What is malformed in the results commits ``refs`` point at and their trees (read in the
     quarantine ``held``), one line per trial (see
     :func:`~mitosis.store.incoming.history_problem`)."""
+    if not refs:
+        return []  # none: the quarantine's packs are not read again
     with Reader(held.repo.object_store, strict=True) as reader:
         found = {ref: history_problem(reader, sha, []) for ref, sha in sorted(refs.items())}
     return [
