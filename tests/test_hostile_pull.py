@@ -1,6 +1,6 @@
-"""Defects found by the hostile review in code another engineer owns (mitosis/store/merge.py):
-each test is marked ``xfail(strict=True)`` with its reason until the owner fixes it, so that
-the fix turns it into a failure to remove the mark."""
+"""A pull that merges, fast-forwards or starts a branch from a history bringing variant locks or
+rename notes mitosis never writes, or tree names that are not UTF-8: refused, or merged, clearly,
+never a traceback (store/merge.py, store/incoming.py's lock_problems)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,6 @@ from test_hostile import cli, plant, record
 import mitosis
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/merge.py _drop_renamed reads a pulled lock's fingerprint as text "
-    "(AttributeError on a number) and a rename's note folder as a tree (a file there): the "
-    "pull stops with a traceback instead of refusing what it brought",
-)
 @pytest.mark.parametrize(
     "planted",
     [
@@ -33,26 +27,27 @@ import mitosis
     ],
     ids=["fingerprint-number", "notes-a-file"],
 )
-def test_a_merged_pull_with_a_forged_lock_is_refused_clearly(investigation, tmp_path, hub, planted):
+@pytest.mark.parametrize("how", ["merge", "fast-forward", "first pull"])
+def test_a_pull_with_a_forged_lock_is_refused_clearly(investigation, tmp_path, hub, planted, how):
     a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
     record(investigation, a)
     mitosis.push(store=a)
-    mitosis.pull(store=b)
-    record(investigation, b)  # b's own trial: the pull merges
+    if how != "first pull":
+        mitosis.pull(store=b)
+    if how == "merge":
+        record(investigation, b)  # b's own trial: the pull merges
     plant(hub, planted)
-    before = git("rev-parse", "mitosis/sine", cwd=b)
+    before = git("rev-parse", "--verify", "-q", "mitosis/sine", cwd=b, check=False)
     proc = cli("pull", "--store", str(b))
     assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
-    assert proc.returncode == 1 and "refused" in proc.stderr
-    assert git("rev-parse", "mitosis/sine", cwd=b) == before
+    assert proc.returncode == 1 and "refused the history of sine" in proc.stderr, proc.stderr
+    assert "brings variants/noise/zz" in proc.stderr
+    assert git("rev-parse", "--verify", "-q", "mitosis/sine", cwd=b, check=False) == before
+    if how == "merge":  # what waits in refs/remotes/ is refused by the listing of conflicts too
+        with pytest.raises(mitosis.SyncRefused, match="brings variants/noise/zz"):
+            mitosis.conflicts(store=b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/merge.py _union decodes tree names strictly (name.decode()): a pull that "
-    "merges a tree holding a name that is not UTF-8 (git allows it) stops with a "
-    "UnicodeDecodeError instead of merging it or refusing it",
-)
 def test_a_merged_pull_with_a_name_that_is_not_utf8_never_crashes(investigation, tmp_path, hub):
     a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
     record(investigation, a)
@@ -62,3 +57,5 @@ def test_a_merged_pull_with_a_name_that_is_not_utf8_never_crashes(investigation,
     plant(hub, {b"trials/\xff\xfe/abcdabcdabcd/trial.json": b"{}"})
     proc = cli("pull", "--store", str(b))
     assert "Traceback" not in proc.stderr, proc.stderr[-1500:]
+    assert proc.returncode == 0 and "merged" in proc.stdout, proc.stdout + proc.stderr
+    assert len(mitosis.trials("sine", store=b)) == 2  # the folder of no trial id is skipped

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..exceptions import StoreError
-from ..model.checks import name_problem
+from ..model.checks import lock_problem, name_problem
 from ..model.layout import TRIALS, VARIANTS, alias_path
 from . import blobcheck
 from .blobs import BIG
@@ -43,7 +43,15 @@ from .trials import load_json
 if TYPE_CHECKING:
     from dulwich.objects import ObjectID, Tree
 
-__all__ = ["Aside", "admit", "damaged", "history_problem", "quarantine", "removals"]
+__all__ = [
+    "Aside",
+    "admit",
+    "damaged",
+    "history_problem",
+    "lock_problems",
+    "quarantine",
+    "removals",
+]
 
 #: git's modes, as ``git fsck --strict`` accepts them (dulwich's check also allows 100664).
 _MODES = (stat.S_IFDIR, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755, stat.S_IFLNK, 0o160000)
@@ -406,3 +414,52 @@ def removals(st: Store, ours: ObjectID, theirs: ObjectID) -> list[str]:
                     what = "changes" if file in theirs_here else "deletes"
                     found.append(f"{what} the lock {param}={file[: -len('.json')]}")
     return found
+
+
+def lock_problems(st: Store, ours: ObjectID | None, theirs: ObjectID | None) -> list[str]:
+    """What is wrong with the variant locks and rename notes that the root tree ``theirs``
+    adds or changes beyond the root tree ``ours`` (None: every one), one line each: mitosis
+    reads them to lock, count, merge and list, so each must be what mitosis writes (see
+    :func:`~mitosis.model.checks.lock_problem`), a lock a file and a rename's notes a folder."""
+    found: list[str] = []
+    our_params = _entries(st, _subtree(st, ours, VARIANTS))
+    their_root = _entries(st, theirs)
+    if VARIANTS not in their_root:
+        return found
+    if not stat.S_ISDIR(their_root[VARIANTS][0]):
+        return [f"brings {VARIANTS} as a file, where the folder of variant locks belongs"]
+    for param, (mode, param_id) in _entries(st, their_root[VARIANTS][1]).items():
+        path = f"{VARIANTS}/{param}"
+        if not stat.S_ISDIR(mode):
+            found.append(f"brings {path} as a file, where a parameter's locks belong")
+            continue
+        mine = our_params.get(param)
+        if mine == (mode, param_id):
+            continue
+        ours_here = _entries(st, mine[1] if mine and stat.S_ISDIR(mine[0]) else None)
+        for file, entry in _entries(st, param_id).items():
+            if ours_here.get(file) == entry:
+                continue
+            if file.endswith(".renamed"):
+                if not stat.S_ISDIR(entry[0]):
+                    found.append(f"brings {path}/{file} as a file, where rename notes belong")
+                    continue
+                kept = ours_here.get(file)
+                kept_notes = _entries(st, kept[1] if kept and stat.S_ISDIR(kept[0]) else None)
+                for note, note_entry in _entries(st, entry[1]).items():
+                    if kept_notes.get(note) != note_entry:
+                        found += _lock_file_problem(st, f"{path}/{file}/{note}", *note_entry)
+            elif file.endswith(".json"):
+                found += _lock_file_problem(st, f"{path}/{file}", *entry)
+    return found
+
+
+def _lock_file_problem(st: Store, path: str, mode: int, blob: ObjectID) -> list[str]:
+    """What is wrong with the lock file or rename note ``blob`` at ``path``, as a list."""
+    if not stat.S_ISREG(mode):
+        return [f"brings {path} as something other than a file"]
+    try:
+        problem = lock_problem(load_json(st.get(blob).as_raw_string(), path), path)
+    except StoreError as exc:
+        problem = str(exc)
+    return [] if problem is None else [f"brings {path}, which mitosis never writes: {problem}"]

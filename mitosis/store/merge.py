@@ -19,7 +19,7 @@ import attrs
 
 from ..exceptions import StoreError, SyncRefused
 from ..model.layout import VARIANTS, tracking_branch
-from .incoming import removals
+from .incoming import lock_problems, removals
 from .repo import Store, backoff
 from .trials import load_json, read_trials
 from .variants import describe_lock
@@ -130,7 +130,8 @@ def _union(
     right_entries = {e.path: (e.mode, e.sha) for e in b.iteritems()}
     for name in sorted(left_entries.keys() | right_entries.keys()):
         left, right = left_entries.get(name), right_entries.get(name)
-        full = f"{path}/{name.decode()}" if path else name.decode()
+        text = name.decode("utf-8", "replace")  # git allows any bytes; mitosis writes UTF-8
+        full = f"{path}/{text}" if path else text
         if left is None or right is None or left[1] == right[1]:
             mode, sha = left or right  # type: ignore[misc]
         elif stat.S_ISDIR(left[0]) and stat.S_ISDIR(right[0]):
@@ -223,17 +224,34 @@ def _merge(
     return ("merged" if moved else "retry"), []
 
 
+def _refuse_forged_locks(
+    st: Store, experiment: str, ours: ObjectID | None, theirs: ObjectID, source: str
+) -> None:
+    """Refuse ``theirs`` when it brings a variant lock or rename note that mitosis never
+    writes (see :func:`~mitosis.store.incoming.lock_problems`): merging, counting and listing
+    read them as written.
+
+    Raises:
+        SyncRefused: naming each such file.
+    """
+    forged = lock_problems(st, st.tree_of(ours), st.tree_of(theirs))
+    if forged:
+        raise SyncRefused(experiment, source, forged)
+
+
 def integrate(
     st: Store, experiment: str, theirs: ObjectID, source: str
 ) -> tuple[str, list[Conflict]]:
     """Bring the fetched tip into the local branch: new, fast-forward, merge or conflict.
 
     Raises:
-        SyncRefused: a fast-forward would delete or change a trial or a lock of this store.
+        SyncRefused: a fast-forward would delete or change a trial or a lock of this store, or
+            the tip brings a variant lock or rename note that mitosis never writes.
     """
     from dulwich.file import FileLocked
 
     ref = st.ref(experiment)
+    _refuse_forged_locks(st, experiment, st.local_tip(experiment), theirs, source)
     for attempt in range(_RETRIES):
         ours = st.local_tip(experiment)
         try:
@@ -264,7 +282,12 @@ def conflicts(
     experiment: str | None = None, *, store: str | os.PathLike[str] | None = None
 ) -> list[Conflict]:
     """The variant conflicts between the store's branches and its remote-tracking branches
-    (what a pull would stop on), without changing anything."""
+    (what a pull would stop on), without changing anything.
+
+    Raises:
+        SyncRefused: a remote-tracking branch brings a variant lock or rename note that
+            mitosis never writes (a pull of it is refused too).
+    """
     found: list[Conflict] = []
     with Store.open(store) as st:
         for remote, name in st.tracking():
@@ -276,5 +299,6 @@ def conflicts(
             theirs = st.repo.refs[ref]
             if ours is None or ours == theirs:
                 continue
+            _refuse_forged_locks(st, exp, ours, theirs, remote)
             found += _compare(st, exp, ours, theirs, remote)[1]
     return found
