@@ -97,14 +97,23 @@ _LOCK = {"param": "noise", "variant": "high", "value": 0.5, "type": "float", "di
     ],
     ids=["list", "fingerprint", "type", "dill", "another-name"],
 )
-def test_a_pulled_lock_that_mitosis_did_not_write_is_refused_clearly(
+def test_a_lock_that_mitosis_did_not_write_is_refused_clearly(
     investigation, tmp_path, hub, lock, problem
 ):
     a, b = server(tmp_path, "a", hub), server(tmp_path, "b", hub)
     record(investigation, a)
     mitosis.push(store=a)
     plant(hub, {"variants/noise/high.json": json.dumps(lock).encode()})
-    assert mitosis.pull(store=b).experiments == {"sine": "new"}  # a new lock: pulled
+    for _ in range(2):  # refused, and not taken from refs/remotes/ by the next pull either
+        with pytest.raises(mitosis.SyncRefused) as refused:
+            mitosis.pull(store=b)
+        assert f"brings variants/noise/high.json, which mitosis never writes: {problem}" in str(
+            refused.value
+        )
+        assert git("rev-parse", "--verify", "-q", "mitosis/sine", cwd=b, check=False) == ""
+    # one that reached the store otherwise (git's plumbing, by hand) is refused where it is read
+    record(investigation, b, noise="low")
+    plant(b, {"variants/noise/high.json": json.dumps(lock).encode()})
     said = f"variants/noise/high.json on mitosis/sine is not a readable variant lock: {problem}"
     with pytest.raises(mitosis.StoreError, match=re.escape(said)):
         record(investigation, b, noise="high")  # was: AttributeError or TypeError

@@ -26,7 +26,7 @@ from ..model.layout import (
 )
 from ..model.records import InStore, Pointer, Trial, human_size
 from ..model.redact import strip_credentials
-from .incoming import Aside, admit, damaged, history_problem, quarantine
+from .incoming import Aside, admit, damaged, history_problem, lock_problems, quarantine
 from .merge import Conflict, integrate, is_ancestor
 from .provenance import added, note, trial_ids
 from .reader import Reader, collector_paused
@@ -521,11 +521,16 @@ def pull(
     """
     with Store.open(store, create=True) as st:
         # The store reads an experiment it has no branch of from a remote-tracking branch (after
-        # git clone): make that its branch before fetching moves the remote-tracking refs.
+        # git clone): make that its branch before fetching moves the remote-tracking refs,
+        # unless it brings locks mitosis never writes (a refused pull left it there).
         for remote_name, tracked in st.tracking():
             experiment = tracked.decode()
             adopted = st.tip(experiment)
-            if st.local_tip(experiment) is None and adopted is not None:
+            if (
+                st.local_tip(experiment) is None
+                and adopted is not None
+                and not lock_problems(st, None, st.tree_of(adopted))
+            ):
                 st.repo.refs.add_if_new(st.ref(experiment), adopted, message=b"mitosis: adopt")
                 note(st, experiment, trial_ids(st, adopted), f"pull {remote_name}")
         name, shown, fetched = _fetch(st, remote, experiments, progress)
